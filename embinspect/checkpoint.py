@@ -1,0 +1,99 @@
+"""An opened checkpoint: its files, its config, and its embedding tensors by role.
+
+Opening reads safetensors headers and JSON only. Tensor data is read later, row by row,
+by ``embinspect.rows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from embinspect.errors import ModelError
+from embinspect.locate import CheckpointFiles, locate
+from embinspect.positions import text_config
+from embinspect.safetensors_header import TensorHeader, read_header
+from embinspect.tensor_names import (
+    OUTPUT,
+    TOKEN,
+    EmbeddingTensor,
+    could_be_embedding,
+    find_embeddings,
+)
+
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class Checkpoint:
+    files: CheckpointFiles
+    config: dict[str, Any]  # config.json, {} when the checkpoint has none
+    headers: dict[str, TensorHeader]  # every tensor whose shard header was read
+    headers_complete: bool  # False when some shards were not fetched (Hub)
+    embeddings: dict[str, EmbeddingTensor]  # role -> tensor
+
+    @property
+    def token_table(self) -> EmbeddingTensor:
+        return self.embeddings[TOKEN]
+
+    @property
+    def text_config(self) -> dict[str, Any]:
+        return text_config(self.config)
+
+    def tying(self) -> tuple[bool, str]:
+        """Whether the output head reuses the token table, and why we say so."""
+        output = self.embeddings.get(OUTPUT)
+        flag = self.text_config.get("tie_word_embeddings")
+        if output is None:
+            return True, "no output tensor is stored: the head reuses the token table"
+        if flag is True:
+            return True, f"tie_word_embeddings is true: {output.header.name} is a stored copy"
+        return False, f"separate output tensor {output.header.name}"
+
+
+def open_checkpoint(
+    model: str, revision: str | None = None, tensor: str | None = None
+) -> Checkpoint:
+    """Open MODEL (folder, file or Hub repo id) reading headers and JSON only.
+
+    ``tensor`` (``--tensor``) names the token table when the known names do not find it.
+    """
+    files = locate(model, revision)
+    config = files.read_json(CONFIG_FILE) or {}
+    headers, complete = _read_headers(files, tensor)
+    embeddings = find_embeddings(headers, tensor)
+    if TOKEN not in embeddings:
+        float_tables = [h.name for h in headers.values() if h.is_float and len(h.shape) == 2]
+        hint = f" (2-D tensors: {', '.join(float_tables[:4])}...)" if float_tables else ""
+        raise ModelError(
+            f"{files.model}: no token embedding tensor found; name it with --tensor NAME{hint}"
+        )
+    return Checkpoint(files, config, headers, complete, embeddings)
+
+
+def _read_headers(
+    files: CheckpointFiles, tensor: str | None
+) -> tuple[dict[str, TensorHeader], bool]:
+    """Headers of every shard that is on this machine, and of remote shards holding embeddings."""
+    wanted = set(files.weight_files)
+    if files.kind == "hub" and files.weight_map is not None:
+        # Fetch only the shards that may hold an embedding; others are read if cached.
+        wanted = {
+            shard
+            for name, shard in files.weight_map.items()
+            if name == tensor or could_be_embedding(name) or files.is_present(shard)
+        }
+    headers: dict[str, TensorHeader] = {}
+    for shard in files.weight_files:
+        if shard not in wanted:
+            continue
+        headers.update(read_header(files.require(shard), file_label=shard))
+    if files.weight_map is not None:
+        missing = sorted(set(files.weight_map) - set(headers))
+        unread = [name for name in missing if files.weight_map[name] in wanted]
+        if unread:
+            raise ModelError(
+                f"{files.model}: index lists {unread[0]!r} in {files.weight_map[unread[0]]}, "
+                "but that shard does not hold it"
+            )
+    return headers, wanted == set(files.weight_files)

@@ -1,0 +1,43 @@
+"""What a user can get wrong, and the exit code each mistake ends with.
+
+Library code raises these; ``embinspect.cli.main`` turns them into one line on
+stderr. Anything else escaping the library is a bug and exits with
+``EXIT_INTERNAL``.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2  # the same code Click uses for a bad option or argument
+EXIT_MODEL = 3
+EXIT_QUERY = 4
+EXIT_INTERRUPTED = 130
+
+
+class EmbinspectError(Exception):
+    """A mistake the user can fix: ``message`` says what and how; ``exit_code`` is documented."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(EmbinspectError):
+    """The command line asks for something that cannot be done (a missing tokenizer, a bad id)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ModelError(EmbinspectError):
+    """MODEL is missing, unreadable, not safetensors, pickled, or holds no embedding tensor."""
+
+    exit_code = EXIT_MODEL
+
+
+class QueryError(EmbinspectError):
+    """A query could not be turned into a row of the table."""
+
+    exit_code = EXIT_QUERY

@@ -1,0 +1,105 @@
+"""``embinspect info``: what a checkpoint's embedding tables are, from headers and JSON only.
+
+Nothing here may import torch or transformers (a test checks it): ``info`` must answer
+in well under a second even for a checkpoint of many gigabytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from embinspect.checkpoint import Checkpoint
+from embinspect.positions import describe_positions
+from embinspect.safetensors_header import TensorHeader
+from embinspect.tensor_names import POSITION, ROLES
+from embinspect.tokenizer import count_vocabulary
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    role: str
+    name: str
+    shape: list[int]
+    dtype: str
+    file: str
+    bytes: int
+    family: str
+
+
+@dataclass(frozen=True)
+class Info:
+    """Everything ``info`` reports; ``to_json`` is the documented JSON schema."""
+
+    model: str
+    tensors: list[TensorInfo]
+    tied: bool
+    tied_reason: str
+    vocab_size: int | None  # from the tokenizer files; None without a tokenizer
+    vocab_source: str | None
+    rows: int  # rows of the token table
+    padding_rows: int | None  # rows no token id reaches (rows - vocab_size)
+    hidden_size: int
+    embedding_params: int
+    total_params: int
+    total_params_exact: bool  # False: estimated from the index's total_size
+    embedding_share: float
+    position: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
+    embeddings = checkpoint.embeddings
+    token = checkpoint.token_table.header
+    tensors = [
+        TensorInfo(
+            role=role,
+            name=embeddings[role].header.name,
+            shape=list(embeddings[role].header.shape),
+            dtype=embeddings[role].header.dtype,
+            file=embeddings[role].header.file,
+            bytes=embeddings[role].header.nbytes,
+            family=embeddings[role].family,
+        )
+        for role in ROLES
+        if role in embeddings
+    ]
+    vocab = count_vocabulary(checkpoint.files)
+    rows = token.shape[0]
+    tied, tied_reason = checkpoint.tying()
+    embedding_params = sum(h.numel for h in {e.header for e in embeddings.values()})
+    total_params, exact = _total_params(checkpoint, token)
+    position_tensor = embeddings.get(POSITION)
+    cfg = checkpoint.text_config
+    return Info(
+        model=checkpoint.files.model,
+        tensors=tensors,
+        tied=tied,
+        tied_reason=tied_reason,
+        vocab_size=vocab.size if vocab else None,
+        vocab_source=vocab.source if vocab else None,
+        rows=rows,
+        padding_rows=rows - vocab.size if vocab else None,
+        hidden_size=int(cfg.get("hidden_size") or cfg.get("n_embd") or token.shape[1]),
+        embedding_params=embedding_params,
+        total_params=total_params,
+        total_params_exact=exact,
+        embedding_share=embedding_params / total_params if total_params else 0.0,
+        position=describe_positions(
+            checkpoint.config,
+            position_tensor.header.shape[0] if position_tensor else None,
+            position_tensor.header.name if position_tensor else None,
+        ),
+    )
+
+
+def _total_params(checkpoint: Checkpoint, token: TensorHeader) -> tuple[int, bool]:
+    if checkpoint.headers_complete or checkpoint.files.index_total_size is None:
+        return sum(h.numel for h in checkpoint.headers.values()), checkpoint.headers_complete
+    # Shards left on the Hub: the index's byte count over the table's element size.
+    return checkpoint.files.index_total_size // _DTYPE_BYTES.get(token.dtype, 2), False
+

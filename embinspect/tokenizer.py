@@ -1,0 +1,255 @@
+"""The checkpoint's tokenizer: count its vocabulary cheaply, load it, and show tokens as text.
+
+``count_vocabulary`` parses the tokenizer files as plain JSON/text so that ``info`` imports
+neither ``tokenizers`` nor ``transformers``. ``load_vocabulary`` prefers the fast
+``tokenizers.Tokenizer.from_file("tokenizer.json")`` and falls back to
+``transformers.AutoTokenizer`` (never with ``trust_remote_code``) when only
+``vocab.json``/``merges.txt``, ``vocab.txt`` or SentencePiece files exist.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embinspect.errors import ModelError, UsageError
+from embinspect.locate import CheckpointFiles, load_json
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+TOKENIZER_JSON = "tokenizer.json"
+# Files from which transformers can build a tokenizer when tokenizer.json is absent.
+LEGACY_TOKENIZER_FILES = ("vocab.json", "tokenizer.model", "vocab.txt", "spiece.model")
+
+# How a vocabulary spells a word's leading space, which decides how a token reads as text.
+BYTE_LEVEL, METASPACE, WORDPIECE, PLAIN = "byte-level", "metaspace", "wordpiece", "plain"
+
+
+@dataclass(frozen=True)
+class VocabularyCount:
+    size: int  # distinct token ids, added tokens included (what len(tokenizer) gives)
+    source: str  # the file counted
+
+
+def count_vocabulary(files: CheckpointFiles) -> VocabularyCount | None:
+    """Size of the tokenizer's vocabulary from its files, without loading a tokenizer."""
+    path = files.optional(TOKENIZER_JSON)
+    if path is not None:
+        data = load_json(path)
+        model_vocab = (data.get("model") or {}).get("vocab")
+        if isinstance(model_vocab, dict):
+            ids = set(model_vocab.values())
+        elif isinstance(model_vocab, list):  # Unigram: [[piece, score], ...], id = position
+            ids = set(range(len(model_vocab)))
+        else:
+            return None
+        ids.update(token["id"] for token in data.get("added_tokens") or [])
+        return VocabularyCount(len(ids), TOKENIZER_JSON)
+    added = _added_token_ids(files)
+    for name, counter in (
+        ("vocab.json", _count_vocab_json),
+        ("vocab.txt", _count_lines),
+        ("tokenizer.model", _count_sentencepiece),
+        ("spiece.model", _count_sentencepiece),
+    ):
+        path = files.optional(name)
+        if path is not None:
+            ids = counter(path)
+            return VocabularyCount(len(ids | added), name)
+    return None
+
+
+def _count_vocab_json(path: Path) -> set[int]:
+    return set(load_json(path).values())
+
+
+def _count_lines(path: Path) -> set[int]:
+    with open(path, encoding="utf-8") as handle:
+        return set(range(sum(1 for _ in handle)))
+
+
+def _count_sentencepiece(path: Path) -> set[int]:
+    """Ids of a SentencePiece ModelProto: one per ``pieces`` entry (field 1), in order."""
+    data = path.read_bytes()
+    pos, count = 0, 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 2:
+            length, pos = _varint(data, pos)
+            pos += length
+            count += field == 1
+        elif wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ModelError(f"{path}: not a SentencePiece model")
+    return set(range(count))
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(data):
+            raise ModelError("truncated SentencePiece model")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _added_token_ids(files: CheckpointFiles) -> set[int]:
+    ids: set[int] = set()
+    added = files.read_json("added_tokens.json")
+    if added:
+        ids.update(int(i) for i in added.values())
+    config = files.read_json("tokenizer_config.json") or {}
+    ids.update(int(i) for i in (config.get("added_tokens_decoder") or {}))
+    return ids
+
+
+class Vocabulary:
+    """A loaded tokenizer: text to ids, ids to stored tokens, stored tokens to text."""
+
+    def __init__(self, backend: Tokenizer, source: str) -> None:
+        backend.no_padding()  # the MiniLM tokenizer.json pads every input to 128
+        backend.no_truncation()
+        self.backend = backend
+        self.source = source
+        self.size = backend.get_vocab_size(with_added_tokens=True)
+        spec = json.loads(backend.to_str())
+        self.scheme = _space_scheme(spec)
+        self.special_ids = {t["id"] for t in spec.get("added_tokens") or [] if t.get("special")}
+
+    def encode(self, text: str, special_tokens: bool = False) -> list[int]:
+        return list(self.backend.encode(text, add_special_tokens=special_tokens).ids)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self.backend.id_to_token(token_id)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.backend.token_to_id(token)
+
+    def token_text(self, token_id: int) -> str:
+        """What a token reads as: ``Ġcat`` is ' cat', ``##ing`` is 'ing', ``▁the`` is ' the'."""
+        token = self.backend.id_to_token(token_id)
+        if token is None:
+            return ""
+        if token_id in self.special_ids:
+            return token
+        return stored_to_text(token, self.scheme)
+
+
+def stored_to_text(token: str, scheme: str) -> str:
+    if scheme == BYTE_LEVEL:
+        # Bytes that are not valid UTF-8 on their own (half a character) show as \xNN.
+        raw = bytes(_UNICODE_TO_BYTE.get(ch, ord(ch) & 0xFF) for ch in token)
+        return raw.decode("utf-8", errors="backslashreplace")
+    if scheme == METASPACE:
+        if len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
+            return bytes([int(token[3:5], 16)]).decode("utf-8", errors="backslashreplace")
+        return token.replace("\u2581", " ")
+    if scheme == WORDPIECE and token.startswith("##"):
+        return token[2:]
+    return token
+
+
+def _byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters (Ġ is the space byte)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    mapping = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+_UNICODE_TO_BYTE = {ch: b for b, ch in _byte_to_unicode().items()}
+
+
+def _space_scheme(spec: dict[str, Any]) -> str:
+    """Read the decoder (and pre-tokenizer) types out of a tokenizer.json document."""
+    kinds: set[str] = set()
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("type"), str):
+                kinds.add(node["type"])
+            if node.get("type") == "Replace" and "\u2581" in json.dumps(node.get("pattern")):
+                kinds.add("Metaspace")
+            for child in node.values():
+                collect(child)
+        elif isinstance(node, list):
+            for child in node:
+                collect(child)
+
+    collect(spec.get("decoder"))
+    collect(spec.get("pre_tokenizer"))
+    if "ByteLevel" in kinds:
+        return BYTE_LEVEL
+    if "Metaspace" in kinds:
+        return METASPACE
+    if "WordPiece" in kinds or (spec.get("model") or {}).get("type") == "WordPiece":
+        return WORDPIECE
+    return PLAIN
+
+
+def load_vocabulary(files: CheckpointFiles, override: str | None = None) -> Vocabulary:
+    """The tokenizer for a checkpoint, or for ``--tokenizer PATH_OR_ID`` when given."""
+    if override is not None:
+        return _load_override(override)
+    path = files.optional(TOKENIZER_JSON)
+    if path is not None:
+        return _from_tokenizer_json(path)
+    for name in LEGACY_TOKENIZER_FILES:
+        legacy = files.optional(name)
+        if legacy is not None:
+            return _from_transformers(str(legacy.parent), revision=None)
+    raise UsageError(
+        f"{files.model}: no tokenizer files; query by token id (#1234) or pass "
+        "--tokenizer PATH_OR_ID"
+    )
+
+
+def _from_tokenizer_json(path: Path) -> Vocabulary:
+    from tokenizers import Tokenizer
+
+    try:
+        return Vocabulary(Tokenizer.from_file(str(path)), str(path))
+    except Exception as err:  # tokenizers raises plain Exception on a bad file
+        raise ModelError(f"{path}: cannot load tokenizer ({err})") from None
+
+
+def _load_override(override: str) -> Vocabulary:
+    path = Path(override).expanduser()
+    if path.is_file():
+        return _from_tokenizer_json(path)
+    if path.is_dir():
+        if (path / TOKENIZER_JSON).is_file():
+            return _from_tokenizer_json(path / TOKENIZER_JSON)
+        return _from_transformers(str(path), revision=None)
+    # A Hub repo id: transformers fetches what it needs through the same HF cache.
+    return _from_transformers(override, revision=None)
+
+
+def _from_transformers(name_or_path: str, revision: str | None) -> Vocabulary:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            name_or_path, revision=revision, trust_remote_code=False
+        )
+    except Exception as err:  # transformers raises many types for an unusable folder
+        raise ModelError(f"{name_or_path}: cannot build a tokenizer ({err})") from None
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ModelError(f"{name_or_path}: only a slow tokenizer is available; add tokenizer.json")
+    return Vocabulary(backend, name_or_path)
