@@ -102,4 +102,3 @@ def _total_params(checkpoint: Checkpoint, token: TensorHeader) -> tuple[int, boo
         return sum(h.numel for h in checkpoint.headers.values()), checkpoint.headers_complete
     # Shards left on the Hub: the index's byte count over the table's element size.
     return checkpoint.files.index_total_size // _DTYPE_BYTES.get(token.dtype, 2), False
-

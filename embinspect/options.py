@@ -12,7 +12,7 @@ ModelArg = Annotated[
     str,
     typer.Argument(
         metavar="MODEL",
-        help="A Hugging Face folder, a .safetensors file, or a Hub repo id (gpt2, Qwen/Qwen3-0.6B).",
+        help="Hugging Face folder, .safetensors file, or Hub repo id (gpt2, Qwen/Qwen3-0.6B).",
         show_default=False,
     ),
 ]

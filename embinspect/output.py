@@ -73,9 +73,7 @@ def _cell(value: Any) -> str:
 
 def _tsv_escape(text: str) -> str:
     # One record per line: tabs and newlines inside a token must not split it.
-    return (
-        text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    )
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -113,7 +111,11 @@ def notes(result: Any) -> list[str]:
 
 @json_lines.register
 def _(result: TokenLookup) -> list[dict[str, Any]]:
-    return [_token_record(result, row) for row in result.to_json()["tokens"]]
+    # Columns that a run did not ask for (--vectors, --positions) are left out, not empty.
+    return [
+        {key: value for key, value in row.items() if value is not None}
+        for row in result.to_json()["tokens"]
+    ]
 
 
 @delimited_rows.register
@@ -126,11 +128,6 @@ def _(result: TokenLookup) -> tuple[list[str], list[list[Any]]]:
 @notes.register
 def _(result: TokenLookup) -> list[str]:
     return [result.position_note] if result.position_note else []
-
-
-def _token_record(result: TokenLookup, row: dict[str, Any]) -> dict[str, Any]:
-    # Columns that a run did not ask for (--vectors, --positions) are left out, not empty.
-    return {key: value for key, value in row.items() if value is not None}
 
 
 # --- Rich tables -------------------------------------------------------------------
@@ -161,7 +158,10 @@ def _(result: Info) -> None:
     console = _console()
     tensors = Table(title=f"Embedding tensors of {result.model}", title_justify="left")
     for column in ("role", "name", "shape", "dtype", "file", "bytes"):
-        tensors.add_column(column, justify="right" if column == "bytes" else "left")
+        # Names and shard files are what users copy into --tensor: fold, never truncate.
+        tensors.add_column(
+            column, justify="right" if column == "bytes" else "left", overflow="fold"
+        )
     for t in result.tensors:
         shape = " × ".join(str(d) for d in t.shape)
         tensors.add_row(t.role, t.name, shape, t.dtype, t.file, f"{t.bytes:,}")
@@ -171,7 +171,9 @@ def _(result: Info) -> None:
     summary.add_column(style="bold")
     summary.add_column()
     if result.vocab_size is not None:
-        vocab = f"{result.vocab_size:,} tokens ({result.vocab_source}); table has {result.rows:,} rows"
+        vocab = (
+            f"{result.vocab_size:,} tokens ({result.vocab_source}); table has {result.rows:,} rows"
+        )
         if result.padding_rows and result.padding_rows > 0:
             vocab += f": {result.padding_rows:,} padding rows no token reaches"
         elif result.padding_rows and result.padding_rows < 0:
@@ -218,6 +220,7 @@ def describe_position_scheme(position: dict[str, Any]) -> str:
 
 @render_table.register
 def _(result: TokenLookup) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     console = _console()
@@ -232,7 +235,7 @@ def _(result: TokenLookup) -> None:
         cells = [
             str(row.position),
             str(row.token_id),
-            _shown(row.token),
+            escape(row.token),
             _shown(row.text),
             f"{row.norm:.4f}",
             " ".join(f"{v:+.4f}" for v in row.head),

@@ -55,7 +55,9 @@ def describe_positions(
             "partial_rotary_factor", rope.get("partial_rotary_factor", cfg.get("rotary_pct", 1.0))
         )
         rotary_dims = int(head_dim * factor) if head_dim is not None else None
-        scaling = {k: v for k, v in rope.items() if k not in {"rope_theta", "partial_rotary_factor"}}
+        scaling = {
+            k: v for k, v in rope.items() if k not in {"rope_theta", "partial_rotary_factor"}
+        }
         if scaling.get("rope_type", scaling.get("type")) == "default" and len(scaling) == 1:
             scaling = {}
         return {

@@ -114,8 +114,7 @@ def _position_rows(
     ids = list(range(first, first + count))
     if ids[-1] >= header.shape[0]:
         raise QueryError(
-            f"the text is {count} tokens; {header.name} has positions for "
-            f"{header.shape[0] - first}"
+            f"the text is {count} tokens; {header.name} has positions for {header.shape[0] - first}"
         )
     position = read_rows(checkpoint.files, header, ids).to(torch.float64)
     total = position

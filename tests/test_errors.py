@@ -1,0 +1,108 @@
+"""User mistakes: one line on stderr, a documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+EXIT_USAGE, EXIT_MODEL = 2, 3
+
+
+def assert_one_line_error(run, code: int, *fragments: str) -> None:
+    assert run.returncode == code, (run.returncode, run.stderr)
+    assert run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("embinspect: error: ")
+    assert "Traceback" not in run.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def safetensors_bytes(header: dict, data: bytes = b"") -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+def test_no_such_path(cli, tmp_path):
+    run = cli("info", tmp_path / "nothing-here")
+    assert_one_line_error(run, EXIT_MODEL, "no such file or directory")
+
+
+def test_pickle_file_is_refused_never_loaded(cli, tmp_path):
+    bin_path = tmp_path / "pytorch_model.bin"
+    with zipfile.ZipFile(bin_path, "w") as archive:  # what torch.save writes
+        archive.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+    assert_one_line_error(cli("info", bin_path), EXIT_MODEL, "pickle", "never unpickles")
+    assert_one_line_error(cli("info", tmp_path), EXIT_MODEL, "pickle")
+    renamed = tmp_path / "weights.safetensors"
+    renamed.write_bytes(bin_path.read_bytes())
+    assert_one_line_error(cli("info", renamed), EXIT_MODEL, "pickle")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"", "not a safetensors file"),
+        (b"\x00" * 3, "not a safetensors file"),
+        (struct.pack("<Q", 10**12) + b"{}", "header length"),
+        (struct.pack("<Q", 9) + b"not json!", "unreadable safetensors header"),
+        (
+            safetensors_bytes({"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}),
+            "truncated",
+        ),
+    ],
+)
+def test_not_a_safetensors_file(cli, tmp_path, content, fragment):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(content)
+    assert_one_line_error(cli("info", path), EXIT_MODEL, fragment)
+
+
+def test_folder_without_weights(cli, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    assert_one_line_error(cli("info", tmp_path), EXIT_MODEL, "no .safetensors weights")
+
+
+def test_no_embedding_tensor(cli, tmp_path):
+    save_file({"encoder.dense.weight": torch.zeros(4, 4)}, str(tmp_path / "model.safetensors"))
+    run = cli("info", tmp_path)
+    assert_one_line_error(run, EXIT_MODEL, "no token embedding tensor", "--tensor")
+    # ... and naming it works
+    info = cli("info", tmp_path, "--tensor", "encoder.dense.weight", "--format", "json").json()
+    assert info["tensors"][0]["name"] == "encoder.dense.weight"
+    bad = cli("info", tmp_path, "--tensor", "missing.weight")
+    assert_one_line_error(bad, EXIT_MODEL, "missing.weight")
+
+
+def test_single_file_has_no_tokenizer(cli, minilm):
+    run = cli("tokens", minilm / "model.safetensors", "cat")
+    assert_one_line_error(run, EXIT_USAGE, "no tokenizer", "--tokenizer")
+    # --tokenizer supplies one
+    ok = cli(
+        "tokens",
+        minilm / "model.safetensors",
+        "cat",
+        "--tokenizer",
+        minilm / "tokenizer.json",
+        "--format",
+        "json",
+    ).json()
+    assert [t["token_id"] for t in ok["tokens"]] == [4937]
+
+
+def test_bad_option_is_a_usage_error(cli, minilm):
+    run = cli("info", minilm, "--format", "yaml")
+    assert run.returncode == EXIT_USAGE
+    assert "Traceback" not in run.stderr
+
+
+def test_debug_shows_the_traceback(cli, tmp_path):
+    run = cli("info", tmp_path / "missing", env={"EMBINSPECT_DEBUG": "1"})
+    assert run.returncode != 0
+    assert "Traceback" in run.stderr
