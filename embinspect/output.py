@@ -158,7 +158,7 @@ def _(result: Info) -> None:
     console = _console()
     tensors = Table(title=f"Embedding tensors of {result.model}", title_justify="left")
     for column in ("role", "name", "shape", "dtype", "file", "bytes"):
-        # Names and shard files are what users copy into --tensor: fold, never truncate.
+        # Names and shard files are what users copy into --tensor: fold, never cut them.
         tensors.add_column(
             column, justify="right" if column == "bytes" else "left", overflow="fold"
         )
@@ -225,8 +225,9 @@ def _(result: TokenLookup) -> None:
 
     console = _console()
     table = Table(title=f"{result.tensor} of {result.model}", title_justify="left")
-    for column in ("pos", "id", "token", "text", "norm", "first components"):
+    for column in ("pos", "id", "token", "text", "norm"):
         table.add_column(column, justify="right" if column in {"pos", "id", "norm"} else "left")
+    table.add_column("first components", no_wrap=True)
     with_positions = any(row.position_id is not None for row in result.tokens)
     if with_positions:
         for column in ("pos id", "pos norm", "input norm"):
