@@ -13,9 +13,30 @@ from typing import Annotated
 import typer
 
 from embinspect import __version__
-from embinspect.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EmbinspectError
-from embinspect.options import FormatOpt, ModelArg, RevisionOpt, TensorOpt, TokenizerOpt
-from embinspect.output import emit, resolve_format
+from embinspect.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_QUERY,
+    EmbinspectError,
+    UsageError,
+)
+from embinspect.options import (
+    BatchSizeOpt,
+    CenterOpt,
+    DeviceOpt,
+    FilterOpt,
+    FormatOpt,
+    MetricOpt,
+    ModelArg,
+    NoSpaceOpt,
+    PoolOpt,
+    RevisionOpt,
+    TableOpt,
+    TensorOpt,
+    TokenizerOpt,
+    TopKOpt,
+)
+from embinspect.output import emit, emit_stream, resolve_format
 
 app = typer.Typer(
     name="embinspect",
@@ -105,6 +126,168 @@ def tokens(
         special_tokens=special,
     )
     emit(result, resolve_format(fmt))
+
+
+def _searcher(
+    model: str,
+    revision: str | None,
+    tensor: str | None,
+    tokenizer: str | None,
+    **options,
+):
+    from embinspect.checkpoint import open_checkpoint
+    from embinspect.similarity import Searcher
+    from embinspect.tokenizer import load_vocabulary
+
+    checkpoint = open_checkpoint(model, revision, tensor)
+    try:
+        vocabulary = load_vocabulary(checkpoint.files, tokenizer)
+    except UsageError:
+        vocabulary = None  # no tokenizer: #id queries still work
+    searcher = Searcher(checkpoint, vocabulary, **options)
+    if searcher.note:
+        print(f"embinspect: {searcher.note}", file=sys.stderr)
+    return searcher
+
+
+def _queries(arguments: list[str]):
+    """The queries in order; ``-`` stands for stdin, one query a line (read lazily)."""
+    for argument in arguments:
+        if argument == "-":
+            for line in sys.stdin:
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield line
+        else:
+            yield argument
+
+
+def _triples(arguments: list[str]):
+    """Analogy questions: A B C from the arguments, or three per stdin line (tabs or spaces)."""
+    if arguments == ["-"]:
+        for number, line in enumerate(sys.stdin, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t") if "\t" in line else line.split()
+            if len(parts) != 3:
+                raise UsageError(f"stdin line {number}: expected three queries A B C: {line!r}")
+            yield tuple(parts)
+    elif len(arguments) == 3:
+        yield tuple(arguments)
+    else:
+        raise UsageError("analogy takes three queries A B C (king man woman), or - for stdin")
+
+
+@app.command()
+def neighbors(
+    model: ModelArg,
+    queries: Annotated[
+        list[str],
+        typer.Argument(
+            help="Text (king), #token_id, =vocabulary_entry, or - to read one per line from stdin.",
+            show_default=False,
+        ),
+    ],
+    k: TopKOpt = 10,
+    metric: MetricOpt = "cosine",
+    table: TableOpt = "input",
+    word_filter: FilterOpt = "none",
+    center: CenterOpt = False,
+    keep_query: Annotated[
+        bool, typer.Option("--keep-query", help="Keep the query's own tokens in the results.")
+    ] = False,
+    no_space: NoSpaceOpt = False,
+    pool: PoolOpt = "mean",
+    device: DeviceOpt = "auto",
+    batch_size: BatchSizeOpt = 256,
+    revision: RevisionOpt = None,
+    tensor: TensorOpt = None,
+    tokenizer: TokenizerOpt = None,
+    fmt: FormatOpt = None,
+) -> None:
+    """The k nearest rows to each QUERY (cosine by default), exact, the query's tokens left out."""
+    searcher = _searcher(
+        model, revision, tensor, tokenizer,
+        table=table, device=device, center=center, word_filter=word_filter,
+        keep_query=keep_query, leading_space=not no_space, pool=pool, batch_size=batch_size,
+    )  # fmt: skip
+    results = searcher.neighbours(_queries(queries), k, metric)
+    if emit_stream(results, resolve_format(fmt)):
+        raise typer.Exit(EXIT_QUERY)
+
+
+@app.command()
+def compare(
+    model: ModelArg,
+    queries: Annotated[
+        list[str],
+        typer.Argument(help="Two or more queries (text, #id, =entry, or -).", show_default=False),
+    ],
+    metric: MetricOpt = "cosine",
+    table: TableOpt = "input",
+    center: CenterOpt = False,
+    no_space: NoSpaceOpt = False,
+    pool: PoolOpt = "mean",
+    revision: RevisionOpt = None,
+    tensor: TensorOpt = None,
+    tokenizer: TokenizerOpt = None,
+    fmt: FormatOpt = None,
+) -> None:
+    """Pairwise cosine similarity (or dot, or L2 distance) of two or more queries."""
+    items = list(_queries(queries))
+    if len(items) < 2:
+        raise UsageError("compare needs at least two queries")
+    searcher = _searcher(
+        model, revision, tensor, tokenizer,
+        table=table, device="cpu", center=center, leading_space=not no_space, pool=pool,
+    )  # fmt: skip
+    result = searcher.compare(items, metric)
+    for failure in result.errors:
+        print(f"embinspect: error: {failure['query']}: {failure['error']}", file=sys.stderr)
+    emit(result, resolve_format(fmt))
+    if result.errors:
+        raise typer.Exit(EXIT_QUERY)
+
+
+@app.command()
+def analogy(
+    model: ModelArg,
+    queries: Annotated[
+        list[str],
+        typer.Argument(
+            help="A B C for A - B + C (king man woman ≈ queen), or - for three per stdin line.",
+            show_default=False,
+        ),
+    ],
+    k: TopKOpt = 5,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method", help="add: 3CosAdd (gensim most_similar); mul: 3CosMul (Levy & Goldberg)."
+        ),
+    ] = "add",
+    table: TableOpt = "input",
+    word_filter: FilterOpt = "none",
+    center: CenterOpt = False,
+    no_space: NoSpaceOpt = False,
+    pool: PoolOpt = "mean",
+    device: DeviceOpt = "auto",
+    batch_size: BatchSizeOpt = 256,
+    revision: RevisionOpt = None,
+    tensor: TensorOpt = None,
+    tokenizer: TokenizerOpt = None,
+    fmt: FormatOpt = None,
+) -> None:
+    """A - B + C: the rows nearest to it, with A, B and C left out of the results."""
+    triples = _triples(queries)
+    searcher = _searcher(
+        model, revision, tensor, tokenizer,
+        table=table, device=device, center=center, word_filter=word_filter,
+        leading_space=not no_space, pool=pool, batch_size=batch_size,
+    )  # fmt: skip
+    if emit_stream(searcher.analogies(triples, k, method), resolve_format(fmt)):
+        raise typer.Exit(EXIT_QUERY)
 
 
 def main() -> None:

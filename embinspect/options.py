@@ -46,3 +46,42 @@ FormatOpt = Annotated[
         case_sensitive=False,
     ),
 ]
+TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many results.")]
+MetricOpt = Annotated[
+    str,
+    typer.Option("--metric", help="cosine, dot or l2 (Euclidean distance, smallest first)."),
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", help="cpu, cuda, cuda:N, mps, or auto (a GPU when torch sees one)."),
+]
+TableOpt = Annotated[
+    str,
+    typer.Option("--table", help="input (token table) or output (the LM head, when not tied)."),
+]
+FilterOpt = Annotated[
+    str,
+    typer.Option(
+        "--filter", help="words: only tokens that are whole words (letters, optional space mark)."
+    ),
+]
+CenterOpt = Annotated[
+    bool,
+    typer.Option("--center", help="Subtract the mean row first (LLM tables are anisotropic)."),
+]
+NoSpaceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-space", help="Tokenize words bare (king), not as inside a sentence (Ġking, ▁king)."
+    ),
+]
+PoolOpt = Annotated[
+    str,
+    typer.Option(
+        "--pool", help="A query of several tokens: mean, first or last row, or error to refuse."
+    ),
+]
+BatchSizeOpt = Annotated[
+    int,
+    typer.Option("--batch-size", min=1, help="Queries answered per pass over the table."),
+]

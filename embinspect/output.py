@@ -9,11 +9,13 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Iterable
 from enum import Enum
 from functools import singledispatch
 from typing import Any
 
 from embinspect.info import Info
+from embinspect.similarity import AnalogyResult, Comparison, NeighboursResult
 from embinspect.tokens import TokenLookup
 
 
@@ -33,28 +35,50 @@ def resolve_format(requested: OutputFormat | None) -> OutputFormat:
 
 
 def emit(result: Any, fmt: OutputFormat) -> None:
-    if fmt is OutputFormat.table:
-        render_table(result)
-        return
+    """Print one result."""
+    emit_stream([result], fmt, as_array=False)
+
+
+def emit_stream(results: Iterable[Any], fmt: OutputFormat, as_array: bool = True) -> int:
+    """Print results as they arrive (jsonl, tsv and csv rows stream; json is one array).
+
+    Returns how many results carried an error, so the caller can set the exit code.
+    """
     out = sys.stdout
+    failed = 0
+    first = True
+    collected: list[Any] = []
+    writer = csv.writer(out, lineterminator="\n") if fmt is OutputFormat.csv else None
+    for result in results:
+        if getattr(result, "error", None):
+            failed += 1
+            print(f"embinspect: error: {result.error}", file=sys.stderr)
+        if fmt is OutputFormat.table:
+            render_table(result)
+        elif fmt is OutputFormat.json:
+            collected.append(result.to_json())
+        elif fmt is OutputFormat.jsonl:
+            for record in json_lines(result):
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            header, rows = delimited_rows(result)
+            if writer is not None:
+                if first:
+                    writer.writerow(header)
+                writer.writerows([[_cell(v) for v in row] for row in rows])
+            else:
+                if first:
+                    out.write("\t".join(header) + "\n")
+                for row in rows:
+                    out.write("\t".join(_tsv_escape(_cell(v)) for v in row) + "\n")
+            for note in notes(result):
+                print(f"embinspect: {note}", file=sys.stderr)
+        first = False
+        out.flush()
     if fmt is OutputFormat.json:
-        out.write(json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n")
-        return
-    if fmt is OutputFormat.jsonl:
-        for record in json_lines(result):
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        return
-    header, rows = delimited_rows(result)
-    if fmt is OutputFormat.csv:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows([[_cell(v) for v in row] for row in rows])
-    else:
-        out.write("\t".join(header) + "\n")
-        for row in rows:
-            out.write("\t".join(_tsv_escape(_cell(v)) for v in row) + "\n")
-    for note in notes(result):
-        print(f"embinspect: {note}", file=sys.stderr)
+        document = collected if as_array else collected[0]
+        out.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+    return failed
 
 
 def _cell(value: Any) -> str:
@@ -130,6 +154,47 @@ def _(result: TokenLookup) -> list[str]:
     return [result.position_note] if result.position_note else []
 
 
+@delimited_rows.register
+def _(result: NeighboursResult) -> tuple[list[str], list[list[Any]]]:
+    header = ["query", "query_ids", "rank", "token_id", "token", "score", "error"]
+    if result.error is not None:
+        return header, [[result.query, None, None, None, None, None, result.error]]
+    ids = result.token_ids
+    rows = [
+        [result.query, ids, n.rank, n.token_id, n.token, n.score, None] for n in result.neighbors
+    ]
+    return header, rows
+
+
+@delimited_rows.register
+def _(result: AnalogyResult) -> tuple[list[str], list[list[Any]]]:
+    header = ["formula", "method", "rank", "token_id", "token", "score", "error"]
+    if result.error is not None:
+        return header, [[result.formula, result.method, None, None, None, None, result.error]]
+    return header, [
+        [result.formula, result.method, n.rank, n.token_id, n.token, n.score, None]
+        for n in result.results
+    ]
+
+
+@delimited_rows.register
+def _(result: Comparison) -> tuple[list[str], list[list[Any]]]:
+    """Long format, one pair a line, ready for sort and awk."""
+    names = [item["query"] for item in result.items]
+    rows = [
+        [names[i], names[j], result.matrix[i][j]]
+        for i in range(len(names))
+        for j in range(i + 1, len(names))
+    ]
+    return ["a", "b", result.metric], rows
+
+
+@json_lines.register
+def _(result: Comparison) -> list[dict[str, Any]]:
+    header, rows = delimited_rows(result)
+    return [{"a": a, "b": b, "score": score} for a, b, score in rows]
+
+
 # --- Rich tables -------------------------------------------------------------------
 
 
@@ -191,6 +256,78 @@ def _(result: Info) -> None:
     summary.add_row("output head", ("tied: " if result.tied else "untied: ") + result.tied_reason)
     summary.add_row("positions", describe_position_scheme(result.position))
     console.print(summary)
+
+
+def _resolved(query: str, token_ids: list[int], tokens: list[str], pooled: str | None) -> str:
+    pieces = " ".join(f"{t} #{i}" for t, i in zip(tokens, token_ids, strict=True))
+    return f"{query!r} = {pieces}" + (f" (pooled: {pooled})" if pooled else "")
+
+
+def _ranked_table(title: str, neighbours: list[Any], score_name: str) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title), title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("id", justify="right")
+    table.add_column("token")
+    table.add_column(score_name, justify="right")
+    for n in neighbours:
+        token = escape(n.token) if n.token is not None else ""
+        table.add_row(str(n.rank), str(n.token_id), token, f"{n.score:.4f}")
+    return table
+
+
+@render_table.register
+def _(result: NeighboursResult) -> None:
+    console = _console()
+    if result.error is not None:
+        return  # already reported on stderr
+    title = "Neighbours of " + _resolved(
+        result.query, result.token_ids, result.tokens, result.pooled
+    )
+    console.print(_ranked_table(title, result.neighbors, "score"))
+
+
+@render_table.register
+def _(result: AnalogyResult) -> None:
+    console = _console()
+    if result.error is not None:
+        return
+    a, b, c = (q["query"] for q in result.queries)
+    method = "3CosAdd" if result.method == "add" else "3CosMul"
+    title = f"{a} − {b} + {c} ≈ ?   ({method})"
+    console.print(_ranked_table(title, result.results, "score"))
+    for q in result.queries:
+        console.print(_resolved(q["query"], q["token_ids"], q["tokens"], q["pooled"]))
+
+
+@render_table.register
+def _(result: Comparison) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    names = [item["query"] for item in result.items]
+    table = Table(title=f"{result.metric} between items", title_justify="left")
+    table.add_column("")
+    for name in names:
+        table.add_column(escape(name), justify="right")
+    for i, name in enumerate(names):
+        cells = [_coloured(result.metric, result.matrix[i][j], i == j) for j in range(len(names))]
+        table.add_row(escape(name), *cells)
+    console.print(table)
+    for item in result.items:
+        console.print(_resolved(item["query"], item["token_ids"], item["tokens"], item["pooled"]))
+
+
+def _coloured(metric: str, score: float, diagonal: bool) -> str:
+    text = f"{score:.4f}"
+    if diagonal or metric != "cosine":
+        return f"[dim]{text}[/dim]" if diagonal else text
+    # Cosine: green for similar, red for opposite, plain around zero.
+    style = "green" if score >= 0.5 else "yellow" if score >= 0.2 else "red" if score < -0.1 else ""
+    return f"[{style}]{text}[/{style}]" if style else text
 
 
 def describe_position_scheme(position: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ class TensorHeader:
     shape: tuple[int, ...]
     nbytes: int
     file: str  # file name relative to the checkpoint root, as in an index weight_map
+    offset: int = 0  # where the tensor's bytes start in the file
 
     @property
     def is_float(self) -> bool:
@@ -87,11 +88,13 @@ def read_header(path: Path, file_label: str | None = None) -> dict[str, TensorHe
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        tensors[name] = _parse_entry(path, label, name, entry, data_size)
+        tensors[name] = _parse_entry(path, label, name, entry, data_size, 8 + header_len)
     return tensors
 
 
-def _parse_entry(path: Path, label: str, name: str, entry: object, data_size: int) -> TensorHeader:
+def _parse_entry(
+    path: Path, label: str, name: str, entry: object, data_size: int, data_start: int
+) -> TensorHeader:
     try:
         dtype = entry["dtype"]  # type: ignore[index]
         shape = tuple(int(dim) for dim in entry["shape"])  # type: ignore[index]
@@ -102,7 +105,14 @@ def _parse_entry(path: Path, label: str, name: str, entry: object, data_size: in
         raise ModelError(f"{path}: unreadable safetensors header entry for {name!r}")
     if end > data_size:
         raise ModelError(f"{path}: truncated file: tensor {name!r} ends past the end of the data")
-    return TensorHeader(name=name, dtype=dtype, shape=shape, nbytes=end - start, file=label)
+    return TensorHeader(
+        name=name,
+        dtype=dtype,
+        shape=shape,
+        nbytes=end - start,
+        file=label,
+        offset=data_start + start,
+    )
 
 
 def refuse_pickle_message(path: Path | str) -> str:

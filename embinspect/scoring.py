@@ -1,0 +1,311 @@
+"""Exact top-k over a whole embedding table, scanned in chunks of rows.
+
+Each chunk is scored in float32 (fast, on CPU or GPU). A float32 score can be off from
+the true score, but never by more than a bound that follows from the length of the dot
+products (|error| <= n·u·|q|·|x| for a length-n dot product, u = 2⁻²⁴). So the scan keeps,
+per query, every row whose upper bound could reach the k-th best lower bound, then
+rescores those candidates in float64 from the stored rows. The reported top-k and scores
+therefore equal a float64 reference computed on the same rows; ties go to the lower id.
+If the candidate buffer overflows (a crowd of near-ties), the query is scanned again with
+a larger buffer, so the guarantee never depends on luck.
+
+Extra memory is one float32 chunk plus a (queries × chunk rows) score block, a small
+fraction of the table: the full table is never converted to float32 at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from embinspect.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from embinspect.table import EmbeddingTable
+
+METRICS = ("cosine", "dot", "l2")
+U32 = 2.0**-24  # unit roundoff of float32
+COSMUL_EPSILON = 1e-6  # Levy & Goldberg (2014), as gensim's most_similar_cosmul
+SCORE_BLOCK_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Scored:
+    token_id: int
+    score: float
+
+
+class Scorer:
+    """Scores of a batch of B queries against rows.
+
+    ``bounds`` gives float32 scores of a chunk and how far off they may be; ``exact``
+    gives float64 scores of given rows for one query. Higher is better for every scorer
+    (L2 ranks by negative squared distance; ``report`` turns that back into a distance).
+    """
+
+    batch: int
+
+    def bounds(self, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        raise NotImplementedError
+
+    def exact(self, rows: torch.Tensor, index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def select(self, indices: list[int]) -> Scorer:
+        raise NotImplementedError
+
+    def report(self, score: float) -> float:
+        return score
+
+
+class _Centered:
+    """Shared set-up: queries (B, dim) in float64, optionally centred on the table's mean."""
+
+    def __init__(self, queries: torch.Tensor, center: torch.Tensor | None, device) -> None:
+        self.device = device
+        self.center64 = center
+        self.center32 = center.float().to(device) if center is not None else None
+        self.queries64 = queries - center if center is not None else queries
+        self.batch = queries.shape[0]
+        self.dim = queries.shape[1]
+
+    def shift(self, chunk: torch.Tensor) -> torch.Tensor:
+        return chunk - self.center32 if self.center32 is not None else chunk
+
+    def shift64(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows - self.center64 if self.center64 is not None else rows
+
+
+class CosineScorer(Scorer):
+    def __init__(self, queries: torch.Tensor, center: torch.Tensor | None, device) -> None:
+        import torch
+
+        self.args = (queries, center, device)
+        self.base = _Centered(queries, center, device)
+        q = self.base.queries64
+        self.unit64 = q / q.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        self.unit32 = self.unit64.float().to(device)
+        self.batch = self.base.batch
+        # dot error <= n·u·|x| for a unit query, the norm's relative error <= n·u, and the
+        # float32 query and centred row add a few u more.
+        self.slack = (2 * self.base.dim + 16) * U32
+
+    def bounds(self, chunk):
+        import torch
+
+        rows = self.base.shift(chunk)
+        norms = rows.norm(dim=1)
+        scores = (self.unit32 @ rows.T) / norms
+        return scores.masked_fill_((norms == 0).unsqueeze(0), -torch.inf), self.slack
+
+    def exact(self, rows, index):
+        rows = self.base.shift64(rows)
+        return (rows @ self.unit64[index]) / rows.norm(dim=1)
+
+    def select(self, indices):
+        queries, center, device = self.args
+        return CosineScorer(queries[indices], center, device)
+
+
+class DotScorer(Scorer):
+    def __init__(self, queries: torch.Tensor, center: torch.Tensor | None, device) -> None:
+        self.args = (queries, center, device)
+        self.base = _Centered(queries, center, device)
+        self.q32 = self.base.queries64.float().to(device)
+        self.qnorm = self.base.queries64.norm(dim=1).float().to(device)
+        self.batch = self.base.batch
+        self.factor = (self.base.dim + 16) * U32
+
+    def bounds(self, chunk):
+        rows = self.base.shift(chunk)
+        slack = self.factor * 1.01 * self.qnorm.unsqueeze(1) * rows.norm(dim=1).unsqueeze(0)
+        return self.q32 @ rows.T, slack
+
+    def exact(self, rows, index):
+        return self.base.shift64(rows) @ self.base.queries64[index]
+
+    def select(self, indices):
+        queries, center, device = self.args
+        return DotScorer(queries[indices], center, device)
+
+
+class L2Scorer(Scorer):
+    """Ranks by -|q - x|², computed as 2·q·x - |x|² - |q|²."""
+
+    def __init__(self, queries: torch.Tensor, center: torch.Tensor | None, device) -> None:
+        self.args = (queries, center, device)
+        self.base = _Centered(queries, center, device)
+        self.q32 = self.base.queries64.float().to(device)
+        self.qq = (self.base.queries64**2).sum(dim=1).float().to(device)
+        self.qnorm = self.base.queries64.norm(dim=1).float().to(device)
+        self.batch = self.base.batch
+        self.factor = (2 * self.base.dim + 16) * U32
+
+    def bounds(self, chunk):
+        rows = self.base.shift(chunk)
+        rr = (rows * rows).sum(dim=1)
+        approx = 2 * (self.q32 @ rows.T) - rr.unsqueeze(0) - self.qq.unsqueeze(1)
+        reach = self.qnorm.unsqueeze(1) + rr.sqrt().unsqueeze(0)
+        return approx, self.factor * 1.01 * reach * reach
+
+    def exact(self, rows, index):
+        return -((self.base.shift64(rows) - self.base.queries64[index]) ** 2).sum(dim=1)
+
+    def select(self, indices):
+        queries, center, device = self.args
+        return L2Scorer(queries[indices], center, device)
+
+    def report(self, score):
+        return math.sqrt(max(-score, 0.0))
+
+
+class CosMulScorer(Scorer):
+    """3CosMul (Levy & Goldberg 2014) for A - B + C, as gensim's most_similar_cosmul:
+    cos'(x,A)·cos'(x,C) / (cos'(x,B) + ε), with cos' = (1 + cos) / 2 in [0, 1]."""
+
+    def __init__(self, triples: torch.Tensor, center: torch.Tensor | None, device) -> None:
+        import torch
+
+        self.args = (triples, center, device)
+        self.batch = triples.shape[0]
+        self.dim = triples.shape[2]
+        flat = triples.reshape(-1, self.dim)
+        self.cosine = CosineScorer(flat, center, device)
+        self.half_slack = self.cosine.slack / 2
+        self.tiny = torch.finfo(torch.float32).eps * 4  # the float32 arithmetic below
+
+    def bounds(self, chunk):
+        import torch
+
+        cos, _ = self.cosine.bounds(chunk)
+        shifted = ((1 + cos) / 2).reshape(self.batch, 3, -1)
+        invalid = torch.isinf(shifted).any(dim=1)  # zero rows have no cosine
+        a, b, c = shifted[:, 0], shifted[:, 1], shifted[:, 2]
+        d = self.half_slack
+        upper = (a + d) * (c + d) / ((b - d).clamp_min(0) + COSMUL_EPSILON) * (1 + self.tiny)
+        lower = (a - d).clamp_min(0) * (c - d).clamp_min(0) / (b + d + COSMUL_EPSILON)
+        lower = lower * (1 - self.tiny)
+        upper = upper.masked_fill_(invalid, -torch.inf)
+        lower = lower.masked_fill_(invalid, -torch.inf)
+        return torch.where(invalid, -torch.inf, (upper + lower) / 2), (upper - lower) / 2
+
+    def exact(self, rows, index):
+        cos = [(1 + self.cosine.exact(rows, 3 * index + j)) / 2 for j in range(3)]
+        return cos[0] * cos[2] / (cos[1] + COSMUL_EPSILON)
+
+    def select(self, indices):
+        triples, center, device = self.args
+        return CosMulScorer(triples[indices], center, device)
+
+
+def make_scorer(metric: str, queries: torch.Tensor, center, device) -> Scorer:
+    if metric == "cosine":
+        return CosineScorer(queries, center, device)
+    if metric == "dot":
+        return DotScorer(queries, center, device)
+    if metric == "l2":
+        return L2Scorer(queries, center, device)
+    raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+
+
+def top_k(
+    table: EmbeddingTable,
+    scorer: Scorer,
+    k: int,
+    exclude: Sequence[set[int]],
+    allowed: torch.Tensor | None,
+    device,
+) -> list[list[Scored]]:
+    """The k best rows for each query of ``scorer``, exact, best first, ties by lower id.
+
+    ``exclude[i]`` holds ids never returned for query i; ``allowed`` (bool, shape (rows,))
+    masks rows for every query. Returns reported scores (distances for L2).
+    """
+    results: list[list[Scored]] = [[] for _ in range(scorer.batch)]
+    pending = list(range(scorer.batch))
+    buffer = k + 64
+    while pending:
+        sub = scorer if len(pending) == scorer.batch else scorer.select(pending)
+        answers = _scan(table, sub, k, buffer, [exclude[i] for i in pending], allowed, device)
+        retry = []
+        for query, answer in zip(pending, answers, strict=True):
+            if answer is None:
+                retry.append(query)
+            else:
+                results[query] = answer
+        pending = retry
+        buffer *= 4  # a buffer of every row cannot overflow, so this loop ends
+    return results
+
+
+def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Scored] | None]:
+    import torch
+
+    batch = scorer.batch
+    keep = min(buffer, table.rows)
+    top_upper = torch.full((batch, 0), -torch.inf, device=device)
+    top_lower = torch.full((batch, 0), -torch.inf, device=device)
+    top_ids = torch.zeros((batch, 0), dtype=torch.long, device=device)
+    dropped = torch.full((batch,), -torch.inf, device=device)
+    allowed_dev = allowed.to(device) if allowed is not None else None
+    for start, chunk in table.chunks(device):
+        for sub_start in range(0, chunk.shape[0], _score_rows(batch)):
+            block = chunk[sub_start : sub_start + _score_rows(batch)]
+            first = start + sub_start
+            approx, slack = scorer.bounds(block)
+            upper = approx + slack
+            lower = approx - slack
+            upper = torch.nan_to_num(upper, nan=-torch.inf)
+            if allowed_dev is not None:
+                mask = ~allowed_dev[first : first + block.shape[0]]
+                upper.masked_fill_(mask.unsqueeze(0), -torch.inf)
+            for row, ids in enumerate(exclude):
+                local = [i - first for i in ids if first <= i < first + block.shape[0]]
+                if local:
+                    upper[row, local] = -torch.inf
+            lower = torch.where(upper == -torch.inf, -torch.inf, lower)
+            merged_upper = torch.cat([top_upper, upper], dim=1)
+            merged_lower = torch.cat([top_lower, lower], dim=1)
+            block_ids = torch.arange(first, first + block.shape[0], device=device)
+            merged_ids = torch.cat([top_ids, block_ids.expand(batch, -1)], dim=1)
+            take = min(keep + 1, merged_upper.shape[1])
+            best, index = merged_upper.topk(take, dim=1)
+            if take > keep:
+                dropped = torch.maximum(dropped, best[:, keep])
+                best, index = best[:, :keep], index[:, :keep]
+            top_upper = best
+            top_lower = merged_lower.gather(1, index)
+            top_ids = merged_ids.gather(1, index)
+    return [
+        _finish(table, scorer, row, k, top_upper[row], top_lower[row], top_ids[row], dropped[row])
+        for row in range(batch)
+    ]
+
+
+def _finish(table, scorer, row, k, upper, lower, ids, dropped) -> list[Scored] | None:
+    import torch
+
+    valid = upper > -torch.inf
+    if not bool(valid.any()):
+        return []
+    lows = lower[valid]
+    threshold = lows.topk(min(k, lows.numel())).values[-1] if lows.numel() >= k else -torch.inf
+    if lows.numel() >= k and bool(dropped >= threshold):
+        return None  # a dropped row might belong in the top k: scan again, wider
+    if lows.numel() < k and bool(dropped > -torch.inf):
+        return None
+    candidates = valid & (upper >= threshold)
+    candidate_ids = ids[candidates].cpu().tolist()
+    exact = scorer.exact(table.gather(candidate_ids), row)
+    exact = torch.nan_to_num(exact, nan=-torch.inf).tolist()
+    ranked = sorted(zip(candidate_ids, exact, strict=True), key=lambda p: (-p[1], p[0]))
+    return [Scored(token_id, scorer.report(score)) for token_id, score in ranked[:k]]
+
+
+def _score_rows(batch: int) -> int:
+    """Rows scored at once so that a (batch × rows) float32 block stays small."""
+    return max(1024, SCORE_BLOCK_BYTES // (4 * max(batch, 1)))

@@ -1,0 +1,106 @@
+"""A whole embedding table, memory-mapped in its stored dtype, for full-table scans.
+
+``tokens`` reads a few rows with ``safe_open``/``get_slice`` (``embinspect.rows``); a
+neighbour search reads every row, many times for a batch of queries. Mapping the tensor's
+bytes (located by the safetensors header) lets each chunk be a view with no copy, and
+lets candidate rows be gathered by id without a second pass over the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from embinspect.errors import ModelError
+from embinspect.locate import CheckpointFiles
+from embinspect.safetensors_header import TensorHeader
+
+if TYPE_CHECKING:
+    import torch
+
+# safetensors dtype -> (numpy dtype of the raw bytes, torch dtype to view them as)
+_STORAGE = {
+    "F64": ("float64", "float64"),
+    "F32": ("float32", "float32"),
+    "F16": ("float16", "float16"),
+    "BF16": ("uint16", "bfloat16"),  # numpy has no bfloat16: map the bits, view in torch
+}
+
+# A chunk converted to float32 stays near this size, whatever the table's width.
+CHUNK_BYTES = 32 * 1024 * 1024
+
+
+class EmbeddingTable:
+    """Rows of one 2-D tensor: ``rows`` × ``dim``, stored as ``dtype`` in a shard file."""
+
+    def __init__(self, files: CheckpointFiles, header: TensorHeader) -> None:
+        import numpy as np
+
+        if header.dtype not in _STORAGE:
+            raise ModelError(f"{header.name}: dtype {header.dtype} is not supported for search")
+        raw_dtype, self._torch_dtype = _STORAGE[header.dtype]
+        self.header = header
+        self.name = header.name
+        self.rows, self.dim = header.shape
+        if header.nbytes != self.rows * self.dim * np.dtype(raw_dtype).itemsize:
+            raise ModelError(f"{header.name}: byte size does not match shape {list(header.shape)}")
+        path = files.require(header.file)
+        # Copy-on-write mapping: writable for torch.from_numpy, the file is never modified.
+        self._array = np.memmap(
+            path, dtype=raw_dtype, mode="c", offset=header.offset, shape=(self.rows, self.dim)
+        )
+        self._on_device: dict[str, torch.Tensor] = {}
+
+    def chunk_rows(self) -> int:
+        return max(256, CHUNK_BYTES // (4 * self.dim))
+
+    def _view(self, array) -> torch.Tensor:
+        import torch
+
+        tensor = torch.from_numpy(array)
+        return tensor.view(getattr(torch, self._torch_dtype))
+
+    def chunks(self, device: torch.device) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(first row, rows as float32 on device)`` for consecutive chunks of the table."""
+        step = self.chunk_rows()
+        resident = self._resident(device)
+        for start in range(0, self.rows, step):
+            stop = min(start + step, self.rows)
+            if resident is not None:
+                block = resident[start:stop]
+            else:
+                block = self._view(self._array[start:stop]).to(device, non_blocking=True)
+            yield start, block.float()
+
+    def _resident(self, device: torch.device) -> torch.Tensor | None:
+        """On a GPU, the whole table in its stored dtype, uploaded once for all passes."""
+        import torch
+
+        if device.type == "cpu":
+            return None
+        key = str(device)
+        if key not in self._on_device:
+            if device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(device)
+                if self.header.nbytes > free // 2:
+                    return None
+            self._on_device[key] = self._view(self._array).to(device)
+        return self._on_device[key]
+
+    def gather(self, ids: Sequence[int]) -> torch.Tensor:
+        """Rows ``ids`` in float64 on the CPU, shape (len(ids), dim): exact stored values."""
+        import numpy as np
+
+        index = np.asarray(ids, dtype=np.int64)
+        return self._view(np.ascontiguousarray(self._array[index])).double()
+
+    def mean_row(self) -> torch.Tensor:
+        """Mean of all rows in float64, shape (dim,), summed chunk by chunk."""
+        import torch
+
+        total = torch.zeros(self.dim, dtype=torch.float64)
+        step = self.chunk_rows()
+        for start in range(0, self.rows, step):
+            block = self._view(self._array[start : start + step])
+            total += block.double().sum(dim=0)
+        return total / self.rows
