@@ -38,3 +38,37 @@ def table(folder: Path, name: str) -> np.ndarray:
             if name in handle.keys():  # noqa: SIM118
                 return handle.get_tensor(name).double().numpy()
     raise KeyError(name)
+
+
+def ranked(scores: np.ndarray, k: int, exclude=(), allowed=None, ascending=False):
+    """Top-k ids and scores from a float64 score vector: best first, ties by lower id."""
+    order = np.lexsort((np.arange(len(scores)), scores if ascending else -scores))
+    keep = [
+        int(i)
+        for i in order
+        if int(i) not in exclude and (allowed is None or allowed[i]) and np.isfinite(scores[i])
+    ]
+    return keep[:k], [float(scores[i]) for i in keep[:k]]
+
+
+def cosines(table: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    return (table @ vector) / (np.linalg.norm(table, axis=1) * np.linalg.norm(vector))
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+def cos_add(table: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """gensim most_similar(positive=[a, c], negative=[b]): unit rows against the unit mean."""
+    mean = unit((unit(a) - unit(b) + unit(c)) / 3)
+    return (table / np.linalg.norm(table, axis=1, keepdims=True)) @ mean
+
+
+def cos_mul(table: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """gensim most_similar_cosmul: prod((1 + cos(x, pos)) / 2) / ((1 + cos(x, neg)) / 2 + 1e-6)."""
+    normed = table / np.linalg.norm(table, axis=1, keepdims=True)
+    pos_a = (1 + normed @ unit(a)) / 2
+    pos_c = (1 + normed @ unit(c)) / 2
+    neg_b = (1 + normed @ unit(b)) / 2
+    return pos_a * pos_c / (neg_b + 1e-6)
