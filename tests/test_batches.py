@@ -1,0 +1,119 @@
+"""Queries from stdin: answered in batches, streamed, in bounded memory; one bad query among
+good ones is reported and the others are answered."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+
+def query_lines(minilm, count: int, seed: int = 0) -> list[str]:
+    vocab = json.loads((minilm / "tokenizer.json").read_text())["model"]["vocab"]
+    words = sorted(w for w in vocab if w.isalpha())
+    rng = random.Random(seed)
+    return [rng.choice(words) if i % 2 else f"#{rng.randrange(len(vocab))}" for i in range(count)]
+
+
+def run_with_usage(args: list[str], stdin_text: str, scratch) -> tuple[int, str, str, int]:
+    """Run the CLI fed by a pipe; (exit code, stdout, stderr, peak RSS in KiB of that process)."""
+    env = {**os.environ, "COLUMNS": "120"}
+    env.pop("EMBINSPECT_DEBUG", None)
+    read_fd, write_fd = os.pipe()
+    out_path, err_path = scratch / "stdout", scratch / "stderr"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "embinspect", *args],
+            stdin=read_fd,
+            stdout=out,
+            stderr=err,
+            env=env,
+        )
+        os.close(read_fd)
+        with os.fdopen(write_fd, "w") as feed:
+            feed.write(stdin_text)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    with open(out_path) as out, open(err_path) as err:
+        stdout, stderr = out.read(), err.read()
+    return process.returncode, stdout, stderr, usage.ru_maxrss
+
+
+@pytest.fixture(scope="module")
+def ten_thousand(minilm, tmp_path_factory):
+    lines = query_lines(minilm, 10_000)
+    code, stdout, stderr, peak = run_with_usage(
+        ["neighbors", str(minilm), "-", "-k", "5", "-f", "jsonl"],
+        "\n".join(lines) + "\n",
+        tmp_path_factory.mktemp("ten-thousand"),
+    )
+    assert code == 0, stderr
+    return lines, stdout.splitlines(), peak
+
+
+def test_ten_thousand_queries_one_line_each_in_order(ten_thousand):
+    lines, output, _ = ten_thousand
+    assert len(output) == 10_000
+    answers = [json.loads(line) for line in output]
+    assert [a["query"] for a in answers] == lines
+    assert all(len(a["neighbors"]) == 5 for a in answers)
+
+
+def test_batched_answers_equal_one_at_a_time(cli, minilm, ten_thousand):
+    lines, output, _ = ten_thousand
+    picks = list(range(0, 10_000, 499))
+    alone = cli(
+        "neighbors", minilm, *[lines[i] for i in picks], "-k", "5", "--batch-size", "1",
+        "-f", "jsonl",
+    ).jsonl()  # fmt: skip
+    assert alone == [json.loads(output[i]) for i in picks]
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_queries(minilm, ten_thousand, tmp_path):
+    _, _, peak_10k = ten_thousand
+    code, _, stderr, peak_1k = run_with_usage(
+        ["neighbors", str(minilm), "-", "-k", "5", "-f", "jsonl"],
+        "\n".join(query_lines(minilm, 1_000, seed=1)) + "\n",
+        tmp_path,
+    )
+    assert code == 0, stderr
+    # Seen: +1 MiB. Holding the 9,000 extra answers (5 neighbours each) would take more
+    # than 8 MiB, so this fails if results pile up instead of streaming out.
+    assert peak_10k - peak_1k < 8 * 1024, (peak_1k, peak_10k)
+
+
+def test_one_bad_query_among_good_ones(minilm, tmp_path):
+    code, stdout, stderr, _ = run_with_usage(
+        ["neighbors", str(minilm), "-", "-k", "2", "-f", "jsonl"],
+        "king\n#99999999\nqueen\n",
+        tmp_path,
+    )
+    assert code == 4
+    answers = [json.loads(line) for line in stdout.splitlines()]
+    assert [a["query"] for a in answers] == ["king", "#99999999", "queen"]
+    assert answers[1] == {"query": "#99999999", "error": answers[1]["error"]}
+    assert "outside the table" in answers[1]["error"]
+    assert len(answers[0]["neighbors"]) == len(answers[2]["neighbors"]) == 2
+    assert stderr.strip().splitlines() == ["embinspect: error: " + answers[1]["error"]]
+    assert "Traceback" not in stderr
+
+
+def test_analogies_from_stdin(cli, minilm):
+    run = subprocess.run(
+        [sys.executable, "-m", "embinspect", "analogy", str(minilm), "-", "-k", "1", "-f", "tsv"],
+        input="king man woman\nparis france italy\n",
+        capture_output=True,
+        text=True,
+    )
+    rows = [line.split("\t") for line in run.stdout.splitlines()]
+    assert rows[0] == ["formula", "method", "rank", "token_id", "token", "score", "error"]
+    assert [(r[0], r[4]) for r in rows[1:3]] == [
+        ("king - man + woman", "queen"),
+        ("paris - france + italy", "italian"),  # MiniLM's input table is no word2vec
+    ]
+    alone = cli("analogy", minilm, "paris", "france", "italy", "-k", "1", "-f", "tsv")
+    assert alone.stdout.splitlines()[1].split("\t") == rows[2]
