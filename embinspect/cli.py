@@ -150,6 +150,11 @@ def _searcher(
     return searcher
 
 
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"{option} {value}: choose one of {', '.join(choices)}")
+
+
 def _queries(arguments: list[str]):
     """The queries in order; ``-`` stands for stdin, one query a line (read lazily)."""
     for argument in arguments:
@@ -207,6 +212,9 @@ def neighbors(
     fmt: FormatOpt = None,
 ) -> None:
     """The k nearest rows to each QUERY (cosine by default), exact, the query's tokens left out."""
+    from embinspect.scoring import METRICS
+
+    _check_choice("--metric", metric, METRICS)
     searcher = _searcher(
         model, revision, tensor, tokenizer,
         table=table, device=device, center=center, word_filter=word_filter,
@@ -235,6 +243,9 @@ def compare(
     fmt: FormatOpt = None,
 ) -> None:
     """Pairwise cosine similarity (or dot, or L2 distance) of two or more queries."""
+    from embinspect.scoring import METRICS
+
+    _check_choice("--metric", metric, METRICS)
     items = list(_queries(queries))
     if len(items) < 2:
         raise UsageError("compare needs at least two queries")
@@ -280,6 +291,9 @@ def analogy(
     fmt: FormatOpt = None,
 ) -> None:
     """A - B + C: the rows nearest to it, with A, B and C left out of the results."""
+    from embinspect.similarity import ANALOGY_METHODS
+
+    _check_choice("--method", method, ANALOGY_METHODS)
     triples = _triples(queries)
     searcher = _searcher(
         model, revision, tensor, tokenizer,

@@ -264,10 +264,12 @@ def _resolved(query: str, token_ids: list[int], tokens: list[str], pooled: str |
 
 
 def _ranked_table(title: str, neighbours: list[Any], score_name: str) -> Any:
+    """Print the title line; return a table of ranked tokens."""
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=escape(title), title_justify="left")
+    _console().print(escape(title))  # above the table: a title would wrap at its width
+    table = Table()
     table.add_column("rank", justify="right")
     table.add_column("id", justify="right")
     table.add_column("token")

@@ -106,3 +106,39 @@ def test_debug_shows_the_traceback(cli, tmp_path):
     run = cli("info", tmp_path / "missing", env={"EMBINSPECT_DEBUG": "1"})
     assert run.returncode != 0
     assert "Traceback" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["neighbors", "{m}", "king", "--metric", "manhattan"], "--metric manhattan"),
+        (["neighbors", "{m}", "king", "--device", "cuda:7"], "--device cuda:7"),
+        (["neighbors", "{m}", "king", "--table", "middle"], "--table middle"),
+        (["neighbors", "{m}", "king", "--filter", "nouns"], "--filter nouns"),
+        (["neighbors", "{m}", "king", "--pool", "max"], "--pool max"),
+        (["compare", "{m}", "king"], "at least two"),
+        (["analogy", "{m}", "king", "man"], "three queries"),
+        (["analogy", "{m}", "king", "man", "woman", "--method", "cos"], "--method cos"),
+    ],
+)
+def test_query_usage_errors(cli, minilm, args, fragment):
+    run = cli(*[a.format(m=minilm) for a in args])
+    assert_one_line_error(run, EXIT_USAGE, fragment)
+
+
+def test_unresolvable_queries_exit_4(cli, minilm, tmp_path):
+    run = cli("neighbors", minilm, "=notaword", "-f", "json")
+    assert run.returncode == 4
+    assert json.loads(run.stdout) == [
+        {"query": "=notaword", "error": "=notaword: no vocabulary entry spelled exactly so"}
+    ]
+    compare = cli("compare", minilm, "cat", "dog", "#-5", "-f", "json")
+    assert compare.returncode == 4
+    assert [i["query"] for i in json.loads(compare.stdout)["items"]] == ["cat", "dog"]
+    assert "#-5" in compare.stderr
+    # a lone .safetensors file has no tokenizer: ids work, text says what to do
+    lone = cli("neighbors", minilm / "model.safetensors", "#2332", "king", "-k", "1", "-f", "json")
+    assert lone.returncode == 4
+    answers = json.loads(lone.stdout)
+    assert answers[0]["neighbors"][0]["token_id"] == 5465
+    assert "--tokenizer" in answers[1]["error"]

@@ -33,7 +33,10 @@ def imported_heavy_modules(*args: str) -> list[str]:
     return [m for m in line.removeprefix("HEAVY:").split(",") if m]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["info", "--help"], ["tokens", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], *([c, "--help"] for c in ("info", "tokens", "neighbors", "compare", "analogy"))],
+)
 def test_help_imports_nothing_heavy(args):
     assert imported_heavy_modules(*args) == []
 

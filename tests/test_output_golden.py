@@ -80,3 +80,104 @@ def test_tokens_json_and_jsonl(cli, minilm):
         # jsonl leaves out what was not asked for; json keeps every key, null when unused
         assert line == {k: v for k, v in row.items() if v is not None}
         assert row["vector"] is None and "vector" not in line
+
+
+NEIGHBORS_TABLE = """\
+Neighbours of 'king' = king #2332
+┏━━━━━━┳━━━━━━━┳━━━━━━━━━┳━━━━━━━━┓
+┃ rank ┃    id ┃ token   ┃  score ┃
+┡━━━━━━╇━━━━━━━╇━━━━━━━━━╇━━━━━━━━┩
+│    1 │  5465 │ kings   │ 0.6904 │
+│    2 │  3035 │ queen   │ 0.6273 │
+│    3 │ 11590 │ monarch │ 0.4935 │
+└──────┴───────┴─────────┴────────┘
+"""
+
+ANALOGY_TABLE = """\
+king − man + woman ≈ ?   (3CosAdd)
+┏━━━━━━┳━━━━━━━┳━━━━━━━━━┳━━━━━━━━┓
+┃ rank ┃    id ┃ token   ┃  score ┃
+┡━━━━━━╇━━━━━━━╇━━━━━━━━━╇━━━━━━━━┩
+│    1 │  3035 │ queen   │ 0.5015 │
+│    2 │  5465 │ kings   │ 0.4511 │
+│    3 │ 11590 │ monarch │ 0.4066 │
+└──────┴───────┴─────────┴────────┘
+'king' = king #2332
+'man' = man #2158
+'woman' = woman #2450
+"""
+
+COMPARE_TABLE = """\
+cosine between items
+┏━━━━━┳━━━━━━━━┳━━━━━━━━┳━━━━━━━━┓
+┃     ┃    cat ┃    dog ┃    car ┃
+┡━━━━━╇━━━━━━━━╇━━━━━━━━╇━━━━━━━━┩
+│ cat │ 1.0000 │ 0.4239 │ 0.3212 │
+│ dog │ 0.4239 │ 1.0000 │ 0.2485 │
+│ car │ 0.3212 │ 0.2485 │ 1.0000 │
+└─────┴────────┴────────┴────────┘
+'cat' = cat #4937
+'dog' = dog #3899
+'car' = car #2482
+"""
+
+KING_NEIGHBOURS = [(1, 5465, "kings"), (2, 3035, "queen"), (3, 11590, "monarch")]
+KING_SCORES = [0.6903928527924198, 0.6272520926934624, 0.49350162815917104]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["neighbors", "model", "king", "-k", "3"], NEIGHBORS_TABLE),
+        (["analogy", "model", "king", "man", "woman", "-k", "3"], ANALOGY_TABLE),
+        (["compare", "model", "cat", "dog", "car"], COMPARE_TABLE),
+    ],
+)
+def test_query_tables(cli, minilm, args, expected):
+    run = cli(*args, "-f", "table", cwd=minilm.parent)
+    assert stripped(run.stdout) == expected
+
+
+def test_neighbors_json(cli, minilm):
+    document = cli("neighbors", minilm, "king", "-k", "3", "-f", "json").json()
+    assert len(document) == 1
+    answer = document[0]
+    assert list(answer) == ["query", "token_ids", "tokens", "pooled", "neighbors"]
+    assert (answer["query"], answer["token_ids"], answer["tokens"]) == ("king", [2332], ["king"])
+    assert answer["pooled"] is None
+    assert [(n["rank"], n["token_id"], n["token"]) for n in answer["neighbors"]] == KING_NEIGHBOURS
+    assert [n["score"] for n in answer["neighbors"]] == pytest.approx(KING_SCORES, rel=1e-12)
+
+
+def test_neighbors_tsv(cli, minilm):
+    lines = cli("neighbors", minilm, "king", "-k", "3", "-f", "tsv").stdout.splitlines()
+    assert lines[0] == "query\tquery_ids\trank\ttoken_id\ttoken\tscore\terror"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [r[:5] for r in rows] == [
+        ["king", "2332", str(r), str(i), t] for r, i, t in KING_NEIGHBOURS
+    ]
+    assert [float(r[5]) for r in rows] == pytest.approx(KING_SCORES, rel=1e-12)
+    assert all(r[6] == "" for r in rows)
+
+
+def test_analogy_json_and_tsv(cli, minilm):
+    answer = cli("analogy", minilm, "king", "man", "woman", "-k", "2", "-f", "json").json()[0]
+    assert list(answer) == ["formula", "method", "queries", "results"]
+    assert (answer["formula"], answer["method"]) == ("king - man + woman", "add")
+    assert [r["token"] for r in answer["results"]] == ["queen", "kings"]
+    lines = cli("analogy", minilm, "king", "man", "woman", "-k", "2", "-f", "tsv").stdout
+    rows = [line.split("\t") for line in lines.splitlines()]
+    assert rows[0] == ["formula", "method", "rank", "token_id", "token", "score", "error"]
+    assert [r[:5] for r in rows[1:]] == [
+        ["king - man + woman", "add", "1", "3035", "queen"],
+        ["king - man + woman", "add", "2", "5465", "kings"],
+    ]
+    assert float(rows[1][5]) == pytest.approx(answer["results"][0]["score"], rel=1e-15)
+
+
+def test_compare_json(cli, minilm):
+    document = cli("compare", minilm, "cat", "dog", "-f", "json").json()
+    assert list(document) == ["metric", "items", "matrix"]
+    assert [i["tokens"] for i in document["items"]] == [["cat"], ["dog"]]
+    assert document["matrix"][0][1] == pytest.approx(0.4238563352493071, rel=1e-12)
+    assert document["matrix"][0][0] == pytest.approx(1.0, abs=1e-15)
