@@ -104,7 +104,7 @@ class CosineScorer(Scorer):
 
     def exact(self, rows, index):
         rows = self.base.shift64(rows)
-        return (rows @ self.unit64[index]) / rows.norm(dim=1)
+        return _row_dots(rows, self.unit64[index]) / rows.norm(dim=1)
 
     def select(self, indices):
         queries, center, device = self.args
@@ -126,7 +126,7 @@ class DotScorer(Scorer):
         return self.q32 @ rows.T, slack
 
     def exact(self, rows, index):
-        return self.base.shift64(rows) @ self.base.queries64[index]
+        return _row_dots(self.base.shift64(rows), self.base.queries64[index])
 
     def select(self, indices):
         queries, center, device = self.args
@@ -200,6 +200,13 @@ class CosMulScorer(Scorer):
     def select(self, indices):
         triples, center, device = self.args
         return CosMulScorer(triples[indices], center, device)
+
+
+def _row_dots(rows: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """Float64 dot product of each row with ``vector``, summed row by row so that a row's
+    score does not depend on which other rows are scored with it (a matrix product's
+    blocking would change the last bit with the candidate count)."""
+    return (rows * vector).sum(dim=1)
 
 
 def make_scorer(metric: str, queries: torch.Tensor, center, device) -> Scorer:

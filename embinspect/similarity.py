@@ -152,6 +152,8 @@ class Searcher:
         self.center = self.table.mean_row() if center else None
         self.keep_query = keep_query
         self.batch_size = batch_size
+        self.word_filter = word_filter
+        self.variants: dict[str, set[int]] = {}
         self.allowed = self._allowed_rows(word_filter)
 
     def _allowed_rows(self, word_filter: str) -> torch.Tensor | None:
@@ -171,7 +173,10 @@ class Searcher:
             if token is None:
                 continue
             if word_filter == "words":
-                allowed[token_id] = is_whole_word(token, vocabulary, token_id)
+                word = whole_word(token, vocabulary, token_id)
+                if word is not None:
+                    allowed[token_id] = True
+                    self.variants.setdefault(word.casefold(), set()).add(token_id)
             else:
                 allowed[token_id] = True
         return allowed
@@ -184,6 +189,16 @@ class Searcher:
             Neighbour(rank, s.token_id, self.token(s.token_id), s.score)
             for rank, s in enumerate(scored, start=1)
         ]
+
+    def _own_rows(self, resolved: ResolvedQuery) -> set[int]:
+        """The query's tokens and, with --filter words, their case and space variants."""
+        own = set(resolved.token_ids)
+        if self.vocabulary is not None and self.variants:
+            for token_id in resolved.token_ids:
+                word = whole_word(self.token(token_id) or "", self.vocabulary, token_id)
+                if word is not None:
+                    own |= self.variants.get(word.casefold(), set())
+        return own
 
     def neighbours(
         self, queries: Iterable[str], k: int, metric: str = "cosine"
@@ -204,7 +219,7 @@ class Searcher:
             if good:
                 vectors = torch.stack([query_vector(self.table, r) for r in good])
                 scorer = make_scorer(metric, vectors, self.center, self.device)
-                exclude = [set() if self.keep_query else set(r.token_ids) for r in good]
+                exclude = [set() if self.keep_query else self._own_rows(r) for r in good]
                 answers = top_k(self.table, scorer, k, exclude, self.allowed, self.device)
             answer_iter = iter(answers)
             for query, r in zip(batch, resolved, strict=True):
@@ -296,13 +311,14 @@ def pairwise(vectors: torch.Tensor, metric: str) -> torch.Tensor:
     raise UsageError(f"--metric {metric}: choose one of cosine, dot, l2")
 
 
-def is_whole_word(token: str, vocabulary: Vocabulary, token_id: int) -> bool:
-    """Letters only, with an optional leading-space marker: ``Ġking``, ``▁king``, ``king``."""
+def whole_word(token: str, vocabulary: Vocabulary, token_id: int) -> str | None:
+    """The word a token spells if it is letters only, with an optional leading-space marker
+    (``Ġking``, ``▁king``, ``king``); None for fragments, punctuation and special tokens."""
     if token_id in vocabulary.special_ids:
-        return False
+        return None
     if vocabulary.scheme == WORDPIECE and token.startswith("##"):
-        return False
+        return None
     text = stored_to_text(token, vocabulary.scheme)
     if text.startswith(" "):
         text = text[1:]
-    return text.isalpha()
+    return text if text.isalpha() else None

@@ -154,3 +154,18 @@ def test_gpt2_tied_output_table_and_padding_rows_left_out(cli, gpt2):
     allowed = np.arange(len(wte)) < 50257
     ids, _ = ranked(cosines(wte, wte[3797]), 50, exclude={3797}, allowed=allowed)
     assert [n["token_id"] for n in result["neighbors"]] == ids
+
+
+def test_word_filter_drops_fragments_and_the_querys_own_variants(cli, smollm2, smollm2_table):
+    result = answer(
+        cli("neighbors", smollm2, "Paris", "-k", "10", "--filter", "words", "-f", "json")
+    )
+    tokenizer = Tokenizer.from_file(str(smollm2 / "tokenizer.json"))
+    texts = [tokenizer.decode([i]) for i in range(tokenizer.get_vocab_size())]
+    words = {i: t.removeprefix(" ") for i, t in enumerate(texts)}
+    allowed = np.array([words[i].isalpha() for i in range(len(texts))])
+    own = {i for i, w in words.items() if w.casefold() == "paris" and allowed[i]}
+    assert own >= {7042, 38634}  # ĠParis and Paris at least
+    paris = 7042
+    ids, _ = ranked(cosines(smollm2_table, smollm2_table[paris]), 10, own, allowed)
+    assert [n["token_id"] for n in result["neighbors"]] == ids
