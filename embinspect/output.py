@@ -363,14 +363,11 @@ def _(result: TokenLookup) -> None:
     from rich.table import Table
 
     console = _console()
-    table = Table(title=f"{result.tensor} of {result.model}", title_justify="left")
-    for column in ("pos", "id", "token", "text", "norm"):
-        table.add_column(column, justify="right" if column in {"pos", "id", "norm"} else "left")
-    table.add_column("first components", no_wrap=True)
     with_positions = any(row.position_id is not None for row in result.tokens)
+    columns = ["pos", "id", "token", "text", "norm", "first components"]
     if with_positions:
-        for column in ("pos id", "pos norm", "input norm"):
-            table.add_column(column, justify="right")
+        columns += ["pos id", "pos norm", "input norm"]
+    rows = []
     for row in result.tokens:
         cells = [
             str(row.position),
@@ -382,6 +379,17 @@ def _(result: TokenLookup) -> None:
         ]
         if with_positions:
             cells += [str(row.position_id), f"{row.position_norm:.4f}", f"{row.input_norm:.4f}"]
+        rows.append(cells)
+    table = Table(title=f"{result.tensor} of {result.model}", title_justify="left")
+    for index, column in enumerate(columns):
+        if column == "first components":
+            table.add_column(column)  # the one column that wraps on a narrow terminal
+            continue
+        # Numbers are never cut: a narrow terminal wraps the components instead.
+        widest = max([len(column.split()[-1])] + [len(cells[index]) for cells in rows])
+        justify = "left" if column in {"token", "text"} else "right"
+        table.add_column(column, justify=justify, min_width=widest, overflow="fold")
+    for cells in rows:
         table.add_row(*cells)
     console.print(table)
     if result.position_note:
