@@ -36,7 +36,7 @@ from embinspect.options import (
     TokenizerOpt,
     TopKOpt,
 )
-from embinspect.output import emit, emit_stream, resolve_format
+from embinspect.output import emit, emit_stream, report_error, resolve_format
 
 app = typer.Typer(
     name="embinspect",
@@ -156,30 +156,31 @@ def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def _queries(arguments: list[str]):
-    """The queries in order; ``-`` stands for stdin, one query a line (read lazily)."""
+    """The queries in order; ``-`` stands for stdin, one query a line (read lazily).
+
+    Stdin lines are stripped: a trailing space would otherwise become a token and be
+    pooled into the query.
+    """
     for argument in arguments:
         if argument == "-":
             for line in sys.stdin:
-                line = line.rstrip("\r\n")
                 if line.strip():
-                    yield line
+                    yield line.strip()
         else:
             yield argument
 
 
-def _triples(arguments: list[str]):
-    """Analogy questions: A B C from the arguments, or three per stdin line (tabs or spaces)."""
+def _questions(arguments: list[str]):
+    """Analogy questions A B C: from the arguments, or three per stdin line (tab-separated,
+    or space-separated when there is no tab). A line of another length becomes an error
+    result of its own; the other lines are still answered."""
     if arguments == ["-"]:
-        for number, line in enumerate(sys.stdin, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t") if "\t" in line else line.split()
-            if len(parts) != 3:
-                raise UsageError(f"stdin line {number}: expected three queries A B C: {line!r}")
-            yield tuple(parts)
+        for line in sys.stdin:
+            if line.strip():
+                line = line.strip()
+                yield [part.strip() for part in line.split("\t")] if "\t" in line else line.split()
     elif len(arguments) == 3:
-        yield tuple(arguments)
+        yield list(arguments)
     else:
         raise UsageError("analogy takes three queries A B C (king man woman), or - for stdin")
 
@@ -255,7 +256,7 @@ def compare(
     )  # fmt: skip
     result = searcher.compare(items, metric)
     for failure in result.errors:
-        print(f"embinspect: error: {failure['query']}: {failure['error']}", file=sys.stderr)
+        report_error(failure["error"])
     emit(result, resolve_format(fmt))
     if result.errors:
         raise typer.Exit(EXIT_QUERY)
@@ -294,13 +295,13 @@ def analogy(
     from embinspect.similarity import ANALOGY_METHODS
 
     _check_choice("--method", method, ANALOGY_METHODS)
-    triples = _triples(queries)
+    questions = _questions(queries)
     searcher = _searcher(
         model, revision, tensor, tokenizer,
         table=table, device=device, center=center, word_filter=word_filter,
         leading_space=not no_space, pool=pool, batch_size=batch_size,
     )  # fmt: skip
-    if emit_stream(searcher.analogies(triples, k, method), resolve_format(fmt)):
+    if emit_stream(searcher.analogies(questions, k, method), resolve_format(fmt)):
         raise typer.Exit(EXIT_QUERY)
 
 
@@ -312,14 +313,10 @@ def main() -> None:
     except EmbinspectError as err:
         if debug:
             raise
-        print(f"embinspect: error: {err.message}", file=sys.stderr)
+        report_error(err.message)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
-    except BrokenPipeError:
-        # `embinspect ... | head`: the reader left; close quietly like other Unix tools.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
     except Exception as err:
         if debug:
             raise

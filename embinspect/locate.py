@@ -79,6 +79,8 @@ def load_json(path: Path) -> dict:
 
 def locate(model: str, revision: str | None = None) -> CheckpointFiles:
     """Resolve MODEL (folder, ``.safetensors`` file, or Hub repo id) to its files."""
+    if not model.strip():
+        raise ModelError("MODEL is empty: give a folder, a .safetensors file or a Hub repo id")
     path = Path(model).expanduser()
     if path.is_dir():
         if revision:
@@ -144,7 +146,8 @@ def _from_index(
             # A shard name is a bare file name; anything else could point outside the checkpoint.
             raise ModelError(f"{index_path}: bad shard name {file!r} for tensor {tensor!r}")
     files = sorted(set(weight_map.values()))
-    total = (index.get("metadata") or {}).get("total_size")
+    metadata = index.get("metadata")
+    total = metadata.get("total_size") if isinstance(metadata, dict) else None
     total_size = int(total) if isinstance(total, (int, float)) else None
     return CheckpointFiles(model, kind, files, dict(weight_map), total_size, fetch, present)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
 import sys
 from collections.abc import Iterable
 from enum import Enum
@@ -44,6 +46,16 @@ def emit_stream(results: Iterable[Any], fmt: OutputFormat, as_array: bool = True
 
     Returns how many results carried an error, so the caller can set the exit code.
     """
+    try:
+        return _emit_stream(results, fmt, as_array)
+    except BrokenPipeError:
+        # `embinspect ... | head`: the reader has what it wanted. Stop quietly with 0, as
+        # Unix tools do; point stdout at /dev/null so the exit-time flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0) from None
+
+
+def _emit_stream(results: Iterable[Any], fmt: OutputFormat, as_array: bool) -> int:
     out = sys.stdout
     failed = 0
     first = True
@@ -52,14 +64,14 @@ def emit_stream(results: Iterable[Any], fmt: OutputFormat, as_array: bool = True
     for result in results:
         if getattr(result, "error", None):
             failed += 1
-            print(f"embinspect: error: {result.error}", file=sys.stderr)
+            report_error(result.error)
         if fmt is OutputFormat.table:
             render_table(result)
         elif fmt is OutputFormat.json:
             collected.append(result.to_json())
         elif fmt is OutputFormat.jsonl:
             for record in json_lines(result):
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.write(_json(record) + "\n")
         else:
             header, rows = delimited_rows(result)
             if writer is not None:
@@ -77,8 +89,28 @@ def emit_stream(results: Iterable[Any], fmt: OutputFormat, as_array: bool = True
         out.flush()
     if fmt is OutputFormat.json:
         document = collected if as_array else collected[0]
-        out.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        out.write(_json(document, indent=2) + "\n")
     return failed
+
+
+def _json(document: Any, indent: int | None = None) -> str:
+    """Strict JSON: NaN and infinities (which JSON has no words for) become null."""
+    return json.dumps(_finite(document), ensure_ascii=False, indent=indent, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(child) for key, child in value.items()}
+    if isinstance(value, list):
+        return [_finite(child) for child in value]
+    return value
+
+
+def report_error(message: str) -> None:
+    """One line on stderr: how every user-facing error is reported."""
+    print(f"embinspect: error: {message}", file=sys.stderr)
 
 
 def _cell(value: Any) -> str:

@@ -15,7 +15,10 @@ fraction of the table: the full table is never converted to float32 at once.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -31,6 +34,7 @@ METRICS = ("cosine", "dot", "l2")
 U32 = 2.0**-24  # unit roundoff of float32
 COSMUL_EPSILON = 1e-6  # Levy & Goldberg (2014), as gensim's most_similar_cosmul
 SCORE_BLOCK_BYTES = 16 * 1024 * 1024
+_M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
 
 
 @dataclass(frozen=True)
@@ -69,12 +73,19 @@ class _Centered:
         self.device = device
         self.center64 = center
         self.center32 = center.float().to(device) if center is not None else None
+        self.center_norm = float(center.norm()) if center is not None else 0.0
         self.queries64 = queries - center if center is not None else queries
         self.batch = queries.shape[0]
         self.dim = queries.shape[1]
 
-    def shift(self, chunk: torch.Tensor) -> torch.Tensor:
-        return chunk - self.center32 if self.center32 is not None else chunk
+    def shift(self, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Rows minus the mean in float32, and per row a bound on what that subtraction
+        got wrong: rounding the mean and the difference errs by up to 2u(|x| + |mean|),
+        which is not small next to |x - mean| when the mean dominates the rows."""
+        if self.center32 is None:
+            return chunk, None
+        drift = 4 * U32 * (chunk.norm(dim=1) + self.center_norm)
+        return chunk - self.center32, drift
 
     def shift64(self, rows: torch.Tensor) -> torch.Tensor:
         return rows - self.center64 if self.center64 is not None else rows
@@ -97,10 +108,14 @@ class CosineScorer(Scorer):
     def bounds(self, chunk):
         import torch
 
-        rows = self.base.shift(chunk)
+        rows, drift = self.base.shift(chunk)
         norms = rows.norm(dim=1)
         scores = (self.unit32 @ rows.T) / norms
-        return scores.masked_fill_((norms == 0).unsqueeze(0), -torch.inf), self.slack
+        scores.masked_fill_((norms == 0).unsqueeze(0), -torch.inf)
+        if drift is None:
+            return scores, self.slack
+        # Moving a vector by |e| turns its cosine by at most 2|e|/|x|; 3 leaves room.
+        return scores, self.slack + (3 * drift / norms).unsqueeze(0)
 
     def exact(self, rows, index):
         rows = self.base.shift64(rows)
@@ -121,9 +136,11 @@ class DotScorer(Scorer):
         self.factor = (self.base.dim + 16) * U32
 
     def bounds(self, chunk):
-        rows = self.base.shift(chunk)
-        slack = self.factor * 1.01 * self.qnorm.unsqueeze(1) * rows.norm(dim=1).unsqueeze(0)
-        return self.q32 @ rows.T, slack
+        rows, drift = self.base.shift(chunk)
+        reach = rows.norm(dim=1) * self.factor * 1.01
+        if drift is not None:
+            reach = reach + drift
+        return self.q32 @ rows.T, self.qnorm.unsqueeze(1) * reach.unsqueeze(0)
 
     def exact(self, rows, index):
         return _row_dots(self.base.shift64(rows), self.base.queries64[index])
@@ -146,11 +163,16 @@ class L2Scorer(Scorer):
         self.factor = (2 * self.base.dim + 16) * U32
 
     def bounds(self, chunk):
-        rows = self.base.shift(chunk)
+        rows, drift = self.base.shift(chunk)
         rr = (rows * rows).sum(dim=1)
         approx = 2 * (self.q32 @ rows.T) - rr.unsqueeze(0) - self.qq.unsqueeze(1)
         reach = self.qnorm.unsqueeze(1) + rr.sqrt().unsqueeze(0)
-        return approx, self.factor * 1.01 * reach * reach
+        slack = self.factor * 1.01 * reach * reach
+        if drift is not None:
+            # |q - x|² moves by at most 2|e|·(|q| + |x|) + |e|² when x moves by |e|.
+            moved = drift.unsqueeze(0)
+            slack = slack + 2 * moved * (reach + moved)
+        return approx, slack
 
     def exact(self, rows, index):
         return -((self.base.shift64(rows) - self.base.queries64[index]) ** 2).sum(dim=1)
@@ -232,6 +254,7 @@ def top_k(
     ``exclude[i]`` holds ids never returned for query i; ``allowed`` (bool, shape (rows,))
     masks rows for every query. Returns reported scores (distances for L2).
     """
+    _prepare(device)
     results: list[list[Scored]] = [[] for _ in range(scorer.batch)]
     pending = list(range(scorer.batch))
     buffer = k + 64
@@ -247,6 +270,38 @@ def top_k(
         pending = retry
         buffer *= 4  # a buffer of every row cannot overflow, so this loop ends
     return results
+
+
+def _prepare(device) -> None:
+    """Process settings the scan relies on."""
+    import torch
+
+    if device.type == "cuda":
+        # The error bounds assume true float32 products; TF32 keeps only 10 mantissa bits.
+        if os.environ.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "") not in {"", "0"}:
+            raise UsageError(
+                "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE forces TF32 matmuls; unset it for exact scores"
+            )
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    _pin_malloc_threshold()
+
+
+def _pin_malloc_threshold() -> None:
+    """Keep glibc from fragmenting the heap over a long stream of batches.
+
+    glibc raises its mmap threshold each time a large block is freed; after that, the
+    per-batch score blocks are carved from the heap instead, and a long stdin stream
+    grows the process by tens of MB per 10,000 queries. A fixed threshold keeps blocks
+    over 8 MiB in mmap, returned to the system when freed.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 8 * 1024 * 1024)
+    except (OSError, AttributeError):
+        pass  # not glibc (musl): nothing to pin
 
 
 def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Scored] | None]:
@@ -266,7 +321,8 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
             approx, slack = scorer.bounds(block)
             upper = approx + slack
             lower = approx - slack
-            upper = torch.nan_to_num(upper, nan=-torch.inf)
+            # NaN (a NaN row, a 0/0) is never a neighbour; -inf stays -inf (zero rows).
+            upper.masked_fill_(torch.isnan(upper), -torch.inf)
             if allowed_dev is not None:
                 mask = ~allowed_dev[first : first + block.shape[0]]
                 upper.masked_fill_(mask.unsqueeze(0), -torch.inf)
@@ -301,15 +357,16 @@ def _finish(table, scorer, row, k, upper, lower, ids, dropped) -> list[Scored] |
         return []
     lows = lower[valid]
     threshold = lows.topk(min(k, lows.numel())).values[-1] if lows.numel() >= k else -torch.inf
-    if lows.numel() >= k and bool(dropped >= threshold):
+    if bool(dropped > -torch.inf) and bool(dropped >= threshold):
         return None  # a dropped row might belong in the top k: scan again, wider
-    if lows.numel() < k and bool(dropped > -torch.inf):
-        return None
     candidates = valid & (upper >= threshold)
     candidate_ids = ids[candidates].cpu().tolist()
     exact = scorer.exact(table.gather(candidate_ids), row)
-    exact = torch.nan_to_num(exact, nan=-torch.inf).tolist()
-    ranked = sorted(zip(candidate_ids, exact, strict=True), key=lambda p: (-p[1], p[0]))
+    exact = exact.tolist()
+    finite = [
+        (i, score) for i, score in zip(candidate_ids, exact, strict=True) if math.isfinite(score)
+    ]
+    ranked = sorted(finite, key=lambda p: (-p[1], p[0]))
     return [Scored(token_id, scorer.report(score)) for token_id, score in ranked[:k]]
 
 

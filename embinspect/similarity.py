@@ -7,18 +7,19 @@ batches, so thousands of queries cost one pass over the table per batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from embinspect.checkpoint import Checkpoint
+from embinspect.device import resolve_device
 from embinspect.errors import QueryError, UsageError
 from embinspect.queries import QueryResolver, ResolvedQuery, query_vector
-from embinspect.scoring import CosineScorer, CosMulScorer, make_scorer, top_k
+from embinspect.scoring import METRICS, CosineScorer, CosMulScorer, make_scorer, top_k
 from embinspect.table import EmbeddingTable
 from embinspect.tensor_names import OUTPUT
-from embinspect.tokenizer import WORDPIECE, Vocabulary, stored_to_text
+from embinspect.tokenizer import Vocabulary, whole_word
 
 if TYPE_CHECKING:
     import torch
@@ -84,34 +85,6 @@ class Comparison:
         if not self.errors:
             del data["errors"]
         return data
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks a GPU that torch sees (CUDA, then Apple MPS), else the CPU."""
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name}: use cpu, cuda, cuda:N, mps or auto") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: torch sees no CUDA GPU here")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA devices")
-        # Exactness bounds assume true float32 products, not TF32.
-        torch.backends.cuda.matmul.allow_tf32 = False
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"--device {name}: MPS is not available here")
-    elif device.type not in {"cpu", "cuda", "mps"}:
-        raise UsageError(f"--device {name}: use cpu, cuda, cuda:N, mps or auto")
-    return device
 
 
 class Searcher:
@@ -200,70 +173,91 @@ class Searcher:
                     own |= self.variants.get(word.casefold(), set())
         return own
 
+    def _vector(self, resolved: ResolvedQuery, needs_direction: bool) -> torch.Tensor:
+        """The query's float64 vector; refuses one that cannot be scored (NaN, or zero
+        where a direction is needed: cosine of a zero vector is undefined)."""
+        import torch
+
+        vector = query_vector(self.table, resolved)
+        if not bool(torch.isfinite(vector).all()):
+            raise QueryError(f"{resolved.query}: its row holds NaN or infinite values")
+        moved = vector - self.center if self.center is not None else vector
+        if needs_direction and float(moved.norm()) == 0.0:
+            raise QueryError(f"{resolved.query}: a zero vector has no direction to compare")
+        return vector
+
+    def _resolve(self, queries: list[str], needs_direction: bool):
+        """(resolved queries, their vectors (n, dim)), or the QueryError of the first bad one."""
+        import torch
+
+        resolved = [self.resolver.resolve(query) for query in queries]
+        vectors = [self._vector(r, needs_direction) for r in resolved]
+        return resolved, torch.stack(vectors)
+
     def neighbours(
         self, queries: Iterable[str], k: int, metric: str = "cosine"
     ) -> Iterator[NeighboursResult]:
         """The k nearest rows to each query, in input order, a batch at a time."""
         import torch
 
+        if metric not in METRICS:
+            raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
         iterator = iter(queries)
         while batch := list(islice(iterator, self.batch_size)):
-            resolved: list[ResolvedQuery | QueryError] = []
+            answered = []
             for query in batch:
                 try:
-                    resolved.append(self.resolver.resolve(query))
+                    answered.append(self._resolve([query], metric == "cosine"))
                 except QueryError as err:
-                    resolved.append(err)
-            good = [r for r in resolved if isinstance(r, ResolvedQuery)]
-            answers = []
+                    answered.append(err)
+            good = [a for a in answered if not isinstance(a, QueryError)]
+            scored = iter([])
             if good:
-                vectors = torch.stack([query_vector(self.table, r) for r in good])
+                vectors = torch.cat([vector for _, vector in good])
                 scorer = make_scorer(metric, vectors, self.center, self.device)
-                exclude = [set() if self.keep_query else self._own_rows(r) for r in good]
-                answers = top_k(self.table, scorer, k, exclude, self.allowed, self.device)
-            answer_iter = iter(answers)
-            for query, r in zip(batch, resolved, strict=True):
-                if isinstance(r, QueryError):
-                    yield NeighboursResult(query=query, error=r.message)
-                else:
-                    yield NeighboursResult(
-                        r.query, r.token_ids, r.tokens, r.pooled, self._ranked(next(answer_iter))
-                    )
+                exclude = [set() if self.keep_query else self._own_rows(r[0]) for r, _ in good]
+                scored = iter(top_k(self.table, scorer, k, exclude, self.allowed, self.device))
+            for query, answer in zip(batch, answered, strict=True):
+                if isinstance(answer, QueryError):
+                    yield NeighboursResult(query=query, error=answer.message)
+                    continue
+                r = answer[0][0]
+                neighbours = self._ranked(next(scored))
+                yield NeighboursResult(r.query, r.token_ids, r.tokens, r.pooled, neighbours)
 
     def analogies(
-        self, triples: Iterable[tuple[str, str, str]], k: int, method: str = "add"
+        self, questions: Iterable[Sequence[str]], k: int, method: str = "add"
     ) -> Iterator[AnalogyResult]:
         """For each (A, B, C): rows nearest to A - B + C, by 3CosAdd or 3CosMul."""
         import torch
 
         if method not in ANALOGY_METHODS:
             raise UsageError(f"--method {method}: choose add or mul")
-        iterator = iter(triples)
+        iterator = iter(questions)
         while batch := list(islice(iterator, self.batch_size)):
-            resolved: list[list[ResolvedQuery] | QueryError] = []
-            for triple in batch:
+            answered = []
+            for question in batch:
                 try:
-                    resolved.append([self.resolver.resolve(q) for q in triple])
+                    if len(question) != 3:
+                        raise QueryError(f"expected three queries A B C, got {list(question)}")
+                    answered.append(self._resolve(list(question), needs_direction=True))
                 except QueryError as err:
-                    resolved.append(err)
-            good = [r for r in resolved if not isinstance(r, QueryError)]
-            answers = []
+                    answered.append(err)
+            good = [a for a in answered if not isinstance(a, QueryError)]
+            scored = iter([])
             if good:
-                vectors = torch.stack(
-                    [torch.stack([query_vector(self.table, q) for q in triple]) for triple in good]
+                scorer = self._analogy_scorer(torch.stack([v for _, v in good]), method)
+                exclude = [{i for q in r for i in q.token_ids} for r, _ in good]
+                scored = iter(top_k(self.table, scorer, k, exclude, self.allowed, self.device))
+            for question, answer in zip(batch, answered, strict=True):
+                formula = " - ".join(question[:2]) + (
+                    f" + {question[2]}" if len(question) > 2 else ""
                 )
-                scorer = self._analogy_scorer(vectors, method)
-                exclude = [{i for q in triple for i in q.token_ids} for triple in good]
-                answers = top_k(self.table, scorer, k, exclude, self.allowed, self.device)
-            answer_iter = iter(answers)
-            for triple, r in zip(batch, resolved, strict=True):
-                formula = f"{triple[0]} - {triple[1]} + {triple[2]}"
-                if isinstance(r, QueryError):
-                    yield AnalogyResult(formula, method, [], error=r.message)
-                else:
-                    yield AnalogyResult(
-                        formula, method, [q.echo() for q in r], self._ranked(next(answer_iter))
-                    )
+                if isinstance(answer, QueryError):
+                    yield AnalogyResult(formula, method, [], error=answer.message)
+                    continue
+                echoes = [q.echo() for q in answer[0]]
+                yield AnalogyResult(formula, method, echoes, self._ranked(next(scored)))
 
     def _analogy_scorer(self, triples: torch.Tensor, method: str):
         if method == "mul":
@@ -280,20 +274,25 @@ class Searcher:
         """Pairwise scores in float64 of every resolvable query."""
         import torch
 
-        items, errors = [], []
+        if metric not in METRICS:
+            raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+        items, vectors, errors = [], [], []
         for query in queries:
             try:
-                items.append(self.resolver.resolve(query))
+                resolved, vector = self._resolve([query], metric == "cosine")
             except QueryError as err:
                 errors.append({"query": query, "error": err.message})
-        vectors = (
-            torch.stack([query_vector(self.table, r) for r in items])
-            if items
+                continue
+            items.append(resolved[0])
+            vectors.append(vector[0])
+        stacked = (
+            torch.stack(vectors)
+            if vectors
             else torch.zeros((0, self.table.dim), dtype=torch.float64)
         )
         if self.center is not None:
-            vectors = vectors - self.center
-        matrix = pairwise(vectors, metric)
+            stacked = stacked - self.center
+        matrix = pairwise(stacked, metric)
         return Comparison(metric, [r.echo() for r in items], matrix.tolist(), errors)
 
 
@@ -308,17 +307,4 @@ def pairwise(vectors: torch.Tensor, metric: str) -> torch.Tensor:
     if metric == "l2":
         # Direct differences: cdist's matmul shortcut loses digits for close vectors.
         return ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(dim=2).sqrt()
-    raise UsageError(f"--metric {metric}: choose one of cosine, dot, l2")
-
-
-def whole_word(token: str, vocabulary: Vocabulary, token_id: int) -> str | None:
-    """The word a token spells if it is letters only, with an optional leading-space marker
-    (``Ġking``, ``▁king``, ``king``); None for fragments, punctuation and special tokens."""
-    if token_id in vocabulary.special_ids:
-        return None
-    if vocabulary.scheme == WORDPIECE and token.startswith("##"):
-        return None
-    text = stored_to_text(token, vocabulary.scheme)
-    if text.startswith(" "):
-        text = text[1:]
-    return text if text.isalpha() else None
+    raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")

@@ -39,14 +39,19 @@ def count_vocabulary(files: CheckpointFiles) -> VocabularyCount | None:
     path = files.optional(TOKENIZER_JSON)
     if path is not None:
         data = load_json(path)
-        model_vocab = (data.get("model") or {}).get("vocab")
+        model = data.get("model")
+        model_vocab = model.get("vocab") if isinstance(model, dict) else None
         if isinstance(model_vocab, dict):
             ids = set(model_vocab.values())
         elif isinstance(model_vocab, list):  # Unigram: [[piece, score], ...], id = position
             ids = set(range(len(model_vocab)))
         else:
             return None
-        ids.update(token["id"] for token in data.get("added_tokens") or [])
+        added = data.get("added_tokens")
+        if isinstance(added, list):
+            ids.update(
+                t["id"] for t in added if isinstance(t, dict) and isinstance(t.get("id"), int)
+            )
         return VocabularyCount(len(ids), TOKENIZER_JSON)
     added = _added_token_ids(files)
     for name, counter in (
@@ -125,6 +130,8 @@ class Vocabulary:
         self.size = backend.get_vocab_size(with_added_tokens=True)
         spec = json.loads(backend.to_str())
         self.scheme = _space_scheme(spec)
+        # Added tokens are stored as their text, not in the byte-level or ▁ alphabet.
+        self.added_ids = {t["id"] for t in spec.get("added_tokens") or []}
         self.special_ids = {t["id"] for t in spec.get("added_tokens") or [] if t.get("special")}
 
     def encode(self, text: str, special_tokens: bool = False) -> list[int]:
@@ -141,7 +148,7 @@ class Vocabulary:
         token = self.backend.id_to_token(token_id)
         if token is None:
             return ""
-        if token_id in self.special_ids:
+        if token_id in self.added_ids:
             return token
         return stored_to_text(token, self.scheme)
 
@@ -158,6 +165,21 @@ def stored_to_text(token: str, scheme: str) -> str:
     if scheme == WORDPIECE and token.startswith("##"):
         return token[2:]
     return token
+
+
+def whole_word(token: str, vocabulary: Vocabulary, token_id: int) -> str | None:
+    """The word a token spells if it is letters only, with an optional leading-space marker
+    (``Ġking``, ``▁king``, ``king``); None for fragments, punctuation and special tokens."""
+    if token_id in vocabulary.special_ids:
+        return None
+    if token_id in vocabulary.added_ids:
+        return token if token.isalpha() else None
+    if vocabulary.scheme == WORDPIECE and token.startswith("##"):
+        return None
+    text = stored_to_text(token, vocabulary.scheme)
+    if text.startswith(" "):
+        text = text[1:]
+    return text if text.isalpha() else None
 
 
 def _byte_to_unicode() -> dict[int, str]:
@@ -236,6 +258,8 @@ def _load_override(override: str) -> Vocabulary:
         if (path / TOKENIZER_JSON).is_file():
             return _from_tokenizer_json(path / TOKENIZER_JSON)
         return _from_transformers(str(path), revision=None)
+    if override.startswith((".", "/", "~")) or override.count("/") > 1:  # a path, not owner/name
+        raise UsageError(f"--tokenizer {override}: no such file or directory")
     # A Hub repo id: transformers fetches what it needs through the same HF cache.
     return _from_transformers(override, revision=None)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import struct
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -142,3 +145,58 @@ def test_unresolvable_queries_exit_4(cli, minilm, tmp_path):
     answers = json.loads(lone.stdout)
     assert answers[0]["neighbors"][0]["token_id"] == 5465
     assert "--tokenizer" in answers[1]["error"]
+
+
+def test_empty_model_argument(cli):
+    assert_one_line_error(cli("info", ""), EXIT_MODEL, "MODEL is empty")
+
+
+def test_malformed_index_and_tokenizer_json(cli, minilm, tmp_path):
+    shutil.copyfile(minilm / "model.safetensors", tmp_path / "model-1.safetensors")
+    index = {
+        "metadata": "x",
+        "weight_map": {"embeddings.word_embeddings.weight": "model-1.safetensors"},
+    }
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": "x", "added_tokens": "y"}))
+    info = cli("info", tmp_path, "-f", "json")
+    assert info.returncode == 0, info.stderr
+    assert info.json()["vocab_size"] is None
+
+
+def test_tokenizer_path_that_does_not_exist(cli, minilm, tmp_path):
+    run = cli("tokens", minilm, "cat", "--tokenizer", tmp_path / "nope" / "tokenizer.json")
+    assert_one_line_error(run, EXIT_USAGE, "no such file or directory")
+
+
+def test_closed_pipe_ends_quietly_with_zero(minilm):
+    # `| head -2`: the reader leaves early; the writer must not report an error.
+    script = (
+        f"seq 1 3000 | sed 's/^/#/' | {sys.executable} -m embinspect neighbors {minilm} - "
+        '-f tsv | head -2; echo "exit=${PIPESTATUS[2]}"'
+    )
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.stdout.splitlines()[-1] == "exit=0"
+    assert "Traceback" not in done.stderr and "error" not in done.stderr
+
+
+def test_stdin_lines_are_stripped(minilm):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "embinspect",
+            "neighbors",
+            str(minilm),
+            "-",
+            "-k",
+            "1",
+            "-f",
+            "jsonl",
+        ],
+        input="  king \t\n",
+        capture_output=True,
+        text=True,
+    )
+    answer = json.loads(done.stdout)
+    assert (answer["query"], answer["tokens"]) == ("king", ["king"])
