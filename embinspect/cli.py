@@ -17,24 +17,31 @@ from embinspect.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_QUERY,
+    EXIT_USAGE,
     EmbinspectError,
     UsageError,
 )
 from embinspect.options import (
+    AnalogyMethod,
     BatchSizeOpt,
     CenterOpt,
     DeviceOpt,
     FilterOpt,
     FormatOpt,
+    MethodOpt,
+    Metric,
     MetricOpt,
     ModelArg,
     NoSpaceOpt,
+    Pool,
     PoolOpt,
     RevisionOpt,
+    Table,
     TableOpt,
     TensorOpt,
     TokenizerOpt,
     TopKOpt,
+    WordFilter,
 )
 from embinspect.output import emit, emit_stream, report_error, resolve_format
 
@@ -150,11 +157,6 @@ def _searcher(
     return searcher
 
 
-def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UsageError(f"{option} {value}: choose one of {', '.join(choices)}")
-
-
 def _queries(arguments: list[str]):
     """The queries in order; ``-`` stands for stdin, one query a line (read lazily).
 
@@ -191,20 +193,21 @@ def neighbors(
     queries: Annotated[
         list[str],
         typer.Argument(
+            metavar="QUERY...",
             help="Text (king), #token_id, =vocabulary_entry, or - to read one per line from stdin.",
             show_default=False,
         ),
     ],
     k: TopKOpt = 10,
-    metric: MetricOpt = "cosine",
-    table: TableOpt = "input",
-    word_filter: FilterOpt = "none",
+    metric: MetricOpt = Metric.cosine,
+    table: TableOpt = Table.input,
+    word_filter: FilterOpt = WordFilter.none,
     center: CenterOpt = False,
     keep_query: Annotated[
         bool, typer.Option("--keep-query", help="Keep the query's own tokens in the results.")
     ] = False,
     no_space: NoSpaceOpt = False,
-    pool: PoolOpt = "mean",
+    pool: PoolOpt = Pool.mean,
     device: DeviceOpt = "auto",
     batch_size: BatchSizeOpt = 256,
     revision: RevisionOpt = None,
@@ -213,15 +216,12 @@ def neighbors(
     fmt: FormatOpt = None,
 ) -> None:
     """The k nearest rows to each QUERY (cosine by default), exact, the query's tokens left out."""
-    from embinspect.scoring import METRICS
-
-    _check_choice("--metric", metric, METRICS)
     searcher = _searcher(
         model, revision, tensor, tokenizer,
-        table=table, device=device, center=center, word_filter=word_filter,
-        keep_query=keep_query, leading_space=not no_space, pool=pool, batch_size=batch_size,
+        table=table.value, device=device, center=center, word_filter=word_filter.value,
+        keep_query=keep_query, leading_space=not no_space, pool=pool.value, batch_size=batch_size,
     )  # fmt: skip
-    results = searcher.neighbours(_queries(queries), k, metric)
+    results = searcher.neighbours(_queries(queries), k, metric.value)
     if emit_stream(results, resolve_format(fmt)):
         raise typer.Exit(EXIT_QUERY)
 
@@ -231,30 +231,32 @@ def compare(
     model: ModelArg,
     queries: Annotated[
         list[str],
-        typer.Argument(help="Two or more queries (text, #id, =entry, or -).", show_default=False),
+        typer.Argument(
+            metavar="QUERY...",
+            help="Two or more queries (text, #id, =entry, or -).",
+            show_default=False,
+        ),
     ],
-    metric: MetricOpt = "cosine",
-    table: TableOpt = "input",
+    metric: MetricOpt = Metric.cosine,
+    table: TableOpt = Table.input,
     center: CenterOpt = False,
     no_space: NoSpaceOpt = False,
-    pool: PoolOpt = "mean",
+    pool: PoolOpt = Pool.mean,
     revision: RevisionOpt = None,
     tensor: TensorOpt = None,
     tokenizer: TokenizerOpt = None,
     fmt: FormatOpt = None,
 ) -> None:
     """Pairwise cosine similarity (or dot, or L2 distance) of two or more queries."""
-    from embinspect.scoring import METRICS
-
-    _check_choice("--metric", metric, METRICS)
     items = list(_queries(queries))
     if len(items) < 2:
         raise UsageError("compare needs at least two queries")
     searcher = _searcher(
         model, revision, tensor, tokenizer,
-        table=table, device="cpu", center=center, leading_space=not no_space, pool=pool,
+        table=table.value, device="cpu", center=center, leading_space=not no_space,
+        pool=pool.value,
     )  # fmt: skip
-    result = searcher.compare(items, metric)
+    result = searcher.compare(items, metric.value)
     for failure in result.errors:
         report_error(failure["error"])
     emit(result, resolve_format(fmt))
@@ -268,22 +270,18 @@ def analogy(
     queries: Annotated[
         list[str],
         typer.Argument(
+            metavar="A B C",
             help="A B C for A - B + C (king man woman ≈ queen), or - for three per stdin line.",
             show_default=False,
         ),
     ],
     k: TopKOpt = 5,
-    method: Annotated[
-        str,
-        typer.Option(
-            "--method", help="add: 3CosAdd (gensim most_similar); mul: 3CosMul (Levy & Goldberg)."
-        ),
-    ] = "add",
-    table: TableOpt = "input",
-    word_filter: FilterOpt = "none",
+    method: MethodOpt = AnalogyMethod.add,
+    table: TableOpt = Table.input,
+    word_filter: FilterOpt = WordFilter.none,
     center: CenterOpt = False,
     no_space: NoSpaceOpt = False,
-    pool: PoolOpt = "mean",
+    pool: PoolOpt = Pool.mean,
     device: DeviceOpt = "auto",
     batch_size: BatchSizeOpt = 256,
     revision: RevisionOpt = None,
@@ -292,31 +290,43 @@ def analogy(
     fmt: FormatOpt = None,
 ) -> None:
     """A - B + C: the rows nearest to it, with A, B and C left out of the results."""
-    from embinspect.similarity import ANALOGY_METHODS
-
-    _check_choice("--method", method, ANALOGY_METHODS)
     questions = _questions(queries)
     searcher = _searcher(
         model, revision, tensor, tokenizer,
-        table=table, device=device, center=center, word_filter=word_filter,
-        leading_space=not no_space, pool=pool, batch_size=batch_size,
+        table=table.value, device=device, center=center, word_filter=word_filter.value,
+        leading_space=not no_space, pool=pool.value, batch_size=batch_size,
     )  # fmt: skip
-    if emit_stream(searcher.analogies(questions, k, method), resolve_format(fmt)):
+    if emit_stream(searcher.analogies(questions, k, method.value), resolve_format(fmt)):
         raise typer.Exit(EXIT_QUERY)
 
 
 def main() -> None:
     """Entry point: user mistakes become one line on stderr and a documented exit code."""
+    try:  # recent typer carries its own copy of click
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    except ImportError:  # pragma: no cover
+        from click.exceptions import ClickException, NoArgsIsHelpError
+
     debug = os.environ.get("EMBINSPECT_DEBUG", "") not in {"", "0"}
     try:
-        app()
+        # Not standalone: Click would print a usage error as several lines; we print one.
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as err:
+        err.show()
+        sys.exit(EXIT_USAGE)
+    except ClickException as err:
+        known = {c.callback.__name__ for c in app.registered_commands if c.callback}
+        command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in known else ""
+        hint = f" (see embinspect {command} --help)".replace("  ", " ")
+        report_error(err.format_message().replace("\n", " ") + hint)
+        sys.exit(err.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(EXIT_INTERRUPTED)
     except EmbinspectError as err:
         if debug:
             raise
         report_error(err.message)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
     except Exception as err:
         if debug:
             raise
@@ -326,3 +336,4 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(EXIT_INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -11,11 +11,9 @@ from typing import Any
 
 from embinspect.checkpoint import Checkpoint
 from embinspect.positions import describe_positions
-from embinspect.safetensors_header import TensorHeader
+from embinspect.safetensors_header import FLOAT_DTYPE_BYTES, TensorHeader
 from embinspect.tensor_names import POSITION, ROLES
 from embinspect.tokenizer import count_vocabulary
-
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
 
 
 @dataclass(frozen=True)
@@ -101,4 +99,4 @@ def _total_params(checkpoint: Checkpoint, token: TensorHeader) -> tuple[int, boo
     if checkpoint.headers_complete or checkpoint.files.index_total_size is None:
         return sum(h.numel for h in checkpoint.headers.values()), checkpoint.headers_complete
     # Shards left on the Hub: the index's byte count over the table's element size.
-    return checkpoint.files.index_total_size // _DTYPE_BYTES.get(token.dtype, 2), False
+    return checkpoint.files.index_total_size // FLOAT_DTYPE_BYTES.get(token.dtype, 2), False

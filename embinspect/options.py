@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
 from embinspect.output import OutputFormat
+from embinspect.queries import POOLS
+from embinspect.scoring import METRICS
+from embinspect.similarity import ANALOGY_METHODS, FILTERS, TABLES
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """An Enum of the library's own choices, so Typer validates them and lists them in
+    --help while the library stays the one place that declares them."""
+    return Enum(name, {value: value for value in values}, type=str)
+
+
+Metric = _choices("Metric", METRICS)
+Table = _choices("Table", TABLES)
+WordFilter = _choices("WordFilter", FILTERS)
+Pool = _choices("Pool", POOLS)
+AnalogyMethod = _choices("AnalogyMethod", ANALOGY_METHODS)
 
 ModelArg = Annotated[
     str,
@@ -48,19 +65,19 @@ FormatOpt = Annotated[
 ]
 TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many results.")]
 MetricOpt = Annotated[
-    str,
-    typer.Option("--metric", help="cosine, dot or l2 (Euclidean distance, smallest first)."),
+    Metric,
+    typer.Option("--metric", help="l2 is the Euclidean distance, smallest first."),
 ]
 DeviceOpt = Annotated[
     str,
     typer.Option("--device", help="cpu, cuda, cuda:N, mps, or auto (a GPU when torch sees one)."),
 ]
 TableOpt = Annotated[
-    str,
-    typer.Option("--table", help="input (token table) or output (the LM head, when not tied)."),
+    Table,
+    typer.Option("--table", help="The token table, or the output head (when not tied)."),
 ]
 FilterOpt = Annotated[
-    str,
+    WordFilter,
     typer.Option(
         "--filter", help="words: only tokens that are whole words (letters, optional space mark)."
     ),
@@ -76,12 +93,16 @@ NoSpaceOpt = Annotated[
     ),
 ]
 PoolOpt = Annotated[
-    str,
-    typer.Option(
-        "--pool", help="A query of several tokens: mean, first or last row, or error to refuse."
-    ),
+    Pool,
+    typer.Option("--pool", help="A query of several tokens: pool its rows, or refuse (error)."),
 ]
 BatchSizeOpt = Annotated[
     int,
     typer.Option("--batch-size", min=1, help="Queries answered per pass over the table."),
+]
+MethodOpt = Annotated[
+    AnalogyMethod,
+    typer.Option(
+        "--method", help="add: 3CosAdd (gensim most_similar); mul: 3CosMul (Levy & Goldberg)."
+    ),
 ]

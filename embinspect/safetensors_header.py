@@ -19,8 +19,10 @@ from embinspect.errors import ModelError
 # length field, and reading it would allocate gigabytes.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
-# Storage dtypes of real-valued tensors; embeddings are always one of these.
-FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+# Bytes per element of the storage dtypes of real-valued tensors; embeddings are
+# always one of these.
+FLOAT_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
+FLOAT_DTYPES = frozenset(FLOAT_DTYPE_BYTES)
 
 # First bytes of the pickle-based formats we refuse to open (zip of torch.save, raw pickle).
 PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
