@@ -53,7 +53,12 @@ class Scorer:
 
     batch: int
 
-    def bounds(self, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+    def bounds(
+        self, chunk: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | float, torch.Tensor]:
+        """``(approx, slack, unusable)``: float32 scores (B, n), how far each may be off
+        (a float, or a tensor that broadcasts to (B, n)), and rows (n,) that can never
+        be results (zero or non-finite rows)."""
         raise NotImplementedError
 
     def exact(self, rows: torch.Tensor, index: int) -> torch.Tensor:
@@ -111,11 +116,11 @@ class CosineScorer(Scorer):
         rows, drift = self.base.shift(chunk)
         norms = rows.norm(dim=1)
         scores = (self.unit32 @ rows.T) / norms
-        scores.masked_fill_((norms == 0).unsqueeze(0), -torch.inf)
+        unusable = ~torch.isfinite(norms) | (norms == 0)  # a zero row has no cosine
         if drift is None:
-            return scores, self.slack
+            return scores, self.slack, unusable
         # Moving a vector by |e| turns its cosine by at most 2|e|/|x|; 3 leaves room.
-        return scores, self.slack + (3 * drift / norms).unsqueeze(0)
+        return scores, self.slack + (3 * drift / norms).unsqueeze(0), unusable
 
     def exact(self, rows, index):
         rows = self.base.shift64(rows)
@@ -136,11 +141,15 @@ class DotScorer(Scorer):
         self.factor = (self.base.dim + 16) * U32
 
     def bounds(self, chunk):
+        import torch
+
         rows, drift = self.base.shift(chunk)
-        reach = rows.norm(dim=1) * self.factor * 1.01
+        norms = rows.norm(dim=1)
+        reach = norms * self.factor * 1.01
         if drift is not None:
             reach = reach + drift
-        return self.q32 @ rows.T, self.qnorm.unsqueeze(1) * reach.unsqueeze(0)
+        slack = self.qnorm.unsqueeze(1) * reach.unsqueeze(0)
+        return self.q32 @ rows.T, slack, ~torch.isfinite(norms)
 
     def exact(self, rows, index):
         return _row_dots(self.base.shift64(rows), self.base.queries64[index])
@@ -163,6 +172,8 @@ class L2Scorer(Scorer):
         self.factor = (2 * self.base.dim + 16) * U32
 
     def bounds(self, chunk):
+        import torch
+
         rows, drift = self.base.shift(chunk)
         rr = (rows * rows).sum(dim=1)
         approx = 2 * (self.q32 @ rows.T) - rr.unsqueeze(0) - self.qq.unsqueeze(1)
@@ -172,7 +183,7 @@ class L2Scorer(Scorer):
             # |q - x|² moves by at most 2|e|·(|q| + |x|) + |e|² when x moves by |e|.
             moved = drift.unsqueeze(0)
             slack = slack + 2 * moved * (reach + moved)
-        return approx, slack
+        return approx, slack, ~torch.isfinite(rr)
 
     def exact(self, rows, index):
         return -((self.base.shift64(rows) - self.base.queries64[index]) ** 2).sum(dim=1)
@@ -201,19 +212,15 @@ class CosMulScorer(Scorer):
         self.tiny = torch.finfo(torch.float32).eps * 4  # the float32 arithmetic below
 
     def bounds(self, chunk):
-        import torch
 
-        cos, _ = self.cosine.bounds(chunk)
+        cos, _, unusable = self.cosine.bounds(chunk)
         shifted = ((1 + cos) / 2).reshape(self.batch, 3, -1)
-        invalid = torch.isinf(shifted).any(dim=1)  # zero rows have no cosine
         a, b, c = shifted[:, 0], shifted[:, 1], shifted[:, 2]
         d = self.half_slack
         upper = (a + d) * (c + d) / ((b - d).clamp_min(0) + COSMUL_EPSILON) * (1 + self.tiny)
         lower = (a - d).clamp_min(0) * (c - d).clamp_min(0) / (b + d + COSMUL_EPSILON)
         lower = lower * (1 - self.tiny)
-        upper = upper.masked_fill_(invalid, -torch.inf)
-        lower = lower.masked_fill_(invalid, -torch.inf)
-        return torch.where(invalid, -torch.inf, (upper + lower) / 2), (upper - lower) / 2
+        return (upper + lower) / 2, (upper - lower) / 2, unusable
 
     def exact(self, rows, index):
         cos = [(1 + self.cosine.exact(rows, 3 * index + j)) / 2 for j in range(3)]
@@ -305,6 +312,8 @@ def _pin_malloc_threshold() -> None:
 
 
 def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Scored] | None]:
+    """One pass over the table keeping, per query, the ``buffer`` rows of highest upper
+    bound, their lower bounds, and the highest upper bound of any row let go."""
     import torch
 
     batch = scorer.batch
@@ -314,27 +323,43 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
     top_ids = torch.zeros((batch, 0), dtype=torch.long, device=device)
     dropped = torch.full((batch,), -torch.inf, device=device)
     allowed_dev = allowed.to(device) if allowed is not None else None
+    pairs = [(row, token_id) for row, ids in enumerate(exclude) for token_id in ids]
+    excluded_rows = torch.tensor([p[0] for p in pairs], dtype=torch.long, device=device)
+    excluded_ids = torch.tensor([p[1] for p in pairs], dtype=torch.long, device=device)
+    step = _score_rows(batch)
     for start, chunk in table.chunks(device):
-        for sub_start in range(0, chunk.shape[0], _score_rows(batch)):
-            block = chunk[sub_start : sub_start + _score_rows(batch)]
-            first = start + sub_start
-            approx, slack = scorer.bounds(block)
-            upper = approx + slack
-            lower = approx - slack
-            # NaN (a NaN row, a 0/0) is never a neighbour; -inf stays -inf (zero rows).
-            upper.masked_fill_(torch.isnan(upper), -torch.inf)
+        for sub_start in range(0, chunk.shape[0], step):
+            block = chunk[sub_start : sub_start + step]
+            first, count = start + sub_start, block.shape[0]
+            approx, slack, unusable = scorer.bounds(block)
+            upper = approx.add_(slack)  # in place: the (B, n) block is the big allocation
             if allowed_dev is not None:
-                mask = ~allowed_dev[first : first + block.shape[0]]
-                upper.masked_fill_(mask.unsqueeze(0), -torch.inf)
-            for row, ids in enumerate(exclude):
-                local = [i - first for i in ids if first <= i < first + block.shape[0]]
-                if local:
-                    upper[row, local] = -torch.inf
-            lower = torch.where(upper == -torch.inf, -torch.inf, lower)
-            merged_upper = torch.cat([top_upper, upper], dim=1)
+                unusable = unusable | ~allowed_dev[first : first + count]
+            if bool(unusable.any()):
+                upper[:, unusable] = -torch.inf
+            inside = (excluded_ids >= first) & (excluded_ids < first + count)
+            if bool(inside.any()):
+                upper[excluded_rows[inside], excluded_ids[inside] - first] = -torch.inf
+            # The block's best first, then merge those few with the running buffer.
+            take = min(keep + 1, count)
+            best, index = upper.topk(take, dim=1)
+            if bool(torch.isnan(best).any()):
+                # topk ranks NaN first; NaN (overflow, a NaN component) is never a result.
+                # Rare, so the whole block is checked only when one shows up.
+                upper.masked_fill_(torch.isnan(upper), -torch.inf)
+                best, index = upper.topk(take, dim=1)
+            if count > keep:
+                dropped = torch.maximum(dropped, best[:, keep])
+                best, index = best[:, :keep], index[:, :keep]
+            if isinstance(slack, float):
+                width = 2 * slack
+            else:
+                width = 2 * slack.expand(batch, count).gather(1, index)
+            # upper - 2·slack = approx - slack, give or take a rounding: widen by a hair.
+            lower = torch.where(best == -torch.inf, -torch.inf, best - width * (1 + 1e-6))
+            merged_upper = torch.cat([top_upper, best], dim=1)
             merged_lower = torch.cat([top_lower, lower], dim=1)
-            block_ids = torch.arange(first, first + block.shape[0], device=device)
-            merged_ids = torch.cat([top_ids, block_ids.expand(batch, -1)], dim=1)
+            merged_ids = torch.cat([top_ids, index + first], dim=1)
             take = min(keep + 1, merged_upper.shape[1])
             best, index = merged_upper.topk(take, dim=1)
             if take > keep:
