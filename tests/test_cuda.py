@@ -1,0 +1,28 @@
+"""`--device cuda` gives the same exact answers as the CPU. Skipped where torch sees no GPU
+(CI has none); run on a GPU machine to check the CUDA path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_cuda_neighbours_equal_cpu(cli, smollm2, metric):
+    args = ["neighbors", smollm2, "Paris", "#1000", "-k", "10", "--metric", metric, "-f", "json"]
+    cpu = cli(*args, "--device", "cpu").json()
+    gpu = cli(*args, "--device", "cuda").json()
+    for a, b in zip(cpu, gpu, strict=True):
+        assert [n["token_id"] for n in a["neighbors"]] == [n["token_id"] for n in b["neighbors"]]
+        assert [n["score"] for n in a["neighbors"]] == pytest.approx(
+            [n["score"] for n in b["neighbors"]], rel=1e-12
+        )
+
+
+def test_cuda_analogy_equals_cpu(cli, minilm):
+    args = ["analogy", minilm, "king", "man", "woman", "--method", "mul", "-f", "json"]
+    cpu = cli(*args, "--device", "cpu").json()[0]["results"]
+    gpu = cli(*args, "--device", "cuda").json()[0]["results"]
+    assert [r["token_id"] for r in cpu] == [r["token_id"] for r in gpu]
