@@ -43,6 +43,15 @@ class Scored:
     score: float
 
 
+@dataclass(frozen=True)
+class RowStats:
+    """Per-row float32 facts a scorer needs: norms of the (centred) rows, and the
+    centring error bound (None when not centred)."""
+
+    norms: torch.Tensor
+    drift: torch.Tensor | None
+
+
 class Scorer:
     """Scores of a batch of B queries against rows.
 
@@ -54,11 +63,11 @@ class Scorer:
     batch: int
 
     def bounds(
-        self, chunk: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | float, torch.Tensor]:
-        """``(approx, slack, unusable)``: float32 scores (B, n), how far each may be off
-        (a float, or a tensor that broadcasts to (B, n)), and rows (n,) that can never
-        be results (zero or non-finite rows)."""
+        self, chunk: torch.Tensor, known: RowStats | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | float, torch.Tensor, RowStats]:
+        """``(approx, slack, unusable, stats)``: float32 scores (B, n), how far each may
+        be off (a float, or a tensor that broadcasts to (B, n)), rows (n,) that can never
+        be results (zero or non-finite rows), and the rows' norms (``known`` when given)."""
         raise NotImplementedError
 
     def exact(self, rows: torch.Tensor, index: int) -> torch.Tensor:
@@ -69,6 +78,10 @@ class Scorer:
 
     def report(self, score: float) -> float:
         return score
+
+    @property
+    def centered(self) -> bool:
+        return self.base.center32 is not None
 
 
 class _Centered:
@@ -83,14 +96,21 @@ class _Centered:
         self.batch = queries.shape[0]
         self.dim = queries.shape[1]
 
-    def shift(self, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Rows minus the mean in float32, and per row a bound on what that subtraction
-        got wrong: rounding the mean and the difference errs by up to 2u(|x| + |mean|),
-        which is not small next to |x - mean| when the mean dominates the rows."""
-        if self.center32 is None:
-            return chunk, None
-        drift = 4 * U32 * (chunk.norm(dim=1) + self.center_norm)
-        return chunk - self.center32, drift
+    def shift(self, chunk: torch.Tensor) -> torch.Tensor:
+        """Rows minus the mean, in float32."""
+        return chunk - self.center32 if self.center32 is not None else chunk
+
+    def stats(self, chunk: torch.Tensor, rows: torch.Tensor, known: RowStats | None) -> RowStats:
+        """Norms of the (shifted) rows and, when centred, a bound per row on what the
+        float32 subtraction got wrong: rounding the mean and the difference errs by up to
+        2u(|x| + |mean|), not small next to |x - mean| when the mean dominates the rows.
+        Both depend on the rows only, so a scan reuses them from the previous one."""
+        if known is not None:
+            return known
+        drift = None
+        if self.center32 is not None:
+            drift = 4 * U32 * (chunk.norm(dim=1) + self.center_norm)
+        return RowStats(rows.norm(dim=1), drift)
 
     def shift64(self, rows: torch.Tensor) -> torch.Tensor:
         return rows - self.center64 if self.center64 is not None else rows
@@ -110,17 +130,19 @@ class CosineScorer(Scorer):
         # float32 query and centred row add a few u more.
         self.slack = (2 * self.base.dim + 16) * U32
 
-    def bounds(self, chunk):
+    def bounds(self, chunk, known=None):
         import torch
 
-        rows, drift = self.base.shift(chunk)
-        norms = rows.norm(dim=1)
+        rows = self.base.shift(chunk)
+        stats = self.base.stats(chunk, rows, known)
+        norms = stats.norms
         scores = (self.unit32 @ rows.T) / norms
         unusable = ~torch.isfinite(norms) | (norms == 0)  # a zero row has no cosine
-        if drift is None:
-            return scores, self.slack, unusable
+        if stats.drift is None:
+            return scores, self.slack, unusable, stats
         # Moving a vector by |e| turns its cosine by at most 2|e|/|x|; 3 leaves room.
-        return scores, self.slack + (3 * drift / norms).unsqueeze(0), unusable
+        slack = self.slack + (3 * stats.drift / norms).unsqueeze(0)
+        return scores, slack, unusable, stats
 
     def exact(self, rows, index):
         rows = self.base.shift64(rows)
@@ -140,16 +162,16 @@ class DotScorer(Scorer):
         self.batch = self.base.batch
         self.factor = (self.base.dim + 16) * U32
 
-    def bounds(self, chunk):
+    def bounds(self, chunk, known=None):
         import torch
 
-        rows, drift = self.base.shift(chunk)
-        norms = rows.norm(dim=1)
-        reach = norms * self.factor * 1.01
-        if drift is not None:
-            reach = reach + drift
+        rows = self.base.shift(chunk)
+        stats = self.base.stats(chunk, rows, known)
+        reach = stats.norms * self.factor * 1.01
+        if stats.drift is not None:
+            reach = reach + stats.drift
         slack = self.qnorm.unsqueeze(1) * reach.unsqueeze(0)
-        return self.q32 @ rows.T, slack, ~torch.isfinite(norms)
+        return self.q32 @ rows.T, slack, ~torch.isfinite(stats.norms), stats
 
     def exact(self, rows, index):
         return _row_dots(self.base.shift64(rows), self.base.queries64[index])
@@ -171,11 +193,13 @@ class L2Scorer(Scorer):
         self.batch = self.base.batch
         self.factor = (2 * self.base.dim + 16) * U32
 
-    def bounds(self, chunk):
+    def bounds(self, chunk, known=None):
         import torch
 
-        rows, drift = self.base.shift(chunk)
-        rr = (rows * rows).sum(dim=1)
+        rows = self.base.shift(chunk)
+        stats = self.base.stats(chunk, rows, known)
+        drift = stats.drift
+        rr = stats.norms * stats.norms
         approx = 2 * (self.q32 @ rows.T) - rr.unsqueeze(0) - self.qq.unsqueeze(1)
         reach = self.qnorm.unsqueeze(1) + rr.sqrt().unsqueeze(0)
         slack = self.factor * 1.01 * reach * reach
@@ -183,7 +207,7 @@ class L2Scorer(Scorer):
             # |q - x|² moves by at most 2|e|·(|q| + |x|) + |e|² when x moves by |e|.
             moved = drift.unsqueeze(0)
             slack = slack + 2 * moved * (reach + moved)
-        return approx, slack, ~torch.isfinite(rr)
+        return approx, slack, ~torch.isfinite(rr), stats
 
     def exact(self, rows, index):
         return -((self.base.shift64(rows) - self.base.queries64[index]) ** 2).sum(dim=1)
@@ -208,19 +232,20 @@ class CosMulScorer(Scorer):
         self.dim = triples.shape[2]
         flat = triples.reshape(-1, self.dim)
         self.cosine = CosineScorer(flat, center, device)
+        self.base = self.cosine.base
         self.half_slack = self.cosine.slack / 2
         self.tiny = torch.finfo(torch.float32).eps * 4  # the float32 arithmetic below
 
-    def bounds(self, chunk):
+    def bounds(self, chunk, known=None):
 
-        cos, _, unusable = self.cosine.bounds(chunk)
+        cos, _, unusable, stats = self.cosine.bounds(chunk, known)
         shifted = ((1 + cos) / 2).reshape(self.batch, 3, -1)
         a, b, c = shifted[:, 0], shifted[:, 1], shifted[:, 2]
         d = self.half_slack
         upper = (a + d) * (c + d) / ((b - d).clamp_min(0) + COSMUL_EPSILON) * (1 + self.tiny)
         lower = (a - d).clamp_min(0) * (c - d).clamp_min(0) / (b + d + COSMUL_EPSILON)
         lower = lower * (1 - self.tiny)
-        return (upper + lower) / 2, (upper - lower) / 2, unusable
+        return (upper + lower) / 2, (upper - lower) / 2, unusable, stats
 
     def exact(self, rows, index):
         cos = [(1 + self.cosine.exact(rows, 3 * index + j)) / 2 for j in range(3)]
@@ -327,11 +352,23 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
     excluded_rows = torch.tensor([p[0] for p in pairs], dtype=torch.long, device=device)
     excluded_ids = torch.tensor([p[1] for p in pairs], dtype=torch.long, device=device)
     step = _score_rows(batch)
+    # Row norms depend on the table only: the first scan keeps them for every later one.
+    cache = table.row_stats.get((scorer.centered, str(device)))
+    norms = cache.norms if cache else torch.empty(table.rows, device=device)
+    drifts = cache.drift if cache else torch.empty(table.rows, device=device)
     for start, chunk in table.chunks(device):
         for sub_start in range(0, chunk.shape[0], step):
             block = chunk[sub_start : sub_start + step]
             first, count = start + sub_start, block.shape[0]
-            approx, slack, unusable = scorer.bounds(block)
+            known = None
+            if cache is not None:
+                drift = drifts[first : first + count] if drifts is not None else None
+                known = RowStats(norms[first : first + count], drift)
+            approx, slack, unusable, stats = scorer.bounds(block, known)
+            if cache is None:
+                norms[first : first + count] = stats.norms
+                if stats.drift is not None:
+                    drifts[first : first + count] = stats.drift
             upper = approx.add_(slack)  # in place: the (B, n) block is the big allocation
             if allowed_dev is not None:
                 unusable = unusable | ~allowed_dev[first : first + count]
@@ -368,6 +405,9 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
             top_upper = best
             top_lower = merged_lower.gather(1, index)
             top_ids = merged_ids.gather(1, index)
+    if cache is None:
+        stats = RowStats(norms, drifts if scorer.centered else None)
+        table.row_stats[(scorer.centered, str(device))] = stats
     return [
         _finish(table, scorer, row, k, top_upper[row], top_lower[row], top_ids[row], dropped[row])
         for row in range(batch)

@@ -50,6 +50,8 @@ class EmbeddingTable:
             path, dtype=raw_dtype, mode="c", offset=header.offset, shape=(self.rows, self.dim)
         )
         self._on_device: dict[str, torch.Tensor] = {}
+        # Per-row norms kept by the scorer after its first scan, by (centred, device).
+        self.row_stats: dict[tuple[bool, str], object] = {}
 
     def chunk_rows(self) -> int:
         return max(256, CHUNK_BYTES // (4 * self.dim))
@@ -61,16 +63,31 @@ class EmbeddingTable:
         return tensor.view(getattr(torch, self._torch_dtype))
 
     def chunks(self, device: torch.device) -> Iterator[tuple[int, torch.Tensor]]:
-        """``(first row, rows as float32 on device)`` for consecutive chunks of the table."""
+        """``(first row, rows as float32 on device)`` for consecutive chunks of the table.
+
+        The float32 rows live in one buffer reused for every chunk (a fresh allocation
+        per chunk costs more in page faults than the conversion itself), so a chunk is
+        valid only until the next one is yielded.
+        """
+        import torch
+
         step = self.chunk_rows()
         resident = self._resident(device)
+        buffer = None
         for start in range(0, self.rows, step):
             stop = min(start + step, self.rows)
             if resident is not None:
                 block = resident[start:stop]
             else:
-                block = self._view(self._array[start:stop]).to(device, non_blocking=True)
-            yield start, block.float()
+                block = self._view(self._array[start:stop])
+            if block.dtype == torch.float32 and block.device == device:
+                yield start, block  # already float32 where it is needed: no copy
+                continue
+            if buffer is None:
+                buffer = torch.empty((step, self.dim), dtype=torch.float32, device=device)
+            out = buffer[: stop - start]
+            out.copy_(block, non_blocking=True)
+            yield start, out
 
     def _resident(self, device: torch.device) -> torch.Tensor | None:
         """On a GPU, the whole table in its stored dtype, uploaded once for all passes."""
