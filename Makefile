@@ -30,6 +30,12 @@ demo: install
 test: install
 	$(PY) -m pytest
 
+# Benchmarks against transformers and gensim on real-shaped checkpoints (built once into
+# .cache/bench/); writes bench/RESULTS.md. gensim is the peer, not a dependency.
+bench: install
+	$(PY) -c 'import gensim' 2>/dev/null || $(PIP) install --quiet gensim
+	$(PY) bench/run.py
+
 lint: install
 	$(VENV)/bin/ruff check embinspect tests
 	$(VENV)/bin/ruff format --check embinspect tests

@@ -1,0 +1,68 @@
+"""embinspect's library inside one warm process: single-query scans and query batches.
+
+Times what the CLI cannot show apart: one query's scan once the checkpoint is open and
+torch is imported (against the memory floor), and batches of 1 to 10,000 queries (against
+the compute floor). Usage: inproc.py MODEL_DIR --single 5 --counts 1,10,100 --budget S
+Prints JSON: open_s, single (times, ids, scores), counts ({n: times} or a skip note).
+"""
+
+import argparse
+import json
+import random
+import time
+
+OPEN_START = time.perf_counter()
+from embinspect.checkpoint import open_checkpoint  # noqa: E402 (timed with the open)
+from embinspect.similarity import Searcher  # noqa: E402
+
+QUERY = "#1000"
+K = 10
+SEED = 7
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("--single", type=int, default=5, help="timed runs of one query")
+    parser.add_argument("--counts", default="1,10,100,1000,10000")
+    parser.add_argument("--budget", type=float, default=240.0, help="seconds per count")
+    args = parser.parse_args()
+
+    searcher = Searcher(open_checkpoint(args.model), None, device="cpu")
+    out: dict = {"open_s": time.perf_counter() - OPEN_START, "rows": searcher.table.rows}
+    out["dim"] = searcher.table.dim
+
+    # The first scan pays page faults on the mapping and torch's first-call costs.
+    first = time.perf_counter()
+    answer = list(searcher.neighbours([QUERY], K))[0]
+    out["first_scan_s"] = time.perf_counter() - first
+    out["single"] = {
+        "times": [timed(lambda: list(searcher.neighbours([QUERY], K))) for _ in range(args.single)],
+        "ids": [n.token_id for n in answer.neighbors],
+        "scores": [n.score for n in answer.neighbors],
+    }
+
+    rng = random.Random(SEED)
+    counts: dict = {}
+    per_query = None  # seconds per query at the last count, to predict the next one
+    for n in (int(c) for c in args.counts.split(",")):
+        if per_query is not None and per_query * n > args.budget:
+            counts[n] = {"skipped": f"predicted {per_query * n:.0f} s > budget {args.budget:.0f} s"}
+            continue
+        queries = [f"#{rng.randrange(searcher.table.rows)}" for _ in range(n)]
+        repeat = 3 if n <= 100 else 1  # small counts are noisy; large ones are long
+        times = [timed(lambda q=queries: list(searcher.neighbours(q, K))) for _ in range(repeat)]
+        counts[n] = {"times": times}
+        per_query = min(times) / n
+    out["counts"] = counts
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,507 @@
+"""Benchmark embinspect against the tools a user would otherwise reach for, and against
+what this machine can do at best. ``make bench`` runs it; see bench/RESULTS.md.
+
+One run: builds the synthetic checkpoints once (bench/build.py), measures the machine's
+floors (bench/floors.py), times every case as whole processes where a user would run a
+process (and in one warm process where the question is the scan itself), checks every
+answer against the peer and a float64 reference, and writes one Markdown table to
+bench/RESULTS.md. Raw numbers go to .cache/bench/results.json (ignored by git).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+from common import (
+    BENCH,
+    CACHE,
+    CHILD_ENV,
+    EMBINSPECT,
+    PY,
+    ROOT,
+    fmt_bytes,
+    fmt_s,
+    run_json,
+    run_timed,
+    tensor_file,
+)
+
+LLAMA, QWEN = "llama3-8b-shape", "qwen3.6-shape"  # folder names under .cache/bench/
+SEED = 1234  # query ids of the 1,000-query cases
+K = 10
+QUERY_ID = 1000
+BATCH_QUERIES = 1000
+SCALING = "1,10,100,1000,10000"
+SCALING_BUDGET = 300.0  # seconds one scaling point may take; longer ones are skipped
+HELP_TARGET = 0.3  # seconds, for --help and info
+SPEEDUP_SINGLE = 3.0  # over the naive transformers script
+SPEEDUP_GENSIM = 20.0  # over gensim's most_similar loop
+RSS_SLACK = 0.25  # of the table, on top of the table and torch's own footprint
+
+
+@dataclass
+class Table:
+    """The token table of one benchmark checkpoint, as embinspect info reports it."""
+
+    label: str
+    folder: str
+    name: str
+    file: Path
+    rows: int
+    dim: int
+    nbytes: int
+
+
+@dataclass
+class Row:
+    case: str
+    ours: str
+    peer: str = "–"
+    ratio: str = "–"
+    floor: str = "–"
+    to_floor: str = "–"
+    notes: str = ""
+
+
+class Bench:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.raw: dict = {}
+        self.targets: list[tuple[str, bool]] = []
+        self.notes: list[str] = []
+
+    def target(self, what: str, met: bool) -> str:
+        self.targets.append((what, met))
+        return f"target {what}: **{'met' if met else 'MISSED'}**"
+
+    # -- set-up ----------------------------------------------------------------------
+
+    def table(self, label: str, folder: str) -> Table:
+        info = json.loads(
+            run_timed(
+                [EMBINSPECT, "info", folder, "--format", "json"], repeat=1, warmup=0
+            ).stdout.decode()
+        )
+        token = next(t for t in info["tensors"] if t["role"] == "token")
+        rows, dim = token["shape"]
+        path = tensor_file(Path(folder), token["name"])
+        return Table(label, folder, token["name"], path, rows, dim, token["bytes"])
+
+    def setup(self) -> None:
+        self.code = snapshot_code()
+        built, _ = run_json([PY, str(BENCH / "build.py")])
+        self.notes += built["notes"]
+        minilm = subprocess.run(
+            [PY, str(ROOT / "tests" / "checkpoints.py"), "--print", "minilm"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        self.tables = [self.table("MiniLM (30522×384 f32)", minilm)]
+        self.tables.append(self.table("llama3-8b-shape (128256×4096 bf16)", built[LLAMA]))
+        if built[QWEN]:
+            self.tables.append(self.table("qwen3.6-shape (248320×5120 bf16)", built[QWEN]))
+        self.minilm, self.llama = self.tables[0], self.tables[1]
+        self.qwen = self.tables[2] if len(self.tables) > 2 else None
+
+        floors, _ = run_json([PY, str(BENCH / "floors.py")])
+        self.floors = floors
+        torch_rt = run_timed([PY, "-c", "import torch"], repeat=3, warmup=1)
+        self.torch_rss = torch_rt.peak_rss
+        self.raw["floors"] = {**floors, "torch_import_rss": self.torch_rss}
+
+    def memory_floor(self, t: Table) -> float:
+        return t.nbytes / self.floors["read_bandwidth"]
+
+    def compute_floor(self, t: Table, queries: int) -> float:
+        # embinspect scans in float32, so the float32 rate is the relevant ceiling.
+        return 2 * t.rows * t.dim * queries / self.floors["matmul_f32"]
+
+    def floor(self, t: Table, queries: int) -> float:
+        """Reading the table once and doing every multiply-add: neither can be skipped."""
+        return max(self.memory_floor(t), self.compute_floor(t, queries))
+
+    def reference(self, t: Table, ids: list[int]) -> dict:
+        ref, _ = run_json(
+            [PY, str(BENCH / "reference.py"), str(t.file), t.name, str(K)] + [str(i) for i in ids]
+        )
+        return {int(q): v for q, v in ref.items()}
+
+    # -- cases -----------------------------------------------------------------------
+
+    def startup(self) -> None:
+        timed = run_timed([EMBINSPECT, "--help"])
+        self.raw["help"] = timed.json()
+        note = self.target(f"< {HELP_TARGET} s", timed.median < HELP_TARGET)
+        self.rows.append(
+            Row(
+                "`embinspect --help`",
+                timed.summary(),
+                notes=f"{note}; peak RSS {fmt_bytes(timed.peak_rss)}",
+            )
+        )
+        for t in self.tables[1:]:
+            timed = run_timed([EMBINSPECT, "info", t.folder, "--format", "json"])
+            self.raw[f"info {t.label}"] = timed.json()
+            note = self.target(f"info < {HELP_TARGET} s", timed.median < HELP_TARGET)
+            self.rows.append(
+                Row(
+                    f"`info` {t.label}",
+                    timed.summary(),
+                    notes=f"{note}; peak RSS {fmt_bytes(timed.peak_rss)}",
+                )
+            )
+
+    def single(self) -> None:
+        """One query end to end: `embinspect neighbors MODEL '#1000'` as a process."""
+        refs = {t.label: self.reference(t, [QUERY_ID])[QUERY_ID] for t in self.tables}
+        self.refs = refs
+        for t in self.tables:
+            cmd = [EMBINSPECT, "neighbors", t.folder, f"#{QUERY_ID}", "-k", str(K)]
+            ours = run_timed(cmd + ["--device", "cpu", "--format", "json"])
+            answer = json.loads(ours.stdout)[0]["neighbors"]
+            ids = [n["token_id"] for n in answer]
+            scores = [n["score"] for n in answer]
+            ref = refs[t.label]
+            exact = ids == ref["ids"]
+            delta = max(abs(a - b) for a, b in zip(scores, ref["scores"], strict=True))
+            budget = t.nbytes * (1 + RSS_SLACK) + self.torch_rss
+            notes = [
+                self.target("= float64 reference", exact) + f" (max |Δscore| {delta:.1e})",
+                f"peak RSS {fmt_bytes(ours.peak_rss)}, "
+                + self.target(f"RSS ≤ {fmt_bytes(budget)}", ours.peak_rss <= budget),
+            ]
+            row = Row(
+                f"`neighbors '#1000'` process, {t.label}",
+                ours.summary(),
+                floor=fmt_s(self.memory_floor(t)),
+                to_floor=f"{ours.median / self.memory_floor(t):.0f}×",
+            )
+            self.raw[f"single {t.label}"] = {"ours": ours.json(), "ids": ids, "ref": ref}
+            if t is self.llama:
+                # The peer loads the whole model (it must: from_pretrained has no
+                # "embeddings only" mode), so it is slow; three runs are enough.
+                cmd = [PY, str(BENCH / "peer_transformers.py"), t.folder, str(QUERY_ID), str(K)]
+                peer = run_timed(cmd, repeat=3, warmup=1)
+                peer_ids = json.loads(peer.stdout)["ids"]
+                speedup = peer.median / ours.median
+                row.peer, row.ratio = peer.summary(), f"{speedup:.1f}×"
+                notes.insert(
+                    0,
+                    self.target(f"≥ {SPEEDUP_SINGLE:.0f}× transformers", speedup >= SPEEDUP_SINGLE),
+                )
+                notes.append(
+                    f"peer ids {'=' if peer_ids == ids else '≠'} ours; "
+                    f"peer peak RSS {fmt_bytes(peer.peak_rss)}"
+                )
+                self.raw[f"single {t.label}"]["peer"] = {**peer.json(), "ids": peer_ids}
+            row.notes = "; ".join(notes)
+            self.rows.append(row)
+
+    def batch(self, t: Table) -> None:
+        """1,000 `#id` queries through stdin, against gensim's most_similar loop."""
+        rng = random.Random(SEED)
+        ids = [rng.randrange(t.rows) for _ in range(BATCH_QUERIES)]
+        lines = "".join(f"#{i}\n" for i in ids).encode()
+        cmd = [EMBINSPECT, "neighbors", t.folder, "-", "-k", str(K), "--device", "cpu"]
+        # The big table takes a minute a run: one run, the page cache is warm by now.
+        big = t.nbytes > 1e9
+        ours = run_timed(
+            cmd + ["--format", "jsonl"], stdin=lines, repeat=1 if big else 5, warmup=0 if big else 1
+        )
+        our_ids = [
+            [n["token_id"] for n in json.loads(line)["neighbors"]]
+            for line in ours.stdout.decode().splitlines()
+        ]
+        gensim_runs = []
+        for _ in range(1 if big else 3):
+            out, timed = run_json(
+                [PY, str(BENCH / "peer_gensim.py"), str(t.file), t.name, str(K)],
+                stdin="\n".join(map(str, ids)).encode(),
+            )
+            gensim_runs.append((out, timed))
+        loops = sorted(out["loop_s"] for out, _ in gensim_runs)
+        loads = sorted(out["load_s"] for out, _ in gensim_runs)
+        loop, load = loops[len(loops) // 2], loads[len(loads) // 2]
+        peer_ids = gensim_runs[-1][0]["ids"]
+        peer_rss = max(timed.peak_rss for _, timed in gensim_runs)
+        differ = [q for q, a, b in zip(ids, our_ids, peer_ids, strict=True) if a != b]
+        check = f"ids = gensim for {BATCH_QUERIES - len(differ)}/{BATCH_QUERIES}"
+        if differ:
+            # Which side is right? Ask the float64 reference (first 20 disagreements).
+            ref = self.reference(t, differ[:20])
+            ours_right = sum(our_ids[ids.index(q)] == ref[q]["ids"] for q in differ[:20])
+            check += f" (of the first {len(differ[:20])} others, ours = float64 ref: {ours_right})"
+        speedup = loop / ours.median
+        floor = self.floor(t, BATCH_QUERIES)
+        notes = [
+            self.target(f"≥ {SPEEDUP_GENSIM:.0f}× gensim", speedup >= SPEEDUP_GENSIM),
+            check,
+            f"gensim load {fmt_s(load)} more (→ {(loop + load) / ours.median:.1f}× with load)",
+            f"peak RSS ours {fmt_bytes(ours.peak_rss)}, gensim {fmt_bytes(peer_rss)}",
+        ]
+        self.rows.append(
+            Row(
+                f"1,000 queries via stdin, {t.label}",
+                ours.summary(),
+                f"{fmt_s(loop)} (loop, n={len(loops)})",
+                f"{speedup:.1f}×",
+                fmt_s(floor),
+                f"{ours.median / floor:.1f}×",
+                "; ".join(notes),
+            )
+        )
+        self.raw[f"batch {t.label}"] = {
+            "ours": ours.json(),
+            "gensim_loop": loops,
+            "gensim_load": loads,
+            "gensim_rss": peer_rss,
+            "differ": differ,
+        }
+
+    def stdin_scaling(self, t: Table, n: int) -> None:
+        """A stdin stream as a process, to set beside the in-process scaling points."""
+        rng = random.Random(SEED + n)
+        lines = "".join(f"#{rng.randrange(t.rows)}\n" for _ in range(n)).encode()
+        cmd = [EMBINSPECT, "neighbors", t.folder, "-", "-k", str(K), "--device", "cpu"]
+        ours = run_timed(cmd + ["--format", "jsonl"], stdin=lines, repeat=3, warmup=1)
+        floor = self.floor(t, n)
+        self.rows.append(
+            Row(
+                f"scaling: {n:,} queries via stdin, {t.label}",
+                ours.summary(),
+                floor=fmt_s(floor),
+                to_floor=f"{ours.median / floor:.1f}×",
+                notes=f"{fmt_s(ours.median / n)}/query; peak RSS {fmt_bytes(ours.peak_rss)}",
+            )
+        )
+        self.raw[f"stdin {n} {t.label}"] = ours.json()
+
+    def warm(self, t: Table) -> None:
+        """The scan itself, inside one warm process, through the library."""
+        cmd = [
+            PY,
+            str(BENCH / "inproc.py"),
+            t.folder,
+            "--single",
+            "5",
+            "--counts",
+            SCALING,
+            "--budget",
+            str(SCALING_BUDGET),
+        ]
+        out, timed = run_json(cmd)
+        self.raw[f"inproc {t.label}"] = {**out, "peak_rss": timed.peak_rss}
+        single = sorted(out["single"]["times"])
+        median = single[len(single) // 2]
+        ref = self.refs[t.label]
+        exact = out["single"]["ids"] == ref["ids"]
+        mem = self.memory_floor(t)
+        self.rows.append(
+            Row(
+                f"one query's scan, warm process, {t.label}",
+                f"{fmt_s(median)} ({fmt_s(single[0])}–{fmt_s(single[-1])}, n={len(single)})",
+                floor=f"{fmt_s(mem)} (memory)",
+                to_floor=f"{median / mem:.1f}×",
+                notes=f"ids {'=' if exact else '≠'} float64 reference; open + imports "
+                f"{fmt_s(out['open_s'])}, first scan {fmt_s(out['first_scan_s'])}",
+            )
+        )
+        for n_text, point in out["counts"].items():
+            n = int(n_text)
+            if "skipped" in point:
+                msg = f"{n:,} queries on {t.label} not measured: {point['skipped']}"
+                self.notes.append(msg)
+                self.rows.append(
+                    Row(
+                        f"scaling: {n:,} queries, warm process, {t.label}",
+                        "skipped",
+                        notes=point["skipped"],
+                    )
+                )
+                continue
+            times = sorted(point["times"])
+            best = times[len(times) // 2]
+            floor = self.floor(t, n)
+            kind = "compute" if self.compute_floor(t, n) > mem else "memory"
+            case = (
+                f"1,000 queries, warm process, {t.label}"
+                if n == BATCH_QUERIES
+                else f"scaling: {n:,} queries, warm process, {t.label}"
+            )
+            spread = f" ({fmt_s(times[0])}–{fmt_s(times[-1])}, n={len(times)})"
+            self.rows.append(
+                Row(
+                    case,
+                    fmt_s(best) + (spread if len(times) > 1 else " (1 run)"),
+                    floor=f"{fmt_s(floor)} ({kind})",
+                    to_floor=f"{best / floor:.1f}×",
+                    notes=f"{fmt_s(best / n)}/query",
+                )
+            )
+
+    # -- report ----------------------------------------------------------------------
+
+    def markdown(self, elapsed: float) -> str:
+        lines = [
+            "| case | embinspect | peer | peer ÷ embinspect | floor | embinspect ÷ floor | notes |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.case} | {r.ours} | {r.peer} | {r.ratio} | {r.floor} | {r.to_floor} | {r.notes} |"
+            for r in self.rows
+        ]
+        missed = [what for what, met in self.targets if not met]
+        f = self.floors
+        text = [
+            "# embinspect benchmark",
+            "",
+            "Generated by `make bench` (bench/run.py); numbers from one run on the machine below.",
+            "",
+            "## Machine",
+            "",
+            *[f"- {k}: {v}" for k, v in machine(self.code).items()],
+            "",
+            "## Floors measured in the same run",
+            "",
+            f"- memory read bandwidth: {f['read_bandwidth'] / 1e9:.1f} GB/s "
+            "(sum of a 2 GiB float32 tensor, best of 7)",
+            f"- float32 matmul: {f['matmul_f32'] / 1e9:.0f} GFLOP/s; bf16 matmul: "
+            f"{f['matmul_bf16'] / 1e9:.0f} GFLOP/s (best of 7 over (1024×4096)@(4096×8192) "
+            f"and (256×4096)@(8192×4096)ᵀ, {f['threads']} threads)",
+            f"- `python -c 'import torch'` peak RSS: {fmt_bytes(self.torch_rss)}",
+            "- memory floor of a scan = table bytes ÷ read bandwidth; compute floor of n queries "
+            "= 2·rows·dim·n ÷ float32 matmul rate (embinspect scores in float32); the floor of "
+            "a case is the larger of the two.",
+            "",
+            "## Results",
+            "",
+            "Times: median (min–max, number of timed runs after one warm-up run). Whole "
+            "processes unless the case says *warm process*. Page cache warm (every checkpoint "
+            "fits in RAM). Peer = transformers (`bench/peer_transformers.py`) for the single "
+            "query, gensim `KeyedVectors.most_similar` (`bench/peer_gensim.py`, query loop "
+            "timed in-process, load time noted) for 1,000 queries.",
+            "",
+            *lines,
+            "",
+            f"Targets: {len(self.targets) - len(missed)} met, {len(missed)} missed"
+            + (f" ({'; '.join(missed)})." if missed else "."),
+            "",
+            *[f"- {note}" for note in self.notes],
+            f"- total bench run time: {elapsed / 60:.1f} min",
+            "",
+        ]
+        return "\n".join(text)
+
+
+def snapshot_code() -> str:
+    """Copy embinspect/ into .cache/bench/code and run every case from that copy.
+
+    The library may be edited while the bench runs (it takes minutes); a snapshot taken
+    at the start keeps every case on one version. BENCH_CODE=HEAD measures the last
+    commit instead of the working tree. Returns a description of what is measured.
+    """
+    target = CACHE / "code"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    commit = head.stdout.strip() or "unknown"
+    if os.environ.get("BENCH_CODE", "").upper() == "HEAD":
+        archive = subprocess.run(git + ["archive", "HEAD", "embinspect"], capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+        described = f"commit {commit} (BENCH_CODE=HEAD)"
+    else:
+        shutil.copytree(
+            ROOT / "embinspect", target / "embinspect", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        dirty = subprocess.run(
+            git + ["status", "--porcelain", "embinspect"], capture_output=True, text=True
+        ).stdout.splitlines()
+        described = f"working tree at bench start: commit {commit}" + (
+            f" + uncommitted changes in {', '.join(line[3:] for line in dirty)}" if dirty else ""
+        )
+    # PYTHONPATH comes before the editable install's finder, so children import the copy.
+    CHILD_ENV["PYTHONPATH"] = str(target)
+    return described
+
+
+def machine(code: str) -> dict[str, str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    versions = ", ".join(
+        f"{p} {version(p)}" for p in ("torch", "transformers", "safetensors", "numpy", "gensim")
+    )
+    return {
+        "embinspect measured": code,
+        "CPU": cpu,
+        "cores": str(os.cpu_count()),
+        "RAM": f"{mem_kb / 1024**2:.1f} GiB",
+        "OS": platform.platform(),
+        "Python": platform.python_version(),
+        "packages": versions,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def main() -> None:
+    start = time.perf_counter()
+    bench = Bench()
+    # The machine may be shared (others' tests on the same cores): record the load so that
+    # a slow number can be told apart from a busy machine.
+    loads = [f"start {loadavg()}"]
+    steps = [
+        ("build + floors", bench.setup),
+        ("--help / info", bench.startup),
+        ("single query", bench.single),
+    ]
+    for name, step in steps:
+        print(f"[bench] {name}", file=sys.stderr, flush=True)
+        step()
+        loads.append(f"after {name} {loadavg()}")
+    for t in (bench.minilm, bench.llama):
+        print(f"[bench] 1,000 queries vs gensim: {t.label}", file=sys.stderr, flush=True)
+        bench.batch(t)
+        loads.append(f"after gensim {t.label.split()[0]} {loadavg()}")
+    print("[bench] stdin scaling points", file=sys.stderr, flush=True)
+    bench.stdin_scaling(bench.minilm, 10_000)
+    bench.stdin_scaling(bench.llama, 10)
+    for t in bench.tables:
+        print(f"[bench] warm process: {t.label}", file=sys.stderr, flush=True)
+        bench.warm(t)
+        loads.append(f"after warm {t.label.split()[0]} {loadavg()}")
+    bench.notes.append("load average (1, 5, 15 min) through the run: " + "; ".join(loads))
+    elapsed = time.perf_counter() - start
+    report = bench.markdown(elapsed)
+    (BENCH / "RESULTS.md").write_text(report)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / "results.json").write_text(json.dumps(bench.raw, indent=1, default=str) + "\n")
+    print(report)
+    print(f"[bench] done in {elapsed / 60:.1f} min", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
