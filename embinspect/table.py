@@ -62,8 +62,16 @@ class EmbeddingTable:
         tensor = torch.from_numpy(array)
         return tensor.view(getattr(torch, self._torch_dtype))
 
-    def chunks(self, device: torch.device) -> Iterator[tuple[int, torch.Tensor]]:
-        """``(first row, rows as float32 on device)`` for consecutive chunks of the table.
+    @property
+    def stored_dtype(self) -> str:
+        """The torch name of the stored dtype: float32, bfloat16, float16 or float64."""
+        return self._torch_dtype
+
+    def chunks(
+        self, device: torch.device, stored: bool = False
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(first row, rows on device)`` for consecutive chunks of the table, as float32,
+        or in the stored dtype with ``stored`` (no conversion at all).
 
         The float32 rows live in one buffer reused for every chunk (a fresh allocation
         per chunk costs more in page faults than the conversion itself), so a chunk is
@@ -80,6 +88,9 @@ class EmbeddingTable:
                 block = resident[start:stop]
             else:
                 block = self._view(self._array[start:stop])
+            if stored:
+                yield start, block.to(device, non_blocking=True)
+                continue
             if block.dtype == torch.float32 and block.device == device:
                 yield start, block  # already float32 where it is needed: no copy
                 continue

@@ -54,6 +54,37 @@ def test_duplicates_tie_break_by_id(cli, near_ties):
 
 
 @pytest.fixture(scope="module")
+def near_ties_bf16(tmp_path_factory):
+    """The same crowd in bf16, scored in bf16 products: rows 1e-2 apart around one
+    direction sit far inside that path's error bound (bf16 keeps 8 bits)."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal(64)
+    table = torch.from_numpy(base + 1e-2 * rng.standard_normal((3000, 64))).bfloat16()
+    table[1500:1510] = table[1400]
+    path = tmp_path_factory.mktemp("near-ties-bf16") / "table.safetensors"
+    save_file({"wte.weight": table}, str(path))
+    return path, table.double().numpy()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_bf16_near_ties_rank_as_float64(cli, near_ties_bf16, metric):
+    path, table = near_ties_bf16
+    for query in (0, 1400):
+        run = cli("neighbors", path, f"#{query}", "-k", "25", "--metric", metric, "-f", "json")
+        result = run.json()[0]
+        vector = table[query]
+        if metric == "cosine":
+            ids, scores = ranked(cosines(table, vector), 25, exclude={query})
+        elif metric == "dot":
+            ids, scores = ranked(table @ vector, 25, exclude={query})
+        else:
+            distances = np.sqrt(((table - vector) ** 2).sum(1))
+            ids, scores = ranked(distances, 25, {query}, ascending=True)
+        assert [n["token_id"] for n in result["neighbors"]] == ids
+        assert [n["score"] for n in result["neighbors"]] == pytest.approx(scores, rel=1e-12)
+
+
+@pytest.fixture(scope="module")
 def far_from_origin(tmp_path_factory):
     """Rows of ~1000 with offsets of ~0.001 (a few float32 steps at 1000): centring removes
     almost all of each row, so the float32 centring error is large next to what is left."""
