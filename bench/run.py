@@ -125,8 +125,10 @@ class Bench:
         return t.nbytes / self.floors["read_bandwidth"]
 
     def compute_floor(self, t: Table, queries: int) -> float:
-        # embinspect scans in float32, so the float32 rate is the relevant ceiling.
-        return 2 * t.rows * t.dim * queries / self.floors["matmul_f32"]
+        # embinspect multiplies bf16 tables in bf16 and others in float32: the rate of
+        # the kind of product it runs is the ceiling.
+        half = t.nbytes == 2 * t.rows * t.dim
+        return 2 * t.rows * t.dim * queries / self.floors["matmul_bf16" if half else "matmul_f32"]
 
     def floor(self, t: Table, queries: int) -> float:
         """Reading the table once and doing every multiply-add: neither can be skipped."""
@@ -382,7 +384,8 @@ class Bench:
             f"and (256×4096)@(8192×4096)ᵀ, {f['threads']} threads)",
             f"- `python -c 'import torch'` peak RSS: {fmt_bytes(self.torch_rss)}",
             "- memory floor of a scan = table bytes ÷ read bandwidth; compute floor of n queries "
-            "= 2·rows·dim·n ÷ float32 matmul rate (embinspect scores in float32); the floor of "
+            "= 2·rows·dim·n ÷ the matmul rate of the table's dtype (bf16 tables are "
+            "multiplied in bf16, f32 tables in float32); the floor of "
             "a case is the larger of the two.",
             "",
             "## Results",
