@@ -11,10 +11,11 @@ from typing import Any
 
 from embinspect.errors import ModelError
 from embinspect.locate import CheckpointFiles, locate
-from embinspect.positions import text_config
+from embinspect.positions import describe_positions, text_config
 from embinspect.safetensors_header import TensorHeader, read_header
 from embinspect.tensor_names import (
     OUTPUT,
+    POSITION,
     TOKEN,
     EmbeddingTensor,
     could_be_embedding,
@@ -39,6 +40,12 @@ class Checkpoint:
     @property
     def text_config(self) -> dict[str, Any]:
         return text_config(self.config)
+
+    def position_scheme(self) -> dict[str, Any]:
+        """How positions reach the model (``positions.describe_positions``)."""
+        table = self.embeddings.get(POSITION)
+        rows = table.header.shape[0] if table else None
+        return describe_positions(self.config, rows, table.header.name if table else None)
 
     def tying(self) -> tuple[bool, str]:
         """Whether the output head reuses the token table, and why we say so."""

@@ -10,9 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from embinspect.checkpoint import Checkpoint
-from embinspect.positions import describe_positions
 from embinspect.safetensors_header import FLOAT_DTYPE_BYTES, TensorHeader
-from embinspect.tensor_names import POSITION, ROLES
+from embinspect.tensor_names import ROLES
 from embinspect.tokenizer import count_vocabulary
 
 
@@ -71,7 +70,6 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
     tied, tied_reason = checkpoint.tying()
     embedding_params = sum(h.numel for h in {e.header for e in embeddings.values()})
     total_params, exact = _total_params(checkpoint, token)
-    position_tensor = embeddings.get(POSITION)
     cfg = checkpoint.text_config
     return Info(
         model=checkpoint.files.model,
@@ -87,11 +85,7 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
         total_params=total_params,
         total_params_exact=exact,
         embedding_share=embedding_params / total_params if total_params else 0.0,
-        position=describe_positions(
-            checkpoint.config,
-            position_tensor.header.shape[0] if position_tensor else None,
-            position_tensor.header.name if position_tensor else None,
-        ),
+        position=checkpoint.position_scheme(),
     )
 
 

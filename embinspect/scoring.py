@@ -16,6 +16,7 @@ fraction of the table: the full table is never converted to float32 at once.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import sys
@@ -148,21 +149,14 @@ class CosineScorer(Scorer):
         return scores, slack, unusable, stats
 
     def stored_bounds(self, block, known):
-        """Bounds from a chunk in its stored half precision (bf16/f16), no conversion.
-
-        The query is rounded to that dtype (off by |q - q'|, known exactly), the product
-        accumulates in float32 (n·u·|q'||x|) and comes back rounded to the stored dtype
-        (at most 2u' of its own size). Each is divided by |x| for the cosine."""
+        """Bounds from a chunk in its stored half precision (see ``_stored_products``),
+        divided by |x| for the cosine."""
         import torch
 
-        q_low, q_error, q_low_norm, roundoff = _stored_query(self, self.unit64, block.dtype)
-        products = (q_low @ block.T).float()
+        products, dot_slack = _stored_products(self, self.unit64, block, known.norms)
         norms = known.norms
-        scores = products / norms
         unusable = ~torch.isfinite(norms) | (norms == 0)
-        fixed = 1.01 * (q_error + (self.base.dim + 16) * U32 * q_low_norm) + self.slack
-        slack = fixed.unsqueeze(1) + 2.02 * roundoff * products.abs_() / norms
-        return scores, slack, unusable, known
+        return products / norms, dot_slack / norms + self.slack, unusable, known
 
     def exact(self, rows, index):
         rows = self.base.shift64(rows)
@@ -194,15 +188,10 @@ class DotScorer(Scorer):
         return self.q32 @ rows.T, slack, ~torch.isfinite(stats.norms), stats
 
     def stored_bounds(self, block, known):
-        """As CosineScorer.stored_bounds, without the division by |x|."""
+        """The stored half-precision products and their bound (``_stored_products``)."""
         import torch
 
-        q_low, q_error, q_low_norm, roundoff = _stored_query(self, self.base.queries64, block.dtype)
-        products = (q_low @ block.T).float()
-        norms = known.norms * 1.01
-        per_query = q_error + (self.base.dim + 16) * U32 * q_low_norm
-        slack = per_query.unsqueeze(1) * norms.unsqueeze(0) * 1.01
-        slack = slack + 2.02 * roundoff * products.abs()
+        products, slack = _stored_products(self, self.base.queries64, block, known.norms)
         return products, slack, ~torch.isfinite(known.norms), known
 
     def exact(self, rows, index):
@@ -242,15 +231,12 @@ class L2Scorer(Scorer):
         return approx, slack, ~torch.isfinite(rr), stats
 
     def stored_bounds(self, block, known):
-        """2·q·x from the stored half-precision chunk (as DotScorer), |x|² from the norms."""
+        """2·q·x from the stored half-precision chunk (``_stored_products``), |x|² from
+        the norms."""
         import torch
 
-        q_low, q_error, q_low_norm, roundoff = _stored_query(self, self.base.queries64, block.dtype)
-        products = (q_low @ block.T).float()
         norms = known.norms
-        per_query = q_error + (self.base.dim + 16) * U32 * q_low_norm
-        dot_slack = per_query.unsqueeze(1) * norms.unsqueeze(0) * 1.02
-        dot_slack = dot_slack + 2.02 * roundoff * products.abs()
+        products, dot_slack = _stored_products(self, self.base.queries64, block, norms)
         approx = 2 * products - (norms * norms).unsqueeze(0) - self.qq.unsqueeze(1)
         reach = self.qnorm.unsqueeze(1) + norms.unsqueeze(0)
         slack = 2 * dot_slack + (2 * self.base.dim + 16) * U32 * 1.01 * reach * reach
@@ -284,7 +270,6 @@ class CosMulScorer(Scorer):
         self.tiny = torch.finfo(torch.float32).eps * 4  # the float32 arithmetic below
 
     def bounds(self, chunk, known=None):
-
         cos, _, unusable, stats = self.cosine.bounds(chunk, known)
         shifted = ((1 + cos) / 2).reshape(self.batch, 3, -1)
         a, b, c = shifted[:, 0], shifted[:, 1], shifted[:, 2]
@@ -301,6 +286,21 @@ class CosMulScorer(Scorer):
     def select(self, indices):
         triples, center, device = self.args
         return CosMulScorer(triples[indices], center, device)
+
+
+def _stored_products(scorer, queries64, block, norms):
+    """``q' @ x`` in the chunk's stored half precision (bf16/f16) as float32, shape
+    (B, n), and a bound on how far each is from the exact ``q @ x``.
+
+    The query is rounded to that dtype (off by |q - q'|, known exactly), the product
+    accumulates in float32 (n·u·|q'||x|) and comes back rounded to the stored dtype (at
+    most 2u' of its own size); ``norms`` (float32 |x|) get 1% of room.
+    """
+    q_low, q_error, q_low_norm, roundoff = _stored_query(scorer, queries64, block.dtype)
+    products = (q_low @ block.T).float()
+    per_query = q_error + (scorer.base.dim + 16) * U32 * q_low_norm
+    slack = per_query.unsqueeze(1) * norms.unsqueeze(0) * 1.02
+    return products, slack + 2.02 * roundoff * products.abs()
 
 
 def _stored_query(scorer, queries64, dtype):
@@ -412,6 +412,7 @@ def _prepare(device) -> None:
     _pin_malloc_threshold()
 
 
+@functools.cache
 def _pin_malloc_threshold() -> None:
     """Keep glibc from fragmenting the heap over a long stream of batches.
 
@@ -451,7 +452,8 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
     if stored and cache is None:
         cache = _row_stats_pass(table, scorer, device)
     norms = cache.norms if cache else torch.empty(table.rows, device=device)
-    drifts = cache.drift if cache else torch.empty(table.rows, device=device)
+    fresh_drifts = torch.empty(table.rows, device=device) if scorer.centered else None
+    drifts = cache.drift if cache else fresh_drifts
     for start, chunk in table.chunks(device, stored=stored):
         for sub_start in range(0, chunk.shape[0], step):
             block = chunk[sub_start : sub_start + step]
@@ -505,7 +507,7 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
             top_lower = merged_lower.gather(1, index)
             top_ids = merged_ids.gather(1, index)
     if cache is None:
-        stats = RowStats(norms, drifts if scorer.centered else None)
+        stats = RowStats(norms, drifts)
         table.row_stats[(scorer.centered, str(device))] = stats
     return [
         _finish(table, scorer, row, k, top_upper[row], top_lower[row], top_ids[row], dropped[row])

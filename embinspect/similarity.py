@@ -125,7 +125,6 @@ class Searcher:
         self.center = self.table.mean_row() if center else None
         self.keep_query = keep_query
         self.batch_size = batch_size
-        self.word_filter = word_filter
         self.variants: dict[str, set[int]] = {}
         self.allowed = self._allowed_rows(word_filter)
 
@@ -194,6 +193,29 @@ class Searcher:
         vectors = [self._vector(r, needs_direction) for r in resolved]
         return resolved, torch.stack(vectors)
 
+    def _in_batches(self, items, resolve, score):
+        """For each item, in input order and a batch at a time: ``(item, resolved,
+        ranked)``, or ``(item, QueryError, None)`` when it could not be resolved.
+
+        ``resolve(item)`` gives (resolved queries, vectors); ``score(good)`` gives one
+        top-k list per resolvable item of the batch, in one pass over the table.
+        """
+        iterator = iter(items)
+        while batch := list(islice(iterator, self.batch_size)):
+            answered = []
+            for item in batch:
+                try:
+                    answered.append(resolve(item))
+                except QueryError as err:
+                    answered.append(err)
+            good = [a for a in answered if not isinstance(a, QueryError)]
+            scored = iter(score(good) if good else [])
+            for item, answer in zip(batch, answered, strict=True):
+                if isinstance(answer, QueryError):
+                    yield item, answer, None
+                else:
+                    yield item, answer[0], self._ranked(next(scored))
+
     def neighbours(
         self, queries: Iterable[str], k: int, metric: str = "cosine"
     ) -> Iterator[NeighboursResult]:
@@ -202,28 +224,22 @@ class Searcher:
 
         if metric not in METRICS:
             raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
-        iterator = iter(queries)
-        while batch := list(islice(iterator, self.batch_size)):
-            answered = []
-            for query in batch:
-                try:
-                    answered.append(self._resolve([query], metric == "cosine"))
-                except QueryError as err:
-                    answered.append(err)
-            good = [a for a in answered if not isinstance(a, QueryError)]
-            scored = iter([])
-            if good:
-                vectors = torch.cat([vector for _, vector in good])
-                scorer = make_scorer(metric, vectors, self.center, self.device)
-                exclude = [set() if self.keep_query else self._own_rows(r[0]) for r, _ in good]
-                scored = iter(top_k(self.table, scorer, k, exclude, self.allowed, self.device))
-            for query, answer in zip(batch, answered, strict=True):
-                if isinstance(answer, QueryError):
-                    yield NeighboursResult(query=query, error=answer.message)
-                    continue
-                r = answer[0][0]
-                neighbours = self._ranked(next(scored))
-                yield NeighboursResult(r.query, r.token_ids, r.tokens, r.pooled, neighbours)
+
+        def score(good):
+            vectors = torch.cat([vector for _, vector in good])
+            scorer = make_scorer(metric, vectors, self.center, self.device)
+            exclude = [set() if self.keep_query else self._own_rows(r[0]) for r, _ in good]
+            return top_k(self.table, scorer, k, exclude, self.allowed, self.device)
+
+        def resolve(query):
+            return self._resolve([query], needs_direction=metric == "cosine")
+
+        for query, answer, ranked in self._in_batches(queries, resolve, score):
+            if ranked is None:
+                yield NeighboursResult(query=query, error=answer.message)
+            else:
+                r = answer[0]
+                yield NeighboursResult(r.query, r.token_ids, r.tokens, r.pooled, ranked)
 
     def analogies(
         self, questions: Iterable[Sequence[str]], k: int, method: str = "add"
@@ -233,31 +249,23 @@ class Searcher:
 
         if method not in ANALOGY_METHODS:
             raise UsageError(f"--method {method}: choose add or mul")
-        iterator = iter(questions)
-        while batch := list(islice(iterator, self.batch_size)):
-            answered = []
-            for question in batch:
-                try:
-                    if len(question) != 3:
-                        raise QueryError(f"expected three queries A B C, got {list(question)}")
-                    answered.append(self._resolve(list(question), needs_direction=True))
-                except QueryError as err:
-                    answered.append(err)
-            good = [a for a in answered if not isinstance(a, QueryError)]
-            scored = iter([])
-            if good:
-                scorer = self._analogy_scorer(torch.stack([v for _, v in good]), method)
-                exclude = [{i for q in r for i in q.token_ids} for r, _ in good]
-                scored = iter(top_k(self.table, scorer, k, exclude, self.allowed, self.device))
-            for question, answer in zip(batch, answered, strict=True):
-                formula = " - ".join(question[:2]) + (
-                    f" + {question[2]}" if len(question) > 2 else ""
-                )
-                if isinstance(answer, QueryError):
-                    yield AnalogyResult(formula, method, [], error=answer.message)
-                    continue
-                echoes = [q.echo() for q in answer[0]]
-                yield AnalogyResult(formula, method, echoes, self._ranked(next(scored)))
+
+        def score(good):
+            scorer = self._analogy_scorer(torch.stack([v for _, v in good]), method)
+            exclude = [{i for q in r for i in q.token_ids} for r, _ in good]
+            return top_k(self.table, scorer, k, exclude, self.allowed, self.device)
+
+        def resolve(question):
+            if len(question) != 3:
+                raise QueryError(f"expected three queries A B C, got {list(question)}")
+            return self._resolve(list(question), needs_direction=True)
+
+        for question, answer, ranked in self._in_batches(questions, resolve, score):
+            formula = " - ".join(question[:2]) + (f" + {question[2]}" if len(question) > 2 else "")
+            if ranked is None:
+                yield AnalogyResult(formula, method, [], error=answer.message)
+            else:
+                yield AnalogyResult(formula, method, [q.echo() for q in answer], ranked)
 
     def _analogy_scorer(self, triples: torch.Tensor, method: str):
         if method == "mul":

@@ -7,7 +7,7 @@ from typing import Any
 
 from embinspect.checkpoint import Checkpoint
 from embinspect.errors import QueryError
-from embinspect.positions import describe_positions, first_position_id
+from embinspect.positions import first_position_id
 from embinspect.rows import read_rows
 from embinspect.tensor_names import POSITION, TOKEN_TYPE
 from embinspect.tokenizer import Vocabulary
@@ -60,11 +60,7 @@ def lookup_tokens(
     if not ids:
         raise QueryError("the text tokenizes to no tokens")
     token_rows = read_rows(checkpoint.files, table, ids).to(torch.float64)
-    scheme = describe_positions(
-        checkpoint.config,
-        _rows_of(checkpoint, POSITION),
-        _name_of(checkpoint, POSITION),
-    )
+    scheme = checkpoint.position_scheme()
     note = None
     added = None
     position_ids: list[int | None] = [None] * len(ids)
@@ -126,16 +122,6 @@ def _position_rows(
         total = position + segment
         note += f" + token type 0 ({token_type.header.name}), before the embedding LayerNorm"
     return (position, total), ids, note
-
-
-def _rows_of(checkpoint: Checkpoint, role: str) -> int | None:
-    tensor = checkpoint.embeddings.get(role)
-    return tensor.header.shape[0] if tensor else None
-
-
-def _name_of(checkpoint: Checkpoint, role: str) -> str | None:
-    tensor = checkpoint.embeddings.get(role)
-    return tensor.header.name if tensor else None
 
 
 def _floats(values: Any) -> list[float]:
