@@ -48,6 +48,18 @@ def matmul_rate(dtype: torch.dtype) -> float:
     return best
 
 
+def matvec_rate(dtype: torch.dtype) -> float:
+    """Table bytes per second that torch's own product of one query with a 1 GiB table
+    reads: the best a single-query scan built on torch's kernels can do, whatever the
+    memory bandwidth allows."""
+    dim = 4096
+    rows = BANDWIDTH_BYTES // 2 // (dim * torch.finfo(dtype).bits // 8)
+    table = torch.randn(rows, dim).to(dtype)
+    query = torch.randn(1, dim).to(dtype)
+    seconds = best_of(lambda: query @ table.T, repeat=7)
+    return table.numel() * table.element_size() / seconds
+
+
 def main() -> None:
     out = {
         "threads": torch.get_num_threads(),
@@ -55,6 +67,8 @@ def main() -> None:
         "matmul_f32": matmul_rate(torch.float32),
         "matmul_bf16": matmul_rate(torch.bfloat16),
         "matmul_shapes": SHAPES,
+        "matvec_f32": matvec_rate(torch.float32),
+        "matvec_bf16": matvec_rate(torch.bfloat16),
     }
     print(json.dumps(out))
 

@@ -310,13 +310,16 @@ class Bench:
         ref = self.refs[t.label]
         exact = out["single"]["ids"] == ref["ids"]
         mem = self.memory_floor(t)
+        half = t.nbytes == 2 * t.rows * t.dim
+        rate = self.floors["matvec_bf16" if half else "matvec_f32"]
         self.rows.append(
             Row(
                 f"one query's scan, warm process, {t.label}",
                 f"{fmt_s(median)} ({fmt_s(single[0])}–{fmt_s(single[-1])}, n={len(single)})",
                 floor=f"{fmt_s(mem)} (memory)",
                 to_floor=f"{median / mem:.1f}×",
-                notes=f"ids {'=' if exact else '≠'} float64 reference; open + imports "
+                notes=f"ids {'=' if exact else '≠'} float64 reference; torch's `q @ table.T` "
+                f"alone at its measured rate: {fmt_s(t.nbytes / rate)}; open + imports "
                 f"{fmt_s(out['open_s'])}, first scan {fmt_s(out['first_scan_s'])}",
             )
         )
@@ -382,6 +385,9 @@ class Bench:
             f"- float32 matmul: {f['matmul_f32'] / 1e9:.0f} GFLOP/s; bf16 matmul: "
             f"{f['matmul_bf16'] / 1e9:.0f} GFLOP/s (best of 7 over (1024×4096)@(4096×8192) "
             f"and (256×4096)@(8192×4096)ᵀ, {f['threads']} threads)",
+            f"- one query times a 1 GiB table with torch's own kernel (`q @ table.T`, the "
+            f"product a single-query scan is made of): {f['matvec_f32'] / 1e9:.1f} GB/s of "
+            f"float32 rows, {f['matvec_bf16'] / 1e9:.1f} GB/s of bf16 rows",
             f"- `python -c 'import torch'` peak RSS: {fmt_bytes(self.torch_rss)}",
             "- memory floor of a scan = table bytes ÷ read bandwidth; compute floor of n queries "
             "= 2·rows·dim·n ÷ the matmul rate of the table's dtype (bf16 tables are "

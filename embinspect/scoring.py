@@ -20,7 +20,7 @@ import functools
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,22 +56,72 @@ class RowStats:
     drift: torch.Tensor | None
 
 
+@dataclass(frozen=True)
+class BlockScores:
+    """A block of rows scored for every query of a batch.
+
+    ``key`` (B, n) orders each query's rows exactly as their upper bounds do, so the scan
+    picks its candidates on ``key`` alone and works out bounds only for those picks
+    (``limits``): for the cosine the bound is a monotone function of the score, and the
+    (B, n) arithmetic of a bound per row would cost more than the matrix product's
+    tail. ``unusable`` (n,) marks rows that can never be results (zero or non-finite).
+    """
+
+    key: torch.Tensor
+    unusable: torch.Tensor
+    stats: RowStats
+    limits: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _widened(approx, slack, unusable, stats) -> BlockScores:
+    """Scores ± a slack that varies by row: the key is the upper bound itself."""
+    import torch
+
+    batch, count = approx.shape
+    upper = approx.add_(slack)  # in place: the (B, n) block is the big allocation
+
+    def limits(best, index):
+        if isinstance(slack, float):
+            width = 2 * slack
+        else:
+            width = 2 * slack.expand(batch, count).gather(1, index)
+        # upper - 2·slack = approx - slack, give or take a rounding: widen by a hair.
+        lower = torch.where(best == -torch.inf, -torch.inf, best - width * (1 + 1e-6))
+        return best, lower
+
+    return BlockScores(upper, unusable, stats, limits)
+
+
+def _monotone(approx, relative: float, constant, unusable, stats) -> BlockScores:
+    """Scores whose error is at most ``relative``·|score| + ``constant`` (a float or a
+    (B,) tensor): the bounds rise with the score, so the score itself is the key."""
+    import torch
+
+    def limits(best, index):
+        constant_ = constant if isinstance(constant, float) else constant.unsqueeze(1)
+        reach = relative * best.abs() + constant_
+        # Rounded outwards, so float32 arithmetic here never narrows the interval.
+        upper = torch.nextafter(best + reach, torch.full_like(best, torch.inf))
+        lower = torch.nextafter(best - reach, torch.full_like(best, -torch.inf))
+        gone = best == -torch.inf
+        return upper.masked_fill(gone, -torch.inf), lower.masked_fill(gone, -torch.inf)
+
+    return BlockScores(approx, unusable, stats, limits)
+
+
 class Scorer:
     """Scores of a batch of B queries against rows.
 
-    ``bounds`` gives float32 scores of a chunk and how far off they may be; ``exact``
-    gives float64 scores of given rows for one query. Higher is better for every scorer
-    (L2 ranks by negative squared distance; ``report`` turns that back into a distance).
+    ``bounds`` scores a float32 chunk (``stored_bounds`` a chunk in its stored half
+    precision) with rigorous bounds on how far off the scores may be; ``exact`` gives
+    float64 scores of given rows for one query. Higher is better for every scorer (L2
+    ranks by negative squared distance; ``report`` turns that back into a distance).
     """
 
     batch: int
 
-    def bounds(
-        self, chunk: torch.Tensor, known: RowStats | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | float, torch.Tensor, RowStats]:
-        """``(approx, slack, unusable, stats)``: float32 scores (B, n), how far each may
-        be off (a float, or a tensor that broadcasts to (B, n)), rows (n,) that can never
-        be results (zero or non-finite rows), and the rows' norms (``known`` when given)."""
+    def bounds(self, chunk: torch.Tensor, known: RowStats | None = None) -> BlockScores:
+        """The block's scores; ``known`` holds the rows' norms when a scan has them."""
         raise NotImplementedError
 
     def exact(self, rows: torch.Tensor, index: int) -> torch.Tensor:
@@ -134,7 +184,9 @@ class CosineScorer(Scorer):
         # float32 query and centred row add a few u more.
         self.slack = (2 * self.base.dim + 16) * U32
 
-    def bounds(self, chunk, known=None):
+    def float32_scores(self, chunk, known=None):
+        """``(approx, slack, unusable, stats)``: float32 cosines (B, n), how far each may
+        be off (a float, or a (1, n) tensor when centred), unusable rows, row norms."""
         import torch
 
         rows = self.base.shift(chunk)
@@ -148,15 +200,26 @@ class CosineScorer(Scorer):
         slack = self.slack + (3 * stats.drift / norms).unsqueeze(0)
         return scores, slack, unusable, stats
 
+    def bounds(self, chunk, known=None):
+        approx, slack, unusable, stats = self.float32_scores(chunk, known)
+        if isinstance(slack, float):
+            return _monotone(approx, 0.0, slack, unusable, stats)
+        return _widened(approx, slack, unusable, stats)
+
     def stored_bounds(self, block, known):
-        """Bounds from a chunk in its stored half precision (see ``_stored_products``),
-        divided by |x| for the cosine."""
+        """Cosines from a chunk in its stored half precision: the products of
+        ``_stored_products`` divided by |x|. Their bound, divided by |x| too, is
+        (query error + n·u·|q'|)·1.02 + 2.02u'·|cosine|: a monotone function of the
+        cosine, so the scan ranks on the cosines alone."""
         import torch
 
-        products, dot_slack = _stored_products(self, self.unit64, block, known.norms)
         norms = known.norms
+        q_low, q_error, q_low_norm, roundoff = _stored_query(self, self.unit64, block.dtype)
+        # One pass: the division promotes the half-precision products to float32.
+        cosines = torch.div(q_low @ block.T, norms)
+        per_query = (q_error + (self.base.dim + 16) * U32 * q_low_norm) * 1.02 + self.slack
         unusable = ~torch.isfinite(norms) | (norms == 0)
-        return products / norms, dot_slack / norms + self.slack, unusable, known
+        return _monotone(cosines, 2.02 * roundoff, per_query, unusable, known)
 
     def exact(self, rows, index):
         rows = self.base.shift64(rows)
@@ -185,14 +248,14 @@ class DotScorer(Scorer):
         if stats.drift is not None:
             reach = reach + stats.drift
         slack = self.qnorm.unsqueeze(1) * reach.unsqueeze(0)
-        return self.q32 @ rows.T, slack, ~torch.isfinite(stats.norms), stats
+        return _widened(self.q32 @ rows.T, slack, ~torch.isfinite(stats.norms), stats)
 
     def stored_bounds(self, block, known):
         """The stored half-precision products and their bound (``_stored_products``)."""
         import torch
 
         products, slack = _stored_products(self, self.base.queries64, block, known.norms)
-        return products, slack, ~torch.isfinite(known.norms), known
+        return _widened(products, slack, ~torch.isfinite(known.norms), known)
 
     def exact(self, rows, index):
         return _row_dots(self.base.shift64(rows), self.base.queries64[index])
@@ -228,7 +291,7 @@ class L2Scorer(Scorer):
             # |q - x|² moves by at most 2|e|·(|q| + |x|) + |e|² when x moves by |e|.
             moved = drift.unsqueeze(0)
             slack = slack + 2 * moved * (reach + moved)
-        return approx, slack, ~torch.isfinite(rr), stats
+        return _widened(approx, slack, ~torch.isfinite(rr), stats)
 
     def stored_bounds(self, block, known):
         """2·q·x from the stored half-precision chunk (``_stored_products``), |x|² from
@@ -240,7 +303,7 @@ class L2Scorer(Scorer):
         approx = 2 * products - (norms * norms).unsqueeze(0) - self.qq.unsqueeze(1)
         reach = self.qnorm.unsqueeze(1) + norms.unsqueeze(0)
         slack = 2 * dot_slack + (2 * self.base.dim + 16) * U32 * 1.01 * reach * reach
-        return approx, slack, ~torch.isfinite(norms), known
+        return _widened(approx, slack, ~torch.isfinite(norms), known)
 
     def exact(self, rows, index):
         return -((self.base.shift64(rows) - self.base.queries64[index]) ** 2).sum(dim=1)
@@ -270,14 +333,14 @@ class CosMulScorer(Scorer):
         self.tiny = torch.finfo(torch.float32).eps * 4  # the float32 arithmetic below
 
     def bounds(self, chunk, known=None):
-        cos, _, unusable, stats = self.cosine.bounds(chunk, known)
+        cos, _, unusable, stats = self.cosine.float32_scores(chunk, known)
         shifted = ((1 + cos) / 2).reshape(self.batch, 3, -1)
         a, b, c = shifted[:, 0], shifted[:, 1], shifted[:, 2]
         d = self.half_slack
         upper = (a + d) * (c + d) / ((b - d).clamp_min(0) + COSMUL_EPSILON) * (1 + self.tiny)
         lower = (a - d).clamp_min(0) * (c - d).clamp_min(0) / (b + d + COSMUL_EPSILON)
         lower = lower * (1 - self.tiny)
-        return (upper + lower) / 2, (upper - lower) / 2, unusable, stats
+        return _widened((upper + lower) / 2, (upper - lower) / 2, unusable, stats)
 
     def exact(self, rows, index):
         cos = [(1 + self.cosine.exact(rows, 3 * index + j)) / 2 for j in range(3)]
@@ -437,10 +500,7 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
 
     batch = scorer.batch
     keep = min(buffer, table.rows)
-    top_upper = torch.full((batch, 0), -torch.inf, device=device)
-    top_lower = torch.full((batch, 0), -torch.inf, device=device)
-    top_ids = torch.zeros((batch, 0), dtype=torch.long, device=device)
-    dropped = torch.full((batch,), -torch.inf, device=device)
+    state = _Kept.empty(batch, device)
     allowed_dev = allowed.to(device) if allowed is not None else None
     pairs = [(row, token_id) for row, ids in enumerate(exclude) for token_id in ids]
     excluded_rows = torch.tensor([p[0] for p in pairs], dtype=torch.long, device=device)
@@ -454,6 +514,7 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
     norms = cache.norms if cache else torch.empty(table.rows, device=device)
     fresh_drifts = torch.empty(table.rows, device=device) if scorer.centered else None
     drifts = cache.drift if cache else fresh_drifts
+    score_block = scorer.stored_bounds if stored else scorer.bounds
     for start, chunk in table.chunks(device, stored=stored):
         for sub_start in range(0, chunk.shape[0], step):
             block = chunk[sub_start : sub_start + step]
@@ -462,57 +523,93 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
             if cache is not None:
                 drift = drifts[first : first + count] if drifts is not None else None
                 known = RowStats(norms[first : first + count], drift)
-            if stored:
-                approx, slack, unusable, stats = scorer.stored_bounds(block, known)
-            else:
-                approx, slack, unusable, stats = scorer.bounds(block, known)
+            scored = score_block(block, known)
+            key, unusable = scored.key, scored.unusable
             if cache is None:
-                norms[first : first + count] = stats.norms
-                if stats.drift is not None:
-                    drifts[first : first + count] = stats.drift
-            upper = approx.add_(slack)  # in place: the (B, n) block is the big allocation
+                norms[first : first + count] = scored.stats.norms
+                if scored.stats.drift is not None:
+                    drifts[first : first + count] = scored.stats.drift
             if allowed_dev is not None:
                 unusable = unusable | ~allowed_dev[first : first + count]
             if bool(unusable.any()):
-                upper[:, unusable] = -torch.inf
+                key[:, unusable] = -torch.inf
             inside = (excluded_ids >= first) & (excluded_ids < first + count)
             if bool(inside.any()):
-                upper[excluded_rows[inside], excluded_ids[inside] - first] = -torch.inf
-            # The block's best first, then merge those few with the running buffer.
-            take = min(keep + 1, count)
-            best, index = upper.topk(take, dim=1)
-            if bool(torch.isnan(best).any()):
-                # topk ranks NaN first; NaN (overflow, a NaN component) is never a result.
-                # Rare, so the whole block is checked only when one shows up.
-                upper.masked_fill_(torch.isnan(upper), -torch.inf)
-                best, index = upper.topk(take, dim=1)
-            if count > keep:
-                dropped = torch.maximum(dropped, best[:, keep])
-                best, index = best[:, :keep], index[:, :keep]
-            if isinstance(slack, float):
-                width = 2 * slack
-            else:
-                width = 2 * slack.expand(batch, count).gather(1, index)
-            # upper - 2·slack = approx - slack, give or take a rounding: widen by a hair.
-            lower = torch.where(best == -torch.inf, -torch.inf, best - width * (1 + 1e-6))
-            merged_upper = torch.cat([top_upper, best], dim=1)
-            merged_lower = torch.cat([top_lower, lower], dim=1)
-            merged_ids = torch.cat([top_ids, index + first], dim=1)
-            take = min(keep + 1, merged_upper.shape[1])
-            best, index = merged_upper.topk(take, dim=1)
-            if take > keep:
-                dropped = torch.maximum(dropped, best[:, keep])
-                best, index = best[:, :keep], index[:, :keep]
-            top_upper = best
-            top_lower = merged_lower.gather(1, index)
-            top_ids = merged_ids.gather(1, index)
+                key[excluded_rows[inside], excluded_ids[inside] - first] = -torch.inf
+            state.merge(scored, key, first, keep)
     if cache is None:
-        stats = RowStats(norms, drifts)
-        table.row_stats[(scorer.centered, str(device))] = stats
+        table.row_stats[(scorer.centered, str(device))] = RowStats(norms, drifts)
     return [
-        _finish(table, scorer, row, k, top_upper[row], top_lower[row], top_ids[row], dropped[row])
+        _finish(table, scorer, row, k, state.upper[row], state.lower[row], state.ids[row],
+                state.dropped[row])
         for row in range(batch)
-    ]
+    ]  # fmt: skip
+
+
+@dataclass
+class _Kept:
+    """Per query, the rows a scan keeps (at most ``keep``, best upper bound first): their
+    keys, upper and lower bounds and ids, and the highest upper bound of any row let go."""
+
+    key: torch.Tensor
+    upper: torch.Tensor
+    lower: torch.Tensor
+    ids: torch.Tensor
+    dropped: torch.Tensor
+
+    @classmethod
+    def empty(cls, batch: int, device) -> _Kept:
+        import torch
+
+        none = torch.full((batch, 0), -torch.inf, device=device)
+        ids = torch.zeros((batch, 0), dtype=torch.long, device=device)
+        return cls(none, none, none, ids, torch.full((batch,), -torch.inf, device=device))
+
+    def merge(self, scored: BlockScores, key: torch.Tensor, first: int, keep: int) -> None:
+        """Take a block's rows that beat the kept ones into the kept set.
+
+        Once ``keep`` rows are kept, a row whose key is not above the lowest kept key
+        cannot enter: a comparison finds the few that can (far cheaper than a top-k of
+        the whole block), and the lowest kept row's upper bound, which bounds every row
+        let go that way, joins ``dropped``.
+        """
+        import torch
+
+        batch = key.shape[0]
+        if self.key.shape[1] >= keep:
+            floor = self.key.amin(dim=1)
+            self.dropped = torch.maximum(self.dropped, self.upper.amin(dim=1))
+            hits = key > floor.unsqueeze(1)  # NaN and -inf rows are never hits
+        else:
+            hits = key > -torch.inf
+        per_query = hits.sum(dim=1)
+        width = int(per_query.max())
+        if width == 0:
+            return
+        rows, columns = hits.nonzero(as_tuple=True)  # row-major: each query's in order
+        starts = per_query.cumsum(0) - per_query
+        slot = torch.arange(rows.numel(), device=key.device) - starts[rows]
+        picked = torch.full((batch, width), -torch.inf, device=key.device)
+        picked[rows, slot] = key[rows, columns]
+        index = torch.zeros((batch, width), dtype=torch.long, device=key.device)
+        index[rows, slot] = columns
+        if width > keep:  # an early block: only its best ``keep`` can stay
+            picked, order = picked.topk(keep + 1, dim=1)
+            index = index.gather(1, order)
+        upper, lower = scored.limits(picked, index)
+        if width > keep:
+            self.dropped = torch.maximum(self.dropped, upper[:, keep])
+            picked, upper, lower, index = (t[:, :keep] for t in (picked, upper, lower, index))
+        merged_upper = torch.cat([self.upper, upper], dim=1)
+        take = min(keep + 1, merged_upper.shape[1])
+        best, order = merged_upper.topk(take, dim=1)
+        if take > keep:
+            self.dropped = torch.maximum(self.dropped, best[:, keep])
+            best, order = best[:, :keep], order[:, :keep]
+        self.upper = best
+        self.key = torch.cat([self.key, picked], dim=1).gather(1, order)
+        self.lower = torch.cat([self.lower, lower], dim=1).gather(1, order)
+        self.ids = torch.cat([self.ids, index + first], dim=1).gather(1, order)
 
 
 def _use_stored_dtype(table, scorer, device) -> bool:

@@ -28,6 +28,9 @@ _STORAGE = {
 
 # A chunk converted to float32 stays near this size, whatever the table's width.
 CHUNK_BYTES = 32 * 1024 * 1024
+# A chunk scanned in its stored dtype is a view of the mapping (a copy only on its way to
+# a GPU): larger chunks mean fewer Python-level steps per scan.
+STORED_CHUNK_BYTES = 64 * 1024 * 1024
 
 
 class EmbeddingTable:
@@ -53,7 +56,9 @@ class EmbeddingTable:
         # Per-row norms kept by the scorer after its first scan, by (centred, device).
         self.row_stats: dict[tuple[bool, str], object] = {}
 
-    def chunk_rows(self) -> int:
+    def chunk_rows(self, stored: bool = False) -> int:
+        if stored:
+            return max(256, STORED_CHUNK_BYTES // (self._array.itemsize * self.dim))
         return max(256, CHUNK_BYTES // (4 * self.dim))
 
     def _view(self, array) -> torch.Tensor:
@@ -79,7 +84,7 @@ class EmbeddingTable:
         """
         import torch
 
-        step = self.chunk_rows()
+        step = self.chunk_rows(stored)
         resident = self._resident(device)
         buffer = None
         for start in range(0, self.rows, step):
