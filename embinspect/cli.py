@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -24,6 +24,7 @@ from embinspect.errors import (
 from embinspect.options import (
     AnalogyMethod,
     BatchSizeOpt,
+    CaseOpt,
     CenterOpt,
     DeviceOpt,
     FilterOpt,
@@ -35,6 +36,7 @@ from embinspect.options import (
     NoSpaceOpt,
     Pool,
     PoolOpt,
+    RestrictOpt,
     RevisionOpt,
     Table,
     TableOpt,
@@ -43,7 +45,7 @@ from embinspect.options import (
     TopKOpt,
     WordFilter,
 )
-from embinspect.output import emit, emit_stream, report_error, resolve_format
+from embinspect.output import emit, emit_stream, progress_bar, report_error, resolve_format
 
 app = typer.Typer(
     name="embinspect",
@@ -230,13 +232,26 @@ def neighbors(
 def compare(
     model: ModelArg,
     queries: Annotated[
-        list[str],
+        Optional[list[str]],
         typer.Argument(
             metavar="QUERY...",
             help="Two or more queries (text, #id, =entry, or -).",
             show_default=False,
         ),
-    ],
+    ] = None,
+    pairs: Annotated[
+        Optional[str],
+        typer.Option(
+            "--pairs",
+            metavar="FILE",
+            help="Score a word-pair suite (w1 TAB w2 TAB score): Pearson and Spearman of the "
+            "cosines against the human scores, as gensim's evaluate_word_pairs; wordsim353 "
+            "and simlex999 name gensim's copies.",
+            show_default=False,
+        ),
+    ] = None,
+    restrict: RestrictOpt = None,
+    case_insensitive: CaseOpt = None,
     metric: MetricOpt = Metric.cosine,
     table: TableOpt = Table.input,
     center: CenterOpt = False,
@@ -247,8 +262,21 @@ def compare(
     tokenizer: TokenizerOpt = None,
     fmt: FormatOpt = None,
 ) -> None:
-    """Pairwise cosine similarity (or dot, or L2 distance) of two or more queries."""
-    items = list(_queries(queries))
+    """Pairwise cosine similarity (or dot, or L2 distance) of two or more queries, or a
+    word-pair suite scored against human judgement (--pairs)."""
+    if pairs is not None:
+        if queries:
+            raise UsageError("give queries or --pairs FILE, not both")
+        if metric is not Metric.cosine:
+            raise UsageError("--pairs scores cosines, as gensim does; drop --metric")
+        _evaluate_pairs(
+            model, revision, tensor, tokenizer, pairs, restrict, case_insensitive,
+            center=center, leading_space=not no_space, fmt=fmt,
+        )  # fmt: skip
+        return
+    if restrict is not None or case_insensitive is not None:
+        raise UsageError("--restrict and --case-insensitive go with --pairs FILE")
+    items = list(_queries(queries or []))
     if len(items) < 2:
         raise UsageError("compare needs at least two queries")
     searcher = _searcher(
@@ -268,13 +296,26 @@ def compare(
 def analogy(
     model: ModelArg,
     queries: Annotated[
-        list[str],
+        Optional[list[str]],
         typer.Argument(
             metavar="A B C",
             help="A B C for A - B + C (king man woman ≈ queen), or - for three per stdin line.",
             show_default=False,
         ),
-    ],
+    ] = None,
+    file: Annotated[
+        Optional[str],
+        typer.Option(
+            "--file",
+            metavar="FILE",
+            help="Score an analogy suite in the Google format (': section', then 'a b c d' "
+            "for b - a + c ≈ d): accuracy per section and in total, with coverage, as "
+            "gensim's evaluate_word_analogies; google names gensim's questions-words.txt.",
+            show_default=False,
+        ),
+    ] = None,
+    restrict: RestrictOpt = None,
+    case_insensitive: CaseOpt = None,
     k: TopKOpt = 5,
     method: MethodOpt = AnalogyMethod.add,
     table: TableOpt = Table.input,
@@ -289,15 +330,85 @@ def analogy(
     tokenizer: TokenizerOpt = None,
     fmt: FormatOpt = None,
 ) -> None:
-    """A - B + C: the rows nearest to it, with A, B and C left out of the results."""
-    questions = _questions(queries)
+    """A - B + C: the rows nearest to it, with A, B and C left out of the results; or a
+    whole analogy suite (--file)."""
+    if file is not None:
+        if queries:
+            raise UsageError("give A B C or --file FILE, not both")
+        _evaluate_analogies(
+            model, revision, tensor, tokenizer, file, restrict, case_insensitive,
+            method=method.value, center=center, leading_space=not no_space, device=device,
+            batch_size=batch_size, fmt=fmt,
+        )  # fmt: skip
+        return
+    if case_insensitive is not None:
+        raise UsageError("--case-insensitive goes with --file FILE")
+    questions = _questions(queries or [])
     searcher = _searcher(
         model, revision, tensor, tokenizer,
         table=table.value, device=device, center=center, word_filter=word_filter.value,
-        leading_space=not no_space, pool=pool.value, batch_size=batch_size,
+        leading_space=not no_space, pool=pool.value, batch_size=batch_size, restrict=restrict,
     )  # fmt: skip
     if emit_stream(searcher.analogies(questions, k, method.value), resolve_format(fmt)):
         raise typer.Exit(EXIT_QUERY)
+
+
+def _word_index(searcher, restrict: int | None, case_insensitive: bool | None, leading_space):
+    """Words to rows for a suite; case folding follows the tokenizer unless asked."""
+    from embinspect.evaluation import GENSIM_RESTRICT, WordIndex
+
+    vocabulary = searcher.vocabulary
+    if vocabulary is None:
+        raise UsageError("a suite's words need a tokenizer; pass --tokenizer PATH_OR_ID")
+    if case_insensitive is None:
+        case_insensitive = vocabulary.lowercases
+    return WordIndex(
+        vocabulary,
+        searcher.table.rows,
+        restrict=restrict or GENSIM_RESTRICT,
+        case_insensitive=case_insensitive,
+        leading_space=leading_space,
+    )
+
+
+def _evaluate_analogies(
+    model, revision, tensor, tokenizer, file, restrict, case_insensitive, *, fmt, **options
+) -> None:
+    from embinspect.evaluation import (
+        GENSIM_RESTRICT,
+        evaluate_analogies,
+        find_suite,
+        read_analogies,
+    )
+
+    path, found = find_suite(file, "analogies")
+    if found:
+        print(f"embinspect: {found}", file=sys.stderr)
+    suite = read_analogies(path)
+    method = options.pop("method")
+    searcher = _searcher(
+        model, revision, tensor, tokenizer, restrict=restrict or GENSIM_RESTRICT, **options
+    )
+    index = _word_index(searcher, restrict, case_insensitive, options["leading_space"])
+    with progress_bar("analogies") as progress:
+        result = evaluate_analogies(searcher, index, suite, method=method, progress=progress)
+    for failure in result.failures:
+        report_error(f"{failure['question']}: {failure['error']}")
+    emit(result, resolve_format(fmt))
+
+
+def _evaluate_pairs(
+    model, revision, tensor, tokenizer, pairs, restrict, case_insensitive, *, fmt, **options
+) -> None:
+    from embinspect.evaluation import evaluate_pairs, find_suite, read_pairs
+
+    path, found = find_suite(pairs, "pairs")
+    if found:
+        print(f"embinspect: {found}", file=sys.stderr)
+    suite = read_pairs(path)
+    searcher = _searcher(model, revision, tensor, tokenizer, device="cpu", **options)
+    index = _word_index(searcher, restrict, case_insensitive, options["leading_space"])
+    emit(evaluate_pairs(searcher, index, suite), resolve_format(fmt))
 
 
 def main() -> None:

@@ -106,3 +106,22 @@ MethodOpt = Annotated[
         "--method", help="add: 3CosAdd (gensim most_similar); mul: 3CosMul (Levy & Goldberg)."
     ),
 ]
+RestrictOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--restrict",
+        min=1,
+        help="Only the first N rows are words and candidates (gensim's restrict_vocab; "
+        "300000 with --file/--pairs, every row otherwise).",
+        show_default=False,
+    ),
+]
+CaseOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--case-insensitive/--case-sensitive",
+        help="Fold case as gensim does (upper-case both sides). Default: on when the "
+        "tokenizer lower-cases text, off otherwise.",
+        show_default=False,
+    ),
+]

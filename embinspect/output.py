@@ -11,11 +11,14 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from functools import singledispatch
+from pathlib import Path
 from typing import Any
 
+from embinspect.evaluation import AnalogyEvaluation, PairsEvaluation
 from embinspect.info import Info
 from embinspect.similarity import AnalogyResult, Comparison, NeighboursResult
 from embinspect.tokens import TokenLookup
@@ -106,6 +109,25 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(child) for child in value]
     return value
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress callback ``(done, total)`` drawing a bar on stderr, or None when stderr
+    is not a terminal (a script's log gets no bar)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
 
 
 def report_error(message: str) -> None:
@@ -225,6 +247,70 @@ def _(result: Comparison) -> tuple[list[str], list[list[Any]]]:
 def _(result: Comparison) -> list[dict[str, Any]]:
     header, rows = delimited_rows(result)
     return [{"a": a, "b": b, "score": score} for a, b, score in rows]
+
+
+_SECTION_COLUMNS = ["section", "kind", "questions", "scored", "correct", "accuracy", "skipped"]
+
+
+def _section_rows(result: AnalogyEvaluation) -> list[dict[str, Any]]:
+    parts = [*result.sections, result.semantic, result.syntactic, result.total]
+    return [{key: part.to_json()[key] for key in _SECTION_COLUMNS} for part in parts]
+
+
+@delimited_rows.register
+def _(result: AnalogyEvaluation) -> tuple[list[str], list[list[Any]]]:
+    """One line per section, then the semantic, syntactic and overall totals."""
+    return _SECTION_COLUMNS, [list(row.values()) for row in _section_rows(result)]
+
+
+@json_lines.register
+def _(result: AnalogyEvaluation) -> list[dict[str, Any]]:
+    return _section_rows(result)
+
+
+@notes.register
+def _(result: AnalogyEvaluation) -> list[str]:
+    return [_analogy_summary(result)]
+
+
+def _analogy_summary(result: AnalogyEvaluation) -> str:
+    total = result.total
+    accuracy = f"{total.accuracy:.2%}" if total.accuracy is not None else "n/a"
+    coverage = f"{result.coverage:.1%}" if result.coverage is not None else "n/a"
+    return (
+        f"{Path(result.file).name}: accuracy {accuracy} ({total.correct} of {total.scored} "
+        "scored); "
+        f"{total.skipped} of {total.questions} questions skipped, a word not one token "
+        f"(coverage {coverage})"
+    )
+
+
+@delimited_rows.register
+def _(result: PairsEvaluation) -> tuple[list[str], list[list[Any]]]:
+    rows = [[p.word1, p.word2, p.human, p.cosine] for p in result.pairs]
+    return ["word1", "word2", "human", "cosine"], rows
+
+
+@json_lines.register
+def _(result: PairsEvaluation) -> list[dict[str, Any]]:
+    return [vars(p) for p in result.pairs]
+
+
+@notes.register
+def _(result: PairsEvaluation) -> list[str]:
+    return [_pairs_summary(result)]
+
+
+def _pairs_summary(result: PairsEvaluation) -> str:
+    def figure(value: float | None) -> str:
+        return f"{value:.4f}" if value is not None else "undefined"
+
+    name = Path(result.file).name
+    return (
+        f"{name}: Pearson {figure(result.pearson)}, Spearman {figure(result.spearman)} over"
+        f" {result.scored} pairs; {result.skipped} of {len(result.pairs)} skipped, a word "
+        f"not one token ({result.oov_ratio:.1f}%)"
+    )
 
 
 # --- Rich tables -------------------------------------------------------------------
@@ -353,6 +439,68 @@ def _(result: Comparison) -> None:
     console.print(table)
     for item in result.items:
         console.print(_resolved(item["query"], item["token_ids"], item["tokens"], item["pooled"]))
+
+
+@render_table.register
+def _(result: AnalogyEvaluation) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    method = "3CosAdd" if result.method == "add" else "3CosMul"
+    folding = "case-insensitive" if result.case_insensitive else "case-sensitive"
+    table = Table(
+        title=f"Analogies ({method}, first {result.restrict:,} rows, {folding})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    columns = [c for c in _SECTION_COLUMNS if c != "kind"]  # the totals below say it
+    for column in columns:
+        left = column == "section"
+        table.add_column(column, justify="left" if left else "right", no_wrap=left)
+    rows = _section_rows(result)
+    for number, row in enumerate(rows):
+        if number == len(result.sections):
+            table.add_section()
+        accuracy = row["accuracy"]
+        cells = [
+            escape(str(row["section"])),
+            f"{row['questions']:,}",
+            f"{row['scored']:,}",
+            f"{row['correct']:,}",
+            f"{accuracy:.2%}" if accuracy is not None else "–",
+            f"{row['skipped']:,}",
+        ]
+        table.add_row(*cells)
+    console = _console()
+    console.print(table)
+    console.print(escape(_analogy_summary(result)))
+
+
+@render_table.register
+def _(result: PairsEvaluation) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    def figure(value: float | None) -> str:
+        return f"{value:.4f}" if value is not None else "undefined"
+
+    folding = "case-insensitive" if result.case_insensitive else "case-sensitive"
+    table = Table(
+        title=f"Word pairs (cosine against human scores, {folding})", title_justify="left"
+    )
+    for column in ("file", "pairs", "scored", "skipped", "Pearson", "Spearman"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    table.add_row(
+        escape(Path(result.file).name),
+        f"{len(result.pairs):,}",
+        f"{result.scored:,}",
+        f"{result.skipped:,} ({result.oov_ratio:.1f}%)",
+        figure(result.pearson),
+        figure(result.spearman),
+    )
+    _console().print(table)
+    print("embinspect: --format tsv or json lists every pair's cosine", file=sys.stderr)
 
 
 def _coloured(metric: str, score: float, diagonal: bool) -> str:

@@ -571,35 +571,42 @@ class _Kept:
         """Take a block's rows that beat the kept ones into the kept set.
 
         Once ``keep`` rows are kept, a row whose key is not above the lowest kept key
-        cannot enter: a comparison finds the few that can (far cheaper than a top-k of
-        the whole block), and the lowest kept row's upper bound, which bounds every row
-        let go that way, joins ``dropped``.
+        cannot enter. When only a few can, a comparison finds them (far cheaper than a
+        top-k of the whole block), and the lowest kept row's upper bound, which bounds
+        every row let go that way, joins ``dropped``; otherwise the block's top-k does.
         """
         import torch
 
-        batch = key.shape[0]
+        batch, count = key.shape
+        picked = None
         if self.key.shape[1] >= keep:
-            floor = self.key.amin(dim=1)
-            self.dropped = torch.maximum(self.dropped, self.upper.amin(dim=1))
-            hits = key > floor.unsqueeze(1)  # NaN and -inf rows are never hits
-        else:
-            hits = key > -torch.inf
-        per_query = hits.sum(dim=1)
-        width = int(per_query.max())
-        if width == 0:
-            return
-        rows, columns = hits.nonzero(as_tuple=True)  # row-major: each query's in order
-        starts = per_query.cumsum(0) - per_query
-        slot = torch.arange(rows.numel(), device=key.device) - starts[rows]
-        picked = torch.full((batch, width), -torch.inf, device=key.device)
-        picked[rows, slot] = key[rows, columns]
-        index = torch.zeros((batch, width), dtype=torch.long, device=key.device)
-        index[rows, slot] = columns
-        if width > keep:  # an early block: only its best ``keep`` can stay
+            hits = key > self.key.amin(dim=1).unsqueeze(1)  # NaN and -inf are never hits
+            per_query = hits.sum(dim=1)
+            width = int(per_query.max())
+            if width == 0:
+                self.dropped = torch.maximum(self.dropped, self.upper.amin(dim=1))
+                return
+            if width * 8 <= count:
+                self.dropped = torch.maximum(self.dropped, self.upper.amin(dim=1))
+                rows, columns = hits.nonzero(as_tuple=True)  # row-major: each query's in order
+                starts = per_query.cumsum(0) - per_query
+                slot = torch.arange(rows.numel(), device=key.device) - starts[rows]
+                picked = torch.full((batch, width), -torch.inf, device=key.device)
+                picked[rows, slot] = key[rows, columns]
+                index = torch.zeros((batch, width), dtype=torch.long, device=key.device)
+                index[rows, slot] = columns
+        if picked is None:
+            picked, index = key.topk(min(keep + 1, count), dim=1)
+            if bool(torch.isnan(picked).any()):
+                # topk ranks NaN first; NaN (overflow, a NaN component) is never a result.
+                # Rare, so the whole block is checked only when one shows up.
+                key.masked_fill_(torch.isnan(key), -torch.inf)
+                picked, index = key.topk(min(keep + 1, count), dim=1)
+        elif picked.shape[1] > keep:  # only the block's best ``keep`` can stay
             picked, order = picked.topk(keep + 1, dim=1)
             index = index.gather(1, order)
         upper, lower = scored.limits(picked, index)
-        if width > keep:
+        if picked.shape[1] > keep:
             self.dropped = torch.maximum(self.dropped, upper[:, keep])
             picked, upper, lower, index = (t[:, :keep] for t in (picked, upper, lower, index))
         merged_upper = torch.cat([self.upper, upper], dim=1)

@@ -101,6 +101,7 @@ class Searcher:
         leading_space: bool = True,
         pool: str = "mean",
         batch_size: int = 256,
+        restrict: int | None = None,
     ) -> None:
         if table not in TABLES:
             raise UsageError(f"--table {table}: choose input or output")
@@ -126,21 +127,28 @@ class Searcher:
         self.keep_query = keep_query
         self.batch_size = batch_size
         self.variants: dict[str, set[int]] = {}
-        self.allowed = self._allowed_rows(word_filter)
+        self.allowed = self._allowed_rows(word_filter, restrict)
 
-    def _allowed_rows(self, word_filter: str) -> torch.Tensor | None:
-        """Rows a result may name: rows with a token (not padding), whole words if asked."""
+    def _allowed_rows(self, word_filter: str, restrict: int | None) -> torch.Tensor | None:
+        """Rows a result may name: rows with a token (not padding), whole words if asked,
+        among the first ``restrict`` rows when given (gensim's restrict_vocab)."""
         import torch
 
         vocabulary = self.vocabulary
+        if restrict is not None and restrict < 1:
+            raise UsageError("--restrict must be at least 1")
+        limit = self.table.rows if restrict is None else min(restrict, self.table.rows)
         if vocabulary is None:
             if word_filter == "words":
                 raise UsageError("--filter words needs a tokenizer")
-            return None
-        if word_filter == "none" and vocabulary.size >= self.table.rows:
+            if limit == self.table.rows:
+                return None
+            return torch.arange(self.table.rows) < limit
+        every_row = limit == self.table.rows and vocabulary.size >= self.table.rows
+        if word_filter == "none" and every_row:
             return None
         allowed = torch.zeros(self.table.rows, dtype=torch.bool)
-        for token_id in range(self.table.rows):
+        for token_id in range(limit):
             token = vocabulary.id_to_token(token_id)
             if token is None:
                 continue

@@ -133,6 +133,7 @@ class Vocabulary:
         # Added tokens are stored as their text, not in the byte-level or ▁ alphabet.
         self.added_ids = {t["id"] for t in spec.get("added_tokens") or []}
         self.special_ids = {t["id"] for t in spec.get("added_tokens") or [] if t.get("special")}
+        self.lowercases = _lowercases(spec.get("normalizer"))
 
     def encode(self, text: str, special_tokens: bool = False) -> list[int]:
         return list(self.backend.encode(text, add_special_tokens=special_tokens).ids)
@@ -180,6 +181,20 @@ def whole_word(token: str, vocabulary: Vocabulary, token_id: int) -> str | None:
     if text.startswith(" "):
         text = text[1:]
     return text if text.isalpha() else None
+
+
+def _lowercases(normalizer: Any) -> bool:
+    """Whether the normalizer folds text to lower case (uncased BERT, some others)."""
+    if not isinstance(normalizer, dict):
+        return False
+    kind = normalizer.get("type")
+    if kind == "Lowercase":
+        return True
+    if kind == "BertNormalizer":
+        return bool(normalizer.get("lowercase"))
+    if kind == "Sequence":
+        return any(_lowercases(n) for n in normalizer.get("normalizers") or [])
+    return False
 
 
 def _byte_to_unicode() -> dict[int, str]:
