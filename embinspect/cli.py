@@ -24,15 +24,18 @@ from embinspect.errors import (
 from embinspect.options import (
     AnalogyMethod,
     BatchSizeOpt,
+    CacheDirOpt,
     CenterOpt,
     DeviceOpt,
     FilterOpt,
     FormatOpt,
+    FullDownloadOpt,
     MethodOpt,
     Metric,
     MetricOpt,
     ModelArg,
     NoSpaceOpt,
+    OfflineOpt,
     Pool,
     PoolOpt,
     RevisionOpt,
@@ -76,6 +79,9 @@ def _root(
 def info(
     model: ModelArg,
     revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
     tensor: TensorOpt = None,
     fmt: FormatOpt = None,
 ) -> None:
@@ -84,7 +90,8 @@ def info(
     from embinspect.checkpoint import open_checkpoint
     from embinspect.info import inspect_checkpoint
 
-    checkpoint = open_checkpoint(model, revision, tensor)
+    hub = _hub_options(cache_dir, offline, full_download)
+    checkpoint = open_checkpoint(model, revision, tensor, hub=hub, all_headers=True)
     emit(inspect_checkpoint(checkpoint), resolve_format(fmt))
 
 
@@ -112,6 +119,9 @@ def tokens(
         int, typer.Option("--components", min=0, help="How many leading components to show.")
     ] = 4,
     revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
     tensor: TensorOpt = None,
     tokenizer: TokenizerOpt = None,
     fmt: FormatOpt = None,
@@ -121,7 +131,8 @@ def tokens(
     from embinspect.tokenizer import load_vocabulary
     from embinspect.tokens import lookup_tokens
 
-    checkpoint = open_checkpoint(model, revision, tensor)
+    hub = _hub_options(cache_dir, offline, full_download)
+    checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
     vocabulary = load_vocabulary(checkpoint.files, tokenizer)
     result = lookup_tokens(
         checkpoint,
@@ -135,9 +146,19 @@ def tokens(
     emit(result, resolve_format(fmt))
 
 
+def _hub_options(cache_dir: str | None, offline: bool, full_download: bool):
+    from embinspect.locate import HubOptions
+
+    if offline:
+        # As HF_HUB_OFFLINE=1 for everything after, transformers (--tokenizer REPO_ID) included.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    return HubOptions(cache_dir, offline, full_download, progress=sys.stderr.isatty())
+
+
 def _searcher(
     model: str,
     revision: str | None,
+    hub,
     tensor: str | None,
     tokenizer: str | None,
     **options,
@@ -146,7 +167,7 @@ def _searcher(
     from embinspect.similarity import Searcher
     from embinspect.tokenizer import load_vocabulary
 
-    checkpoint = open_checkpoint(model, revision, tensor)
+    checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
     try:
         vocabulary = load_vocabulary(checkpoint.files, tokenizer)
     except UsageError:
@@ -211,13 +232,16 @@ def neighbors(
     device: DeviceOpt = "auto",
     batch_size: BatchSizeOpt = 256,
     revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
     tensor: TensorOpt = None,
     tokenizer: TokenizerOpt = None,
     fmt: FormatOpt = None,
 ) -> None:
     """The k nearest rows to each QUERY (cosine by default), exact, the query's tokens left out."""
     searcher = _searcher(
-        model, revision, tensor, tokenizer,
+        model, revision, _hub_options(cache_dir, offline, full_download), tensor, tokenizer,
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         keep_query=keep_query, leading_space=not no_space, pool=pool.value, batch_size=batch_size,
     )  # fmt: skip
@@ -243,6 +267,9 @@ def compare(
     no_space: NoSpaceOpt = False,
     pool: PoolOpt = Pool.mean,
     revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
     tensor: TensorOpt = None,
     tokenizer: TokenizerOpt = None,
     fmt: FormatOpt = None,
@@ -252,7 +279,7 @@ def compare(
     if len(items) < 2:
         raise UsageError("compare needs at least two queries")
     searcher = _searcher(
-        model, revision, tensor, tokenizer,
+        model, revision, _hub_options(cache_dir, offline, full_download), tensor, tokenizer,
         table=table.value, device="cpu", center=center, leading_space=not no_space,
         pool=pool.value,
     )  # fmt: skip
@@ -285,6 +312,9 @@ def analogy(
     device: DeviceOpt = "auto",
     batch_size: BatchSizeOpt = 256,
     revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
     tensor: TensorOpt = None,
     tokenizer: TokenizerOpt = None,
     fmt: FormatOpt = None,
@@ -292,7 +322,7 @@ def analogy(
     """A - B + C: the rows nearest to it, with A, B and C left out of the results."""
     questions = _questions(queries)
     searcher = _searcher(
-        model, revision, tensor, tokenizer,
+        model, revision, _hub_options(cache_dir, offline, full_download), tensor, tokenizer,
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         leading_space=not no_space, pool=pool.value, batch_size=batch_size,
     )  # fmt: skip

@@ -287,7 +287,22 @@ def _(result: Info) -> None:
     )
     summary.add_row("output head", ("tied: " if result.tied else "untied: ") + result.tied_reason)
     summary.add_row("positions", describe_position_scheme(result.position))
+    for index, fetch in enumerate(result.fetch or []):
+        summary.add_row("fetch" if index == 0 else "", describe_fetch(fetch))
     console.print(summary)
+
+
+def describe_fetch(fetch: Any) -> str:
+    """One line of ``info`` on a Hub repo: what some commands would download, and from where."""
+    if fetch.bytes == 0:
+        return f"{fetch.commands}: nothing more, all cached"
+    pieces = []
+    for part in fetch.parts:
+        if part["how"] == "range":
+            pieces.append(f"{part['tensor']} from {part['file']}")
+        elif part["how"] == "file":
+            pieces.append(f"all of {part['file']}")
+    return f"{fetch.commands}: {fetch.bytes:,} bytes ({', '.join(dict.fromkeys(pieces))})"
 
 
 def _resolved(query: str, token_ids: list[int], tokens: list[str], pooled: str | None) -> str:
