@@ -64,6 +64,7 @@ from huggingface_hub.utils import (
     get_session,
     hf_raise_for_status,
 )
+from huggingface_hub.utils import logging as hf_logging
 from huggingface_hub.utils import tqdm as hf_tqdm
 
 from embinspect import __version__
@@ -87,7 +88,6 @@ WHOLE_FILE_SHARE = 0.9
 RANGE_ATTEMPTS = 4
 # Shard headers read at once: a 50-shard repo answers in a few round trips.
 HEADER_WORKERS = 8
-CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,9 @@ class HubRepo:
         self._cache_dir = Path(options.cache_dir or constants.HF_HUB_CACHE).expanduser()
         if not options.progress:
             disable_progress_bars()
+        # huggingface_hub warns on stderr as it retries or falls back to the cache; the
+        # outcome is embinspect's to report, in one line.
+        hf_logging.set_verbosity_error()
         with self._errors(f"revision {revision or 'main'}"):
             # One commit for every file of this run, and refs/<revision> written for offline use.
             self.revision = HfApi().resolve_revision(
@@ -228,6 +231,7 @@ class HubRepo:
         if 0 < length <= MAX_HEADER_BYTES and (size is None or 8 + length <= size):
             body = self._read_range(name, url, 8, 8 + length)
         # Checked before it is kept: a bad header is reported, never cached.
+        stub.parent.mkdir(parents=True, exist_ok=True)
         tmp = _temporary(stub)
         try:
             tmp.write_bytes(prefix + body)
@@ -373,7 +377,8 @@ class HubRepo:
             ):
                 raise RangeIgnored(url)
             expected, count = stop - start, 0
-            for chunk in response.iter_bytes(CHUNK_BYTES):
+            # As the bytes arrive: a chunk held back for size would be lost if the connection drops.
+            for chunk in response.iter_bytes():
                 count += len(chunk)
                 if count > expected:
                     raise ModelError(f"{self.where}: the server sent more bytes than asked for")
@@ -466,14 +471,15 @@ class HubRepo:
             ) from None
 
     def _network_message(self, what: str, err: BaseException) -> str:
-        cause = err
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        reason = type(cause).__name__
-        if isinstance(cause, httpx2.RemoteProtocolError):
+        chain = [err]
+        while chain[-1].__cause__ is not None:
+            chain.append(chain[-1].__cause__)
+        transport = next((e for e in chain if isinstance(e, httpx2.TransportError)), err)
+        reason = type(transport).__name__
+        if isinstance(transport, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return (
-                f"{self.where}: the connection to {self.endpoint} broke off while fetching "
-                f"{what} ({reason}); nothing partial was kept: run again"
+                f"{self.where}: the connection to the Hub broke off while fetching {what} "
+                f"({reason}); nothing partial was kept: run again"
             )
         return (
             f"{self.where}: cannot reach the Hub at {self.endpoint} to fetch {what} ({reason}); "
