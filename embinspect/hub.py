@@ -143,8 +143,12 @@ class HubRepo:
     def _listing(self) -> dict[str, int | None]:
         """The repo's files at this commit: saved from the Hub's answer, or what the cache holds."""
         saved = self._assets / "files.json"
-        if saved.is_file():
-            return json.loads(saved.read_text(encoding="utf-8"))
+        try:
+            files = json.loads(saved.read_text(encoding="utf-8"))
+            if isinstance(files, dict):
+                return files
+        except (OSError, ValueError):
+            pass  # not saved yet (or unreadable): ask the Hub again
         if not self.offline:
             with self._errors("the file list"):
                 info = HfApi().model_info(self.repo_id, revision=self.commit, files_metadata=True)
@@ -155,7 +159,7 @@ class HubRepo:
         snapshot = self._cache_dir / repo_folder_name(repo_id=self.repo_id, repo_type="model")
         snapshot = snapshot / "snapshots" / self.commit
         if not snapshot.is_dir():
-            raise ModelError(self._offline_message("any file of it"))
+            raise ModelError(self._offline_message("the repo"))
         return {
             p.relative_to(snapshot).as_posix(): None for p in snapshot.rglob("*") if p.is_file()
         }

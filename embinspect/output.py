@@ -293,16 +293,20 @@ def _(result: Info) -> None:
 
 
 def describe_fetch(fetch: Any) -> str:
-    """One line of ``info`` on a Hub repo: what some commands would download, and from where."""
+    """One line of ``info`` on a Hub repo: what some commands would download, and from where:
+    ``tokens --positions: 47,671,296 bytes (3 ranges of model.safetensors)``."""
     if fetch.bytes == 0:
-        return f"{fetch.commands}: nothing more, all cached"
-    pieces = []
+        return f"{fetch.commands}: nothing, all cached"
+    ranges: dict[str, int] = {}
+    files: list[str] = []
     for part in fetch.parts:
         if part["how"] == "range":
-            pieces.append(f"{part['tensor']} from {part['file']}")
-        elif part["how"] == "file":
-            pieces.append(f"all of {part['file']}")
-    return f"{fetch.commands}: {fetch.bytes:,} bytes ({', '.join(dict.fromkeys(pieces))})"
+            ranges[part["file"]] = ranges.get(part["file"], 0) + 1
+        elif part["how"] == "file" and part["file"] not in files:
+            files.append(part["file"])
+    pieces = [f"{n} range{'s' if n > 1 else ''} of {file}" for file, n in ranges.items()]
+    pieces += [f"all of {file}" for file in files]
+    return f"{fetch.commands}: {fetch.bytes:,} bytes ({', '.join(pieces)})"
 
 
 def _resolved(query: str, token_ids: list[int], tokens: list[str], pooled: str | None) -> str:
