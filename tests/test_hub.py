@@ -427,13 +427,16 @@ def test_repos_without_usable_weights(cli, hub, env, repo, fragments):
     assert not any(r.file == "pytorch_model.bin" for r in hub.requests)  # never even fetched
 
 
-def test_network_down(cli, env):
+def test_network_down(cli, hub, env):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     down = {**env, "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
     run = cli("info", "test-org/minilm", env=down)
     one_line_error(run, EXIT_NETWORK, "cannot reach the Hub", f"127.0.0.1:{port}")
+    # With what it needs in the cache, it answers anyway (as huggingface_hub does).
+    answer = cli("info", "test-org/minilm", "-f", "json", env=env).json()
+    assert cli("info", "test-org/minilm", "-f", "json", env=down).json() == answer
 
 
 def test_a_range_cut_short_is_never_used(cli, hub, env, hf_home, minilm):
