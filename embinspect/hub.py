@@ -123,9 +123,10 @@ class HubRepo:
         # huggingface_hub warns on stderr as it retries or falls back to the cache; the
         # outcome is embinspect's to report, in one line.
         hf_logging.set_verbosity_error()
+        self._api = HfApi(library_name="embinspect", library_version=__version__)
         with self._errors(f"revision {revision or 'main'}"):
             # One commit for every file of this run, and refs/<revision> written for offline use.
-            self.revision = HfApi().resolve_revision(
+            self.revision = self._api.resolve_revision(
                 repo_id,
                 revision=revision,
                 cache_dir=options.cache_dir,
@@ -151,7 +152,7 @@ class HubRepo:
             pass  # not saved yet (or unreadable): ask the Hub again
         if not self.offline:
             with self._errors("the file list"):
-                info = HfApi().model_info(self.repo_id, revision=self.commit, files_metadata=True)
+                info = self._api.model_info(self.repo_id, revision=self.commit, files_metadata=True)
             files = {s.rfilename: s.size for s in info.siblings or []}
             _write_atomically(saved, json.dumps(files, indent=0).encode())
             return files

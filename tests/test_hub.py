@@ -22,12 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from hub_server import FakeHub
 from safetensors.numpy import save_file
 from test_imports import imported_heavy_modules
 
 EXIT_MODEL, EXIT_NETWORK = 3, 5
 TOKEN_NAME = "embeddings.word_embeddings.weight"
+# The queries most tests ask, so that each local answer is computed once.
+KING = ("king", "-k", "3", "-f", "json")
+PARIS = ("Paris", "#1000", "-k", "8", "-f", "json")
 
 
 def header_end(path: Path) -> int:
@@ -151,6 +155,20 @@ def env(hub, hf_home) -> dict[str, str]:
     }
 
 
+@pytest.fixture(scope="session")
+def local_answer():
+    """The JSON answer of a command on a local folder, computed once per session."""
+    answers: dict[tuple, object] = {}
+
+    def answer(command: str, folder: Path, *args: str):
+        key = (command, str(folder), *args)
+        if key not in answers:
+            answers[key] = run_cli(command, folder, *args).json()
+        return answers[key]
+
+    return answer
+
+
 def offline(env: dict[str, str]) -> dict[str, str]:
     return {**env, "HF_HUB_OFFLINE": "1"}
 
@@ -223,10 +241,10 @@ def test_info_imports_nothing_heavy_for_a_hub_repo(hub, env):
 
 
 def test_neighbors_fetch_only_the_token_table_range_then_answer_offline(
-    cli, hub, env, hf_home, minilm
+    cli, hub, env, hf_home, minilm, local_answer
 ):
-    args = ("neighbors", "king", "paris", "-k", "5", "-f", "json")
-    local = cli(args[0], minilm, *args[1:]).json()
+    args = ("neighbors", *KING)
+    local = local_answer(args[0], minilm, *args[1:])
     remote = cli(args[0], "test-org/minilm", *args[1:], env=env)
     assert remote.json() == local
     assert remote.stderr == ""
@@ -246,9 +264,11 @@ def test_neighbors_fetch_only_the_token_table_range_then_answer_offline(
     assert [r.path for r in hub.requests] == ["/api/models/test-org/minilm"]
 
 
-def test_sharded_repo_fetches_only_the_shard_of_the_table(cli, hub, env, hf_home, smollm2):
-    args = ("neighbors", "Paris", "#1000", "-k", "8", "-f", "json")
-    local = cli(args[0], smollm2, *args[1:]).json()
+def test_sharded_repo_fetches_only_the_shard_of_the_table(
+    cli, hub, env, hf_home, smollm2, local_answer
+):
+    args = ("neighbors", *PARIS)
+    local = local_answer(args[0], smollm2, *args[1:])
     assert cli(args[0], "test-org/smollm2", *args[1:], env=env).json() == local
     shard = "model-00001-of-00004.safetensors"
     assert hub.files_sent() == {
@@ -325,11 +345,11 @@ def test_legacy_tokenizer_files_come_together(cli, hub, env, gpt2):
 # --- options and environment --------------------------------------------------------------
 
 
-def test_revision_and_cache_dir(cli, hub, env, hf_home, tmp_path, minilm):
+def test_revision_and_cache_dir(cli, hub, env, hf_home, tmp_path, minilm, local_answer):
     elsewhere = tmp_path / "elsewhere"
-    args = ("neighbors", "test-org/minilm", "queen", "-k", "3", "-f", "json")
+    args = ("neighbors", "test-org/minilm", *KING)
     tagged = cli(*args, "--revision", "v1.0", "--cache-dir", elsewhere, env=env).json()
-    assert tagged == cli("neighbors", minilm, *args[2:]).json()
+    assert tagged == local_answer("neighbors", minilm, *KING)
     assert (elsewhere / "models--test-org--minilm" / "refs" / "v1.0").is_file()
     assert not (hf_home / "hub" / "models--test-org--minilm").exists()
     info = cli("info", "test-org/minilm", "--revision", "v1.0", "-f", "json", env=env).json()
@@ -394,7 +414,9 @@ def test_private_repo_needs_a_token(cli, hub, env, minilm):
     assert cli("info", "test-org/private", "-f", "json", env=granted).returncode == 0
 
 
-def test_gated_repo_says_how_to_get_access_and_never_prints_the_token(cli, hub, env, minilm):
+def test_gated_repo_says_how_to_get_access_and_never_prints_the_token(
+    cli, hub, env, minilm, local_answer
+):
     run = cli("info", "test-org/gated", env=env)  # no token: 401
     line = one_line_error(run, EXIT_MODEL, "gated", f"{hub.url}/test-org/gated", "HF_TOKEN")
     assert any(r.status == 401 for r in hub.requests)
@@ -406,9 +428,8 @@ def test_gated_repo_says_how_to_get_access_and_never_prints_the_token(cli, hub, 
     assert any(r.status == 403 for r in hub.requests)
     hub.reset()
     granted = {**env, "HF_TOKEN": "hf_granted_token"}
-    args = ("neighbors", "king", "-k", "3", "-f", "json")
-    remote = cli(args[0], "test-org/gated", *args[1:], env=granted)
-    assert remote.json() == cli(args[0], minilm, *args[1:]).json()
+    remote = cli("neighbors", "test-org/gated", *KING, env=granted)
+    assert remote.json() == local_answer("neighbors", minilm, *KING)
     # The token goes to the Hub, never to the CDN the weights are redirected to.
     assert all(r.authorized == (r.host == "127.0.0.1") for r in hub.requests), hub.requests
     del line
@@ -439,10 +460,10 @@ def test_network_down(cli, hub, env):
     assert cli("info", "test-org/minilm", "-f", "json", env=down).json() == answer
 
 
-def test_a_range_cut_short_is_never_used(cli, hub, env, hf_home, minilm):
+def test_a_range_cut_short_is_never_used(cli, hub, env, hf_home, minilm, local_answer):
     start, stop = tensor_range(minilm / "model.safetensors", TOKEN_NAME)
     hub.break_at["model.safetensors"] = start + 5_000_000
-    args = ("neighbors", "king", "-k", "3", "-f", "json")
+    args = ("neighbors", *KING)
     run = cli(args[0], "test-org/minilm", *args[1:], env=env)
     one_line_error(run, EXIT_NETWORK, "broke off", "nothing partial was kept")
     assert not list(assets(hf_home).rglob("tensors/*/*")) and not leftovers(hf_home)
@@ -450,29 +471,27 @@ def test_a_range_cut_short_is_never_used(cli, hub, env, hf_home, minilm):
     tries = [r.range for r in hub.requests if r.host == "localhost" and r.sent[0] >= start]
     assert tries == [f"bytes={start}-{stop - 1}"] + [f"bytes={start + 5_000_000}-{stop - 1}"] * 3
     hub.break_at.clear()
-    assert (
-        cli(args[0], "test-org/minilm", *args[1:], env=env).json()
-        == cli(args[0], minilm, *args[1:]).json()
-    )
+    local = local_answer(args[0], minilm, *args[1:])
+    assert cli(args[0], "test-org/minilm", *args[1:], env=env).json() == local
 
 
-def test_a_shard_cut_short_is_never_used(cli, hub, env, hf_home, smollm2):
+def test_a_shard_cut_short_is_never_used(cli, hub, env, hf_home, smollm2, local_answer):
     shard = "model-00001-of-00004.safetensors"
     hub.break_at[shard] = 10_000_000
-    args = ("neighbors", "Paris", "-k", "3", "-f", "json")
+    args = ("neighbors", *PARIS)
     run = cli(args[0], "test-org/smollm2", *args[1:], env=env)
     one_line_error(run, EXIT_NETWORK, "broke off", shard)
     assert not list((hf_home / "hub").rglob("*.safetensors")) and not leftovers(hf_home)
     # Weight files are stored as blobs named by their sha256 (64 hex digits): none is.
     assert not [p for p in (hf_home / "hub").rglob("blobs/*") if len(p.name) == 64]
     hub.break_at.clear()
-    local = cli(args[0], smollm2, *args[1:]).json()
+    local = local_answer(args[0], smollm2, *args[1:])
     assert cli(args[0], "test-org/smollm2", *args[1:], env=env).json() == local
 
 
-def test_a_damaged_range_file_is_fetched_again(cli, hub, env, hf_home, minilm):
-    args = ("neighbors", "king", "-k", "3", "-f", "json")
-    local = cli(args[0], minilm, *args[1:]).json()
+def test_a_damaged_range_file_is_fetched_again(cli, hub, env, hf_home, minilm, local_answer):
+    args = ("neighbors", *KING)
+    local = local_answer(args[0], minilm, *args[1:])
     assert cli(args[0], "test-org/minilm", *args[1:], env=env).json() == local
     (range_file,) = assets(hf_home).rglob("tensors/*/*")
     with open(range_file, "r+b") as handle:  # as if the disk filled up mid-write
