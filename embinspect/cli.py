@@ -86,7 +86,8 @@ def info(
     fmt: FormatOpt = None,
 ) -> None:
     """Embedding tensors (role, name, shape, dtype, shard, bytes), vocabulary against rows,
-    tying and the position scheme, from headers and JSON only: no tensor data is read."""
+    tying and the position scheme, from headers and JSON only: no tensor data is read. For a
+    Hub repo, also the bytes each command would download."""
     from embinspect.checkpoint import open_checkpoint
     from embinspect.info import inspect_checkpoint
 
