@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from embinspect.errors import ModelError
-from embinspect.locate import CheckpointFiles, locate
+from embinspect.locate import CheckpointFiles, HubOptions, locate
 from embinspect.positions import describe_positions, text_config
-from embinspect.safetensors_header import TensorHeader, read_header
+from embinspect.safetensors_header import TensorHeader
 from embinspect.tensor_names import (
     OUTPUT,
     POSITION,
@@ -59,15 +59,23 @@ class Checkpoint:
 
 
 def open_checkpoint(
-    model: str, revision: str | None = None, tensor: str | None = None
+    model: str,
+    revision: str | None = None,
+    tensor: str | None = None,
+    *,
+    hub: HubOptions | None = None,
+    all_headers: bool = False,
 ) -> Checkpoint:
     """Open MODEL (folder, file or Hub repo id) reading headers and JSON only.
 
     ``tensor`` (``--tensor``) names the token table when the known names do not find it.
+    ``hub`` says how to reach the Hub. ``all_headers`` (``info``) reads the header of every
+    shard of a Hub repo, for exact parameter counts; otherwise only the shards that may
+    hold an embedding (and those on this machine already) are read.
     """
-    files = locate(model, revision)
+    files = locate(model, revision, hub)
     config = files.read_json(CONFIG_FILE) or {}
-    headers, complete = _read_headers(files, tensor)
+    headers, complete = _read_headers(files, tensor, all_headers)
     embeddings = find_embeddings(headers, tensor)
     if TOKEN not in embeddings:
         float_tables = [h.name for h in headers.values() if h.is_float and len(h.shape) == 2]
@@ -79,22 +87,21 @@ def open_checkpoint(
 
 
 def _read_headers(
-    files: CheckpointFiles, tensor: str | None
+    files: CheckpointFiles, tensor: str | None, all_headers: bool
 ) -> tuple[dict[str, TensorHeader], bool]:
-    """Headers of every shard that is on this machine, and of remote shards holding embeddings."""
+    """Headers of every local shard, and of the remote shards that are wanted."""
     wanted = set(files.weight_files)
     if files.kind == "hub" and files.weight_map is not None:
-        # Fetch only the shards that may hold an embedding; others are read if cached.
+        everything = all_headers and files.can_download
         wanted = {
             shard
             for name, shard in files.weight_map.items()
-            if name == tensor or could_be_embedding(name) or files.is_present(shard)
+            if everything or name == tensor or could_be_embedding(name) or files.is_present(shard)
         }
     headers: dict[str, TensorHeader] = {}
-    for shard in files.weight_files:
-        if shard not in wanted:
-            continue
-        headers.update(read_header(files.require(shard), file_label=shard))
+    shards = [shard for shard in files.weight_files if shard in wanted]
+    for shard_headers in files.read_headers(shards).values():
+        headers.update(shard_headers)
     if files.weight_map is not None:
         missing = sorted(set(files.weight_map) - set(headers))
         unread = [name for name in missing if files.weight_map[name] in wanted]

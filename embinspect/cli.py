@@ -24,16 +24,19 @@ from embinspect.errors import (
 from embinspect.options import (
     AnalogyMethod,
     BatchSizeOpt,
+    CacheDirOpt,
     CaseOpt,
     CenterOpt,
     DeviceOpt,
     FilterOpt,
     FormatOpt,
+    FullDownloadOpt,
     MethodOpt,
     Metric,
     MetricOpt,
     ModelArg,
     NoSpaceOpt,
+    OfflineOpt,
     Pool,
     PoolOpt,
     RestrictOpt,
@@ -78,15 +81,20 @@ def _root(
 def info(
     model: ModelArg,
     revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
     tensor: TensorOpt = None,
     fmt: FormatOpt = None,
 ) -> None:
     """Embedding tensors (role, name, shape, dtype, shard, bytes), vocabulary against rows,
-    tying and the position scheme, from headers and JSON only: no tensor data is read."""
+    tying and the position scheme, from headers and JSON only: no tensor data is read. For a
+    Hub repo, also the bytes each command would download."""
     from embinspect.checkpoint import open_checkpoint
     from embinspect.info import inspect_checkpoint
 
-    checkpoint = open_checkpoint(model, revision, tensor)
+    hub = _hub_options(cache_dir, offline, full_download)
+    checkpoint = open_checkpoint(model, revision, tensor, hub=hub, all_headers=True)
     emit(inspect_checkpoint(checkpoint), resolve_format(fmt))
 
 
@@ -114,6 +122,9 @@ def tokens(
         int, typer.Option("--components", min=0, help="How many leading components to show.")
     ] = 4,
     revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
     tensor: TensorOpt = None,
     tokenizer: TokenizerOpt = None,
     fmt: FormatOpt = None,
@@ -123,7 +134,8 @@ def tokens(
     from embinspect.tokenizer import load_vocabulary
     from embinspect.tokens import lookup_tokens
 
-    checkpoint = open_checkpoint(model, revision, tensor)
+    hub = _hub_options(cache_dir, offline, full_download)
+    checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
     vocabulary = load_vocabulary(checkpoint.files, tokenizer)
     result = lookup_tokens(
         checkpoint,
@@ -137,9 +149,19 @@ def tokens(
     emit(result, resolve_format(fmt))
 
 
+def _hub_options(cache_dir: str | None, offline: bool, full_download: bool):
+    from embinspect.locate import HubOptions
+
+    if offline:
+        # As HF_HUB_OFFLINE=1 for everything after, transformers (--tokenizer REPO_ID) included.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    return HubOptions(cache_dir, offline, full_download, progress=sys.stderr.isatty())
+
+
 def _searcher(
     model: str,
     revision: str | None,
+    hub,
     tensor: str | None,
     tokenizer: str | None,
     **options,
@@ -148,7 +170,7 @@ def _searcher(
     from embinspect.similarity import Searcher
     from embinspect.tokenizer import load_vocabulary
 
-    checkpoint = open_checkpoint(model, revision, tensor)
+    checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
     try:
         vocabulary = load_vocabulary(checkpoint.files, tokenizer)
     except UsageError:
@@ -213,13 +235,16 @@ def neighbors(
     device: DeviceOpt = "auto",
     batch_size: BatchSizeOpt = 256,
     revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
     tensor: TensorOpt = None,
     tokenizer: TokenizerOpt = None,
     fmt: FormatOpt = None,
 ) -> None:
     """The k nearest rows to each QUERY (cosine by default), exact, the query's tokens left out."""
     searcher = _searcher(
-        model, revision, tensor, tokenizer,
+        model, revision, _hub_options(cache_dir, offline, full_download), tensor, tokenizer,
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         keep_query=keep_query, leading_space=not no_space, pool=pool.value, batch_size=batch_size,
     )  # fmt: skip
@@ -258,6 +283,9 @@ def compare(
     no_space: NoSpaceOpt = False,
     pool: PoolOpt = Pool.mean,
     revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
     tensor: TensorOpt = None,
     tokenizer: TokenizerOpt = None,
     fmt: FormatOpt = None,
@@ -270,8 +298,9 @@ def compare(
         if metric is not Metric.cosine:
             raise UsageError("--pairs scores cosines, as gensim does; drop --metric")
         _evaluate_pairs(
-            model, revision, tensor, tokenizer, pairs, restrict, case_insensitive,
-            center=center, leading_space=not no_space, fmt=fmt,
+            model, revision, _hub_options(cache_dir, offline, full_download), tensor, tokenizer,
+            pairs, restrict, case_insensitive,
+            table=table.value, center=center, leading_space=not no_space, fmt=fmt,
         )  # fmt: skip
         return
     if restrict is not None or case_insensitive is not None:
@@ -280,7 +309,7 @@ def compare(
     if len(items) < 2:
         raise UsageError("compare needs at least two queries")
     searcher = _searcher(
-        model, revision, tensor, tokenizer,
+        model, revision, _hub_options(cache_dir, offline, full_download), tensor, tokenizer,
         table=table.value, device="cpu", center=center, leading_space=not no_space,
         pool=pool.value,
     )  # fmt: skip
@@ -326,6 +355,9 @@ def analogy(
     device: DeviceOpt = "auto",
     batch_size: BatchSizeOpt = 256,
     revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
     tensor: TensorOpt = None,
     tokenizer: TokenizerOpt = None,
     fmt: FormatOpt = None,
@@ -336,16 +368,17 @@ def analogy(
         if queries:
             raise UsageError("give A B C or --file FILE, not both")
         _evaluate_analogies(
-            model, revision, tensor, tokenizer, file, restrict, case_insensitive,
-            method=method.value, center=center, leading_space=not no_space, device=device,
-            batch_size=batch_size, fmt=fmt,
+            model, revision, _hub_options(cache_dir, offline, full_download), tensor, tokenizer,
+            file, restrict, case_insensitive,
+            method=method.value, table=table.value, center=center, leading_space=not no_space,
+            device=device, batch_size=batch_size, fmt=fmt,
         )  # fmt: skip
         return
     if case_insensitive is not None:
         raise UsageError("--case-insensitive goes with --file FILE")
     questions = _questions(queries or [])
     searcher = _searcher(
-        model, revision, tensor, tokenizer,
+        model, revision, _hub_options(cache_dir, offline, full_download), tensor, tokenizer,
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         leading_space=not no_space, pool=pool.value, batch_size=batch_size, restrict=restrict,
     )  # fmt: skip
@@ -372,7 +405,7 @@ def _word_index(searcher, restrict: int | None, case_insensitive: bool | None, l
 
 
 def _evaluate_analogies(
-    model, revision, tensor, tokenizer, file, restrict, case_insensitive, *, fmt, **options
+    model, revision, hub, tensor, tokenizer, file, restrict, case_insensitive, *, fmt, **options
 ) -> None:
     from embinspect.evaluation import (
         GENSIM_RESTRICT,
@@ -387,7 +420,7 @@ def _evaluate_analogies(
     suite = read_analogies(path)
     method = options.pop("method")
     searcher = _searcher(
-        model, revision, tensor, tokenizer, restrict=restrict or GENSIM_RESTRICT, **options
+        model, revision, hub, tensor, tokenizer, restrict=restrict or GENSIM_RESTRICT, **options
     )
     index = _word_index(searcher, restrict, case_insensitive, options["leading_space"])
     with progress_bar("analogies") as progress:
@@ -398,7 +431,7 @@ def _evaluate_analogies(
 
 
 def _evaluate_pairs(
-    model, revision, tensor, tokenizer, pairs, restrict, case_insensitive, *, fmt, **options
+    model, revision, hub, tensor, tokenizer, pairs, restrict, case_insensitive, *, fmt, **options
 ) -> None:
     from embinspect.evaluation import evaluate_pairs, find_suite, read_pairs
 
@@ -406,7 +439,7 @@ def _evaluate_pairs(
     if found:
         print(f"embinspect: {found}", file=sys.stderr)
     suite = read_pairs(path)
-    searcher = _searcher(model, revision, tensor, tokenizer, device="cpu", **options)
+    searcher = _searcher(model, revision, hub, tensor, tokenizer, device="cpu", **options)
     index = _word_index(searcher, restrict, case_insensitive, options["leading_space"])
     emit(evaluate_pairs(searcher, index, suite), resolve_format(fmt))
 

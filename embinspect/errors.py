@@ -12,6 +12,7 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2  # the same code Click uses for a bad option or argument
 EXIT_MODEL = 3
 EXIT_QUERY = 4
+EXIT_NETWORK = 5  # the Hub could not be reached: running again later may work
 EXIT_INTERRUPTED = 130
 
 
@@ -41,3 +42,9 @@ class QueryError(EmbinspectError):
     """A query could not be turned into a row of the table."""
 
     exit_code = EXIT_QUERY
+
+
+class NetworkError(EmbinspectError):
+    """The Hub could not be reached, or a download broke off; nothing partial was kept."""
+
+    exit_code = EXIT_NETWORK

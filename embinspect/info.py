@@ -11,7 +11,7 @@ from typing import Any
 
 from embinspect.checkpoint import Checkpoint
 from embinspect.safetensors_header import FLOAT_DTYPE_BYTES, TensorHeader
-from embinspect.tensor_names import ROLES
+from embinspect.tensor_names import OUTPUT, POSITION, ROLES, TOKEN, TOKEN_TYPE
 from embinspect.tokenizer import count_vocabulary
 
 
@@ -24,6 +24,20 @@ class TensorInfo:
     file: str
     bytes: int
     family: str
+
+
+@dataclass(frozen=True)
+class CommandFetch:
+    """What the first run of some commands would download from the Hub (0 once cached).
+
+    ``parts`` are ``{tensor, file, how, bytes}`` with ``how`` ``cached``, ``range`` (the
+    tensor's bytes only) or ``file`` (the whole file); config and tokenizer files, which
+    ``info`` fetched already, are not counted.
+    """
+
+    commands: str
+    bytes: int
+    parts: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -44,9 +58,13 @@ class Info:
     total_params_exact: bool  # False: estimated from the index's total_size
     embedding_share: float
     position: dict[str, Any]
+    fetch: list[CommandFetch] | None = None  # Hub repos only
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.fetch is None:
+            del data["fetch"]
+        return data
 
 
 def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
@@ -86,7 +104,37 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
         total_params_exact=exact,
         embedding_share=embedding_params / total_params if total_params else 0.0,
         position=checkpoint.position_scheme(),
+        fetch=_fetch_plan(checkpoint),
     )
+
+
+# (commands, the role that makes them differ, the roles whose tensors they read): the
+# --positions row only for a learned position table, --table output only for a stored head.
+_COMMAND_TENSORS = (
+    ("tokens, neighbors, compare, analogy", TOKEN, (TOKEN,)),
+    ("tokens --positions", POSITION, (TOKEN, POSITION, TOKEN_TYPE)),
+    ("--table output", OUTPUT, (OUTPUT,)),
+)
+
+
+def _fetch_plan(checkpoint: Checkpoint) -> list[CommandFetch] | None:
+    """For a Hub repo, the bytes each command would download (``HubRepo.plan``)."""
+    hub = checkpoint.files.hub
+    if hub is None:
+        return None
+    plan = []
+    for commands, needed, roles in _COMMAND_TENSORS:
+        if needed not in checkpoint.embeddings:
+            continue
+        parts = [
+            hub.plan(checkpoint.embeddings[r].header) for r in roles if r in checkpoint.embeddings
+        ]
+        whole_files = {part.file: part.bytes for part in parts if part.how == "file"}
+        ranges = sum(part.bytes for part in parts if part.how == "range")
+        plan.append(
+            CommandFetch(commands, ranges + sum(whole_files.values()), [asdict(p) for p in parts])
+        )
+    return plan
 
 
 def _total_params(checkpoint: Checkpoint, token: TensorHeader) -> tuple[int, bool]:

@@ -1,22 +1,26 @@
 """Where a checkpoint's files are: a local folder, a single file, or a Hugging Face repo.
 
 ``locate(model)`` answers which safetensors files hold the weights and gives a way to
-get any other file of the checkpoint (config, tokenizer) by name. For a Hub repo a file
-is fetched through huggingface_hub's cache only when asked for, so a command that needs
-only ``config.json`` and one shard gets only those.
+get any other file of the checkpoint (config, tokenizer) by name, a shard's header, and
+a local file holding a tensor's bytes. For a Hub repo (``embinspect.hub``) each is
+fetched only when asked for, so a command gets the JSON files, the headers and the one
+tensor it reads, and nothing else.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embinspect.errors import ModelError
-from embinspect.safetensors_header import refuse_pickle_message
+from embinspect.safetensors_header import TensorHeader, read_header, refuse_pickle_message
+
+if TYPE_CHECKING:
+    from embinspect.hub import HubRepo
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -25,6 +29,16 @@ PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "mod
 
 # owner/name or name, as the Hub accepts them (letters, digits, '-', '_', '.').
 _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
+
+
+@dataclass(frozen=True)
+class HubOptions:
+    """How to reach the Hub: ``--cache-dir``, ``--offline``, ``--full-download``, progress bars."""
+
+    cache_dir: str | None = None  # huggingface_hub's cache (HF_HUB_CACHE) when None
+    offline: bool = False  # also on when HF_HUB_OFFLINE is set
+    full_download: bool = False  # whole files, never ranges
+    progress: bool = False  # progress bars on stderr (the CLI sets it when stderr is a terminal)
 
 
 @dataclass
@@ -42,6 +56,7 @@ class CheckpointFiles:
     index_total_size: int | None = None
     _fetch: Callable[[str], Path | None] = field(default=lambda name: None, repr=False)
     _is_present: Callable[[str], bool] = field(default=lambda name: False, repr=False)
+    hub: HubRepo | None = field(default=None, repr=False)  # set for a Hub repo
 
     def optional(self, name: str) -> Path | None:
         """Local path of a checkpoint file, fetching it if remote; None if it does not exist."""
@@ -54,8 +69,29 @@ class CheckpointFiles:
         return path
 
     def is_present(self, name: str) -> bool:
-        """True when the file is on this machine already (always, for local checkpoints)."""
+        """True when the file (for a Hub shard: its header) is on this machine already."""
         return self._is_present(name)
+
+    @property
+    def can_download(self) -> bool:
+        """Whether a file not on this machine can still be fetched (a Hub repo, online)."""
+        return self.hub is not None and not self.hub.offline
+
+    def read_headers(self, names: list[str]) -> dict[str, dict[str, TensorHeader]]:
+        """``{file: {tensor: TensorHeader}}`` for safetensors files of the checkpoint."""
+        if self.hub is not None:
+            return self.hub.headers(names)  # by range request, no tensor bytes
+        return {name: read_header(self.require(name), file_label=name) for name in names}
+
+    def tensor_file(self, header: TensorHeader) -> tuple[Path, TensorHeader]:
+        """A local safetensors file holding the tensor's bytes, and its header there.
+
+        For a local checkpoint, the shard itself and ``header``; for a Hub repo, the
+        shard or a file of the tensor's byte range (``HubRepo.tensor_file``).
+        """
+        if self.hub is not None:
+            return self.hub.tensor_file(header)
+        return self.require(header.file), header
 
     def read_json(self, name: str) -> dict | None:
         path = self.optional(name)
@@ -77,8 +113,14 @@ def load_json(path: Path) -> dict:
     return data
 
 
-def locate(model: str, revision: str | None = None) -> CheckpointFiles:
-    """Resolve MODEL (folder, ``.safetensors`` file, or Hub repo id) to its files."""
+def locate(
+    model: str, revision: str | None = None, hub: HubOptions | None = None
+) -> CheckpointFiles:
+    """Resolve MODEL (folder, ``.safetensors`` file, or Hub repo id) to its files.
+
+    ``hub`` says how to reach the Hub (cache folder, offline, whole files); local paths
+    ignore it.
+    """
     if not model.strip():
         raise ModelError("MODEL is empty: give a folder, a .safetensors file or a Hub repo id")
     path = Path(model).expanduser()
@@ -91,7 +133,7 @@ def locate(model: str, revision: str | None = None) -> CheckpointFiles:
             raise ModelError(f"{model}: --revision applies to Hub repos, not to a local file")
         return _locate_file(model, path)
     if _REPO_ID.match(model) and not model.endswith((".safetensors", ".json")):
-        return _locate_hub(model, revision)
+        return _locate_hub(model, revision, hub)
     raise ModelError(f"{model}: no such file or directory, and not a Hugging Face repo id")
 
 
@@ -152,53 +194,33 @@ def _from_index(
     return CheckpointFiles(model, kind, files, dict(weight_map), total_size, fetch, present)
 
 
-def _locate_hub(repo_id: str, revision: str | None) -> CheckpointFiles:
+def _locate_hub(repo_id: str, revision: str | None, options: HubOptions | None) -> CheckpointFiles:
     # Imported here: only a Hub checkpoint needs huggingface_hub.
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from embinspect.hub import HubRepo
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
-    where = f"{repo_id}@{revision}" if revision else repo_id
-
-    def fetch(name: str) -> Path | None:
-        try:
-            return Path(hf_hub_download(repo_id, name, revision=revision))
-        except (EntryNotFoundError, LocalEntryNotFoundError):
-            # Offline, a file missing from the cache is as good as missing.
-            return None
-        except GatedRepoError:
-            raise ModelError(f"{where}: gated repo; accept its terms and set HF_TOKEN") from None
-        except RevisionNotFoundError:
-            raise ModelError(f"{where}: no such revision") from None
-        except RepositoryNotFoundError:
-            raise ModelError(
-                f"{repo_id}: no such local path, and no such Hub repo (or it is private: "
-                "set HF_TOKEN)"
-            ) from None
-
-    def present(name: str) -> bool:
-        cached = try_to_load_from_cache(repo_id, name, revision=revision)
-        return isinstance(cached, str)
-
-    index_path = fetch(INDEX_FILE)
-    if index_path is not None:
-        return _from_index(where, "hub", load_json(index_path), index_path, fetch, present)
-    if fetch(SINGLE_FILE) is not None:
-        return CheckpointFiles(where, "hub", [SINGLE_FILE], None, None, fetch, present)
-    for name in PICKLE_WEIGHT_FILES:
-        if present(name):
-            raise ModelError(refuse_pickle_message(f"{where}/{name}"))
-    if offline:
-        raise ModelError(
-            f"{where}: not in the local Hugging Face cache (HF_HUB_OFFLINE is set); "
-            "download it first or unset HF_HUB_OFFLINE"
+    repo = HubRepo(repo_id, revision, options or HubOptions())
+    where, names = repo.where, repo.files
+    if INDEX_FILE in names:
+        index_path = repo.require(INDEX_FILE)
+        files = _from_index(
+            where, "hub", load_json(index_path), index_path, repo.fetch, repo.header_is_local
         )
-    raise ModelError(
-        f"{where}: no model.safetensors or {INDEX_FILE} found on the Hub or in the local cache"
-    )
+    else:
+        # model.safetensors, or (rarely) other .safetensors files at the top with no index.
+        weights = [SINGLE_FILE] if SINGLE_FILE in names else _top_level(names, (".safetensors",))
+        if not weights:
+            pickles = _top_level(names, PICKLE_SUFFIXES)
+            if pickles:
+                raise ModelError(refuse_pickle_message(f"{where}/{pickles[0]}"))
+            if repo.offline and not names:
+                raise ModelError(f"{where}: no file of it is in the local Hugging Face cache")
+            raise ModelError(
+                f"{where}: no .safetensors weights in this repo (no {SINGLE_FILE}, no {INDEX_FILE})"
+            )
+        files = CheckpointFiles(where, "hub", weights, None, None, repo.fetch, repo.header_is_local)
+    files.hub = repo
+    return files
+
+
+def _top_level(names: dict[str, int | None], suffixes: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if "/" not in n and n.endswith(suffixes))

@@ -37,6 +37,27 @@ RevisionOpt = Annotated[
     Optional[str],
     typer.Option("--revision", help="Branch, tag or commit of a Hub repo.", show_default=False),
 ]
+CacheDirOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cache-dir",
+        help="huggingface_hub cache folder for Hub files (default: HF_HUB_CACHE, under HF_HOME).",
+        show_default=False,
+    ),
+]
+OfflineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--offline", help="Use only what is cached, as HF_HUB_OFFLINE=1 does; fetch nothing."
+    ),
+]
+FullDownloadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--full-download",
+        help="Fetch the whole file holding a tensor, not just the tensor's byte range.",
+    ),
+]
 TensorOpt = Annotated[
     Optional[str],
     typer.Option(

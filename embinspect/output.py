@@ -373,7 +373,26 @@ def _(result: Info) -> None:
     )
     summary.add_row("output head", ("tied: " if result.tied else "untied: ") + result.tied_reason)
     summary.add_row("positions", describe_position_scheme(result.position))
+    for index, fetch in enumerate(result.fetch or []):
+        summary.add_row("fetch" if index == 0 else "", describe_fetch(fetch))
     console.print(summary)
+
+
+def describe_fetch(fetch: Any) -> str:
+    """One line of ``info`` on a Hub repo: what some commands would download, and from where:
+    ``tokens --positions: 47,671,296 bytes (3 ranges of model.safetensors)``."""
+    if fetch.bytes == 0:
+        return f"{fetch.commands}: nothing, all cached"
+    ranges: dict[str, int] = {}
+    files: list[str] = []
+    for part in fetch.parts:
+        if part["how"] == "range":
+            ranges[part["file"]] = ranges.get(part["file"], 0) + 1
+        elif part["how"] == "file" and part["file"] not in files:
+            files.append(part["file"])
+    pieces = [f"{n} range{'s' if n > 1 else ''} of {file}" for file, n in ranges.items()]
+    pieces += [f"all of {file}" for file in files]
+    return f"{fetch.commands}: {fetch.bytes:,} bytes ({', '.join(pieces)})"
 
 
 def _resolved(query: str, token_ids: list[int], tokens: list[str], pooled: str | None) -> str:

@@ -29,7 +29,8 @@ def read_rows(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) 
             raise QueryError(f"token id {token_id} is outside {header.name} (rows 0..{rows - 1})")
     unique = sorted(set(ids))
     by_id: dict[int, torch.Tensor] = {}
-    path = files.require(header.file)
+    # The shard, or (from the Hub) a file of just this tensor's bytes: the same name in both.
+    path, _ = files.tensor_file(header)
     try:
         with safe_open(str(path), framework="pt") as handle:
             table = handle.get_slice(header.name)

@@ -51,15 +51,20 @@ class TensorHeader:
         return count
 
 
-def read_header(path: Path, file_label: str | None = None) -> dict[str, TensorHeader]:
+def read_header(
+    path: Path, file_label: str | None = None, file_size: int | None = None
+) -> dict[str, TensorHeader]:
     """Return ``{tensor name: TensorHeader}`` for one safetensors file.
+
+    ``file_size`` is the size of the whole file when ``path`` holds only its first bytes
+    (a header fetched from the Hub by range request).
 
     Raises ModelError when the file is not a readable safetensors file (and says so
     plainly when it is a pickle, which embinspect never loads).
     """
     label = file_label or path.name
     try:
-        file_size = os.path.getsize(path)
+        file_size = os.path.getsize(path) if file_size is None else file_size
         with open(path, "rb") as handle:
             prefix = handle.read(8)
             if prefix.startswith(PICKLE_MAGICS):

@@ -47,10 +47,11 @@ class EmbeddingTable:
         self.rows, self.dim = header.shape
         if header.nbytes != self.rows * self.dim * np.dtype(raw_dtype).itemsize:
             raise ModelError(f"{header.name}: byte size does not match shape {list(header.shape)}")
-        path = files.require(header.file)
+        # The shard, or (from the Hub) a file of this tensor's bytes; `stored` places them in it.
+        path, stored = files.tensor_file(header)
         # Copy-on-write mapping: writable for torch.from_numpy, the file is never modified.
         self._array = np.memmap(
-            path, dtype=raw_dtype, mode="c", offset=header.offset, shape=(self.rows, self.dim)
+            path, dtype=raw_dtype, mode="c", offset=stored.offset, shape=(self.rows, self.dim)
         )
         self._on_device: dict[str, torch.Tensor] = {}
         # Per-row norms kept by the scorer after its first scan, by (centred, device).

@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 TOKENIZER_JSON = "tokenizer.json"
 # Files from which transformers can build a tokenizer when tokenizer.json is absent.
 LEGACY_TOKENIZER_FILES = ("vocab.json", "tokenizer.model", "vocab.txt", "spiece.model")
+TOKENIZER_COMPANION_FILES = (
+    "merges.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
 
 # How a vocabulary spells a word's leading space, which decides how a token reads as text.
 BYTE_LEVEL, METASPACE, WORDPIECE, PLAIN = "byte-level", "metaspace", "wordpiece", "plain"
@@ -249,6 +255,10 @@ def load_vocabulary(files: CheckpointFiles, override: str | None = None) -> Voca
     for name in LEGACY_TOKENIZER_FILES:
         legacy = files.optional(name)
         if legacy is not None:
+            # transformers reads the files beside it (merges.txt next to vocab.json): from
+            # the Hub, they must be fetched into the same snapshot folder first.
+            for companion in TOKENIZER_COMPANION_FILES:
+                files.optional(companion)
             return _from_transformers(str(legacy.parent), revision=None)
     raise UsageError(
         f"{files.model}: no tokenizer files; query by token id (#1234) or pass "

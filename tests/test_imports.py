@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -22,12 +23,13 @@ print("HEAVY:" + ",".join(heavy), file=sys.stderr)
 """
 
 
-def imported_heavy_modules(*args: str) -> list[str]:
+def imported_heavy_modules(*args: str, env: dict[str, str] | None = None) -> list[str]:
     done = subprocess.run(
         [sys.executable, "-c", PROBE.replace("HEAVY_NAMES", repr(HEAVY)), *args],
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **(env or {})},
     )
     line = [x for x in done.stderr.splitlines() if x.startswith("HEAVY:")][-1]
     return [m for m in line.removeprefix("HEAVY:").split(",") if m]

@@ -1,0 +1,325 @@
+"""A stand-in for the Hugging Face Hub on 127.0.0.1, serving real checkpoint folders.
+
+The test machines cannot reach the Hub, so embinspect's Hub path is tested against this
+server with the real huggingface_hub client (``HF_ENDPOINT`` points here). It answers the
+requests huggingface_hub and embinspect make, the way the Hub does:
+
+- ``GET /api/models/{repo}/revision/{rev}``: the repo's commit (``sha``) and files
+  (``siblings``, with sizes when ``?blobs=true``);
+- ``HEAD|GET /{repo}/resolve/{rev}/{file}``: small files directly, with ``X-Repo-Commit``,
+  ``ETag`` and ``Content-Length``; weight files (LFS on the Hub) as a 302 to a CDN URL on
+  another origin (``localhost`` instead of ``127.0.0.1``, so clients must drop the
+  token), with ``X-Linked-Etag`` and ``X-Linked-Size``;
+- ``HEAD|GET /cdn/...``: the bytes, with ``Range`` answered by 206 and ``Content-Range``;
+- errors as the Hub sends them, with ``X-Error-Code``: ``RepoNotFound`` (404),
+  ``RevisionNotFound`` (404), ``EntryNotFound`` (404), ``GatedRepo`` (401 without a
+  token, 403 with one that has no access).
+
+Every request is logged (``requests``), with the byte range of a file actually sent, so
+tests can assert what was fetched. ``break_at[file] = offset`` makes every response that
+reaches that byte of the file stop there and close the connection, as a network that
+drops mid-download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+_RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
+_CDN = re.compile(r"^/cdn/(?P<repo>[^/]+/[^/]+)/(?P<commit>[0-9a-f]{40})/(?P<file>.+)$")
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+@dataclass
+class Repo:
+    repo_id: str
+    commits: dict[str, Path]  # commit -> folder served at that commit
+    refs: dict[str, str]  # branch or tag -> commit
+    gated: bool = False
+    private: bool = False
+    tokens: frozenset[str] = frozenset()  # tokens with access to a gated or private repo
+
+    def files(self, commit: str) -> dict[str, Path]:
+        root = self.commits[commit]
+        return {
+            p.relative_to(root).as_posix(): p
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")
+        }
+
+    def resolve(self, revision: str) -> str | None:
+        if revision in self.commits:
+            return revision
+        return self.refs.get(revision)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    host: str  # 127.0.0.1 for the Hub, localhost for the CDN
+    path: str  # unquoted, without the query
+    range: str | None  # the Range header sent
+    status: int
+    file: str | None = None  # the repo file whose bytes were sent (resolve or CDN)
+    sent: tuple[int, int] | None = None  # [start, stop) of the file's bytes actually sent
+    authorized: bool = False  # an Authorization header came with it
+
+
+@dataclass
+class FakeHub:
+    repos: dict[str, Repo] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    break_at: dict[str, int] = field(default_factory=dict)  # file name -> byte offset
+    port: int = 0
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def add(self, repo_id: str, folder: Path, *, refs: tuple[str, ...] = ("main",), **kw) -> str:
+        """Serve ``folder`` as ``repo_id`` at one commit, which every ref in ``refs`` names."""
+        commit = hashlib.sha1(f"{repo_id}:{folder}".encode()).hexdigest()
+        repo = self.repos.setdefault(repo_id, Repo(repo_id, {}, {}, **kw))
+        repo.commits[commit] = folder
+        for ref in refs:
+            repo.refs[ref] = commit
+        return commit
+
+    def start(self) -> FakeHub:
+        hub = self
+
+        class Handler(_Handler):
+            fake = hub
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+        self.break_at.clear()
+
+    def log(self, request: Request) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    # --- what tests ask ------------------------------------------------------------------
+
+    def bytes_sent(self, file: str) -> list[tuple[int, int]]:
+        """The byte ranges of ``file`` that were sent, in request order."""
+        return [
+            r.sent for r in self.requests if r.file == file and r.sent and r.sent[1] > r.sent[0]
+        ]
+
+    def files_sent(self) -> set[str]:
+        return {r.file for r in self.requests if r.file and r.sent and r.sent[1] > r.sent[0]}
+
+
+def _etag(path: Path) -> str:
+    """A stable stand-in for the Hub's ETag (sha256 of LFS files, git sha1 of others)."""
+    stat = path.stat()
+    digest = hashlib.sha256(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return digest if path.name.endswith(LFS_SUFFIXES) else digest[:40]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeHub
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass  # quiet: the FakeHub log is what tests read
+
+    def do_HEAD(self):  # noqa: N802 - http.server's naming
+        self._dispatch(body=False)
+
+    def do_GET(self):  # noqa: N802
+        self._dispatch(body=True)
+
+    # --- routing -----------------------------------------------------------------------
+
+    def _dispatch(self, body: bool) -> None:
+        parts = urlsplit(self.path)
+        self.query = parse_qs(parts.query)
+        raw = parts.path
+        self.host = (self.headers.get("Host") or "").split(":")[0]
+        if raw == "/api/agent-harnesses":
+            # huggingface_hub's daily fetch of AI-agent names for its user agent: not
+            # embinspect's doing, so left out of the log.
+            return self._error(404, None, "Not Found", log=False)
+        if raw.startswith("/api/models/"):
+            return self._api(unquote(raw[len("/api/models/") :]))
+        if match := _CDN.match(raw):
+            return self._cdn(unquote(match["repo"]), match["commit"], unquote(match["file"]), body)
+        if match := _RESOLVE.match(raw):
+            repo, rev, file = (unquote(match[k]) for k in ("repo", "rev", "file"))
+            return self._resolve(repo, rev, file, body)
+        self._error(404, None, "Not Found")
+
+    def _access(self, repo: Repo | None, repo_id: str, api: bool) -> bool:
+        """Answer the errors the Hub gives before any file; True when the request may go on."""
+        token = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        if repo is None or (repo.private and token not in repo.tokens):
+            self._error(404, "RepoNotFound", "Repository not found")
+            return False
+        if repo.gated and not api and token not in repo.tokens:
+            # The Hub: 401 when no token came, 403 when the token's account has no access.
+            status = 403 if token else 401
+            message = (
+                f"Access to model {repo_id} is restricted and you are not in the authorized list."
+            )
+            self._error(status, "GatedRepo", message)
+            return False
+        return True
+
+    def _api(self, rest: str) -> None:
+        repo_id, _, revision = rest.partition("/revision/")
+        repo = self.fake.repos.get(repo_id)
+        if not self._access(repo, repo_id, api=True):
+            return
+        commit = repo.resolve(revision or "main")
+        if commit is None:
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        blobs = self.query.get("blobs") == ["True"] or self.query.get("blobs") == ["true"]
+        siblings = []
+        for name, path in repo.files(commit).items():
+            entry: dict = {"rfilename": name}
+            if blobs:
+                entry.update(size=path.stat().st_size, blobId=_etag(path)[:40])
+                if name.endswith(LFS_SUFFIXES):
+                    size = path.stat().st_size
+                    entry["lfs"] = {"sha256": _etag(path), "size": size, "pointerSize": 134}
+            siblings.append(entry)
+        document = {
+            "_id": commit[:24],
+            "id": repo_id,
+            "modelId": repo_id,
+            "sha": commit,
+            "private": repo.private,
+            "gated": "manual" if repo.gated else False,
+            "disabled": False,
+            "tags": [],
+            "siblings": siblings,
+        }
+        self._send(200, json.dumps(document).encode(), {"Content-Type": "application/json"})
+
+    def _resolve(self, repo_id: str, revision: str, file: str, body: bool) -> None:
+        repo = self.fake.repos.get(repo_id)
+        if not self._access(repo, repo_id, api=False):
+            return
+        commit = repo.resolve(revision)
+        if commit is None:
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        path = repo.files(commit).get(file)
+        if path is None:
+            return self._error(404, "EntryNotFound", f"{file} does not exist", commit)
+        headers = {"X-Repo-Commit": commit, "ETag": f'"{_etag(path)}"'}
+        if file.endswith(LFS_SUFFIXES):
+            # LFS: the Hub redirects to a CDN, and says the file's size and etag itself.
+            cdn = f"http://localhost:{self.fake.port}/cdn/{repo_id}/{commit}/{quote(file)}"
+            headers.update(
+                {
+                    "Location": cdn,
+                    "X-Linked-Etag": f'"{_etag(path)}"',
+                    "X-Linked-Size": str(path.stat().st_size),
+                }
+            )
+            self._send(302, b"", headers)
+            return
+        self._send_file(path, file, headers, body)
+
+    def _cdn(self, repo_id: str, commit: str, file: str, body: bool) -> None:
+        repo = self.fake.repos.get(repo_id)
+        path = repo.files(commit).get(file) if repo and commit in repo.commits else None
+        if path is None:
+            return self._error(404, None, "NoSuchKey")
+        self._send_file(path, file, {"ETag": f'"{_etag(path)}"'}, body)
+
+    # --- responses ---------------------------------------------------------------------
+
+    def _send_file(self, path: Path, file: str, headers: dict[str, str], body: bool) -> None:
+        size = path.stat().st_size
+        start, stop, status = 0, size, 200
+        requested = self.headers.get("Range")
+        if requested:
+            match = _RANGE.match(requested.strip())
+            if not match or int(match[1]) >= size:
+                headers["Content-Range"] = f"bytes */{size}"
+                return self._send(416, b"", headers)
+            start = int(match[1])
+            stop = min(int(match[2]) + 1, size) if match[2] else size
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        headers.update({"Accept-Ranges": "bytes", "Content-Length": str(stop - start)})
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        sent_stop = start
+        if body:
+            cut = self.fake.break_at.get(file)
+            end = stop if cut is None or cut >= stop else max(cut, start)
+            with open(path, "rb") as handle:
+                handle.seek(start)
+                while sent_stop < end:
+                    chunk = handle.read(min(1 << 20, end - sent_stop))
+                    self.wfile.write(chunk)
+                    sent_stop += len(chunk)
+            self.wfile.flush()
+            self.close_connection = True  # cut short: the client sees fewer bytes than promised
+        self._log(status, file, (start, sent_stop))
+
+    def _send(self, status: int, payload: bytes, headers: dict[str, str], log: bool = True) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+        self.close_connection = True
+        if log:
+            self._log(status)
+
+    def _error(
+        self, status: int, code: str | None, message: str, commit: str | None = None, log=True
+    ):
+        headers = {"X-Error-Message": message, "Content-Type": "application/json"}
+        if code:
+            headers["X-Error-Code"] = code
+        if commit:
+            headers["X-Repo-Commit"] = commit
+        self._send(status, json.dumps({"error": message}).encode(), headers, log)
+
+    def _log(self, status: int, file: str | None = None, sent: tuple[int, int] | None = None):
+        self.fake.log(
+            Request(
+                method=self.command,
+                host=self.host,
+                path=unquote(urlsplit(self.path).path),
+                range=self.headers.get("Range"),
+                status=status,
+                file=file,
+                sent=sent,
+                authorized="Authorization" in self.headers,
+            )
+        )
