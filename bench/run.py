@@ -48,6 +48,7 @@ HELP_TARGET = 0.3  # seconds, for --help and info
 SPEEDUP_SINGLE = 3.0  # over the naive transformers script
 SPEEDUP_GENSIM = 20.0  # over gensim's most_similar loop
 RSS_SLACK = 0.25  # of the table, on top of the table and torch's own footprint
+SPEEDUP_EVAL = 10.0  # over gensim's evaluate_word_analogies
 
 
 @dataclass
@@ -120,6 +121,44 @@ class Bench:
         torch_rt = run_timed([PY, "-c", "import torch"], repeat=3, warmup=1)
         self.torch_rss = torch_rt.peak_rss
         self.raw["floors"] = {**floors, "torch_import_rss": self.torch_rss}
+
+    def evaluation(self) -> None:
+        """The Google analogy set end to end (`analogy MODEL --file google`) against
+        gensim's evaluate_word_analogies on the same rows, question by question."""
+        smollm2 = subprocess.run(
+            [PY, str(ROOT / "tests" / "checkpoints.py"), "--print", "smollm2"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        cases = [
+            ("MiniLM", self.minilm.folder, self.minilm.name, "wordpiece", "1", 3),
+            ("SmolLM2-135M (49152×576 bf16)", smollm2, "model.embed_tokens.weight",
+             "byte-level", "0", 1),
+        ]  # fmt: skip
+        for label, folder, tensor, scheme, case, repeat in cases:
+            cmd = [EMBINSPECT, "analogy", folder, "--file", "google", "-f", "json"]
+            ours = run_timed(cmd, repeat=repeat, warmup=1 if repeat > 1 else 0)
+            result = json.loads(ours.stdout.decode())
+            right = sorted(a["question"] for a in result["answers"] if a["correct"])
+            peer, _ = run_json(
+                [PY, str(BENCH / "peer_gensim_eval.py"), folder, tensor, scheme, case]
+            )
+            speedup = peer["eval_s"] / ours.median
+            same = right == peer["correct"]
+            self.raw[f"google {label}"] = {"ours": ours.json(), "peer": peer | {"correct": None}}
+            self.rows.append(
+                Row(
+                    f"Google analogies (19,544), {label}",
+                    ours.summary(),
+                    f"{fmt_s(peer['eval_s'])} (n=1)",
+                    f"{speedup:.1f}×",
+                    notes=f"{self.target(f'≥ {SPEEDUP_EVAL:.0f}× gensim', speedup >= SPEEDUP_EVAL)}"
+                    f"; right questions {'=' if same else '≠'} gensim's ({len(right):,} of "
+                    f"{result['scored']:,} scored, accuracy {result['total']['accuracy']:.2%}); "
+                    f"gensim load {fmt_s(peer['load_s'])} more",
+                )
+            )
 
     def memory_floor(self, t: Table) -> float:
         return t.nbytes / self.floors["read_bandwidth"]
@@ -495,6 +534,9 @@ def main() -> None:
         print(f"[bench] 1,000 queries vs gensim: {t.label}", file=sys.stderr, flush=True)
         bench.batch(t)
         loads.append(f"after gensim {t.label.split()[0]} {loadavg()}")
+    print("[bench] Google analogies vs gensim", file=sys.stderr, flush=True)
+    bench.evaluation()
+    loads.append(f"after analogies {loadavg()}")
     print("[bench] stdin scaling points", file=sys.stderr, flush=True)
     bench.stdin_scaling(bench.minilm, 10_000)
     bench.stdin_scaling(bench.llama, 10)

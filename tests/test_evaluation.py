@@ -1,68 +1,31 @@
 """The analogy and word-pair suites equal gensim's evaluate_word_analogies and
-evaluate_word_pairs on a KeyedVectors built here from the same rows.
-
-The KeyedVectors' keys are derived in this file, independently of embinspect: a WordPiece
-token that does not start with ``##`` is its own word; a byte-level token that starts with
-``Ġ`` is the word after it; any other row (fragments, special tokens) gets a key no
-question can name.
+evaluate_word_pairs on a KeyedVectors built from the same rows (tests/gensim_reference.py
+derives its word keys independently of embinspect).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors import safe_open
 
-gensim_models = pytest.importorskip("gensim.models")
-GENSIM_DATA = Path(gensim_models.__file__).parent.parent / "test" / "test_data"
+pytest.importorskip("gensim")
+from gensim_reference import gensim_data, keyed_vectors  # noqa: E402
 
-
-def _table_and_tokens(folder: Path, tensor: str):
-    spec = json.loads((folder / "tokenizer.json").read_text())
-    files = sorted(folder.glob("*.safetensors"))
-    for path in files:
-        with safe_open(str(path), framework="pt") as handle:
-            if tensor in set(handle.keys()):
-                rows = handle.get_tensor(tensor).float().numpy()
-    special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
-    by_id = {i: t for t, i in spec["model"]["vocab"].items()}
-    for added in spec.get("added_tokens", []):
-        by_id[added["id"]] = added["content"]
-    return rows, [by_id.get(i) for i in range(rows.shape[0])], special
-
-
-def _keyed_vectors(rows, tokens, special, word_of):
-    from gensim.models import KeyedVectors
-
-    keys, seen = [], set()
-    for token_id, token in enumerate(tokens):
-        word = None if token is None or token_id in special else word_of(token)
-        if word is None or word in seen:
-            word = f"<row {token_id}>"  # contains a space: no question word can equal it
-        seen.add(word)
-        keys.append(word)
-    vectors = KeyedVectors(rows.shape[1])
-    vectors.add_vectors(keys, rows)
-    return vectors
+GOOGLE = gensim_data("questions-words.txt")
+# gensim 4 calls its own deprecated init_sims inside evaluate_word_analogies.
+pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated:DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
 def minilm_vectors(minilm):
-    rows, tokens, special = _table_and_tokens(minilm, "embeddings.word_embeddings.weight")
-    return rows, _keyed_vectors(rows, tokens, special, lambda t: None if t[:2] == "##" else t)
+    return keyed_vectors(minilm, "embeddings.word_embeddings.weight", "wordpiece")
 
 
 @pytest.fixture(scope="module")
 def smollm2_vectors(smollm2):
-    rows, tokens, special = _table_and_tokens(smollm2, "model.embed_tokens.weight")
-
-    def word_of(token):
-        return token[1:] if token.startswith("Ġ") and len(token) > 1 else None
-
-    return rows, _keyed_vectors(rows, tokens, special, word_of)
+    return keyed_vectors(smollm2, "model.embed_tokens.weight", "byte-level")
 
 
 def _gensim_correct(sections):
@@ -84,7 +47,7 @@ def test_google_analogies_equal_gensim_on_minilm(cli, minilm, minilm_vectors):
     assert "questions-words.txt (gensim's test data)" in run.stderr
     # MiniLM's tokenizer lower-cases, so embinspect folds case as gensim does by default.
     assert result["case_insensitive"] is True
-    score, sections = vectors.evaluate_word_analogies(GENSIM_DATA / "questions-words.txt")
+    score, sections = vectors.evaluate_word_analogies(GOOGLE)
     by_name = {s["section"]: s for s in sections}
     for ours in result["sections"]:
         theirs = by_name[ours["section"]]
@@ -123,7 +86,7 @@ def _subset(path: Path, per_section: int, out: Path) -> Path:
 
 def test_google_analogies_equal_gensim_on_smollm2(cli, smollm2, smollm2_vectors, tmp_path):
     _, vectors = smollm2_vectors
-    subset = _subset(GENSIM_DATA / "questions-words.txt", 60, tmp_path / "subset.txt")
+    subset = _subset(GOOGLE, 60, tmp_path / "subset.txt")
     result = cli("analogy", smollm2, "--file", subset, "-f", "json").json()
     assert result["case_insensitive"] is False  # SmolLM2 keeps case
     score, sections = vectors.evaluate_word_analogies(subset, case_insensitive=False)
@@ -139,7 +102,7 @@ def test_cosmul_analogies_equal_gensim_cosmul_loop(cli, smollm2, smollm2_vectors
     """gensim's evaluate_word_analogies is 3CosAdd only; its protocol with
     most_similar_cosmul in place of most_similar, written out here."""
     _, vectors = smollm2_vectors
-    subset = _subset(GENSIM_DATA / "questions-words.txt", 15, tmp_path / "subset.txt")
+    subset = _subset(GOOGLE, 15, tmp_path / "subset.txt")
     result = cli("analogy", smollm2, "--file", subset, "--method", "mul", "-f", "json").json()
     expected = []
     for line in subset.read_text().splitlines():
@@ -160,7 +123,7 @@ def test_word_pairs_equal_gensim(cli, minilm, minilm_vectors, suite, file):
     rows, vectors = minilm_vectors
     run = cli("compare", minilm, "--pairs", suite, "-f", "json")
     result = run.json()
-    pearson, spearman, oov_ratio = vectors.evaluate_word_pairs(GENSIM_DATA / file)
+    pearson, spearman, oov_ratio = vectors.evaluate_word_pairs(gensim_data(file))
     # gensim's cosines are float32; embinspect's float64.
     assert result["pearson"] == pytest.approx(pearson.statistic, abs=1e-6)
     assert result["spearman"] == pytest.approx(spearman.statistic, abs=1e-6)
@@ -191,9 +154,7 @@ def test_restrict_limits_words_and_candidates(cli, minilm, minilm_vectors):
     run = cli("analogy", minilm, "--file", "google", "--restrict", "5000", "-f", "json")
     result = run.json()
     assert result["restrict"] == 5000
-    score, sections = vectors.evaluate_word_analogies(
-        GENSIM_DATA / "questions-words.txt", restrict_vocab=5000
-    )
+    score, sections = vectors.evaluate_word_analogies(GOOGLE, restrict_vocab=5000)
     total = sections[-1]
     assert result["total"]["correct"] == len(total["correct"])
     assert result["total"]["incorrect"] == len(total["incorrect"])

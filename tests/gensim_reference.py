@@ -1,0 +1,65 @@
+"""gensim's KeyedVectors holding a checkpoint's token table, keyed by word, built
+independently of embinspect: the reference side of the evaluation tests and benchmark.
+
+A WordPiece token that does not start with ``##`` is its own word; a byte-level token
+that starts with ``Ġ`` is the word after it; any other row (fragments, special tokens, a
+second spelling of a word) gets a key with a space in it, which no question can name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+
+GENSIM_DATA_FILES = ("questions-words.txt", "wordsim353.tsv", "simlex999.txt")
+
+
+def gensim_data(name: str) -> Path:
+    import gensim
+
+    return Path(gensim.__file__).parent / "test" / "test_data" / name
+
+
+def token_table(folder: Path, tensor: str) -> tuple[np.ndarray, list[str | None], set[int]]:
+    """(float32 rows, stored token of each row, ids of special tokens)."""
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    rows = None
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            if tensor in set(handle.keys()):
+                rows = handle.get_tensor(tensor).float().numpy()
+    if rows is None:
+        raise KeyError(f"{tensor} not in {folder}")
+    special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
+    by_id = {i: t for t, i in spec["model"]["vocab"].items()}
+    for added in spec.get("added_tokens", []):
+        by_id[added["id"]] = added["content"]
+    return rows, [by_id.get(i) for i in range(rows.shape[0])], special
+
+
+def word_of(token: str, scheme: str) -> str | None:
+    if scheme == "wordpiece":
+        return None if token.startswith("##") else token
+    if scheme == "byte-level":
+        return token[1:] if token.startswith("Ġ") and len(token) > 1 else None
+    raise ValueError(scheme)
+
+
+def keyed_vectors(folder: Path, tensor: str, scheme: str):
+    """(float32 rows, KeyedVectors over every row with word keys)."""
+    from gensim.models import KeyedVectors
+
+    rows, tokens, special = token_table(folder, tensor)
+    keys, seen = [], set()
+    for token_id, token in enumerate(tokens):
+        word = None if token is None or token_id in special else word_of(token, scheme)
+        if word is None or word in seen:
+            word = f"<row {token_id}>"
+        seen.add(word)
+        keys.append(word)
+    vectors = KeyedVectors(rows.shape[1])
+    vectors.add_vectors(keys, rows)
+    return rows, vectors
