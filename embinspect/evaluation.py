@@ -281,16 +281,17 @@ def evaluate_analogies(
             else:
                 jobs.append((number, line, folded, rows))  # type: ignore[arg-type]
     # b - a + c, written for the searcher as A - B + C with A = b, B = a, C = c.
-    questions = ((f"#{r[1]}", f"#{r[0]}", f"#{r[2]}") for _, _, _, r in jobs)
-    results = searcher.analogies(questions, GENSIM_TOPN, method)
+    questions = ((r[1], r[0], r[2]) for _, _, _, r in jobs)
+    results = searcher.analogies_of_rows(questions, GENSIM_TOPN, method)
     correct = [0] * len(suite.sections)
     incorrect = [0] * len(suite.sections)
     answers, failures = [], []
     for done, (job, result) in enumerate(zip(jobs, results, strict=True), 1):
         number, line, folded, _ = job
-        if result.error is not None:
-            failures.append({"question": " ".join(folded), "error": result.error})
-        predicted, predicted_id = _predicted([n.token_id for n in result.results], index, folded)
+        if isinstance(result, str):
+            failures.append({"question": " ".join(folded), "error": result})
+            result = []
+        predicted, predicted_id = _predicted(result, index, folded)
         right = predicted == folded[3]
         if right:
             correct[number] += 1

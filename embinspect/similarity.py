@@ -275,6 +275,34 @@ class Searcher:
             else:
                 yield AnalogyResult(formula, method, [q.echo() for q in answer], ranked)
 
+    def analogies_of_rows(
+        self, triples: Iterable[tuple[int, int, int]], k: int, method: str = "add"
+    ) -> Iterator[list[int] | str]:
+        """For each (A, B, C) given as row ids: the ids of the k rows nearest to
+        A - B + C (A, B and C left out), or why it cannot be answered. The batch path of
+        the evaluation suites: no query text to resolve, one gather per batch."""
+        import torch
+
+        if method not in ANALOGY_METHODS:
+            raise UsageError(f"--method {method}: choose add or mul")
+        iterator = iter(triples)
+        while batch := list(islice(iterator, self.batch_size)):
+            vectors = self.table.gather([i for t in batch for i in t]).reshape(len(batch), 3, -1)
+            moved = vectors - self.center if self.center is not None else vectors
+            norms = moved.norm(dim=2)
+            usable = (torch.isfinite(norms) & (norms > 0)).all(dim=1).tolist()
+            good = [i for i, ok in enumerate(usable) if ok]
+            answers: list[list[int] | str] = [
+                "a row is zero or holds NaN or infinite values: it has no direction"
+            ] * len(batch)
+            if good:
+                scorer = self._analogy_scorer(vectors[good], method)
+                exclude = [set(batch[i]) for i in good]
+                ranked = top_k(self.table, scorer, k, exclude, self.allowed, self.device)
+                for i, scored in zip(good, ranked, strict=True):
+                    answers[i] = [s.token_id for s in scored]
+            yield from answers
+
     def _analogy_scorer(self, triples: torch.Tensor, method: str):
         if method == "mul":
             return CosMulScorer(triples, self.center, self.device)

@@ -54,6 +54,7 @@ class EmbeddingTable:
             path, dtype=raw_dtype, mode="c", offset=stored.offset, shape=(self.rows, self.dim)
         )
         self._on_device: dict[str, torch.Tensor] = {}
+        self._low: dict[str, tuple[torch.Tensor | None, float]] = {}
         # Per-row norms kept by the scorer after its first scan, by (centred, device).
         self.row_stats: dict[tuple[bool, str], object] = {}
 
@@ -105,6 +106,41 @@ class EmbeddingTable:
             out = buffer[: stop - start]
             out.copy_(block, non_blocking=True)
             yield start, out
+
+    def low_precision(self, dtype_name: str) -> tuple[torch.Tensor | None, float]:
+        """The table in a half-precision dtype for fast products, and the largest relative
+        rounding error of a row, |x - x'|/|x| (an upper bound). A table stored in that
+        dtype is its own copy (None, error 0); a float32 table gets a copy made once, in
+        chunks, on the CPU."""
+        import torch
+
+        if dtype_name == self._torch_dtype:
+            return None, 0.0
+        if dtype_name not in self._low:
+            dtype = getattr(torch, dtype_name)
+            copy = torch.empty((self.rows, self.dim), dtype=dtype)
+            worst = 0.0
+            for start, chunk in self.chunks(torch.device("cpu")):
+                low = chunk.to(dtype)
+                copy[start : start + chunk.shape[0]] = low
+                # x - x' is exact in float32; its norm and |x| carry n·u relative error.
+                ratio = (chunk - low.float()).norm(dim=1) / chunk.norm(dim=1)
+                ratio = torch.where(torch.isnan(ratio), 0.0, ratio)  # 0/0: a zero row
+                worst = max(worst, float(ratio.max()))
+            self._low[dtype_name] = (copy, worst * (1 + (self.dim + 16) * 2.0**-22))
+        return self._low[dtype_name]
+
+    def low_chunks(
+        self, device: torch.device, dtype_name: str
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(first row, rows on device)`` in a half-precision dtype (``low_precision``)."""
+        copy, _ = self.low_precision(dtype_name)
+        if copy is None:
+            yield from self.chunks(device, stored=True)
+            return
+        step = max(256, STORED_CHUNK_BYTES // (copy.element_size() * self.dim))
+        for start in range(0, self.rows, step):
+            yield start, copy[start : start + step].to(device, non_blocking=True)
 
     def _resident(self, device: torch.device) -> torch.Tensor | None:
         """On a GPU, the whole table in its stored dtype, uploaded once for all passes."""

@@ -153,3 +153,17 @@ def test_queries_that_cannot_be_scored_are_refused(cli, zero_and_nan_rows, args,
 
 def reject(constant: str):
     raise AssertionError(f"non-standard JSON constant {constant}")
+
+
+def test_float32_batch_in_bf16_copy_ranks_as_float64(cli, near_ties):
+    """A batch of 64 or more queries scans a float32 table in a bf16 copy (bounds widened
+    by the copy's rounding, candidates rescored from the float32 rows): the crowd of
+    near-ties overflows the candidate buffer twice, and every answer still equals
+    float64."""
+    path, table = near_ties
+    queries = list(range(0, 3000, 40))  # 75 queries: one batch
+    run = cli("neighbors", path, *[f"#{q}" for q in queries], "-k", "25", "-f", "jsonl")
+    for query, result in zip(queries, run.jsonl(), strict=True):
+        ids, scores = ranked(cosines(table, table[query]), 25, exclude={query})
+        assert [n["token_id"] for n in result["neighbors"]] == ids
+        assert [n["score"] for n in result["neighbors"]] == pytest.approx(scores, rel=1e-13)
