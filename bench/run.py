@@ -218,10 +218,17 @@ class Bench:
             exact = ids == ref["ids"]
             delta = max(abs(a - b) for a, b in zip(scores, ref["scores"], strict=True))
             budget = t.nbytes * (1 + RSS_SLACK) + self.torch_rss
+            within = "within" if ours.peak_rss <= budget else "over"
+            # The issue sets the memory target on the 8B shape; on the others the figure is
+            # shown against the same formula for comparison.
+            memory = (
+                self.target(f"RSS ≤ {fmt_bytes(budget)}", ours.peak_rss <= budget)
+                if t is self.llama
+                else f"{within} table + torch + 25% = {fmt_bytes(budget)}"
+            )
             notes = [
                 self.target("= float64 reference", exact) + f" (max |Δscore| {delta:.1e})",
-                f"peak RSS {fmt_bytes(ours.peak_rss)}, "
-                + self.target(f"RSS ≤ {fmt_bytes(budget)}", ours.peak_rss <= budget),
+                f"peak RSS {fmt_bytes(ours.peak_rss)}, {memory}",
             ]
             row = Row(
                 f"`neighbors '#1000'` process, {t.label}",
