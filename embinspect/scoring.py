@@ -35,6 +35,7 @@ METRICS = ("cosine", "dot", "l2")
 U32 = 2.0**-24  # unit roundoff of float32
 COSMUL_EPSILON = 1e-6  # Levy & Goldberg (2014), as gensim's most_similar_cosmul
 SCORE_BLOCK_BYTES = 16 * 1024 * 1024
+EXACT_BLOCK_BYTES = 64 * 1024 * 1024  # float64 rows rescored at once, whatever k is
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
 # Unit roundoff of the half-precision types a table may be stored in.
 STORED_ROUNDOFF = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
@@ -435,10 +436,13 @@ def stored_matmul_ok(device, dtype_name: str) -> bool:
 
 
 def _row_dots(rows: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """Float64 dot product of each row with its vector (rows and vectors both (P, dim)),
-    summed row by row so that a score does not depend on which other pairs are scored
-    with it (a matrix product's blocking would change the last bit with their count)."""
-    return (rows * vectors).sum(dim=1)
+    """Float64 dot product of each row with its vector (rows and vectors both (P, dim)):
+    P independent dot products (a batched product of 1×dim by dim×1), so a score does
+    not depend on which other pairs are scored with it, as a matrix product's blocking
+    would make it; no (P, dim) temporary, as an elementwise product would need."""
+    import torch
+
+    return torch.einsum("pd,pd->p", rows, vectors)
 
 
 def make_scorer(metric: str, queries: torch.Tensor, center, device) -> Scorer:
@@ -721,8 +725,8 @@ def _row_stats_pass(table, scorer, device) -> RowStats:
 
 def _finish(table, scorer, k, kept: _Kept) -> list[list[Scored] | None]:
     """Each query's top k from its kept rows: the rows whose upper bound reaches the k-th
-    best lower bound are rescored exactly in float64 (all queries' candidates gathered in
-    one read), or None when a row let go might have been among them (scan again, wider)."""
+    best lower bound are rescored exactly in float64 (the whole batch's candidates read
+    together), or None when a row let go might have been among them (scan again, wider)."""
     import torch
 
     upper, lower, dropped = kept.upper.cpu(), kept.lower.cpu(), kept.dropped.cpu()
@@ -739,9 +743,13 @@ def _finish(table, scorer, k, kept: _Kept) -> list[list[Scored] | None]:
     candidates = valid & (upper >= threshold.unsqueeze(1)) & (answered & ~retry).unsqueeze(1)
     queries, slots = candidates.nonzero(as_tuple=True)
     ids = kept.ids.cpu()[queries, slots]
-    unique, inverse = torch.unique(ids, return_inverse=True)
-    rows = table.gather(unique.tolist())[inverse]
-    exact = scorer.exact(rows, queries).tolist() if len(ids) else []
+    # In pieces: (pairs × dim) float64 rows, times three in the arithmetic, would be a GB
+    # for a batch of 256 queries with 50 candidates each on a 4096-wide table.
+    piece = max(1, EXACT_BLOCK_BYTES // (8 * table.dim))
+    exact: list[float] = []
+    for begin in range(0, len(ids), piece):
+        rows = table.gather(ids[begin : begin + piece].tolist())
+        exact.extend(scorer.exact(rows, queries[begin : begin + piece]).tolist())
     found: list[list[tuple[int, float]]] = [[] for _ in range(upper.shape[0])]
     for query, token_id, score in zip(queries.tolist(), ids.tolist(), exact, strict=True):
         if math.isfinite(score):
