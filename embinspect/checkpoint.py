@@ -6,12 +6,13 @@ by ``embinspect.rows``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from embinspect.config import load_config, text_config
 from embinspect.errors import ModelError
 from embinspect.locate import CheckpointFiles, locate
-from embinspect.positions import describe_positions, text_config
+from embinspect.positions import describe_positions
 from embinspect.safetensors_header import TensorHeader, read_header
 from embinspect.tensor_names import (
     OUTPUT,
@@ -22,8 +23,6 @@ from embinspect.tensor_names import (
     find_embeddings,
 )
 
-CONFIG_FILE = "config.json"
-
 
 @dataclass
 class Checkpoint:
@@ -32,6 +31,7 @@ class Checkpoint:
     headers: dict[str, TensorHeader]  # every tensor whose shard header was read
     headers_complete: bool  # False when some shards were not fetched (Hub)
     embeddings: dict[str, EmbeddingTensor]  # role -> tensor
+    warnings: list[str] = field(default_factory=list)  # for stderr: what was missing or broken
 
     @property
     def token_table(self) -> EmbeddingTensor:
@@ -66,16 +66,17 @@ def open_checkpoint(
     ``tensor`` (``--tensor``) names the token table when the known names do not find it.
     """
     files = locate(model, revision)
-    config = files.read_json(CONFIG_FILE) or {}
+    config, config_warning = load_config(files)
     headers, complete = _read_headers(files, tensor)
     embeddings = find_embeddings(headers, tensor)
     if TOKEN not in embeddings:
-        float_tables = [h.name for h in headers.values() if h.is_float and len(h.shape) == 2]
+        float_tables = [h.name for h in headers.values() if h.is_scorable and len(h.shape) == 2]
         hint = f" (2-D tensors: {', '.join(float_tables[:4])}...)" if float_tables else ""
         raise ModelError(
             f"{files.model}: no token embedding tensor found; name it with --tensor NAME{hint}"
         )
-    return Checkpoint(files, config, headers, complete, embeddings)
+    warnings = [config_warning] if config_warning else []
+    return Checkpoint(files, config, headers, complete, embeddings, warnings)
 
 
 def _read_headers(
@@ -94,7 +95,13 @@ def _read_headers(
     for shard in files.weight_files:
         if shard not in wanted:
             continue
-        headers.update(read_header(files.require(shard), file_label=shard))
+        path = files.optional(shard)
+        if path is None:
+            raise ModelError(
+                f"{files.model}: shard {shard} is named in the index's weight_map but is "
+                "missing (an unfinished download?)"
+            )
+        headers.update(read_header(path, file_label=shard))
     if files.weight_map is not None:
         missing = sorted(set(files.weight_map) - set(headers))
         unread = [name for name in missing if files.weight_map[name] in wanted]

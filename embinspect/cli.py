@@ -43,7 +43,14 @@ from embinspect.options import (
     TopKOpt,
     WordFilter,
 )
-from embinspect.output import emit, emit_stream, report_error, resolve_format
+from embinspect.output import (
+    emit,
+    emit_stream,
+    redact_secrets,
+    report_error,
+    report_note,
+    resolve_format,
+)
 
 app = typer.Typer(
     name="embinspect",
@@ -85,7 +92,10 @@ def info(
     from embinspect.info import inspect_checkpoint
 
     checkpoint = open_checkpoint(model, revision, tensor)
-    emit(inspect_checkpoint(checkpoint), resolve_format(fmt))
+    result = inspect_checkpoint(checkpoint)
+    for warning in checkpoint.warnings + result.warnings:
+        report_note(warning)
+    emit(result, resolve_format(fmt))
 
 
 @app.command()
@@ -122,6 +132,8 @@ def tokens(
     from embinspect.tokens import lookup_tokens
 
     checkpoint = open_checkpoint(model, revision, tensor)
+    for warning in checkpoint.warnings:
+        report_note(warning)
     vocabulary = load_vocabulary(checkpoint.files, tokenizer)
     result = lookup_tokens(
         checkpoint,
@@ -147,27 +159,37 @@ def _searcher(
     from embinspect.tokenizer import load_vocabulary
 
     checkpoint = open_checkpoint(model, revision, tensor)
+    for warning in checkpoint.warnings:
+        report_note(warning)
     try:
         vocabulary = load_vocabulary(checkpoint.files, tokenizer)
     except UsageError:
         vocabulary = None  # no tokenizer: #id queries still work
     searcher = Searcher(checkpoint, vocabulary, **options)
     if searcher.note:
-        print(f"embinspect: {searcher.note}", file=sys.stderr)
+        report_note(searcher.note)
     return searcher
 
 
-def _queries(arguments: list[str]):
-    """The queries in order; ``-`` stands for stdin, one query a line (read lazily).
+def _stdin_lines():
+    """Non-blank stdin lines, stripped, read lazily.
 
-    Stdin lines are stripped: a trailing space would otherwise become a token and be
-    pooled into the query.
+    Read as bytes and decoded with surrogateescape, as Python decodes argv: a line that is
+    not UTF-8 reaches the query parser, which refuses that line alone (the others are
+    still answered) instead of the whole stream stopping at a decoding error. Stripped:
+    a trailing space would otherwise become a token and be pooled into the query.
     """
+    for raw in sys.stdin.buffer:
+        line = raw.decode("utf-8", "surrogateescape").strip()
+        if line:
+            yield line
+
+
+def _queries(arguments: list[str]):
+    """The queries in order; ``-`` stands for stdin, one query a line."""
     for argument in arguments:
         if argument == "-":
-            for line in sys.stdin:
-                if line.strip():
-                    yield line.strip()
+            yield from _stdin_lines()
         else:
             yield argument
 
@@ -177,10 +199,8 @@ def _questions(arguments: list[str]):
     or space-separated when there is no tab). A line of another length becomes an error
     result of its own; the other lines are still answered."""
     if arguments == ["-"]:
-        for line in sys.stdin:
-            if line.strip():
-                line = line.strip()
-                yield [part.strip() for part in line.split("\t")] if "\t" in line else line.split()
+        for line in _stdin_lines():
+            yield [part.strip() for part in line.split("\t")] if "\t" in line else line.split()
     elif len(arguments) == 3:
         yield list(arguments)
     else:
@@ -221,8 +241,11 @@ def neighbors(
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         keep_query=keep_query, leading_space=not no_space, pool=pool.value, batch_size=batch_size,
     )  # fmt: skip
+    k = _fit_k(searcher, k)
     results = searcher.neighbours(_queries(queries), k, metric.value)
-    if emit_stream(results, resolve_format(fmt)):
+    failed = emit_stream(results, resolve_format(fmt))
+    _report_left_out(searcher)
+    if failed:
         raise typer.Exit(EXIT_QUERY)
 
 
@@ -296,8 +319,24 @@ def analogy(
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         leading_space=not no_space, pool=pool.value, batch_size=batch_size,
     )  # fmt: skip
-    if emit_stream(searcher.analogies(questions, k, method.value), resolve_format(fmt)):
+    k = _fit_k(searcher, k)
+    failed = emit_stream(searcher.analogies(questions, k, method.value), resolve_format(fmt))
+    _report_left_out(searcher)
+    if failed:
         raise typer.Exit(EXIT_QUERY)
+
+
+def _fit_k(searcher, k: int) -> int:
+    k, note = searcher.limit_k(k)
+    if note:
+        report_note(note)
+    return k
+
+
+def _report_left_out(searcher) -> None:
+    note = searcher.left_out_note()
+    if note:
+        report_note(note)
 
 
 def main() -> None:
@@ -308,6 +347,10 @@ def main() -> None:
         from click.exceptions import ClickException, NoArgsIsHelpError
 
     debug = os.environ.get("EMBINSPECT_DEBUG", "") not in {"", "0"}
+    # A path or token that is not UTF-8 (argv is decoded with surrogateescape) must not
+    # crash the output: such characters are written as \udcNN escapes instead.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         # Not standalone: Click would print a usage error as several lines; we print one.
         code = app(standalone_mode=False)
@@ -321,6 +364,7 @@ def main() -> None:
         report_error(err.format_message().replace("\n", " ") + hint)
         sys.exit(err.exit_code)
     except (typer.Abort, KeyboardInterrupt):
+        # Ctrl-C: typer turns it into exit 130 itself; this catches one outside a command.
         sys.exit(EXIT_INTERRUPTED)
     except EmbinspectError as err:
         if debug:
@@ -330,9 +374,9 @@ def main() -> None:
     except Exception as err:
         if debug:
             raise
+        message = redact_secrets(" ".join(f"{type(err).__name__}: {err}".split()))
         print(
-            f"embinspect: internal error: {type(err).__name__}: {err} "
-            "(EMBINSPECT_DEBUG=1 shows the traceback)",
+            f"embinspect: internal error: {message} (EMBINSPECT_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
         sys.exit(EXIT_INTERNAL)

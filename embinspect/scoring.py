@@ -35,6 +35,7 @@ METRICS = ("cosine", "dot", "l2")
 U32 = 2.0**-24  # unit roundoff of float32
 COSMUL_EPSILON = 1e-6  # Levy & Goldberg (2014), as gensim's most_similar_cosmul
 SCORE_BLOCK_BYTES = 16 * 1024 * 1024
+EXACT_BLOCK_BYTES = 64 * 1024 * 1024  # float64 rows rescored at once, whatever k is
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
 # Unit roundoff of the half-precision types a table may be stored in.
 STORED_ROUNDOFF = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
@@ -49,11 +50,32 @@ class Scored:
 
 @dataclass(frozen=True)
 class RowStats:
-    """Per-row float32 facts a scorer needs: norms of the (centred) rows, and the
-    centring error bound (None when not centred)."""
+    """Per-row float32 facts a scorer needs: norms of the (centred) rows, the centring
+    error bound (None when not centred), and which stored rows are all zeros or hold NaN
+    or infinity (never results, for any metric)."""
 
     norms: torch.Tensor
     drift: torch.Tensor | None
+    zero: torch.Tensor  # bool, (rows,)
+    broken: torch.Tensor  # bool, (rows,)
+
+    @property
+    def excluded(self) -> torch.Tensor:
+        return self.zero | self.broken
+
+    def part(self, first: int, count: int) -> RowStats:
+        """The stats of rows first .. first + count - 1."""
+        drift = self.drift[first : first + count] if self.drift is not None else None
+        rows = slice(first, first + count)
+        return RowStats(self.norms[rows], drift, self.zero[rows], self.broken[rows])
+
+
+def raw_row_stats(norms: torch.Tensor, raw_norms: torch.Tensor, drift=None) -> RowStats:
+    """RowStats from the norms a scorer uses and the norms of the stored rows: a stored
+    norm of 0 is an all-zero row, a non-finite one a row with NaN or infinity."""
+    import torch
+
+    return RowStats(norms, drift, raw_norms == 0, ~torch.isfinite(raw_norms))
 
 
 class Scorer:
@@ -111,10 +133,11 @@ class _Centered:
         Both depend on the rows only, so a scan reuses them from the previous one."""
         if known is not None:
             return known
-        drift = None
-        if self.center32 is not None:
-            drift = 4 * U32 * (chunk.norm(dim=1) + self.center_norm)
-        return RowStats(rows.norm(dim=1), drift)
+        norms = rows.norm(dim=1)
+        if self.center32 is None:
+            return raw_row_stats(norms, norms)
+        raw_norms = chunk.norm(dim=1)
+        return raw_row_stats(norms, raw_norms, 4 * U32 * (raw_norms + self.center_norm))
 
     def shift64(self, rows: torch.Tensor) -> torch.Tensor:
         return rows - self.center64 if self.center64 is not None else rows
@@ -141,7 +164,8 @@ class CosineScorer(Scorer):
         stats = self.base.stats(chunk, rows, known)
         norms = stats.norms
         scores = (self.unit32 @ rows.T) / norms
-        unusable = ~torch.isfinite(norms) | (norms == 0)  # a zero row has no cosine
+        # A zero row (or a centred row equal to the mean) has no cosine.
+        unusable = stats.excluded | ~torch.isfinite(norms) | (norms == 0)
         if stats.drift is None:
             return scores, self.slack, unusable, stats
         # Moving a vector by |e| turns its cosine by at most 2|e|/|x|; 3 leaves room.
@@ -155,7 +179,7 @@ class CosineScorer(Scorer):
 
         products, dot_slack = _stored_products(self, self.unit64, block, known.norms)
         norms = known.norms
-        unusable = ~torch.isfinite(norms) | (norms == 0)
+        unusable = known.excluded | ~torch.isfinite(norms) | (norms == 0)
         return products / norms, dot_slack / norms + self.slack, unusable, known
 
     def exact(self, rows, index):
@@ -185,14 +209,14 @@ class DotScorer(Scorer):
         if stats.drift is not None:
             reach = reach + stats.drift
         slack = self.qnorm.unsqueeze(1) * reach.unsqueeze(0)
-        return self.q32 @ rows.T, slack, ~torch.isfinite(stats.norms), stats
+        return self.q32 @ rows.T, slack, stats.excluded | ~torch.isfinite(stats.norms), stats
 
     def stored_bounds(self, block, known):
         """The stored half-precision products and their bound (``_stored_products``)."""
         import torch
 
         products, slack = _stored_products(self, self.base.queries64, block, known.norms)
-        return products, slack, ~torch.isfinite(known.norms), known
+        return products, slack, known.excluded | ~torch.isfinite(known.norms), known
 
     def exact(self, rows, index):
         return _row_dots(self.base.shift64(rows), self.base.queries64[index])
@@ -228,7 +252,7 @@ class L2Scorer(Scorer):
             # |q - x|² moves by at most 2|e|·(|q| + |x|) + |e|² when x moves by |e|.
             moved = drift.unsqueeze(0)
             slack = slack + 2 * moved * (reach + moved)
-        return approx, slack, ~torch.isfinite(rr), stats
+        return approx, slack, stats.excluded | ~torch.isfinite(rr), stats
 
     def stored_bounds(self, block, known):
         """2·q·x from the stored half-precision chunk (``_stored_products``), |x|² from
@@ -240,7 +264,7 @@ class L2Scorer(Scorer):
         approx = 2 * products - (norms * norms).unsqueeze(0) - self.qq.unsqueeze(1)
         reach = self.qnorm.unsqueeze(1) + norms.unsqueeze(0)
         slack = 2 * dot_slack + (2 * self.base.dim + 16) * U32 * 1.01 * reach * reach
-        return approx, slack, ~torch.isfinite(norms), known
+        return approx, slack, known.excluded | ~torch.isfinite(norms), known
 
     def exact(self, rows, index):
         return -((self.base.shift64(rows) - self.base.queries64[index]) ** 2).sum(dim=1)
@@ -451,25 +475,18 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
     stored = _use_stored_dtype(table, scorer, device)
     if stored and cache is None:
         cache = _row_stats_pass(table, scorer, device)
-    norms = cache.norms if cache else torch.empty(table.rows, device=device)
-    fresh_drifts = torch.empty(table.rows, device=device) if scorer.centered else None
-    drifts = cache.drift if cache else fresh_drifts
+    filling = _empty_stats(table.rows, scorer.centered, device) if cache is None else None
     for start, chunk in table.chunks(device, stored=stored):
         for sub_start in range(0, chunk.shape[0], step):
             block = chunk[sub_start : sub_start + step]
             first, count = start + sub_start, block.shape[0]
-            known = None
-            if cache is not None:
-                drift = drifts[first : first + count] if drifts is not None else None
-                known = RowStats(norms[first : first + count], drift)
+            known = cache.part(first, count) if cache is not None else None
             if stored:
                 approx, slack, unusable, stats = scorer.stored_bounds(block, known)
             else:
                 approx, slack, unusable, stats = scorer.bounds(block, known)
             if cache is None:
-                norms[first : first + count] = stats.norms
-                if stats.drift is not None:
-                    drifts[first : first + count] = stats.drift
+                _store_part(filling, first, stats)
             upper = approx.add_(slack)  # in place: the (B, n) block is the big allocation
             if allowed_dev is not None:
                 unusable = unusable | ~allowed_dev[first : first + count]
@@ -507,12 +524,29 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
             top_lower = merged_lower.gather(1, index)
             top_ids = merged_ids.gather(1, index)
     if cache is None:
-        stats = RowStats(norms, drifts)
-        table.row_stats[(scorer.centered, str(device))] = stats
+        table.row_stats[(scorer.centered, str(device))] = filling
     return [
         _finish(table, scorer, row, k, top_upper[row], top_lower[row], top_ids[row], dropped[row])
         for row in range(batch)
     ]
+
+
+def _empty_stats(rows: int, centered: bool, device) -> RowStats:
+    """RowStats for ``rows`` rows, to be filled block by block during the first scan."""
+    import torch
+
+    drift = torch.empty(rows, device=device) if centered else None
+    zero = torch.zeros(rows, dtype=torch.bool, device=device)
+    return RowStats(torch.empty(rows, device=device), drift, zero, zero.clone())
+
+
+def _store_part(whole: RowStats, first: int, part: RowStats) -> None:
+    rows = slice(first, first + part.norms.shape[0])
+    whole.norms[rows] = part.norms
+    whole.zero[rows] = part.zero
+    whole.broken[rows] = part.broken
+    if part.drift is not None:
+        whole.drift[rows] = part.drift
 
 
 def _use_stored_dtype(table, scorer, device) -> bool:
@@ -536,7 +570,7 @@ def _row_stats_pass(table, scorer, device) -> RowStats:
     norms = torch.empty(table.rows, device=device)
     for start, chunk in table.chunks(device):
         norms[start : start + chunk.shape[0]] = chunk.norm(dim=1)
-    stats = RowStats(norms, None)
+    stats = raw_row_stats(norms, norms)
     table.row_stats[(scorer.centered, str(device))] = stats
     return stats
 
@@ -553,8 +587,12 @@ def _finish(table, scorer, row, k, upper, lower, ids, dropped) -> list[Scored] |
         return None  # a dropped row might belong in the top k: scan again, wider
     candidates = valid & (upper >= threshold)
     candidate_ids = ids[candidates].cpu().tolist()
-    exact = scorer.exact(table.gather(candidate_ids), row)
-    exact = exact.tolist()
+    # In pieces: a large k must not gather (k × dim) float64 rows at once.
+    piece = max(1, EXACT_BLOCK_BYTES // (8 * table.dim))
+    exact = []
+    for begin in range(0, len(candidate_ids), piece):
+        rows = table.gather(candidate_ids[begin : begin + piece])
+        exact.extend(scorer.exact(rows, row).tolist())
     finite = [
         (i, score) for i, score in zip(candidate_ids, exact, strict=True) if math.isfinite(score)
     ]

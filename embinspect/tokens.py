@@ -8,6 +8,7 @@ from typing import Any
 from embinspect.checkpoint import Checkpoint
 from embinspect.errors import QueryError
 from embinspect.positions import first_position_id
+from embinspect.queries import printable, shown
 from embinspect.rows import read_rows
 from embinspect.tensor_names import POSITION, TOKEN_TYPE
 from embinspect.tokenizer import Vocabulary
@@ -56,6 +57,8 @@ def lookup_tokens(
     import torch
 
     table = checkpoint.token_table.header
+    if printable(text) != text:
+        raise QueryError(f"{shown(text)}: not valid UTF-8")
     ids = vocabulary.encode(text, special_tokens=special_tokens)
     if not ids:
         raise QueryError("the text tokenizes to no tokens")
