@@ -261,7 +261,14 @@ def _(result: Comparison) -> list[dict[str, Any]]:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    # Rich ends the process with exit 1 on a closed pipe; emit_stream ends it with 0.
+    console.on_broken_pipe = _raise_broken_pipe
+    return console
+
+
+def _raise_broken_pipe() -> None:
+    raise BrokenPipeError
 
 
 def _shown(text: str) -> str:
