@@ -114,10 +114,12 @@ class QueryResolver:
 
     def _vocabulary_entry(self, token: str) -> int:
         token_id = self._require_vocabulary(f"={token}").token_to_id(token)
+        # As typed when it prints as it is (=Ġking), else quoted with its escapes.
+        named = f"={token}" if token.isprintable() else shown(f"={token}")
         if token_id is None:
-            raise QueryError(f"={token}: no vocabulary entry spelled exactly so")
+            raise QueryError(f"{named}: no vocabulary entry spelled exactly so")
         if token_id >= self.rows:
-            raise QueryError(f"={token}: token id {token_id} has no row in the table")
+            raise QueryError(f"{named}: token id {token_id} has no row in the table")
         return token_id
 
     def _tokenize(self, text: str) -> list[int]:

@@ -112,9 +112,8 @@ def _position_rows(
     first = first_position_id(checkpoint.text_config)
     ids = list(range(first, first + count))
     if ids[-1] >= header.shape[0]:
-        raise QueryError(
-            f"the text is {count} tokens; {header.name} has positions for {header.shape[0] - first}"
-        )
+        available = max(header.shape[0] - first, 0)  # a config's pad_token_id may be absurd
+        raise QueryError(f"the text is {count} tokens; {header.name} has positions for {available}")
     position = read_rows(checkpoint.files, header, ids).to(torch.float64)
     total = position
     note = f"input = token + position ({header.name})"
