@@ -177,7 +177,8 @@ class Searcher:
             return None
         parts = ", ".join(f"{count:,} {what}" for what, count in counts.items() if count)
         total = sum(counts.values())
-        return f"note: {total:,} rows of {self.table.name} left out of results: {parts}"
+        rows = "row" if total == 1 else "rows"
+        return f"note: {total:,} {rows} of {self.table.name} left out of results: {parts}"
 
     def token(self, token_id: int) -> str | None:
         return self.vocabulary.id_to_token(token_id) if self.vocabulary else None
