@@ -6,12 +6,13 @@ by ``embinspect.rows``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from embinspect.config import load_config, text_config
 from embinspect.errors import ModelError
 from embinspect.locate import CheckpointFiles, HubOptions, locate
-from embinspect.positions import describe_positions, text_config
+from embinspect.positions import describe_positions
 from embinspect.safetensors_header import TensorHeader
 from embinspect.tensor_names import (
     OUTPUT,
@@ -22,8 +23,6 @@ from embinspect.tensor_names import (
     find_embeddings,
 )
 
-CONFIG_FILE = "config.json"
-
 
 @dataclass
 class Checkpoint:
@@ -32,6 +31,7 @@ class Checkpoint:
     headers: dict[str, TensorHeader]  # every tensor whose shard header was read
     headers_complete: bool  # False when some shards were not fetched (Hub)
     embeddings: dict[str, EmbeddingTensor]  # role -> tensor
+    warnings: list[str] = field(default_factory=list)  # for stderr: what was missing or broken
 
     @property
     def token_table(self) -> EmbeddingTensor:
@@ -74,16 +74,17 @@ def open_checkpoint(
     hold an embedding (and those on this machine already) are read.
     """
     files = locate(model, revision, hub)
-    config = files.read_json(CONFIG_FILE) or {}
+    config, config_warning = load_config(files)
     headers, complete = _read_headers(files, tensor, all_headers)
     embeddings = find_embeddings(headers, tensor)
     if TOKEN not in embeddings:
-        float_tables = [h.name for h in headers.values() if h.is_float and len(h.shape) == 2]
+        float_tables = [h.name for h in headers.values() if h.is_scorable and len(h.shape) == 2]
         hint = f" (2-D tensors: {', '.join(float_tables[:4])}...)" if float_tables else ""
         raise ModelError(
             f"{files.model}: no token embedding tensor found; name it with --tensor NAME{hint}"
         )
-    return Checkpoint(files, config, headers, complete, embeddings)
+    warnings = [config_warning] if config_warning else []
+    return Checkpoint(files, config, headers, complete, embeddings, warnings)
 
 
 def _read_headers(

@@ -48,7 +48,15 @@ from embinspect.options import (
     TopKOpt,
     WordFilter,
 )
-from embinspect.output import emit, emit_stream, progress_bar, report_error, resolve_format
+from embinspect.output import (
+    emit,
+    emit_stream,
+    progress_bar,
+    redact_secrets,
+    report_error,
+    report_note,
+    resolve_format,
+)
 
 app = typer.Typer(
     name="embinspect",
@@ -95,7 +103,10 @@ def info(
 
     hub = _hub_options(cache_dir, offline, full_download)
     checkpoint = open_checkpoint(model, revision, tensor, hub=hub, all_headers=True)
-    emit(inspect_checkpoint(checkpoint), resolve_format(fmt))
+    result = inspect_checkpoint(checkpoint)
+    for warning in checkpoint.warnings + result.warnings:
+        report_note(warning)
+    emit(result, resolve_format(fmt))
 
 
 @app.command()
@@ -136,6 +147,8 @@ def tokens(
 
     hub = _hub_options(cache_dir, offline, full_download)
     checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
+    for warning in checkpoint.warnings:
+        report_note(warning)
     vocabulary = load_vocabulary(checkpoint.files, tokenizer)
     result = lookup_tokens(
         checkpoint,
@@ -171,27 +184,37 @@ def _searcher(
     from embinspect.tokenizer import load_vocabulary
 
     checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
+    for warning in checkpoint.warnings:
+        report_note(warning)
     try:
         vocabulary = load_vocabulary(checkpoint.files, tokenizer)
     except UsageError:
         vocabulary = None  # no tokenizer: #id queries still work
     searcher = Searcher(checkpoint, vocabulary, **options)
     if searcher.note:
-        print(f"embinspect: {searcher.note}", file=sys.stderr)
+        report_note(searcher.note)
     return searcher
 
 
-def _queries(arguments: list[str]):
-    """The queries in order; ``-`` stands for stdin, one query a line (read lazily).
+def _stdin_lines():
+    """Non-blank stdin lines, stripped, read lazily.
 
-    Stdin lines are stripped: a trailing space would otherwise become a token and be
-    pooled into the query.
+    Read as bytes and decoded with surrogateescape, as Python decodes argv: a line that is
+    not UTF-8 reaches the query parser, which refuses that line alone (the others are
+    still answered) instead of the whole stream stopping at a decoding error. Stripped:
+    a trailing space would otherwise become a token and be pooled into the query.
     """
+    for raw in sys.stdin.buffer:
+        line = raw.decode("utf-8", "surrogateescape").strip()
+        if line:
+            yield line
+
+
+def _queries(arguments: list[str]):
+    """The queries in order; ``-`` stands for stdin, one query a line."""
     for argument in arguments:
         if argument == "-":
-            for line in sys.stdin:
-                if line.strip():
-                    yield line.strip()
+            yield from _stdin_lines()
         else:
             yield argument
 
@@ -201,10 +224,8 @@ def _questions(arguments: list[str]):
     or space-separated when there is no tab). A line of another length becomes an error
     result of its own; the other lines are still answered."""
     if arguments == ["-"]:
-        for line in sys.stdin:
-            if line.strip():
-                line = line.strip()
-                yield [part.strip() for part in line.split("\t")] if "\t" in line else line.split()
+        for line in _stdin_lines():
+            yield [part.strip() for part in line.split("\t")] if "\t" in line else line.split()
     elif len(arguments) == 3:
         yield list(arguments)
     else:
@@ -248,8 +269,11 @@ def neighbors(
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         keep_query=keep_query, leading_space=not no_space, pool=pool.value, batch_size=batch_size,
     )  # fmt: skip
+    k = _fit_k(searcher, k)
     results = searcher.neighbours(_queries(queries), k, metric.value)
-    if emit_stream(results, resolve_format(fmt)):
+    failed = emit_stream(results, resolve_format(fmt))
+    _report_left_out(searcher)
+    if failed:
         raise typer.Exit(EXIT_QUERY)
 
 
@@ -382,7 +406,10 @@ def analogy(
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         leading_space=not no_space, pool=pool.value, batch_size=batch_size, restrict=restrict,
     )  # fmt: skip
-    if emit_stream(searcher.analogies(questions, k, method.value), resolve_format(fmt)):
+    k = _fit_k(searcher, k)
+    failed = emit_stream(searcher.analogies(questions, k, method.value), resolve_format(fmt))
+    _report_left_out(searcher)
+    if failed:
         raise typer.Exit(EXIT_QUERY)
 
 
@@ -416,7 +443,7 @@ def _evaluate_analogies(
 
     path, found = find_suite(file, "analogies")
     if found:
-        print(f"embinspect: {found}", file=sys.stderr)
+        report_note(found)
     suite = read_analogies(path)
     method = options.pop("method")
     searcher = _searcher(
@@ -428,6 +455,7 @@ def _evaluate_analogies(
     for failure in result.failures:
         report_error(f"{failure['question']}: {failure['error']}")
     emit(result, resolve_format(fmt))
+    _report_left_out(searcher)
 
 
 def _evaluate_pairs(
@@ -437,11 +465,24 @@ def _evaluate_pairs(
 
     path, found = find_suite(pairs, "pairs")
     if found:
-        print(f"embinspect: {found}", file=sys.stderr)
+        report_note(found)
     suite = read_pairs(path)
     searcher = _searcher(model, revision, hub, tensor, tokenizer, device="cpu", **options)
     index = _word_index(searcher, restrict, case_insensitive, options["leading_space"])
     emit(evaluate_pairs(searcher, index, suite), resolve_format(fmt))
+
+
+def _fit_k(searcher, k: int) -> int:
+    k, note = searcher.limit_k(k)
+    if note:
+        report_note(note)
+    return k
+
+
+def _report_left_out(searcher) -> None:
+    note = searcher.left_out_note()
+    if note:
+        report_note(note)
 
 
 def main() -> None:
@@ -452,6 +493,10 @@ def main() -> None:
         from click.exceptions import ClickException, NoArgsIsHelpError
 
     debug = os.environ.get("EMBINSPECT_DEBUG", "") not in {"", "0"}
+    # A path or token that is not UTF-8 (argv is decoded with surrogateescape) must not
+    # crash the output: such characters are written as \udcNN escapes instead.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         # Not standalone: Click would print a usage error as several lines; we print one.
         code = app(standalone_mode=False)
@@ -465,6 +510,7 @@ def main() -> None:
         report_error(err.format_message().replace("\n", " ") + hint)
         sys.exit(err.exit_code)
     except (typer.Abort, KeyboardInterrupt):
+        # Ctrl-C: typer turns it into exit 130 itself; this catches one outside a command.
         sys.exit(EXIT_INTERRUPTED)
     except EmbinspectError as err:
         if debug:
@@ -474,9 +520,9 @@ def main() -> None:
     except Exception as err:
         if debug:
             raise
+        message = redact_secrets(" ".join(f"{type(err).__name__}: {err}".split()))
         print(
-            f"embinspect: internal error: {type(err).__name__}: {err} "
-            "(EMBINSPECT_DEBUG=1 shows the traceback)",
+            f"embinspect: internal error: {message} (EMBINSPECT_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
         sys.exit(EXIT_INTERNAL)

@@ -6,11 +6,13 @@ in well under a second even for a checkpoint of many gigabytes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from embinspect.checkpoint import Checkpoint
-from embinspect.safetensors_header import FLOAT_DTYPE_BYTES, TensorHeader
+from embinspect.config import config_count
+from embinspect.errors import ModelError
+from embinspect.safetensors_header import DTYPE_BYTES, TensorHeader
 from embinspect.tensor_names import OUTPUT, POSITION, ROLES, TOKEN, TOKEN_TYPE
 from embinspect.tokenizer import count_vocabulary
 
@@ -59,9 +61,11 @@ class Info:
     embedding_share: float
     position: dict[str, Any]
     fetch: list[CommandFetch] | None = None  # Hub repos only
+    warnings: list[str] = field(default_factory=list)  # for stderr, not part of the schema
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["warnings"]
         if self.fetch is None:
             del data["fetch"]
         return data
@@ -83,7 +87,13 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
         for role in ROLES
         if role in embeddings
     ]
-    vocab = count_vocabulary(checkpoint.files)
+    warnings = []
+    try:
+        vocab = count_vocabulary(checkpoint.files)
+    except ModelError as err:
+        # info describes tensors; a broken tokenizer file only leaves the vocabulary unknown.
+        vocab = None
+        warnings.append(f"warning: {err.message}; vocabulary size unknown")
     rows = token.shape[0]
     tied, tied_reason = checkpoint.tying()
     embedding_params = sum(h.numel for h in {e.header for e in embeddings.values()})
@@ -98,13 +108,14 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
         vocab_source=vocab.source if vocab else None,
         rows=rows,
         padding_rows=rows - vocab.size if vocab else None,
-        hidden_size=int(cfg.get("hidden_size") or cfg.get("n_embd") or token.shape[1]),
+        hidden_size=config_count(cfg, "hidden_size", "n_embd") or token.shape[1],
         embedding_params=embedding_params,
         total_params=total_params,
         total_params_exact=exact,
         embedding_share=embedding_params / total_params if total_params else 0.0,
         position=checkpoint.position_scheme(),
         fetch=_fetch_plan(checkpoint),
+        warnings=warnings,
     )
 
 
@@ -141,4 +152,4 @@ def _total_params(checkpoint: Checkpoint, token: TensorHeader) -> tuple[int, boo
     if checkpoint.headers_complete or checkpoint.files.index_total_size is None:
         return sum(h.numel for h in checkpoint.headers.values()), checkpoint.headers_complete
     # Shards left on the Hub: the index's byte count over the table's element size.
-    return checkpoint.files.index_total_size // FLOAT_DTYPE_BYTES.get(token.dtype, 2), False
+    return checkpoint.files.index_total_size // DTYPE_BYTES.get(token.dtype, 2), False

@@ -81,7 +81,16 @@ class CheckpointFiles:
         """``{file: {tensor: TensorHeader}}`` for safetensors files of the checkpoint."""
         if self.hub is not None:
             return self.hub.headers(names)  # by range request, no tensor bytes
-        return {name: read_header(self.require(name), file_label=name) for name in names}
+        headers = {}
+        for name in names:
+            path = self.optional(name)
+            if path is None:
+                raise ModelError(
+                    f"{self.model}: shard {name} is named in the index's weight_map but is "
+                    "missing (an unfinished download?)"
+                )
+            headers[name] = read_header(path, file_label=name)
+        return headers
 
     def tensor_file(self, header: TensorHeader) -> tuple[Path, TensorHeader]:
         """A local safetensors file holding the tensor's bytes, and its header there.
@@ -101,11 +110,16 @@ class CheckpointFiles:
 
 
 def load_json(path: Path) -> dict:
+    """A JSON object from a checkpoint file; ModelError for anything else."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except ValueError as err:  # JSONDecodeError, or an integer too long to convert
         raise ModelError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise ModelError(f"{path}: not valid JSON (nested too deeply)") from None
     except OSError as err:
         raise ModelError(f"{path}: cannot read ({err.strerror})") from None
     if not isinstance(data, dict):
@@ -123,6 +137,13 @@ def locate(
     """
     if not model.strip():
         raise ModelError("MODEL is empty: give a folder, a .safetensors file or a Hub repo id")
+    try:
+        return _locate(model, revision, hub)
+    except PermissionError as err:
+        raise ModelError(f"{err.filename or model}: permission denied") from None
+
+
+def _locate(model: str, revision: str | None, hub: HubOptions | None) -> CheckpointFiles:
     path = Path(model).expanduser()
     if path.is_dir():
         if revision:
@@ -156,7 +177,9 @@ def _locate_directory(model: str, root: Path) -> CheckpointFiles:
     pickles = sorted(p.name for p in root.iterdir() if p.name.endswith(PICKLE_SUFFIXES))
     if pickles:
         raise ModelError(refuse_pickle_message(root / pickles[0]))
-    raise ModelError(f"{model}: no .safetensors weights in this folder")
+    raise ModelError(
+        f"{model}: no .safetensors weights in this folder (expected {SINGLE_FILE} or {INDEX_FILE})"
+    )
 
 
 def _locate_file(model: str, path: Path) -> CheckpointFiles:
@@ -190,7 +213,9 @@ def _from_index(
     files = sorted(set(weight_map.values()))
     metadata = index.get("metadata")
     total = metadata.get("total_size") if isinstance(metadata, dict) else None
-    total_size = int(total) if isinstance(total, (int, float)) else None
+    # Only an estimate for `info`: anything but a count (a string, NaN, -1) is ignored.
+    is_count = isinstance(total, int) and not isinstance(total, bool) and total >= 0
+    total_size = total if is_count else None
     return CheckpointFiles(model, kind, files, dict(weight_map), total_size, fetch, present)
 
 

@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -87,12 +88,13 @@ def _emit_stream(results: Iterable[Any], fmt: OutputFormat, as_array: bool) -> i
                 for row in rows:
                     out.write("\t".join(_tsv_escape(_cell(v)) for v in row) + "\n")
             for note in notes(result):
-                print(f"embinspect: {note}", file=sys.stderr)
+                report_note(note)
         first = False
         out.flush()
     if fmt is OutputFormat.json:
         document = collected if as_array else collected[0]
         out.write(_json(document, indent=2) + "\n")
+    out.flush()  # here, where a closed pipe is caught, not at exit where it is not
     return failed
 
 
@@ -130,9 +132,35 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
         yield update
 
 
+# Hugging Face access tokens ("hf_" and 34 letters and digits), wherever they come from
+# (HF_TOKEN, the token file, a pasted argument): never shown in an error or a note.
+_HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+_TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with Hub tokens (any hf_... token and the token variables' values) hidden."""
+    for variable in _TOKEN_VARIABLES:
+        secret = os.environ.get(variable, "").strip()
+        if len(secret) >= 8:
+            text = text.replace(secret, "***")
+    return _HF_TOKEN.sub("hf_***", text)
+
+
+def one_line(text: str) -> str:
+    """A message as one line: library messages quote files and errors that may hold
+    newlines, and every report must stay one line for scripts that read stderr."""
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
+
+
 def report_error(message: str) -> None:
     """One line on stderr: how every user-facing error is reported."""
-    print(f"embinspect: error: {message}", file=sys.stderr)
+    print(f"embinspect: error: {redact_secrets(one_line(message))}", file=sys.stderr)
+
+
+def report_note(note: str) -> None:
+    """A note or warning on stderr (``note: ...``, ``warning: ...``), one line."""
+    print(f"embinspect: {redact_secrets(one_line(note))}", file=sys.stderr)
 
 
 def _cell(value: Any) -> str:
@@ -319,7 +347,14 @@ def _pairs_summary(result: PairsEvaluation) -> str:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    # Rich ends the process with exit 1 on a closed pipe; emit_stream ends it with 0.
+    console.on_broken_pipe = _raise_broken_pipe
+    return console
+
+
+def _raise_broken_pipe() -> None:
+    raise BrokenPipeError
 
 
 def _shown(text: str) -> str:

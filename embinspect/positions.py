@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from embinspect.config import config_count, config_number, config_text, text_config
+
 # Families whose attention applies RoPE even when config.json leaves rope_theta at its
 # default (transformers then uses 10000).
 ROTARY_MODEL_TYPES = frozenset(
@@ -24,16 +26,12 @@ DEFAULT_ROPE_THETA = 10000.0
 OFFSET_POSITION_MODEL_TYPES = frozenset({"roberta", "xlm-roberta", "camembert", "longformer"})
 
 
-def text_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The language-model part of a config: multimodal configs nest it in ``text_config``."""
-    nested = config.get("text_config")
-    return {**config, **nested} if isinstance(nested, dict) else dict(config)
-
-
 def describe_positions(
     config: dict[str, Any], position_rows: int | None, position_tensor: str | None
 ) -> dict[str, Any]:
-    """The position scheme as a JSON-ready dict; ``kind`` is learned, rotary, alibi or unknown."""
+    """The position scheme as a JSON-ready dict; ``kind`` is learned, rotary, alibi or unknown.
+
+    Fields of the wrong type in ``config`` count as absent (``embinspect.config``)."""
     cfg = text_config(config)
     if position_tensor is not None:
         return {
@@ -42,18 +40,26 @@ def describe_positions(
             "positions": position_rows,
             "first_position_id": first_position_id(cfg),
         }
-    model_type = cfg.get("model_type")
+    model_type = config_text(cfg, "model_type")
     rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
     if not isinstance(rope, dict):
         rope = {}
-    theta = cfg.get("rope_theta", rope.get("rope_theta", cfg.get("rotary_emb_base")))
+    theta = config_number(cfg, "rope_theta", low=0)
+    if theta is None:
+        theta = config_number(rope, "rope_theta", low=0)
+    if theta is None:
+        theta = config_number(cfg, "rotary_emb_base", low=0)
     if theta is not None or model_type in ROTARY_MODEL_TYPES:
-        head_dim = cfg.get("head_dim")
-        if head_dim is None and cfg.get("hidden_size") and cfg.get("num_attention_heads"):
-            head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
-        factor = cfg.get(
-            "partial_rotary_factor", rope.get("partial_rotary_factor", cfg.get("rotary_pct", 1.0))
-        )
+        head_dim = config_count(cfg, "head_dim")
+        hidden, heads = config_count(cfg, "hidden_size"), config_count(cfg, "num_attention_heads")
+        if head_dim is None and hidden and heads:
+            head_dim = hidden // heads
+        factor = config_number(cfg, "partial_rotary_factor", low=0, high=1)
+        if factor is None:
+            factor = config_number(rope, "partial_rotary_factor", low=0, high=1)
+        if factor is None:
+            factor = config_number(cfg, "rotary_pct", low=0, high=1)
+        factor = 1.0 if factor is None else factor
         rotary_dims = int(head_dim * factor) if head_dim is not None else None
         scaling = {
             k: v for k, v in rope.items() if k not in {"rope_theta", "partial_rotary_factor"}
@@ -62,21 +68,22 @@ def describe_positions(
             scaling = {}
         return {
             "kind": "rotary",
-            "theta": float(theta) if theta is not None else DEFAULT_ROPE_THETA,
+            "theta": theta if theta is not None else DEFAULT_ROPE_THETA,
             "theta_is_default": theta is None,
             "head_dim": head_dim,
-            "partial_rotary_factor": float(factor),
+            "partial_rotary_factor": factor,
             "rotary_dims": rotary_dims,
-            "max_positions": cfg.get("max_position_embeddings"),
+            "max_positions": config_count(cfg, "max_position_embeddings"),
             "scaling": scaling or None,
         }
     if model_type in ALIBI_MODEL_TYPES:
-        return {"kind": "alibi", "max_positions": cfg.get("max_position_embeddings")}
+        return {"kind": "alibi", "max_positions": config_count(cfg, "max_position_embeddings")}
     return {"kind": "unknown"}
 
 
 def first_position_id(cfg: dict[str, Any]) -> int:
     """Row of the position table that the first token uses."""
-    if cfg.get("model_type") in OFFSET_POSITION_MODEL_TYPES:
-        return int(cfg.get("pad_token_id", 1)) + 1
+    if config_text(cfg, "model_type") in OFFSET_POSITION_MODEL_TYPES:
+        pad = cfg.get("pad_token_id", 1)
+        return pad + 1 if isinstance(pad, int) and not isinstance(pad, bool) and pad >= 0 else 2
     return 0

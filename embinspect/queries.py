@@ -8,6 +8,7 @@ themselves. A word of several tokens is pooled (mean, first or last row) or refu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,32 @@ if TYPE_CHECKING:
     from embinspect.table import EmbeddingTable
 
 POOLS = ("mean", "first", "last", "error")
+# A query names one vector: a word or a phrase. Longer text is a mistake (a whole file
+# on one line), and pooling its tokens would gather one float64 row per token.
+MAX_QUERY_CHARS = 4096
+# Lone surrogates: what bytes that are not UTF-8 become when argv or stdin is decoded
+# with surrogateescape, as Python does for argv and embinspect does for stdin.
+_NOT_UTF8 = re.compile("[\ud800-\udfff]")
+# How repr() writes a byte that surrogateescape decoding kept (0x80..0xff -> U+DC80..U+DCFF).
+_ESCAPED_BYTE = re.compile(r"\\udc([89a-f][0-9a-f])")
+
+
+def printable(text: str) -> str:
+    """``text`` with any bytes that were not UTF-8 written ``\\xNN``, safe to print."""
+    if not _NOT_UTF8.search(text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no byte became
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """A query quoted for a one-line message, cut when long; bytes that were not UTF-8
+    show as ``\\xNN``."""
+    quoted = repr(text[:limit])
+    quoted = _ESCAPED_BYTE.sub(r"\\x\1", quoted)
+    return quoted if len(text) <= limit else quoted + f"... ({len(text):,} characters)"
 
 
 @dataclass(frozen=True)
@@ -58,6 +85,10 @@ class QueryResolver:
 
     def resolve(self, query: str) -> ResolvedQuery:
         """Token ids of a query; raises QueryError when it names no row."""
+        if len(query) > MAX_QUERY_CHARS:
+            raise QueryError(f"{shown(query)}: a query is at most {MAX_QUERY_CHARS:,} characters")
+        if _NOT_UTF8.search(query):
+            raise QueryError(f"{shown(query)}: not valid UTF-8")
         if query.startswith("#") and len(query) > 1:
             ids = [self._token_id(query[1:])]
         elif query.startswith("=") and len(query) > 1:
@@ -67,8 +98,8 @@ class QueryResolver:
         tokens = [self._stored(token_id) for token_id in ids]
         if len(ids) > 1 and self.pool == "error":
             raise QueryError(
-                f"{query!r} is {len(ids)} tokens ({' '.join(tokens)}); --pool error refuses "
-                "to pool them"
+                f"{shown(query)} is {len(ids)} tokens ({shown(' '.join(tokens))}); "
+                "--pool error refuses to pool them"
             )
         return ResolvedQuery(query, ids, tokens, self.pool if len(ids) > 1 else None)
 
@@ -76,22 +107,24 @@ class QueryResolver:
         try:
             token_id = int(text)
         except ValueError:
-            raise QueryError(f"#{text}: not a token id (write #1234)") from None
+            raise QueryError(f"{shown('#' + text)}: not a token id (write #1234)") from None
         if not 0 <= token_id < self.rows:
             raise QueryError(f"#{token_id}: outside the table (rows 0..{self.rows - 1})")
         return token_id
 
     def _vocabulary_entry(self, token: str) -> int:
         token_id = self._require_vocabulary(f"={token}").token_to_id(token)
+        # As typed when it prints as it is (=Ġking), else quoted with its escapes.
+        named = f"={token}" if token.isprintable() else shown(f"={token}")
         if token_id is None:
-            raise QueryError(f"={token}: no vocabulary entry spelled exactly so")
+            raise QueryError(f"{named}: no vocabulary entry spelled exactly so")
         if token_id >= self.rows:
-            raise QueryError(f"={token}: token id {token_id} has no row in the table")
+            raise QueryError(f"{named}: token id {token_id} has no row in the table")
         return token_id
 
     def _tokenize(self, text: str) -> list[int]:
         if not text.strip():
-            raise QueryError(f"{text!r}: empty query")
+            raise QueryError(f"{text!r}: empty query (give a word, #id or =entry)")
         vocabulary = self._require_vocabulary(text)
         if vocabulary.scheme == BYTE_LEVEL and self.leading_space and not text.startswith(" "):
             ids = vocabulary.encode(" " + text)
@@ -100,15 +133,17 @@ class QueryResolver:
             if vocabulary.scheme == METASPACE and not self.leading_space:
                 ids = _drop_metaspace(vocabulary, ids)
         if not ids:
-            raise QueryError(f"{text!r} tokenizes to nothing")
+            raise QueryError(f"{shown(text)} tokenizes to nothing")
         for token_id in ids:
             if token_id >= self.rows:
-                raise QueryError(f"{text!r}: token id {token_id} has no row in the table")
+                raise QueryError(f"{shown(text)}: token id {token_id} has no row in the table")
         return ids
 
     def _require_vocabulary(self, query: str) -> Vocabulary:
         if self.vocabulary is None:
-            raise QueryError(f"{query!r}: no tokenizer; query by id (#1234) or pass --tokenizer")
+            raise QueryError(
+                f"{shown(query)}: no tokenizer; query by id (#1234) or pass --tokenizer"
+            )
         return self.vocabulary
 
     def _stored(self, token_id: int) -> str:

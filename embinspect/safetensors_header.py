@@ -19,13 +19,22 @@ from embinspect.errors import ModelError
 # length field, and reading it would allocate gigabytes.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
-# Bytes per element of the storage dtypes of real-valued tensors; embeddings are
-# always one of these.
-FLOAT_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
-FLOAT_DTYPES = frozenset(FLOAT_DTYPE_BYTES)
+# Bytes per element of every dtype the safetensors format names with a whole number of
+# bytes (F4 and F6 pack several values a byte and are left out of the size check).
+DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2,
+    "F8_E4M3": 1, "F8_E5M2": 1, "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1, "F8_E8M0": 1,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1,
+    "BOOL": 1, "C64": 8,
+}  # fmt: skip
+# The real-valued dtypes whose rows embinspect can read and score (upcast to float32 and
+# float64). Integers and bool hold no embedding we could score; F8_E8M0 is a scale format
+# (powers of two, no sign) that safetensors' torch binding does not read.
+SCORABLE_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ")
 
 # First bytes of the pickle-based formats we refuse to open (zip of torch.save, raw pickle).
 PICKLE_MAGICS = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+GGUF_MAGIC = b"GGUF"
 
 
 @dataclass(frozen=True)
@@ -40,8 +49,9 @@ class TensorHeader:
     offset: int = 0  # where the tensor's bytes start in the file
 
     @property
-    def is_float(self) -> bool:
-        return self.dtype in FLOAT_DTYPES
+    def is_scorable(self) -> bool:
+        """Whether embinspect can read this tensor's values as real numbers."""
+        return self.dtype in SCORABLE_DTYPES
 
     @property
     def numel(self) -> int:
@@ -60,7 +70,9 @@ def read_header(
     (a header fetched from the Hub by range request).
 
     Raises ModelError when the file is not a readable safetensors file (and says so
-    plainly when it is a pickle, which embinspect never loads).
+    plainly when it is a pickle, which embinspect never loads). Every tensor's bytes must
+    lie inside the data section, match its shape, and overlap no other tensor's, so later
+    readers may trust the offsets.
     """
     label = file_label or path.name
     try:
@@ -69,6 +81,8 @@ def read_header(
             prefix = handle.read(8)
             if prefix.startswith(PICKLE_MAGICS):
                 raise ModelError(refuse_pickle_message(path))
+            if prefix.startswith(GGUF_MAGIC):
+                raise ModelError(f"{path}: is a GGUF file; embinspect reads safetensors")
             if len(prefix) < 8:
                 raise ModelError(f"{path}: not a safetensors file (only {file_size} bytes)")
             (header_len,) = struct.unpack("<Q", prefix)
@@ -84,41 +98,76 @@ def read_header(
         raise ModelError(f"{path}: permission denied") from None
     except FileNotFoundError:
         raise ModelError(f"{path}: no such file") from None
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read ({err.strerror or err})") from None
+    return parse_header(raw, file_size, path, label)
+
+
+def parse_header(
+    raw: bytes, file_size: int, path: Path | str, label: str
+) -> dict[str, TensorHeader]:
+    """The tensors described by header bytes ``raw`` of a ``file_size``-byte file."""
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and integers too long to convert.
         raise ModelError(f"{path}: unreadable safetensors header (not JSON)") from None
     if not isinstance(header, dict):
         raise ModelError(f"{path}: unreadable safetensors header (not a JSON object)")
-    data_size = file_size - 8 - header_len
+    data_start = 8 + len(raw)
+    data_size = file_size - data_start
     tensors: dict[str, TensorHeader] = {}
+    spans: list[tuple[int, int, str]] = []
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        tensors[name] = _parse_entry(path, label, name, entry, data_size, 8 + header_len)
+        tensor, start, end = _parse_entry(path, label, name, entry, data_size, data_start)
+        tensors[name] = tensor
+        spans.append((start, end, name))
+    spans.sort()
+    for (_, end, name), (start, _, other) in zip(spans, spans[1:], strict=False):
+        if start < end:
+            raise ModelError(
+                f"{path}: corrupt safetensors header: tensors {name!r} and {other!r} overlap"
+            )
     return tensors
 
 
 def _parse_entry(
-    path: Path, label: str, name: str, entry: object, data_size: int, data_start: int
-) -> TensorHeader:
-    try:
-        dtype = entry["dtype"]  # type: ignore[index]
-        shape = tuple(int(dim) for dim in entry["shape"])  # type: ignore[index]
-        start, end = (int(offset) for offset in entry["data_offsets"])  # type: ignore[index]
-    except (TypeError, KeyError, ValueError):
-        raise ModelError(f"{path}: unreadable safetensors header entry for {name!r}") from None
-    if not isinstance(dtype, str) or any(dim < 0 for dim in shape) or not 0 <= start <= end:
-        raise ModelError(f"{path}: unreadable safetensors header entry for {name!r}")
+    path: Path | str, label: str, name: str, entry: object, data_size: int, data_start: int
+) -> tuple[TensorHeader, int, int]:
+    bad = ModelError(f"{path}: unreadable safetensors header entry for {name!r}")
+    if not isinstance(entry, dict):
+        raise bad
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not isinstance(dtype, str) or not _is_count_list(shape) or not _is_count_list(offsets):
+        raise bad
+    if len(offsets) != 2 or offsets[0] > offsets[1]:
+        raise bad
+    start, end = offsets
     if end > data_size:
         raise ModelError(f"{path}: truncated file: tensor {name!r} ends past the end of the data")
-    return TensorHeader(
+    header = TensorHeader(
         name=name,
         dtype=dtype,
-        shape=shape,
+        shape=tuple(shape),
         nbytes=end - start,
         file=label,
         offset=data_start + start,
+    )
+    size = DTYPE_BYTES.get(dtype)
+    if size is not None and header.numel * size != header.nbytes:
+        raise ModelError(
+            f"{path}: corrupt safetensors header: {name!r} is {dtype} of shape {list(shape)} "
+            f"({header.numel * size} bytes) but its offsets span {header.nbytes} bytes"
+        )
+    return header, start, end
+
+
+def _is_count_list(value: object) -> bool:
+    """A JSON list of non-negative integers (``true`` is no count, though Python says int)."""
+    return isinstance(value, list) and all(
+        isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value
     )
 
 

@@ -35,7 +35,7 @@ METRICS = ("cosine", "dot", "l2")
 U32 = 2.0**-24  # unit roundoff of float32
 COSMUL_EPSILON = 1e-6  # Levy & Goldberg (2014), as gensim's most_similar_cosmul
 SCORE_BLOCK_BYTES = 16 * 1024 * 1024
-EXACT_BLOCK_BYTES = 64 * 1024 * 1024  # float64 rows rescored at once, whatever k is
+EXACT_BLOCK_BYTES = 4 * 1024 * 1024  # float64 rows rescored at once, whatever k is
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
 # Unit roundoff of the half-precision types a table may be stored in.
 STORED_ROUNDOFF = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
@@ -56,11 +56,32 @@ class Scored:
 
 @dataclass(frozen=True)
 class RowStats:
-    """Per-row float32 facts a scorer needs: norms of the (centred) rows, and the
-    centring error bound (None when not centred)."""
+    """Per-row float32 facts a scorer needs: norms of the (centred) rows, the centring
+    error bound (None when not centred), and which stored rows are all zeros or hold NaN
+    or infinity (never results, for any metric)."""
 
     norms: torch.Tensor
     drift: torch.Tensor | None
+    zero: torch.Tensor  # bool, (rows,)
+    broken: torch.Tensor  # bool, (rows,)
+
+    @property
+    def excluded(self) -> torch.Tensor:
+        return self.zero | self.broken
+
+    def part(self, first: int, count: int) -> RowStats:
+        """The stats of rows first .. first + count - 1."""
+        drift = self.drift[first : first + count] if self.drift is not None else None
+        rows = slice(first, first + count)
+        return RowStats(self.norms[rows], drift, self.zero[rows], self.broken[rows])
+
+
+def raw_row_stats(norms: torch.Tensor, raw_norms: torch.Tensor, drift=None) -> RowStats:
+    """RowStats from the norms a scorer uses and the norms of the stored rows: a stored
+    norm of 0 is an all-zero row, a non-finite one a row with NaN or infinity."""
+    import torch
+
+    return RowStats(norms, drift, raw_norms == 0, ~torch.isfinite(raw_norms))
 
 
 @dataclass(frozen=True)
@@ -178,10 +199,11 @@ class _Centered:
         Both depend on the rows only, so a scan reuses them from the previous one."""
         if known is not None:
             return known
-        drift = None
-        if self.center32 is not None:
-            drift = 4 * U32 * (chunk.norm(dim=1) + self.center_norm)
-        return RowStats(rows.norm(dim=1), drift)
+        norms = rows.norm(dim=1)
+        if self.center32 is None:
+            return raw_row_stats(norms, norms)
+        raw_norms = chunk.norm(dim=1)
+        return raw_row_stats(norms, raw_norms, 4 * U32 * (raw_norms + self.center_norm))
 
     def shift64(self, rows: torch.Tensor) -> torch.Tensor:
         return rows - self.center64 if self.center64 is not None else rows
@@ -210,7 +232,8 @@ class CosineScorer(Scorer):
         stats = self.base.stats(chunk, rows, known)
         norms = stats.norms
         scores = (self.unit32 @ rows.T) / norms
-        unusable = ~torch.isfinite(norms) | (norms == 0)  # a zero row has no cosine
+        # A zero row (or a centred row equal to the mean) has no cosine.
+        unusable = stats.excluded | ~torch.isfinite(norms) | (norms == 0)
         if stats.drift is None:
             return scores, self.slack, unusable, stats
         # Moving a vector by |e| turns its cosine by at most 2|e|/|x|; 3 leaves room.
@@ -235,7 +258,7 @@ class CosineScorer(Scorer):
         # Converted first: a division that promotes bf16 to float32 runs ~15x slower.
         cosines = (q_low @ block.T).float().div_(norms)
         per_query = _per_query_error(self, q_error, q_low_norm, row_error) * 1.02 + self.slack
-        unusable = ~torch.isfinite(norms) | (norms == 0)
+        unusable = known.excluded | ~torch.isfinite(norms) | (norms == 0)
         return _monotone(cosines, 2.02 * roundoff, per_query, unusable, known)
 
     def exact(self, rows, index):
@@ -265,14 +288,15 @@ class DotScorer(Scorer):
         if stats.drift is not None:
             reach = reach + stats.drift
         slack = self.qnorm.unsqueeze(1) * reach.unsqueeze(0)
-        return _widened(self.q32 @ rows.T, slack, ~torch.isfinite(stats.norms), stats)
+        unusable = stats.excluded | ~torch.isfinite(stats.norms)
+        return _widened(self.q32 @ rows.T, slack, unusable, stats)
 
     def stored_bounds(self, block, known, row_error=0.0):
         """The half-precision products and their bound (``_stored_products``)."""
         import torch
 
         products, slack = _stored_products(self, self.base.queries64, block, known.norms, row_error)
-        return _widened(products, slack, ~torch.isfinite(known.norms), known)
+        return _widened(products, slack, known.excluded | ~torch.isfinite(known.norms), known)
 
     def exact(self, rows, index):
         return _row_dots(self.base.shift64(rows), self.base.queries64[index])
@@ -308,7 +332,7 @@ class L2Scorer(Scorer):
             # |q - x|² moves by at most 2|e|·(|q| + |x|) + |e|² when x moves by |e|.
             moved = drift.unsqueeze(0)
             slack = slack + 2 * moved * (reach + moved)
-        return _widened(approx, slack, ~torch.isfinite(rr), stats)
+        return _widened(approx, slack, stats.excluded | ~torch.isfinite(rr), stats)
 
     def stored_bounds(self, block, known, row_error=0.0):
         """2·q·x from the half-precision chunk (``_stored_products``), |x|² from the
@@ -320,7 +344,7 @@ class L2Scorer(Scorer):
         approx = 2 * products - (norms * norms).unsqueeze(0) - self.qq.unsqueeze(1)
         reach = self.qnorm.unsqueeze(1) + norms.unsqueeze(0)
         slack = 2 * dot_slack + (2 * self.base.dim + 16) * U32 * 1.01 * reach * reach
-        return _widened(approx, slack, ~torch.isfinite(norms), known)
+        return _widened(approx, slack, known.excluded | ~torch.isfinite(norms), known)
 
     def exact(self, rows, index):
         return -((self.base.shift64(rows) - self.base.queries64[index]) ** 2).sum(dim=1)
@@ -544,9 +568,7 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
     stored = low is not None
     if stored and cache is None:
         cache = _row_stats_pass(table, scorer, device)
-    norms = cache.norms if cache else torch.empty(table.rows, device=device)
-    fresh_drifts = torch.empty(table.rows, device=device) if scorer.centered else None
-    drifts = cache.drift if cache else fresh_drifts
+    filling = _empty_stats(table.rows, scorer.centered, device) if cache is None else None
     if stored:
         row_error = table.low_precision(low)[1]
 
@@ -558,16 +580,11 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
         score_block, chunks = scorer.bounds, table.chunks(device)
     for first, block in _blocks(chunks, step, keep):
         count = block.shape[0]
-        known = None
-        if cache is not None:
-            drift = drifts[first : first + count] if drifts is not None else None
-            known = RowStats(norms[first : first + count], drift)
+        known = cache.part(first, count) if cache is not None else None
         scored = score_block(block, known)
         key, unusable = scored.key, scored.unusable
         if cache is None:
-            norms[first : first + count] = scored.stats.norms
-            if scored.stats.drift is not None:
-                drifts[first : first + count] = scored.stats.drift
+            _store_part(filling, first, scored.stats)
         if allowed_dev is not None:
             unusable = unusable | ~allowed_dev[first : first + count]
         if bool(unusable.any()):
@@ -577,7 +594,7 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
             key[excluded_rows[inside], excluded_ids[inside] - first] = -torch.inf
         state.merge(scored, key, first, k, keep)
     if cache is None:
-        table.row_stats[(scorer.centered, str(device))] = RowStats(norms, drifts)
+        table.row_stats[(scorer.centered, str(device))] = filling
     return _finish(table, scorer, k, state)
 
 
@@ -627,25 +644,21 @@ class _Kept:
             threshold = torch.maximum(threshold, floor)
         if bool((threshold > -torch.inf).any()):
             threshold = threshold.clamp_min(-torch.finfo(key.dtype).max)  # -inf rows never hit
-            # A row max per query is one cheap pass; only queries with a hit go further
-            # (NaN compares false both ways: a NaN max keeps its query in).
-            active = (~(key.amax(dim=1) < threshold)).nonzero().flatten()
-            if active.numel() == 0:
+            # A row max per query is one cheap pass: a block no query can use ends here
+            # (NaN compares false both ways: a NaN max counts as a possible hit).
+            if not bool((~(key.amax(dim=1) < threshold)).any()):
                 return
-            some = active.numel() < batch
-            sub = key[active] if some else key
-            hits = sub >= threshold[active].unsqueeze(1)  # NaN is never a hit
+            hits = key >= threshold.unsqueeze(1)  # NaN is never a hit
             rows, columns = hits.nonzero(as_tuple=True)  # row-major: each query's in order
-            per_query = torch.bincount(rows, minlength=active.numel())
+            per_query = torch.bincount(rows, minlength=batch)
             width = int(per_query.max())
             if width * 4 <= count:
                 starts = per_query.cumsum(0) - per_query
                 slot = torch.arange(rows.numel(), device=key.device) - starts[rows]
-                owner = active[rows] if some else rows
                 picked = torch.full((batch, width), -torch.inf, device=key.device)
-                picked[owner, slot] = sub[rows, columns]
+                picked[rows, slot] = key[rows, columns]
                 index = torch.zeros((batch, width), dtype=torch.long, device=key.device)
-                index[owner, slot] = columns
+                index[rows, slot] = columns
         if picked is None:
             picked, index = key.topk(min(keep + 1, count), dim=1)
             if bool(torch.isnan(picked).any()):
@@ -711,6 +724,24 @@ def _low_precision(table, scorer, device) -> str | None:
     return None
 
 
+def _empty_stats(rows: int, centered: bool, device) -> RowStats:
+    """RowStats for ``rows`` rows, to be filled block by block during the first scan."""
+    import torch
+
+    drift = torch.empty(rows, device=device) if centered else None
+    zero = torch.zeros(rows, dtype=torch.bool, device=device)
+    return RowStats(torch.empty(rows, device=device), drift, zero, zero.clone())
+
+
+def _store_part(whole: RowStats, first: int, part: RowStats) -> None:
+    rows = slice(first, first + part.norms.shape[0])
+    whole.norms[rows] = part.norms
+    whole.zero[rows] = part.zero
+    whole.broken[rows] = part.broken
+    if part.drift is not None:
+        whole.drift[rows] = part.drift
+
+
 def _row_stats_pass(table, scorer, device) -> RowStats:
     """One float32 pass for the row norms that the stored-dtype scans divide by."""
     import torch
@@ -718,7 +749,7 @@ def _row_stats_pass(table, scorer, device) -> RowStats:
     norms = torch.empty(table.rows, device=device)
     for start, chunk in table.chunks(device):
         norms[start : start + chunk.shape[0]] = chunk.norm(dim=1)
-    stats = RowStats(norms, None)
+    stats = raw_row_stats(norms, norms)
     table.row_stats[(scorer.centered, str(device))] = stats
     return stats
 

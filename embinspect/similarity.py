@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from embinspect.checkpoint import Checkpoint
 from embinspect.device import resolve_device
 from embinspect.errors import QueryError, UsageError
-from embinspect.queries import QueryResolver, ResolvedQuery, query_vector
+from embinspect.queries import QueryResolver, ResolvedQuery, printable, query_vector, shown
 from embinspect.scoring import METRICS, CosineScorer, CosMulScorer, make_scorer, top_k
 from embinspect.table import EmbeddingTable
 from embinspect.tensor_names import OUTPUT
@@ -161,6 +161,33 @@ class Searcher:
                 allowed[token_id] = True
         return allowed
 
+    def limit_k(self, k: int) -> tuple[int, str | None]:
+        """``k`` as asked, or the table's row count when it asks for more (then with a note):
+        every row is a result then, and a larger buffer would only cost memory."""
+        if k <= self.table.rows:
+            return k, None
+        return self.table.rows, (
+            f"note: -k {k:,} is more than the {self.table.rows:,} rows of {self.table.name}; "
+            "listing every row that can be a result"
+        )
+
+    def left_out_note(self) -> str | None:
+        """After a search: how many rows were left out of results for being all zeros or
+        holding NaN or infinity (padding rows and filtered rows not counted)."""
+        stats = next(iter(self.table.row_stats.values()), None)
+        if stats is None:
+            return None
+        zero, broken = stats.zero.cpu(), stats.broken.cpu()
+        if self.allowed is not None:
+            zero, broken = zero & self.allowed, broken & self.allowed
+        counts = {"all zeros": int(zero.sum()), "with NaN or infinite values": int(broken.sum())}
+        if not any(counts.values()):
+            return None
+        parts = ", ".join(f"{count:,} {what}" for what, count in counts.items() if count)
+        total = sum(counts.values())
+        rows = "row" if total == 1 else "rows"
+        return f"note: {total:,} {rows} of {self.table.name} left out of results: {parts}"
+
     def token(self, token_id: int) -> str | None:
         return self.vocabulary.id_to_token(token_id) if self.vocabulary else None
 
@@ -244,7 +271,7 @@ class Searcher:
 
         for query, answer, ranked in self._in_batches(queries, resolve, score):
             if ranked is None:
-                yield NeighboursResult(query=query, error=answer.message)
+                yield NeighboursResult(query=printable(query), error=answer.message)
             else:
                 r = answer[0]
                 yield NeighboursResult(r.query, r.token_ids, r.tokens, r.pooled, ranked)
@@ -265,11 +292,15 @@ class Searcher:
 
         def resolve(question):
             if len(question) != 3:
-                raise QueryError(f"expected three queries A B C, got {list(question)}")
+                raise QueryError(
+                    f"expected three queries A B C, got {len(question)}: "
+                    f"{shown(' '.join(question))}"
+                )
             return self._resolve(list(question), needs_direction=True)
 
         for question, answer, ranked in self._in_batches(questions, resolve, score):
-            formula = " - ".join(question[:2]) + (f" + {question[2]}" if len(question) > 2 else "")
+            parts = [printable(part) for part in question]
+            formula = " - ".join(parts[:2]) + (f" + {parts[2]}" if len(parts) > 2 else "")
             if ranked is None:
                 yield AnalogyResult(formula, method, [], error=answer.message)
             else:
@@ -325,7 +356,7 @@ class Searcher:
             try:
                 resolved, vector = self._resolve([query], metric == "cosine")
             except QueryError as err:
-                errors.append({"query": query, "error": err.message})
+                errors.append({"query": printable(query), "error": err.message})
                 continue
             items.append(resolved[0])
             vectors.append(vector[0])

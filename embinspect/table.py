@@ -18,12 +18,18 @@ from embinspect.safetensors_header import TensorHeader
 if TYPE_CHECKING:
     import torch
 
-# safetensors dtype -> (numpy dtype of the raw bytes, torch dtype to view them as)
+# safetensors dtype -> (numpy dtype of the raw bytes, torch dtype to view them as). numpy
+# has no bfloat16 or float8: map the bits as unsigned integers, view them in torch. Every
+# one of these converts exactly to float32 and float64, so scans and rescoring upcast.
 _STORAGE = {
     "F64": ("float64", "float64"),
     "F32": ("float32", "float32"),
     "F16": ("float16", "float16"),
-    "BF16": ("uint16", "bfloat16"),  # numpy has no bfloat16: map the bits, view in torch
+    "BF16": ("uint16", "bfloat16"),
+    "F8_E4M3": ("uint8", "float8_e4m3fn"),
+    "F8_E5M2": ("uint8", "float8_e5m2"),
+    "F8_E4M3FNUZ": ("uint8", "float8_e4m3fnuz"),
+    "F8_E5M2FNUZ": ("uint8", "float8_e5m2fnuz"),
 }
 
 # A chunk converted to float32 stays near this size, whatever the table's width.
@@ -40,7 +46,12 @@ class EmbeddingTable:
         import numpy as np
 
         if header.dtype not in _STORAGE:
-            raise ModelError(f"{header.name}: dtype {header.dtype} is not supported for search")
+            raise ModelError(
+                f"{header.name}: dtype {header.dtype} cannot be scored; embinspect reads "
+                f"{', '.join(_STORAGE)}"
+            )
+        if len(header.shape) != 2:
+            raise ModelError(f"{header.name}: shape {list(header.shape)} is not a 2-D table")
         raw_dtype, self._torch_dtype = _STORAGE[header.dtype]
         self.header = header
         self.name = header.name
@@ -71,7 +82,8 @@ class EmbeddingTable:
 
     @property
     def stored_dtype(self) -> str:
-        """The torch name of the stored dtype: float32, bfloat16, float16 or float64."""
+        """The torch name of the stored dtype: float32, bfloat16, float16, float64 or a
+        float8 type."""
         return self._torch_dtype
 
     def chunks(
@@ -165,12 +177,24 @@ class EmbeddingTable:
         return self._view(np.ascontiguousarray(self._array[index])).double()
 
     def mean_row(self) -> torch.Tensor:
-        """Mean of all rows in float64, shape (dim,), summed chunk by chunk."""
+        """Mean of the finite rows in float64, shape (dim,), summed chunk by chunk.
+
+        A row holding NaN or infinity would make every centred row NaN: it is left out
+        of the mean, as it is left out of every result."""
         import torch
 
         total = torch.zeros(self.dim, dtype=torch.float64)
+        count = 0
         step = self.chunk_rows()
         for start in range(0, self.rows, step):
-            block = self._view(self._array[start : start + step])
-            total += block.double().sum(dim=0)
-        return total / self.rows
+            block = self._view(self._array[start : start + step]).double()
+            finite = torch.isfinite(block).all(dim=1)
+            if bool(finite.all()):
+                total += block.sum(dim=0)
+                count += block.shape[0]
+            else:
+                total += block[finite].sum(dim=0)
+                count += int(finite.sum())
+        if count == 0:
+            raise ModelError(f"{self.name}: every row holds NaN or infinity; nothing to centre on")
+        return total / count

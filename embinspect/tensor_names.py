@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from embinspect.errors import ModelError
-from embinspect.safetensors_header import TensorHeader
+from embinspect.safetensors_header import SCORABLE_DTYPES, TensorHeader
 
 TOKEN, POSITION, TOKEN_TYPE, OUTPUT = "token", "position", "token_type", "output"
 ROLES = (TOKEN, POSITION, TOKEN_TYPE, OUTPUT)
@@ -81,17 +81,22 @@ def find_embeddings(
 ) -> dict[str, EmbeddingTensor]:
     """Name each embedding tensor by role: ``{role: EmbeddingTensor}``.
 
-    ``override`` (``--tensor``) names the token table explicitly. Only 2-D float
-    tensors qualify: BERT's int64 ``position_ids`` buffer is not an embedding.
+    ``override`` (``--tensor``) names the token table explicitly. Only 2-D tensors of a
+    dtype embinspect can score qualify: BERT's int64 ``position_ids`` buffer is not an
+    embedding. A token table under a known name in another dtype (int8, bool) is refused
+    by name rather than passed over.
     """
     best: dict[str, tuple[tuple[int, int, str], EmbeddingTensor]] = {}
+    unscorable: list[TensorHeader] = []
     for name, header in headers.items():
-        if not header.is_float or len(header.shape) != 2:
-            continue
         entry = known_entry(name)
-        if entry is None:
+        if entry is None or len(header.shape) != 2:
             continue
         rank, known = entry
+        if not header.is_scorable:
+            if known.role == TOKEN:
+                unscorable.append(header)
+            continue
         key = (rank, len(name), name)
         if known.role not in best or key < best[known.role][0]:
             best[known.role] = (key, EmbeddingTensor(known.role, header, known.family))
@@ -100,10 +105,16 @@ def find_embeddings(
         header = headers.get(override)
         if header is None:
             raise ModelError(f"--tensor {override}: no tensor of that name in the checkpoint")
-        if not header.is_float or len(header.shape) != 2:
+        if not header.is_scorable or len(header.shape) != 2:
             raise ModelError(
                 f"--tensor {override}: is {header.dtype} of shape {list(header.shape)}, "
-                "not a 2-D float table"
+                f"not a 2-D table of {', '.join(SCORABLE_DTYPES)}"
             )
         found[TOKEN] = EmbeddingTensor(TOKEN, header, "chosen with --tensor")
+    elif TOKEN not in found and unscorable:
+        refused = unscorable[0]
+        raise ModelError(
+            f"{refused.name}: dtype {refused.dtype} cannot be read as embeddings (quantized or "
+            f"not real-valued); embinspect reads {', '.join(SCORABLE_DTYPES)}"
+        )
     return found

@@ -41,23 +41,26 @@ class VocabularyCount:
 
 
 def count_vocabulary(files: CheckpointFiles) -> VocabularyCount | None:
-    """Size of the tokenizer's vocabulary from its files, without loading a tokenizer."""
+    """Size of the tokenizer's vocabulary from its files, without loading a tokenizer.
+
+    None when there are no tokenizer files or they name no ids; ModelError when a file
+    cannot be read or parsed. Entries that are not ids (a string where an id belongs) are
+    not counted.
+    """
     path = files.optional(TOKENIZER_JSON)
     if path is not None:
         data = load_json(path)
         model = data.get("model")
         model_vocab = model.get("vocab") if isinstance(model, dict) else None
         if isinstance(model_vocab, dict):
-            ids = set(model_vocab.values())
+            ids = {i for i in model_vocab.values() if _is_id(i)}
         elif isinstance(model_vocab, list):  # Unigram: [[piece, score], ...], id = position
             ids = set(range(len(model_vocab)))
         else:
             return None
         added = data.get("added_tokens")
         if isinstance(added, list):
-            ids.update(
-                t["id"] for t in added if isinstance(t, dict) and isinstance(t.get("id"), int)
-            )
+            ids.update(t["id"] for t in added if isinstance(t, dict) and _is_id(t.get("id")))
         return VocabularyCount(len(ids), TOKENIZER_JSON)
     added = _added_token_ids(files)
     for name, counter in (
@@ -73,18 +76,30 @@ def count_vocabulary(files: CheckpointFiles) -> VocabularyCount | None:
     return None
 
 
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _count_vocab_json(path: Path) -> set[int]:
-    return set(load_json(path).values())
+    return {i for i in load_json(path).values() if _is_id(i)}
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def _count_lines(path: Path) -> set[int]:
-    with open(path, encoding="utf-8") as handle:
-        return set(range(sum(1 for _ in handle)))
+    data = _read_bytes(path)
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    return set(range(lines))
 
 
 def _count_sentencepiece(path: Path) -> set[int]:
     """Ids of a SentencePiece ModelProto: one per ``pieces`` entry (field 1), in order."""
-    data = path.read_bytes()
+    data = _read_bytes(path)
     pos, count = 0, 0
     while pos < len(data):
         key, pos = _varint(data, pos)
@@ -119,9 +134,11 @@ def _added_token_ids(files: CheckpointFiles) -> set[int]:
     ids: set[int] = set()
     added = files.read_json("added_tokens.json")
     if added:
-        ids.update(int(i) for i in added.values())
+        ids.update(i for i in added.values() if _is_id(i))
     config = files.read_json("tokenizer_config.json") or {}
-    ids.update(int(i) for i in (config.get("added_tokens_decoder") or {}))
+    decoder = config.get("added_tokens_decoder")
+    if isinstance(decoder, dict):
+        ids.update(int(key) for key in decoder if key.isascii() and key.isdigit() and len(key) < 19)
     return ids
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from embinspect.checkpoint import Checkpoint
 from embinspect.errors import QueryError
 from embinspect.positions import first_position_id
+from embinspect.queries import printable, shown
 from embinspect.rows import read_rows
 from embinspect.tensor_names import POSITION, TOKEN_TYPE
 from embinspect.tokenizer import Vocabulary
@@ -56,6 +57,8 @@ def lookup_tokens(
     import torch
 
     table = checkpoint.token_table.header
+    if printable(text) != text:
+        raise QueryError(f"{shown(text)}: not valid UTF-8")
     ids = vocabulary.encode(text, special_tokens=special_tokens)
     if not ids:
         raise QueryError("the text tokenizes to no tokens")
@@ -109,9 +112,8 @@ def _position_rows(
     first = first_position_id(checkpoint.text_config)
     ids = list(range(first, first + count))
     if ids[-1] >= header.shape[0]:
-        raise QueryError(
-            f"the text is {count} tokens; {header.name} has positions for {header.shape[0] - first}"
-        )
+        available = max(header.shape[0] - first, 0)  # a config's pad_token_id may be absurd
+        raise QueryError(f"the text is {count} tokens; {header.name} has positions for {available}")
     position = read_rows(checkpoint.files, header, ids).to(torch.float64)
     total = position
     note = f"input = token + position ({header.name})"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import shutil
 import struct
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import Run, run_cli
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 EXIT_USAGE, EXIT_MODEL = 2, 3
@@ -201,3 +206,398 @@ def test_stdin_lines_are_stripped(minilm):
     )
     answer = json.loads(done.stdout)
     assert (answer["query"], answer["tokens"]) == ("king", ["king"])
+
+
+# --- paths ----------------------------------------------------------------------------
+
+
+def test_empty_folder(cli, tmp_path):
+    run = cli("info", tmp_path)
+    assert_one_line_error(run, EXIT_MODEL, "no .safetensors weights in this folder")
+
+
+def test_other_formats_are_named(cli, minilm, tmp_path):
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 64)
+    assert_one_line_error(cli("info", gguf), EXIT_MODEL, "is a GGUF file")
+    # a JSON file given as MODEL: its first 8 bytes read as an absurd header length
+    run = cli("info", minilm / "config.json")
+    assert_one_line_error(run, EXIT_MODEL, "not a safetensors file", "header length")
+
+
+# Tests may run as root, for whom chmod 000 blocks nothing: root reads any file through
+# the CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH capabilities. The CLI then runs as root
+# without them (dropped from its bounding set before exec), so the check is real either way.
+PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
+
+
+def _without_permission_override() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.fixture
+def unreadable(minilm, tmp_path):
+    """A MiniLM copy to take permissions from, and a runner that obeys them even as root."""
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copyfile(minilm / name, model / name)
+
+    def run_obeying_permissions(*args):
+        if os.geteuid() != 0:
+            return run_cli(*args)
+        try:
+            return run_cli(*args, preexec_fn=_without_permission_override)
+        except subprocess.SubprocessError as err:
+            pytest.skip(f"cannot drop root's file-permission override here: {err}")
+
+    yield model, run_obeying_permissions
+    for path in [model, *model.iterdir()]:
+        path.chmod(0o755)
+
+
+def test_unreadable_weights(unreadable):
+    model, run = unreadable
+    (model / "model.safetensors").chmod(0o000)
+    assert_one_line_error(run("info", model), EXIT_MODEL, "model.safetensors: permission denied")
+    single = run("neighbors", model / "model.safetensors", "#1")
+    assert_one_line_error(single, EXIT_MODEL, "permission denied")
+
+
+def test_unreadable_folder(unreadable):
+    model, run = unreadable
+    model.chmod(0o000)
+    assert_one_line_error(run("info", model), EXIT_MODEL, f"{model}/", "permission denied")
+
+
+def test_unreadable_config_is_a_warning(unreadable):
+    model, run = unreadable
+    (model / "config.json").chmod(0o000)
+    info = run("info", model, "-f", "json")
+    assert info.returncode == 0, info.stderr
+    assert info.stderr.splitlines() == [
+        f"embinspect: warning: {model / 'config.json'}: cannot read (Permission denied); "
+        "going on without config.json"
+    ]
+
+
+def test_unreadable_tokenizer(unreadable):
+    model, run = unreadable
+    (model / "tokenizer.json").chmod(0o000)
+    run_tokens = run("tokens", model, "king")
+    assert_one_line_error(run_tokens, EXIT_MODEL, "tokenizer.json: cannot load tokenizer")
+
+
+# --- safetensors files built from the real MiniLM weights ------------------------------
+
+
+def minilm_copy(minilm, folder, header_edit=None, cut=None) -> Path:
+    """MiniLM's model.safetensors (and tokenizer, config) in ``folder``, with its header
+    changed by ``header_edit(header)`` and the file cut to ``cut`` bytes when given."""
+    data = (minilm / "model.safetensors").read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    if header_edit is not None:
+        header = json.loads(data[8 : 8 + length])
+        header_edit(header)
+        raw = json.dumps(header).encode()
+        data = struct.pack("<Q", len(raw)) + raw + data[8 + length :]
+    if cut is not None:
+        data = data[:cut]
+    folder.mkdir(exist_ok=True)
+    (folder / "model.safetensors").write_bytes(data)
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copyfile(minilm / name, folder / name)
+    return folder
+
+
+WORDS = "embeddings.word_embeddings.weight"
+
+
+def _shift(name: str, by: int):
+    def edit(header):
+        start, end = header[name]["data_offsets"]
+        header[name]["data_offsets"] = [start + by, end + by]
+
+    return edit
+
+
+def _overlap(header):
+    # the position table starts inside the word table
+    start, _ = header[WORDS]["data_offsets"]
+    rows, dim = header["embeddings.position_embeddings.weight"]["shape"]
+    header["embeddings.position_embeddings.weight"]["data_offsets"] = [
+        start + 16,
+        start + 16 + rows * dim * 4,
+    ]
+
+
+def _set(name: str, field: str, value):
+    def edit(header):
+        header[name][field] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "cut", "fragment"),
+    [
+        (None, 50_000_000, "truncated file: tensor"),
+        (None, 100, "header length"),
+        (_shift(WORDS, 10**12), None, "ends past the end of the data"),
+        (_overlap, None, "overlap"),
+        (_set(WORDS, "shape", [30522, 385]), None, "its offsets span 46881792 bytes"),
+        (_set(WORDS, "shape", [30522, -384]), None, "unreadable safetensors header entry"),
+        (_set(WORDS, "data_offsets", [9, 2]), None, "unreadable safetensors header entry"),
+        (_set(WORDS, "data_offsets", ["0", 5]), None, "unreadable safetensors header entry"),
+        (_set(WORDS, "dtype", 7), None, "unreadable safetensors header entry"),
+    ],
+    ids=["truncated", "header-longer-than-file", "offsets-outside", "overlap", "size-mismatch",
+         "negative-dim", "reversed-offsets", "string-offset", "dtype-not-a-name"],
+)  # fmt: skip
+def test_broken_real_shard(cli, minilm, tmp_path, edit, cut, fragment):
+    folder = minilm_copy(minilm, tmp_path / "model", edit, cut)
+    for command in (["info", folder], ["neighbors", folder, "king"], ["tokens", folder, "king"]):
+        assert_one_line_error(cli(*command), EXIT_MODEL, fragment)
+
+
+def test_header_length_prefix_larger_than_the_file(cli, minilm, tmp_path):
+    folder = minilm_copy(minilm, tmp_path / "model")
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[:8] = struct.pack("<Q", len(data))  # one prefix more than the file holds
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    assert_one_line_error(
+        cli("info", folder), EXIT_MODEL, f"header length {len(data)} does not fit"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"[1, 2, 3]", "not a JSON object"),
+        (b"\xff\xfe{}", "not JSON"),
+        (b"[" * 100_000, "not JSON"),
+        (b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 1' + b"0" * 5000 + b"]}}",
+         "not JSON"),
+    ],
+    ids=["array", "not-utf8", "nested-too-deep", "huge-integer"],
+)  # fmt: skip
+def test_header_json_that_is_not_a_header(cli, tmp_path, raw, fragment):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    assert_one_line_error(cli("info", path), EXIT_MODEL, fragment)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int64, torch.bool, torch.uint8])
+def test_integer_and_bool_tables_are_refused_by_name(cli, tmp_path, dtype):
+    table = (torch.arange(64 * 8).reshape(64, 8) % 3).to(dtype)
+    path = tmp_path / "table.safetensors"
+    save_file({"transformer.wte.weight": table}, str(path))
+    stored = {torch.int8: "I8", torch.int64: "I64", torch.bool: "BOOL", torch.uint8: "U8"}[dtype]
+    for command in ("info", "neighbors"):
+        args = [command, path] + (["#1"] if command == "neighbors" else [])
+        run = cli(*args)
+        assert_one_line_error(
+            run, EXIT_MODEL, f"transformer.wte.weight: dtype {stored} cannot be read", "F8_E4M3"
+        )
+    chosen = cli("neighbors", path, "#1", "--tensor", "transformer.wte.weight")
+    assert_one_line_error(chosen, EXIT_MODEL, f"is {stored} of shape [64, 8]")
+
+
+# --- index, config and tokenizer files --------------------------------------------------
+
+
+def sharded_minilm(minilm, folder, weight_map=None, index_text=None) -> Path:
+    """MiniLM as one shard named model-00001-of-00001.safetensors with an index."""
+    folder.mkdir(exist_ok=True)
+    shard = "model-00001-of-00001.safetensors"
+    shutil.copyfile(minilm / "model.safetensors", folder / shard)
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copyfile(minilm / name, folder / name)
+    if weight_map is None:
+        with safe_open(str(folder / shard), "np") as handle:
+            weight_map = {name: shard for name in handle.keys()}  # noqa: SIM118
+    if index_text is None:
+        index_text = json.dumps({"metadata": {"total_size": 1}, "weight_map": weight_map})
+    (folder / "model.safetensors.index.json").write_text(index_text)
+    return folder
+
+
+def test_index_problems(cli, minilm, tmp_path):
+    index = "model.safetensors.index.json"
+    bad_json = sharded_minilm(minilm, tmp_path / "a", index_text='{"weight_map": {')
+    assert_one_line_error(cli("info", bad_json), EXIT_MODEL, f"{index}: not valid JSON")
+    missing = sharded_minilm(minilm, tmp_path / "b", {WORDS: "model-00001-of-00002.safetensors"})
+    assert_one_line_error(
+        cli("neighbors", missing, "king"),
+        EXIT_MODEL,
+        "shard model-00001-of-00002.safetensors is named in the index's weight_map but is missing",
+    )
+    elsewhere = sharded_minilm(
+        minilm, tmp_path / "c", {WORDS: "model-00001-of-00001.safetensors",
+                                 "lm_head.weight": "model-00001-of-00001.safetensors"},
+    )  # fmt: skip
+    assert_one_line_error(
+        cli("info", elsewhere),
+        EXIT_MODEL,
+        "index lists 'lm_head.weight' in model-00001-of-00001.safetensors, but that shard "
+        "does not hold it",
+    )
+    outside = sharded_minilm(minilm, tmp_path / "d", {WORDS: "../model.safetensors"})
+    assert_one_line_error(cli("info", outside), EXIT_MODEL, "bad shard name '../model.safetensors'")
+    no_map = sharded_minilm(minilm, tmp_path / "e", index_text='{"weight_map": []}')
+    assert_one_line_error(cli("info", no_map), EXIT_MODEL, "index has no weight_map")
+    odd_size = sharded_minilm(
+        minilm, tmp_path / "f",
+        index_text=json.dumps({"metadata": {"total_size": float("nan")},
+                               "weight_map": {WORDS: "model-00001-of-00001.safetensors"}}),
+    )  # fmt: skip
+    assert cli("info", odd_size, "-f", "json").json()["rows"] == 30522
+
+
+@pytest.mark.parametrize(
+    ("config", "warning"),
+    [
+        (None, "has no config.json; going on without it"),
+        ("{not json", "config.json: not valid JSON"),
+        ("[1, 2]", "config.json: expected a JSON object"),
+        (json.dumps({"hidden_size": "big", "model_type": ["bert"], "pad_token_id": 1e400,
+                     "max_position_embeddings": -3}), None),
+    ],
+    ids=["missing", "invalid", "array", "wrong-types"],
+)  # fmt: skip
+def test_config_problems_warn_and_scoring_goes_on(cli, minilm, tmp_path, config, warning):
+    folder = minilm_copy(minilm, tmp_path / "model")
+    if config is None:
+        (folder / "config.json").unlink()
+    else:
+        (folder / "config.json").write_text(config)
+    expected = [f"embinspect: warning: {warning}"] if warning else []
+    info = cli("info", folder, "-f", "json")
+    assert info.returncode == 0
+    assert [line for line in info.stderr.splitlines()] == [
+        line for line in info.stderr.splitlines() if line.startswith("embinspect: warning: ")
+    ]
+    assert len(info.stderr.splitlines()) == len(expected)
+    if warning:
+        assert warning in info.stderr
+    assert info.json()["hidden_size"] == 384  # from the table when config gives none
+    run = cli("neighbors", folder, "king", "-k", "1", "-f", "jsonl")
+    assert run.jsonl()[0]["neighbors"][0]["token"] == "kings"
+    assert len(run.stderr.splitlines()) == len(expected)
+
+
+def test_corrupted_tokenizer_json(cli, minilm, tmp_path):
+    folder = minilm_copy(minilm, tmp_path / "model")
+    text = (folder / "tokenizer.json").read_text()
+    (folder / "tokenizer.json").write_text(text[: len(text) // 2])  # a download cut short
+    for command in (["tokens", folder, "king"], ["neighbors", folder, "king"]):
+        assert_one_line_error(cli(*command), EXIT_MODEL, "tokenizer.json: cannot load tokenizer")
+    info = cli("info", folder, "-f", "json")
+    assert info.json()["vocab_size"] is None
+    assert info.stderr.startswith("embinspect: warning: ")
+    assert "tokenizer.json: not valid JSON" in info.stderr
+    assert info.stderr.strip().endswith("; vocabulary size unknown")
+    assert len(info.stderr.splitlines()) == 1
+
+
+# --- queries ----------------------------------------------------------------------------
+
+
+def assert_query_errors(run, answered: int, *messages: str) -> None:
+    """Exit 4, one stderr line per failed query (exactly ``messages``), ``answered`` results."""
+    assert run.returncode == 4, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.splitlines() == [f"embinspect: error: {m}" for m in messages]
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert sum("error" not in r for r in records) == answered
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("#30522", "#30522: outside the table (rows 0..30521)"),
+        ("#-1", "#-1: outside the table (rows 0..30521)"),
+        ("#1.5", "'#1.5': not a token id (write #1234)"),
+        ("=notaword", "=notaword: no vocabulary entry spelled exactly so"),
+        ("", "'': empty query (give a word, #id or =entry)"),
+        ("  \t ", "'  \\t ': empty query (give a word, #id or =entry)"),
+        ("x" * 5000, "'" + "x" * 60 + "'... (5,000 characters): a query is at most 4,096 "
+         "characters"),
+    ],
+    ids=["past-the-end", "negative", "not-an-id", "not-in-vocab", "empty", "whitespace", "long"],
+)  # fmt: skip
+def test_bad_query_arguments(cli, minilm, query, message):
+    run = cli("neighbors", minilm, "king", query, "-k", "1", "-f", "jsonl")
+    assert_query_errors(run, 1, message)
+
+
+@pytest.mark.parametrize("k", ["0", "-3"])
+def test_top_k_below_one_is_a_usage_error(cli, minilm, k):
+    for command in (["neighbors", minilm, "king"], ["analogy", minilm, "a", "b", "c"]):
+        run = cli(*command, "-k", k)
+        assert_one_line_error(run, EXIT_USAGE, "'--top-k' / '-k'", "greater than or equal to 1")
+
+
+def test_top_k_beyond_the_table_lists_every_row(cli, near_tiny):
+    run = cli("neighbors", near_tiny, "#3", "-k", "1000000", "-f", "json")
+    ids = [n["token_id"] for n in run.json()[0]["neighbors"]]
+    assert sorted(ids) == [i for i in range(50) if i != 3]
+    assert run.stderr.splitlines() == [
+        "embinspect: note: -k 1,000,000 is more than the 50 rows of wte.weight; listing every "
+        "row that can be a result"
+    ]
+
+
+@pytest.fixture
+def near_tiny(tmp_path):
+    table = torch.randn(50, 8, generator=torch.Generator().manual_seed(1))
+    path = tmp_path / "tiny.safetensors"
+    save_file({"wte.weight": table}, str(path))
+    return path
+
+
+def stdin_run(args, data: bytes):
+    env = {**os.environ, "COLUMNS": "120"}
+    env.pop("EMBINSPECT_DEBUG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "embinspect", *map(str, args)],
+        input=data,
+        capture_output=True,
+        env=env,
+        timeout=600,
+    )
+    return Run(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+def test_analogy_lines_of_two_and_four_words(minilm):
+    lines = b"king man woman\nking man\nparis france italy\nking man woman queen\n"
+    run = stdin_run(["analogy", minilm, "-", "-k", "1", "-f", "jsonl"], lines)
+    assert_query_errors(
+        run,
+        2,
+        "expected three queries A B C, got 2: 'king man'",
+        "expected three queries A B C, got 4: 'king man woman queen'",
+    )
+    formulas = [json.loads(line)["formula"] for line in run.stdout.splitlines()]
+    assert formulas == [
+        "king - man + woman", "king - man", "paris - france + italy", "king - man + woman",
+    ]  # fmt: skip
+
+
+def test_a_one_megabyte_line_and_invalid_utf8(minilm):
+    huge = b"a" * (1 << 20)
+    lines = b"king\n" + huge + b"\n\xff\xfe caf\xe9\nqueen\n" + b"na\xc3\xafve\n"
+    run = stdin_run(["neighbors", minilm, "-", "-k", "1", "-f", "jsonl"], lines)
+    assert_query_errors(
+        run,
+        3,
+        "'" + "a" * 60 + "'... (1,048,576 characters): a query is at most 4,096 characters",
+        "'\\xff\\xfe caf\\xe9': not valid UTF-8",
+    )
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["query"] for r in records] == [
+        "king", "a" * (1 << 20), "\\xff\\xfe caf\\xe9", "queen", "naïve",
+    ]  # fmt: skip

@@ -167,3 +167,122 @@ def test_float32_batch_in_bf16_copy_ranks_as_float64(cli, near_ties):
         ids, scores = ranked(cosines(table, table[query]), 25, exclude={query})
         assert [n["token_id"] for n in result["neighbors"]] == ids
         assert [n["score"] for n in result["neighbors"]] == pytest.approx(scores, rel=1e-13)
+
+
+# --- tables with NaN, infinite and all-zero rows -----------------------------------------
+
+BAD_ROWS = {0: "zero", 1: "nan", 2: "inf", 3: "-inf", 4: "zero"}
+
+
+@pytest.fixture(scope="module")
+def bad_rows(tmp_path_factory):
+    rng = np.random.default_rng(13)
+    table = rng.standard_normal((200, 8)).astype(np.float32)
+    for row, kind in BAD_ROWS.items():
+        if kind == "zero":
+            table[row] = 0.0
+        else:
+            table[row, 5] = float(kind)
+    path = tmp_path_factory.mktemp("bad-rows") / "table.safetensors"
+    save_file({"wte.weight": torch.from_numpy(table)}, str(path))
+    return path, table.astype(np.float64)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("center", [False, True], ids=["raw", "centred"])
+def test_bad_rows_are_left_out_and_counted(cli, bad_rows, metric, center):
+    path, table = bad_rows
+    good = [i for i in range(200) if i not in BAD_ROWS]
+    finite = table[[i for i in range(200) if BAD_ROWS.get(i) not in {"nan", "inf", "-inf"}]]
+    rows = table - finite.mean(axis=0) if center else table
+    queries = [7, 50, 199]
+    args = [f"#{i}" for i in queries] + ["-k", "200", "--metric", metric, "-f", "json"]
+    run = cli("neighbors", path, *args, *(["--center"] if center else []))
+    assert run.returncode == 0, run.stderr
+    answers = json.loads(run.stdout, parse_constant=reject)
+    for answer, query in zip(answers, queries, strict=True):
+        usable = rows[good]
+        if metric == "cosine":
+            scores = cosines(usable, rows[query])
+        elif metric == "dot":
+            scores = usable @ rows[query]
+        else:
+            scores = np.sqrt(((usable - rows[query]) ** 2).sum(1))
+        ids, expected = ranked(scores, 200, {good.index(query)}, ascending=metric == "l2")
+        assert [n["token_id"] for n in answer["neighbors"]] == [good[i] for i in ids]
+        assert [n["score"] for n in answer["neighbors"]] == pytest.approx(expected, rel=1e-12)
+    assert run.stderr.splitlines() == [
+        "embinspect: note: 5 rows of wte.weight left out of results: 2 all zeros, "
+        "3 with NaN or infinite values"
+    ]
+
+
+def test_bad_rows_in_analogies(cli, bad_rows):
+    path, _ = bad_rows
+    run = cli("analogy", path, "#7", "#8", "#9", "-k", "195", "-f", "json")
+    ids = [n["token_id"] for n in run.json()[0]["results"]]
+    assert sorted(ids) == [5, 6, *range(10, 200)]
+    assert "5 rows of wte.weight left out of results" in run.stderr
+
+
+# --- stored dtypes other than f32/bf16: upcast, still exact ------------------------------
+
+UPCAST_DTYPES = {
+    "F16": torch.float16,
+    "F64": torch.float64,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "F8_E4M3FNUZ": torch.float8_e4m3fnuz,
+}
+
+
+@pytest.fixture(scope="module")
+def minilm_rows(minilm):
+    """The first 4,000 rows of MiniLM's real token table, scaled into float8's normal range."""
+    from safetensors import safe_open
+
+    with safe_open(str(minilm / "model.safetensors"), "pt") as handle:
+        rows = handle.get_slice("embeddings.word_embeddings.weight")[:4000]
+    return rows * 16
+
+
+@pytest.mark.parametrize(
+    ("dtype", "metric"),
+    [(dtype, "cosine") for dtype in UPCAST_DTYPES]
+    + [(dtype, metric) for dtype in ("F8_E4M3", "F64") for metric in ("dot", "l2")],
+)
+def test_other_float_dtypes_rank_as_float64(cli, minilm_rows, tmp_path, dtype, metric):
+    stored = minilm_rows.to(UPCAST_DTYPES[dtype])
+    path = tmp_path / "table.safetensors"
+    save_file({"embeddings.word_embeddings.weight": stored}, str(path))
+    table = stored.double().numpy()  # the stored values, exactly
+    queries = [1996, 2332, 3899]
+    args = [f"#{i}" for i in queries] + ["-k", "20", "--metric", metric, "-f", "json"]
+    answers = cli("neighbors", path, *args).json()
+    for answer, query in zip(answers, queries, strict=True):
+        if metric == "cosine":
+            scores = cosines(table, table[query])
+        elif metric == "dot":
+            scores = table @ table[query]
+        else:
+            scores = np.sqrt(((table - table[query]) ** 2).sum(1))
+        ids, expected = ranked(scores, 20, {query}, ascending=metric == "l2")
+        assert [n["token_id"] for n in answer["neighbors"]] == ids
+        assert [n["score"] for n in answer["neighbors"]] == pytest.approx(expected, rel=1e-12)
+    info = cli("info", path, "-f", "json").json()
+    assert info["tensors"][0]["dtype"] == dtype
+
+
+@pytest.mark.parametrize("dtype", ["F8_E4M3", "F8_E5M2"])
+def test_float8_rows_read_exactly(cli, minilm, minilm_rows, tmp_path, dtype):
+    stored = minilm_rows.to(UPCAST_DTYPES[dtype])
+    path = tmp_path / "table.safetensors"
+    save_file({"embeddings.word_embeddings.weight": stored}, str(path))
+    run = cli(
+        "tokens", path, "the king", "--vectors", "--tokenizer", minilm / "tokenizer.json",
+        "-f", "json",
+    )  # fmt: skip
+    rows = run.json()["tokens"]
+    assert [r["token_id"] for r in rows] == [1996, 2332]
+    for row in rows:
+        assert row["vector"] == stored[row["token_id"]].double().tolist()

@@ -1,0 +1,358 @@
+"""Property tests: whatever bytes a checkpoint or a query holds, the readers answer validly or
+raise embinspect's own error, never any other exception.
+
+Example counts (``EXAMPLES``) are chosen to keep this file near half a minute on a 2-core
+CI machine; the README's Reliability section quotes them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from embinspect.checkpoint import open_checkpoint
+from embinspect.errors import EmbinspectError, ModelError, QueryError
+from embinspect.info import inspect_checkpoint
+from embinspect.output import _json, describe_position_scheme
+from embinspect.queries import MAX_QUERY_CHARS, QueryResolver, printable, shown
+from embinspect.safetensors_header import DTYPE_BYTES, read_header
+from embinspect.tokenizer import Vocabulary
+
+EXAMPLES = {
+    "header bytes": 3000,
+    "header structure": 1500,
+    "real header mutated": 1500,
+    "index": 800,
+    "config": 800,
+    "tokenizer files": 400,
+    "queries": 3000,
+}
+
+
+def examples(name: str):
+    return settings(
+        max_examples=EXAMPLES[name],
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+WORDS = "embeddings.word_embeddings.weight"
+POSITIONS = "embeddings.position_embeddings.weight"
+
+# Any JSON document (NaN and infinities included: Python's json reads and writes them).
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@pytest.fixture(scope="module")
+def small_minilm(minilm, tmp_path_factory) -> Path:
+    """MiniLM's first 64 token rows and 16 position rows, f32, as a small real shard."""
+    folder = tmp_path_factory.mktemp("small-minilm")
+    with safe_open(str(minilm / "model.safetensors"), "pt") as handle:
+        tensors = {
+            WORDS: handle.get_slice(WORDS)[:64].contiguous(),
+            POSITIONS: handle.get_slice(POSITIONS)[:16].contiguous(),
+        }
+    save_file(tensors, str(folder / "model.safetensors"))
+    return folder
+
+
+def assert_valid_headers(headers, file_size: int) -> None:
+    """What read_header promises about every header it accepts."""
+    spans = []
+    for name, tensor in headers.items():
+        assert tensor.name == name and isinstance(tensor.dtype, str)
+        assert all(isinstance(d, int) and d >= 0 for d in tensor.shape)
+        assert tensor.offset >= 8 and tensor.offset + tensor.nbytes <= file_size
+        if tensor.dtype in DTYPE_BYTES:
+            assert tensor.nbytes == tensor.numel * DTYPE_BYTES[tensor.dtype]
+        spans.append((tensor.offset, tensor.offset + tensor.nbytes))
+    spans.sort()
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
+
+
+def read_or_refuse(path: Path, content: bytes) -> None:
+    path.write_bytes(content)
+    try:
+        headers = read_header(path)
+    except ModelError:
+        event("refused")
+        return
+    event(f"accepted with {min(len(headers), 2)}+ tensors")
+    assert_valid_headers(headers, len(content))
+
+
+@examples("header bytes")
+@given(content=st.binary(max_size=400))
+def test_header_reader_on_any_bytes(tmp_path_factory, content):
+    read_or_refuse(tmp_path_factory.getbasetemp() / "any.safetensors", content)
+
+
+# Header-shaped documents: entries whose offsets agree with their shape (laid end to end,
+# then nudged), entries with values out of range, and wrong types (cheap scalars: nested
+# JSON is the bytes test's business, and slow to draw).
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4)
+
+
+@st.composite
+def consistent_entries(draw):
+    dtype = draw(st.sampled_from(list(DTYPE_BYTES)))
+    shape = draw(st.lists(st.integers(0, 6), min_size=1, max_size=2))
+    size = math.prod(shape) * DTYPE_BYTES[dtype]
+    start = draw(st.integers(0, 40))
+    nudge = draw(st.sampled_from([0, 0, 0, 1, -1]))
+    return {"dtype": dtype, "shape": shape, "data_offsets": [start, start + size + nudge]}
+
+
+loose_entries = st.fixed_dictionaries(
+    {
+        "dtype": st.sampled_from([*DTYPE_BYTES, "F4", "F6_E2M3", "Q4"]) | scalars,
+        "shape": st.lists(st.integers(-2, 12), max_size=3) | scalars,
+        "data_offsets": st.lists(st.integers(-4, 600), max_size=3) | scalars,
+    }
+)
+random_headers = st.dictionaries(
+    st.sampled_from([WORDS, "wte.weight", "__metadata__", "a", "b", "c"]),
+    consistent_entries() | loose_entries | scalars,
+    max_size=4,
+)
+
+
+@st.composite
+def laid_out_headers(draw):
+    """``(header, data size)``: tensors laid end to end as a writer would, then perhaps one
+    field of one tensor, or the data size, nudged."""
+    header, end = {}, 0
+    for name in draw(st.lists(st.sampled_from([WORDS, "wte.weight", "a", "b"]), unique=True)):
+        entry = draw(consistent_entries())
+        size = entry["data_offsets"][1] - entry["data_offsets"][0]
+        entry["data_offsets"] = [end, end + max(size, 0)]
+        end += max(size, 0)
+        header[name] = entry
+    if header and draw(st.booleans()):
+        entry = header[draw(st.sampled_from(sorted(header)))]
+        field = draw(st.sampled_from(["dtype", "shape", "data_offsets"]))
+        entry[field] = draw(loose_entries)[field]
+    return header, end + draw(st.sampled_from([0, 0, 0, 1, -1, 7]))
+
+
+@examples("header structure")
+@given(
+    layout=laid_out_headers() | st.tuples(random_headers, st.integers(0, 200)),
+    length_delta=st.sampled_from([0, 0, 0, 0, -1, 1, 2**40]),
+)
+def test_header_reader_on_header_shaped_json(tmp_path_factory, layout, length_delta):
+    header, data_size = layout
+    raw = json.dumps(header).encode()
+    length = max(0, len(raw) + length_delta)
+    content = struct.pack("<Q", length) + raw + b"\x00" * max(data_size, 0)
+    read_or_refuse(tmp_path_factory.getbasetemp() / "shaped.safetensors", content)
+
+
+@examples("real header mutated")
+@given(data=st.data())
+def test_header_reader_on_a_mutated_real_header(tmp_path_factory, small_minilm, data):
+    original = (small_minilm / "model.safetensors").read_bytes()
+    (length,) = struct.unpack("<Q", original[:8])
+    content = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 6))):
+        content[data.draw(st.integers(0, 8 + length - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.sampled_from([len(content), len(content), 8 + length + 100, 8 + length]))
+    read_or_refuse(tmp_path_factory.getbasetemp() / "mutated.safetensors", bytes(content[:cut]))
+
+
+def open_and_inspect(folder: Path):
+    """open_checkpoint + inspect_checkpoint, as `info` runs them, rendered every way."""
+    checkpoint = open_checkpoint(str(folder))
+    info = inspect_checkpoint(checkpoint)
+    _json(info.to_json())
+    describe_position_scheme(info.position)
+    assert checkpoint.token_table.header.name == WORDS
+    return checkpoint, info
+
+
+SHARD = "model-00001-of-00001.safetensors"
+shard_names = st.sampled_from([SHARD, "missing.safetensors", "../m.safetensors", ""]) | scalars
+index_documents = st.fixed_dictionaries(
+    {
+        "metadata": json_values | st.fixed_dictionaries({"total_size": json_values}),
+        "weight_map": st.dictionaries(
+            st.sampled_from([WORDS, POSITIONS]), st.just(SHARD), min_size=1
+        )  # what a writer makes
+        | st.dictionaries(
+            st.sampled_from([WORDS, POSITIONS, "lm_head.weight"]) | st.text(max_size=8),
+            shard_names,
+            max_size=4,
+        )
+        | json_values,
+    }
+)
+
+
+@examples("index")
+@given(index=st.binary(max_size=200) | index_documents.map(lambda d: json.dumps(d).encode()))
+def test_index_reader(tmp_path_factory, small_minilm, index):
+    folder = tmp_path_factory.getbasetemp() / "indexed"
+    if not folder.exists():
+        folder.mkdir()
+        (folder / SHARD).write_bytes((small_minilm / "model.safetensors").read_bytes())
+    (folder / "model.safetensors.index.json").write_bytes(index)
+    try:
+        checkpoint, _ = open_and_inspect(folder)
+    except ModelError:
+        event("refused")
+        return
+    event("opened")
+    assert checkpoint.files.weight_files == [SHARD]
+
+
+CONFIG_KEYS = [
+    "model_type", "hidden_size", "n_embd", "num_attention_heads", "head_dim", "rope_theta",
+    "rope_scaling", "rope_parameters", "partial_rotary_factor", "rotary_pct",
+    "rotary_emb_base", "max_position_embeddings", "pad_token_id", "tie_word_embeddings",
+]  # fmt: skip
+config_values = (
+    st.sampled_from(["llama", "roberta", "bloom", "bert", "default"])
+    | st.integers(-3, 10**6)
+    | st.floats()
+    | json_values
+)
+configs = st.recursive(
+    st.dictionaries(st.sampled_from(CONFIG_KEYS) | st.text(max_size=6), config_values, max_size=8),
+    lambda inner: st.dictionaries(
+        st.sampled_from(["text_config", "rope_scaling"]), inner, max_size=2
+    ),
+    max_leaves=3,
+)
+
+
+numbers = st.integers(-3, 10**6) | st.floats() | scalars
+plausible_configs = st.fixed_dictionaries(
+    {"model_type": st.sampled_from(["llama", "qwen3", "roberta", "bloom", "gpt2"]) | scalars},
+    optional={
+        key: numbers
+        for key in ("rope_theta", "hidden_size", "num_attention_heads", "head_dim",
+                    "partial_rotary_factor", "max_position_embeddings", "pad_token_id")
+    }
+    | {"rope_scaling": st.dictionaries(st.sampled_from(["rope_type", "factor", "rope_theta"]),
+                                       numbers | st.just("default"))},
+)  # fmt: skip
+
+
+@examples("config")
+@given(
+    config=st.binary(max_size=100)
+    | configs.map(lambda c: json.dumps(c).encode())
+    | plausible_configs.map(lambda c: json.dumps(c).encode()),
+    with_positions=st.booleans(),
+)
+def test_config_never_stops_a_checkpoint(tmp_path_factory, small_minilm, config, with_positions):
+    """config.json is optional: whatever it holds, the checkpoint opens (a warning at most)."""
+    folder = tmp_path_factory.getbasetemp() / f"configured-{with_positions}"
+    if not folder.exists():
+        folder.mkdir()
+        tensors = {WORDS: torch.zeros(4, 8)}
+        if with_positions:
+            tensors[POSITIONS] = torch.zeros(3, 8)
+        save_file(tensors, str(folder / "model.safetensors"))
+    (folder / "config.json").write_bytes(config)
+    checkpoint, info = open_and_inspect(folder)
+    event(f"kind {info.position['kind']}, {len(checkpoint.warnings)} warning(s)")
+    assert info.hidden_size > 0
+    assert len(checkpoint.warnings) <= 1
+
+
+tokenizer_documents = st.fixed_dictionaries(
+    {
+        "model": json_values
+        | st.fixed_dictionaries(
+            {"vocab": json_values | st.dictionaries(st.text(max_size=4), json_values)}
+        ),
+        "added_tokens": json_values | st.lists(st.fixed_dictionaries({"id": json_values})),
+    }
+)
+
+
+@examples("tokenizer files")
+@given(
+    name=st.sampled_from(["tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model"]),
+    content=st.binary(max_size=120) | tokenizer_documents.map(lambda d: json.dumps(d).encode()),
+    added=st.binary(max_size=40) | json_values.map(lambda d: json.dumps(d).encode()),
+)
+def test_vocabulary_counting_never_stops_info(tmp_path_factory, small_minilm, name, content, added):
+    folder = tmp_path_factory.getbasetemp() / "tokenized"
+    if folder.exists():
+        for child in folder.iterdir():
+            child.unlink()
+    else:
+        folder.mkdir()
+    (folder / "model.safetensors").write_bytes((small_minilm / "model.safetensors").read_bytes())
+    (folder / name).write_bytes(content)
+    (folder / "tokenizer_config.json").write_bytes(added)
+    _, info = open_and_inspect(folder)
+    event("counted" if info.vocab_size is not None else "no count")
+    assert info.vocab_size is None or info.vocab_size >= 0
+    assert len(info.warnings) <= 1
+
+
+@pytest.fixture(scope="module")
+def vocabularies(minilm, smollm2):
+    from tokenizers import Tokenizer
+
+    return [
+        Vocabulary(Tokenizer.from_file(str(folder / "tokenizer.json")), folder.name)
+        for folder in (minilm, smollm2)
+    ]
+
+
+queries = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet="#=-0123456789 x\t", max_size=12),
+    st.integers(-(10**30), 10**30).map(lambda i: f"#{i}"),
+    st.text(max_size=12).map(lambda t: "=" + t),
+    st.binary(max_size=30).map(lambda b: b.decode("utf-8", "surrogateescape")),
+    st.integers(MAX_QUERY_CHARS - 2, MAX_QUERY_CHARS + 2).map(lambda n: "ab " * (n // 3)),
+)
+
+
+@examples("queries")
+@given(
+    query=queries,
+    which=st.sampled_from([0, 1, None]),
+    rows=st.sampled_from([50, 30522, 49152]),
+    pool=st.sampled_from(["mean", "first", "error"]),
+    leading_space=st.booleans(),
+)
+def test_query_parser(vocabularies, query, which, rows, pool, leading_space):
+    vocabulary = vocabularies[which] if which is not None else None
+    resolver = QueryResolver(vocabulary, rows, leading_space=leading_space, pool=pool)
+    try:
+        resolved = resolver.resolve(query)
+    except QueryError as err:
+        event("refused")
+        assert "\n" not in err.message
+        err.message.encode("utf-8")  # printable as it is
+        return
+    except EmbinspectError as err:  # pragma: no cover - a different error type is a bug too
+        pytest.fail(f"{type(err).__name__}: {err.message}")
+    event("resolved")
+    assert resolved.token_ids and all(0 <= i < rows for i in resolved.token_ids)
+    assert len(resolved.tokens) == len(resolved.token_ids)
+    assert resolved.pooled == (pool if len(resolved.token_ids) > 1 else None)
+    assert printable(query) == query and len(query) <= MAX_QUERY_CHARS
+    assert not math.isnan(len(shown(query)))
