@@ -103,13 +103,7 @@ class Bench:
         self.code = snapshot_code()
         built, _ = run_json([PY, str(BENCH / "build.py")])
         self.notes += built["notes"]
-        minilm = subprocess.run(
-            [PY, str(ROOT / "tests" / "checkpoints.py"), "--print", "minilm"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        self.tables = [self.table("MiniLM (30522×384 f32)", minilm)]
+        self.tables = [self.table("MiniLM (30522×384 f32)", test_checkpoint("minilm"))]
         self.tables.append(self.table("llama3-8b-shape (128256×4096 bf16)", built[LLAMA]))
         if built[QWEN]:
             self.tables.append(self.table("qwen3.6-shape (248320×5120 bf16)", built[QWEN]))
@@ -125,12 +119,7 @@ class Bench:
     def evaluation(self) -> None:
         """The Google analogy set end to end (`analogy MODEL --file google`) against
         gensim's evaluate_word_analogies on the same rows, question by question."""
-        smollm2 = subprocess.run(
-            [PY, str(ROOT / "tests" / "checkpoints.py"), "--print", "smollm2"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        smollm2 = test_checkpoint("smollm2")
         cases = [
             ("MiniLM", self.minilm.folder, self.minilm.name, "wordpiece", "1", 3),
             ("SmolLM2-135M (49152×576 bf16)", smollm2, "model.embed_tokens.weight",
@@ -458,6 +447,16 @@ class Bench:
             "",
         ]
         return "\n".join(text)
+
+
+def test_checkpoint(name: str) -> str:
+    """The folder of one of the tests' real checkpoints (built by tests/checkpoints.py)."""
+    return subprocess.run(
+        [PY, str(ROOT / "tests" / "checkpoints.py"), "--print", name],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def snapshot_code() -> str:

@@ -413,9 +413,9 @@ def analogy(
         raise typer.Exit(EXIT_QUERY)
 
 
-def _word_index(searcher, restrict: int | None, case_insensitive: bool | None, leading_space):
+def _word_index(searcher, restrict: int, case_insensitive: bool | None, leading_space):
     """Words to rows for a suite; case folding follows the tokenizer unless asked."""
-    from embinspect.evaluation import GENSIM_RESTRICT, WordIndex
+    from embinspect.evaluation import WordIndex
 
     vocabulary = searcher.vocabulary
     if vocabulary is None:
@@ -425,7 +425,7 @@ def _word_index(searcher, restrict: int | None, case_insensitive: bool | None, l
     return WordIndex(
         vocabulary,
         searcher.table.rows,
-        restrict=restrict or GENSIM_RESTRICT,
+        restrict=restrict,
         case_insensitive=case_insensitive,
         leading_space=leading_space,
     )
@@ -446,9 +446,8 @@ def _evaluate_analogies(
         report_note(found)
     suite = read_analogies(path)
     method = options.pop("method")
-    searcher = _searcher(
-        model, revision, hub, tensor, tokenizer, restrict=restrict or GENSIM_RESTRICT, **options
-    )
+    restrict = restrict or GENSIM_RESTRICT
+    searcher = _searcher(model, revision, hub, tensor, tokenizer, restrict=restrict, **options)
     index = _word_index(searcher, restrict, case_insensitive, options["leading_space"])
     with progress_bar("analogies") as progress:
         result = evaluate_analogies(searcher, index, suite, method=method, progress=progress)
@@ -461,13 +460,14 @@ def _evaluate_analogies(
 def _evaluate_pairs(
     model, revision, hub, tensor, tokenizer, pairs, restrict, case_insensitive, *, fmt, **options
 ) -> None:
-    from embinspect.evaluation import evaluate_pairs, find_suite, read_pairs
+    from embinspect.evaluation import GENSIM_RESTRICT, evaluate_pairs, find_suite, read_pairs
 
     path, found = find_suite(pairs, "pairs")
     if found:
         report_note(found)
     suite = read_pairs(path)
     searcher = _searcher(model, revision, hub, tensor, tokenizer, device="cpu", **options)
+    restrict = restrict or GENSIM_RESTRICT
     index = _word_index(searcher, restrict, case_insensitive, options["leading_space"])
     emit(evaluate_pairs(searcher, index, suite), resolve_format(fmt))
 

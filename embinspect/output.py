@@ -329,13 +329,15 @@ def _(result: PairsEvaluation) -> list[str]:
     return [_pairs_summary(result)]
 
 
-def _pairs_summary(result: PairsEvaluation) -> str:
-    def figure(value: float | None) -> str:
-        return f"{value:.4f}" if value is not None else "undefined"
+def _figure(value: float | None) -> str:
+    """A correlation, or why there is none (a constant side)."""
+    return f"{value:.4f}" if value is not None else "undefined"
 
+
+def _pairs_summary(result: PairsEvaluation) -> str:
     name = Path(result.file).name
     return (
-        f"{name}: Pearson {figure(result.pearson)}, Spearman {figure(result.spearman)} over"
+        f"{name}: Pearson {_figure(result.pearson)}, Spearman {_figure(result.spearman)} over"
         f" {result.scored} pairs; {result.skipped} of {len(result.pairs)} skipped, a word "
         f"not one token ({result.oov_ratio:.1f}%)"
     )
@@ -536,9 +538,6 @@ def _(result: PairsEvaluation) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    def figure(value: float | None) -> str:
-        return f"{value:.4f}" if value is not None else "undefined"
-
     folding = "case-insensitive" if result.case_insensitive else "case-sensitive"
     table = Table(
         title=f"Word pairs (cosine against human scores, {folding})", title_justify="left"
@@ -550,8 +549,8 @@ def _(result: PairsEvaluation) -> None:
         f"{len(result.pairs):,}",
         f"{result.scored:,}",
         f"{result.skipped:,} ({result.oov_ratio:.1f}%)",
-        figure(result.pearson),
-        figure(result.spearman),
+        _figure(result.pearson),
+        _figure(result.spearman),
     )
     _console().print(table)
     print("embinspect: --format tsv or json lists every pair's cosine", file=sys.stderr)

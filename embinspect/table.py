@@ -69,9 +69,12 @@ class EmbeddingTable:
         # Per-row norms kept by the scorer after its first scan, by (centred, device).
         self.row_stats: dict[tuple[bool, str], object] = {}
 
-    def chunk_rows(self, stored: bool = False) -> int:
+    def chunk_rows(self, stored: bool = False, itemsize: int | None = None) -> int:
+        """Rows per chunk: float32 chunks (a conversion buffer) stay near CHUNK_BYTES;
+        chunks read in place, of ``itemsize``-byte values, near STORED_CHUNK_BYTES."""
         if stored:
-            return max(256, STORED_CHUNK_BYTES // (self._array.itemsize * self.dim))
+            size = itemsize or self._array.itemsize
+            return max(256, STORED_CHUNK_BYTES // (size * self.dim))
         return max(256, CHUNK_BYTES // (4 * self.dim))
 
     def _view(self, array) -> torch.Tensor:
@@ -150,7 +153,7 @@ class EmbeddingTable:
         if copy is None:
             yield from self.chunks(device, stored=True)
             return
-        step = max(256, STORED_CHUNK_BYTES // (copy.element_size() * self.dim))
+        step = self.chunk_rows(stored=True, itemsize=copy.element_size())
         for start in range(0, self.rows, step):
             yield start, copy[start : start + step].to(device, non_blocking=True)
 
