@@ -20,7 +20,12 @@ CONFIG_FILE = "config.json"
 
 def load_config(files: CheckpointFiles) -> tuple[dict[str, Any], str | None]:
     """``(config, warning)``: the config ({} when absent or unreadable) and, when it could
-    not be used, why. A lone .safetensors file has no config, and needs no warning."""
+    not be used, why. A lone .safetensors file has no config, and needs no warning; a GGUF
+    file's metadata stands in for one (``gguf_file.gguf_config``)."""
+    if files.gguf is not None:
+        from embinspect.gguf_file import gguf_config
+
+        return gguf_config(files.gguf), None
     try:
         config = files.read_json(CONFIG_FILE)
     except ModelError as err:

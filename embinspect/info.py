@@ -12,6 +12,7 @@ from typing import Any
 from embinspect.checkpoint import Checkpoint
 from embinspect.config import config_count
 from embinspect.errors import ModelError
+from embinspect.gguf_file import FILE_TYPES
 from embinspect.safetensors_header import DTYPE_BYTES, TensorHeader
 from embinspect.tensor_names import OUTPUT, POSITION, ROLES, TOKEN, TOKEN_TYPE
 from embinspect.tokenizer import count_vocabulary
@@ -60,14 +61,18 @@ class Info:
     total_params_exact: bool  # False: estimated from the index's total_size
     embedding_share: float
     position: dict[str, Any]
+    format: str = "safetensors"  # or "gguf"
+    architecture: str | None = None  # config's architectures[0] or model_type; GGUF's own
+    gguf: dict[str, Any] | None = None  # GGUF files only: version, name, file type, tensors
     fetch: list[CommandFetch] | None = None  # Hub repos only
     warnings: list[str] = field(default_factory=list)  # for stderr, not part of the schema
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         del data["warnings"]
-        if self.fetch is None:
-            del data["fetch"]
+        for optional in ("fetch", "gguf"):
+            if data[optional] is None:
+                del data[optional]
         return data
 
 
@@ -114,6 +119,9 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
         total_params_exact=exact,
         embedding_share=embedding_params / total_params if total_params else 0.0,
         position=checkpoint.position_scheme(),
+        format="gguf" if checkpoint.files.gguf is not None else "safetensors",
+        architecture=_architecture(checkpoint),
+        gguf=_gguf_facts(checkpoint),
         fetch=_fetch_plan(checkpoint),
         warnings=warnings,
     )
@@ -146,6 +154,38 @@ def _fetch_plan(checkpoint: Checkpoint) -> list[CommandFetch] | None:
             CommandFetch(commands, ranges + sum(whole_files.values()), [asdict(p) for p in parts])
         )
     return plan
+
+
+def _architecture(checkpoint: Checkpoint) -> str | None:
+    if checkpoint.files.gguf is not None:
+        return checkpoint.files.gguf.architecture
+    cfg = checkpoint.text_config
+    names = cfg.get("architectures")
+    if isinstance(names, list) and names and isinstance(names[0], str):
+        return names[0]
+    model_type = cfg.get("model_type")
+    return model_type if isinstance(model_type, str) else None
+
+
+def _gguf_facts(checkpoint: Checkpoint) -> dict[str, Any] | None:
+    """What a GGUF file says of itself: format version, model name, the file's type (what
+    most of its tensors are stored as) and the tensor count."""
+    gguf = checkpoint.files.gguf
+    if gguf is None:
+        return None
+    file_type = gguf.metadata.get("general.file_type")
+    name = gguf.metadata.get("general.name")
+    return {
+        "version": gguf.version,
+        "name": name if isinstance(name, str) else None,
+        "file_type": FILE_TYPES.get(file_type) if isinstance(file_type, int) else None,
+        "tensors": len(gguf.tensors),
+        "tokenizer": _text(gguf.metadata.get("tokenizer.ggml.model")),
+    }
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _total_params(checkpoint: Checkpoint, token: TensorHeader) -> tuple[int, bool]:

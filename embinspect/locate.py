@@ -1,4 +1,5 @@
-"""Where a checkpoint's files are: a local folder, a single file, or a Hugging Face repo.
+"""Where a checkpoint's files are: a local folder, a single file (safetensors or GGUF), an
+Ollama model, or a Hugging Face repo.
 
 ``locate(model)`` answers which safetensors files hold the weights and gives a way to
 get any other file of the checkpoint (config, tokenizer) by name, a shard's header, and
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embinspect.errors import ModelError
+from embinspect.gguf_file import GgufFile, is_gguf, read_gguf
 from embinspect.safetensors_header import TensorHeader, read_header, refuse_pickle_message
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt")
+OLLAMA_PREFIX = "ollama:"
 
 # owner/name or name, as the Hub accepts them (letters, digits, '-', '_', '.').
 _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
@@ -50,13 +53,14 @@ class CheckpointFiles:
     """
 
     model: str
-    kind: str  # "directory", "file" or "hub"
+    kind: str  # "directory", "file", "hub" or "gguf"
     weight_files: list[str]
     weight_map: dict[str, str] | None = None
     index_total_size: int | None = None
     _fetch: Callable[[str], Path | None] = field(default=lambda name: None, repr=False)
     _is_present: Callable[[str], bool] = field(default=lambda name: False, repr=False)
     hub: HubRepo | None = field(default=None, repr=False)  # set for a Hub repo
+    gguf: GgufFile | None = field(default=None, repr=False)  # set for a GGUF file
 
     def optional(self, name: str) -> Path | None:
         """Local path of a checkpoint file, fetching it if remote; None if it does not exist."""
@@ -81,6 +85,8 @@ class CheckpointFiles:
         """``{file: {tensor: TensorHeader}}`` for safetensors files of the checkpoint."""
         if self.hub is not None:
             return self.hub.headers(names)  # by range request, no tensor bytes
+        if self.gguf is not None:
+            return {self.weight_files[0]: self.gguf.tensors}  # read when the file was located
         headers = {}
         for name in names:
             path = self.optional(name)
@@ -136,7 +142,10 @@ def locate(
     ignore it.
     """
     if not model.strip():
-        raise ModelError("MODEL is empty: give a folder, a .safetensors file or a Hub repo id")
+        raise ModelError(
+            "MODEL is empty: give a folder, a .safetensors or .gguf file, ollama:NAME or a Hub "
+            "repo id"
+        )
     try:
         return _locate(model, revision, hub)
     except PermissionError as err:
@@ -144,6 +153,12 @@ def locate(
 
 
 def _locate(model: str, revision: str | None, hub: HubOptions | None) -> CheckpointFiles:
+    if model.startswith(OLLAMA_PREFIX):
+        from embinspect.ollama import ollama_blob
+
+        if revision:
+            raise ModelError(f"{model}: --revision applies to Hub repos; give ollama:NAME:TAG")
+        return _locate_gguf(model, ollama_blob(model[len(OLLAMA_PREFIX) :]))
     path = Path(model).expanduser()
     if path.is_dir():
         if revision:
@@ -153,7 +168,7 @@ def _locate(model: str, revision: str | None, hub: HubOptions | None) -> Checkpo
         if revision:
             raise ModelError(f"{model}: --revision applies to Hub repos, not to a local file")
         return _locate_file(model, path)
-    if _REPO_ID.match(model) and not model.endswith((".safetensors", ".json")):
+    if _REPO_ID.match(model) and not model.endswith((".safetensors", ".json", ".gguf")):
         return _locate_hub(model, revision, hub)
     raise ModelError(f"{model}: no such file or directory, and not a Hugging Face repo id")
 
@@ -177,6 +192,12 @@ def _locate_directory(model: str, root: Path) -> CheckpointFiles:
     pickles = sorted(p.name for p in root.iterdir() if p.name.endswith(PICKLE_SUFFIXES))
     if pickles:
         raise ModelError(refuse_pickle_message(root / pickles[0]))
+    ggufs = sorted(p.name for p in root.glob("*.gguf"))
+    if ggufs:
+        raise ModelError(
+            f"{model}: no .safetensors weights in this folder, but GGUF files: give one as "
+            f"MODEL ({root / ggufs[0]})"
+        )
     raise ModelError(
         f"{model}: no .safetensors weights in this folder (expected {SINGLE_FILE} or {INDEX_FILE})"
     )
@@ -185,6 +206,8 @@ def _locate_directory(model: str, root: Path) -> CheckpointFiles:
 def _locate_file(model: str, path: Path) -> CheckpointFiles:
     if path.name.endswith(PICKLE_SUFFIXES):
         raise ModelError(refuse_pickle_message(path))
+    if path.suffix == ".gguf" or is_gguf(path):
+        return _locate_gguf(model, path)
     # A lone file carries no config or tokenizer: only the file itself can be fetched.
     return CheckpointFiles(
         model,
@@ -193,6 +216,20 @@ def _locate_file(model: str, path: Path) -> CheckpointFiles:
         _fetch=lambda name: path if name == path.name else None,
         _is_present=lambda name: name == path.name,
     )
+
+
+def _locate_gguf(model: str, path: Path) -> CheckpointFiles:
+    """A GGUF file: its header (metadata and tensor layout) is read once, here; config and
+    tokenizer come from its metadata, so no other file is ever fetched."""
+    files = CheckpointFiles(
+        model,
+        "gguf",
+        [path.name],
+        _fetch=lambda name: path if name == path.name else None,
+        _is_present=lambda name: name == path.name,
+    )
+    files.gguf = read_gguf(path)
+    return files
 
 
 def _from_index(

@@ -400,6 +400,14 @@ def _(result: Info) -> None:
             vocab += f": {-result.padding_rows:,} token ids have no row"
     else:
         vocab = f"no tokenizer files; table has {result.rows:,} rows"
+    if result.gguf is not None:
+        gguf = result.gguf
+        described = [f"GGUF v{gguf['version']}", f"{gguf['tensors']:,} tensors"]
+        if gguf["file_type"]:
+            described.append(f"file type {gguf['file_type']}")
+        summary.add_row("format", ", ".join(described))
+        named = f" ({gguf['name']})" if gguf["name"] else ""
+        summary.add_row("architecture", f"{result.architecture or 'unknown'}{named}")
     summary.add_row("vocabulary", vocab)
     summary.add_row("hidden size", str(result.hidden_size))
     about = "" if result.total_params_exact else "about "

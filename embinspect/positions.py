@@ -49,7 +49,9 @@ def describe_positions(
         theta = config_number(rope, "rope_theta", low=0)
     if theta is None:
         theta = config_number(cfg, "rotary_emb_base", low=0)
-    if theta is not None or model_type in ROTARY_MODEL_TYPES:
+    # Only rotary models rotate a part of each head: the factor alone says RoPE.
+    has_factor = "partial_rotary_factor" in cfg or "partial_rotary_factor" in rope
+    if theta is not None or model_type in ROTARY_MODEL_TYPES or has_factor:
         head_dim = config_count(cfg, "head_dim")
         hidden, heads = config_count(cfg, "hidden_size"), config_count(cfg, "num_attention_heads")
         if head_dim is None and hidden and heads:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 def read_rows(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) -> torch.Tensor:
-    """Rows ``ids`` of a 2-D tensor, shape (len(ids), dim), in the stored dtype, on the CPU."""
+    """Rows ``ids`` of a 2-D tensor, shape (len(ids), dim), on the CPU: in the stored dtype,
+    or float64 for a GGUF tensor (quantized rows are dequantized, exactly)."""
     import torch
     from safetensors import SafetensorError, safe_open
 
@@ -27,6 +28,13 @@ def read_rows(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) 
     for token_id in ids:
         if not 0 <= token_id < rows:
             raise QueryError(f"token id {token_id} is outside {header.name} (rows 0..{rows - 1})")
+    if header.ggml_type is not None:
+        # A GGUF tensor: its rows are read (and dequantized) from the file's memory map.
+        from embinspect.table import EmbeddingTable
+
+        if not ids:
+            return torch.empty((0, header.shape[1]))
+        return EmbeddingTable(files, header).gather(ids)
     unique = sorted(set(ids))
     by_id: dict[int, torch.Tensor] = {}
     # The shard, or (from the Hub) a file of just this tensor's bytes: the same name in both.

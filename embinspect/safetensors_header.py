@@ -47,11 +47,21 @@ class TensorHeader:
     nbytes: int
     file: str  # file name relative to the checkpoint root, as in an index weight_map
     offset: int = 0  # where the tensor's bytes start in the file
+    ggml_type: int | None = None  # set for a tensor of a GGUF file (``embinspect.gguf_file``)
 
     @property
     def is_scorable(self) -> bool:
         """Whether embinspect can read this tensor's values as real numbers."""
+        if self.ggml_type is not None:
+            from embinspect.gguf_file import DEQUANTIZED_TYPES, PLAIN_FLOAT_TYPES
+
+            return self.dtype in PLAIN_FLOAT_TYPES or self.dtype in DEQUANTIZED_TYPES
         return self.dtype in SCORABLE_DTYPES
+
+    @property
+    def is_quantized(self) -> bool:
+        """A GGUF tensor stored in quantized blocks: rows are dequantized to float32 to read."""
+        return self.ggml_type is not None and self.dtype not in SCORABLE_DTYPES
 
     @property
     def numel(self) -> int:
@@ -82,7 +92,9 @@ def read_header(
             if prefix.startswith(PICKLE_MAGICS):
                 raise ModelError(refuse_pickle_message(path))
             if prefix.startswith(GGUF_MAGIC):
-                raise ModelError(f"{path}: is a GGUF file; embinspect reads safetensors")
+                raise ModelError(
+                    f"{path}: is a GGUF file, not safetensors; give the .gguf file itself as MODEL"
+                )
             if len(prefix) < 8:
                 raise ModelError(f"{path}: not a safetensors file (only {file_size} bytes)")
             (header_len,) = struct.unpack("<Q", prefix)

@@ -45,25 +45,34 @@ class EmbeddingTable:
     def __init__(self, files: CheckpointFiles, header: TensorHeader) -> None:
         import numpy as np
 
-        if header.dtype not in _STORAGE:
-            raise ModelError(
-                f"{header.name}: dtype {header.dtype} cannot be scored; embinspect reads "
-                f"{', '.join(_STORAGE)}"
-            )
         if len(header.shape) != 2:
             raise ModelError(f"{header.name}: shape {list(header.shape)} is not a 2-D table")
-        raw_dtype, self._torch_dtype = _STORAGE[header.dtype]
         self.header = header
         self.name = header.name
         self.rows, self.dim = header.shape
-        if header.nbytes != self.rows * self.dim * np.dtype(raw_dtype).itemsize:
+        # A GGUF table in quantized blocks is read as raw bytes, a row a line, and each
+        # chunk of rows is dequantized to float32 as it is read (``_view``).
+        self._dequantize = _dequantizer(header) if header.is_quantized else None
+        if self._dequantize is not None:
+            raw_dtype, self._torch_dtype = "uint8", "float32"
+            row_bytes = header.nbytes // self.rows if self.rows else 0
+            shape = (self.rows, row_bytes)
+        elif header.dtype in _STORAGE:
+            raw_dtype, self._torch_dtype = _STORAGE[header.dtype]
+            shape = (self.rows, self.dim)
+        else:
+            raise ModelError(
+                f"{header.name}: dtype {header.dtype} cannot be scored; embinspect reads "
+                f"{', '.join(_STORAGE)} and GGUF quantized blocks"
+            )
+        if header.nbytes != shape[0] * shape[1] * np.dtype(raw_dtype).itemsize:
             raise ModelError(f"{header.name}: byte size does not match shape {list(header.shape)}")
         # The shard, or (from the Hub) a file of this tensor's bytes; `stored` places them in it.
         path, stored = files.tensor_file(header)
         # Copy-on-write mapping: writable for torch.from_numpy, the file is never modified.
-        self._array = np.memmap(
-            path, dtype=raw_dtype, mode="c", offset=stored.offset, shape=(self.rows, self.dim)
-        )
+        self._array = np.memmap(path, dtype=raw_dtype, mode="c", offset=stored.offset, shape=shape)
+        # Bytes of one value as chunks carry it: float32 once dequantized.
+        self._value_size = 4 if self._dequantize is not None else self._array.itemsize
         self._on_device: dict[str, torch.Tensor] = {}
         self._low: dict[str, tuple[torch.Tensor | None, float]] = {}
         # Per-row norms kept by the scorer after its first scan, by (centred, device).
@@ -73,13 +82,17 @@ class EmbeddingTable:
         """Rows per chunk: float32 chunks (a conversion buffer) stay near CHUNK_BYTES;
         chunks read in place, of ``itemsize``-byte values, near STORED_CHUNK_BYTES."""
         if stored:
-            size = itemsize or self._array.itemsize
+            size = itemsize or self._value_size
             return max(256, STORED_CHUNK_BYTES // (size * self.dim))
         return max(256, CHUNK_BYTES // (4 * self.dim))
 
     def _view(self, array) -> torch.Tensor:
+        """Rows of the mapping as a tensor of their values: a view of the stored bytes, or
+        (quantized) the rows dequantized to float32, shape (rows, dim)."""
         import torch
 
+        if self._dequantize is not None:
+            return torch.from_numpy(self._dequantize(array))
         tensor = torch.from_numpy(array)
         return tensor.view(getattr(torch, self._torch_dtype))
 
@@ -167,7 +180,7 @@ class EmbeddingTable:
         if key not in self._on_device:
             if device.type == "cuda":
                 free, _ = torch.cuda.mem_get_info(device)
-                if self.header.nbytes > free // 2:
+                if self.rows * self.dim * self._value_size > free // 2:
                     return None
             self._on_device[key] = self._view(self._array).to(device)
         return self._on_device[key]
@@ -201,3 +214,37 @@ class EmbeddingTable:
         if count == 0:
             raise ModelError(f"{self.name}: every row holds NaN or infinity; nothing to centre on")
         return total / count
+
+
+def _dequantizer(header: TensorHeader):
+    """A function from raw rows (uint8, shape (n, row bytes)) to float32 rows (n, dim), by
+    the gguf package; ModelError when it cannot dequantize this type."""
+    import numpy as np
+
+    try:
+        from gguf import GGMLQuantizationType
+        from gguf.quants import dequantize
+    except ImportError:
+        raise ModelError(
+            f"{header.name}: is {header.dtype}; reading quantized GGUF tables needs the gguf "
+            "package (pip install gguf)"
+        ) from None
+    try:
+        qtype = GGMLQuantizationType(header.ggml_type)
+        dim = header.shape[1]
+        # Refuse an unsupported type now, in one line, not halfway through a scan.
+        dequantize(np.zeros((0, header.nbytes // max(header.shape[0], 1)), np.uint8), qtype)
+    except (ValueError, NotImplementedError):
+        from importlib.metadata import version
+
+        raise ModelError(
+            f"{header.name}: GGUF type {header.dtype} cannot be dequantized by gguf "
+            f"{version('gguf')}; embinspect reads F32, F16, BF16, F64 and the types gguf "
+            "dequantizes"
+        ) from None
+
+    def rows(raw):
+        values = dequantize(np.ascontiguousarray(raw), qtype)
+        return values.reshape(raw.shape[0], dim)
+
+    return rows

@@ -42,15 +42,18 @@ KNOWN_EMBEDDING_TENSORS: tuple[KnownTensor, ...] = (
     KnownTensor(TOKEN, "backbone.embeddings.weight", "Mamba"),
     KnownTensor(TOKEN, "shared.weight", "T5", exact=True),
     KnownTensor(TOKEN, "tok_embeddings.weight", "Llama (Meta original)", exact=True),
+    KnownTensor(TOKEN, "token_embd.weight", "GGUF (llama.cpp, Ollama)", exact=True),
     KnownTensor(POSITION, "transformer.wpe.weight", "GPT-2"),
     KnownTensor(POSITION, "wpe.weight", "GPT-2 (bare GPT2Model)"),
     KnownTensor(POSITION, "embeddings.position_embeddings.weight", "BERT, RoBERTa"),
     KnownTensor(POSITION, "model.decoder.embed_positions.weight", "OPT"),
+    KnownTensor(POSITION, "position_embd.weight", "GGUF (GPT-2, BERT)", exact=True),
     KnownTensor(TOKEN_TYPE, "embeddings.token_type_embeddings.weight", "BERT"),
+    KnownTensor(TOKEN_TYPE, "token_types.weight", "GGUF (BERT)", exact=True),
     KnownTensor(OUTPUT, "lm_head.weight", "most causal LMs"),
     KnownTensor(OUTPUT, "embed_out.weight", "GPT-NeoX, Pythia"),
     KnownTensor(OUTPUT, "cls.predictions.decoder.weight", "BERT masked-LM head"),
-    KnownTensor(OUTPUT, "output.weight", "Llama (Meta original)", exact=True),
+    KnownTensor(OUTPUT, "output.weight", "Llama (Meta original), GGUF", exact=True),
 )
 
 
@@ -113,6 +116,12 @@ def find_embeddings(
         found[TOKEN] = EmbeddingTensor(TOKEN, header, "chosen with --tensor")
     elif TOKEN not in found and unscorable:
         refused = unscorable[0]
+        if refused.ggml_type is not None:
+            raise ModelError(
+                f"{refused.name}: GGUF type {refused.dtype} cannot be read as embeddings "
+                "(integers, or a type unknown to embinspect); embinspect reads F32, F16, BF16, "
+                "F64 and the quantized types the gguf package dequantizes"
+            )
         raise ModelError(
             f"{refused.name}: dtype {refused.dtype} cannot be read as embeddings (quantized or "
             f"not real-valued); embinspect reads {', '.join(SCORABLE_DTYPES)}"

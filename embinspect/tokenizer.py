@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embinspect.cache import cached_file, write_atomically
 from embinspect.errors import ModelError, UsageError
 from embinspect.locate import CheckpointFiles, load_json
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
+
+    from embinspect.gguf_file import GgufFile
 
 TOKENIZER_JSON = "tokenizer.json"
 # Files from which transformers can build a tokenizer when tokenizer.json is absent.
@@ -29,6 +32,8 @@ TOKENIZER_COMPANION_FILES = (
     "special_tokens_map.json",
     "added_tokens.json",
 )
+
+GGUF_TOKENS = "tokenizer.ggml.tokens"  # the vocabulary in a GGUF file's metadata
 
 # How a vocabulary spells a word's leading space, which decides how a token reads as text.
 BYTE_LEVEL, METASPACE, WORDPIECE, PLAIN = "byte-level", "metaspace", "wordpiece", "plain"
@@ -47,6 +52,9 @@ def count_vocabulary(files: CheckpointFiles) -> VocabularyCount | None:
     cannot be read or parsed. Entries that are not ids (a string where an id belongs) are
     not counted.
     """
+    if files.gguf is not None:
+        tokens = files.gguf.metadata.get("tokenizer.ggml.tokens")
+        return VocabularyCount(len(tokens), GGUF_TOKENS) if tokens is not None else None
     path = files.optional(TOKENIZER_JSON)
     if path is not None:
         data = load_json(path)
@@ -266,6 +274,8 @@ def load_vocabulary(files: CheckpointFiles, override: str | None = None) -> Voca
     """The tokenizer for a checkpoint, or for ``--tokenizer PATH_OR_ID`` when given."""
     if override is not None:
         return _load_override(override)
+    if files.gguf is not None:
+        return _from_gguf(files.gguf)
     path = files.optional(TOKENIZER_JSON)
     if path is not None:
         return _from_tokenizer_json(path)
@@ -290,6 +300,45 @@ def _from_tokenizer_json(path: Path) -> Vocabulary:
         return Vocabulary(Tokenizer.from_file(str(path)), str(path))
     except Exception as err:  # tokenizers raises plain Exception on a bad file
         raise ModelError(f"{path}: cannot load tokenizer ({err})") from None
+
+
+def _from_gguf(gguf: GgufFile) -> Vocabulary:
+    """The tokenizer a GGUF file's metadata describes (``tokenizer.ggml.*``), as transformers
+    builds it (``AutoTokenizer.from_pretrained(..., gguf_file=...)``).
+
+    Building takes seconds (transformers converts the vocabulary and merges); the result is
+    kept as a tokenizer.json in embinspect's cache, named by the metadata's SHA-256 and the
+    transformers version, and read back in milliseconds on later runs.
+    """
+    from importlib.metadata import version
+
+    from tokenizers import Tokenizer
+
+    if gguf.metadata.get(GGUF_TOKENS) is None:
+        raise UsageError(
+            f"{gguf.path}: no tokenizer in its metadata ({GGUF_TOKENS}); query by token id "
+            "(#1234) or pass --tokenizer PATH_OR_ID"
+        )
+    key = f"{gguf.metadata_digest()}-transformers-{version('transformers')}"
+    cached = cached_file("gguf-tokenizers", f"{key}.json")
+    source = f"{gguf.path} (GGUF metadata)"
+    if cached.is_file():
+        try:
+            return Vocabulary(Tokenizer.from_file(str(cached)), source)
+        except Exception:  # a damaged cache entry: build it again
+            pass
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(gguf.path.parent), gguf_file=gguf.path.name, trust_remote_code=False
+        )
+    except Exception as err:  # transformers raises many types for what it cannot convert
+        message = " ".join(str(err).split())
+        raise ModelError(f"{gguf.path}: cannot build its tokenizer ({message})") from None
+    backend = tokenizer.backend_tokenizer
+    write_atomically(cached, backend.to_str())
+    return Vocabulary(backend, source)
 
 
 def _load_override(override: str) -> Vocabulary:

@@ -217,9 +217,10 @@ def test_empty_folder(cli, tmp_path):
 
 
 def test_other_formats_are_named(cli, minilm, tmp_path):
-    gguf = tmp_path / "model.gguf"
+    # a GGUF file saved as a folder's model.safetensors is named for what it is
+    gguf = tmp_path / "model.safetensors"
     gguf.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 64)
-    assert_one_line_error(cli("info", gguf), EXIT_MODEL, "is a GGUF file")
+    assert_one_line_error(cli("info", tmp_path), EXIT_MODEL, "is a GGUF file, not safetensors")
     # a JSON file given as MODEL: its first 8 bytes read as an absurd header length
     run = cli("info", minilm / "config.json")
     assert_one_line_error(run, EXIT_MODEL, "not a safetensors file", "header length")
