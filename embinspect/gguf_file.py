@@ -60,13 +60,6 @@ GGML_TYPES: dict[int, GgmlType] = {
 # Stored as plain values: read in place like a safetensors tensor of the same name.
 PLAIN_FLOAT_TYPES = ("F64", "F32", "F16", "BF16")
 INTEGER_TYPES = ("I8", "I16", "I32", "I64")
-# Quantized blocks that the gguf package (0.10 and later) dequantizes; Q8_1 and Q8_K are
-# llama.cpp's scratch formats for activations and never hold weights in a file.
-DEQUANTIZED_TYPES = (
-    "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
-    "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M", "IQ4_NL", "IQ4_XS",
-    "TQ1_0", "TQ2_0", "MXFP4", "NVFP4",
-)  # fmt: skip
 
 # Metadata value types: fixed-size ones by struct format; 8 is a string, 9 an array.
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
@@ -266,7 +259,7 @@ def _tensor(
         numel *= dim
     if ggml is None:
         # Unknown to us: listed (and refused if it is the table), never read.
-        dtype, nbytes = f"ggml type {type_id}", 0
+        dtype, nbytes = f"GGML_TYPE_{type_id}", 0
     else:
         if dims[0] % ggml.block_size:
             raise ModelError(

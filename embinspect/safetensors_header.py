@@ -53,9 +53,12 @@ class TensorHeader:
     def is_scorable(self) -> bool:
         """Whether embinspect can read this tensor's values as real numbers."""
         if self.ggml_type is not None:
-            from embinspect.gguf_file import DEQUANTIZED_TYPES, PLAIN_FLOAT_TYPES
+            # Any known float or quantized ggml type; whether the installed gguf package
+            # dequantizes it is asked when the table is opened (``table._dequantizer``).
+            from embinspect.gguf_file import GGML_TYPES, INTEGER_TYPES
 
-            return self.dtype in PLAIN_FLOAT_TYPES or self.dtype in DEQUANTIZED_TYPES
+            known = self.ggml_type in GGML_TYPES
+            return known and self.dtype not in INTEGER_TYPES
         return self.dtype in SCORABLE_DTYPES
 
     @property

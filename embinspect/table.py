@@ -233,7 +233,7 @@ def _dequantizer(header: TensorHeader):
         qtype = GGMLQuantizationType(header.ggml_type)
         dim = header.shape[1]
         # Refuse an unsupported type now, in one line, not halfway through a scan.
-        dequantize(np.zeros((0, header.nbytes // max(header.shape[0], 1)), np.uint8), qtype)
+        dequantize(np.zeros((1, header.nbytes // max(header.shape[0], 1)), np.uint8), qtype)
     except (ValueError, NotImplementedError):
         from importlib.metadata import version
 
