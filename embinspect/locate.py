@@ -276,6 +276,13 @@ def _locate_hub(repo_id: str, revision: str | None, options: HubOptions | None) 
                 raise ModelError(refuse_pickle_message(f"{where}/{pickles[0]}"))
             if repo.offline and not names:
                 raise ModelError(f"{where}: no file of it is in the local Hugging Face cache")
+            ggufs = _top_level(names, (".gguf",))
+            if ggufs:
+                raise ModelError(
+                    f"{where}: holds GGUF files, not safetensors ({', '.join(ggufs[:3])}"
+                    f"{', ...' if len(ggufs) > 3 else ''}); download one (hf download "
+                    f"{repo.repo_id} {ggufs[0]}) and give its path as MODEL"
+                )
             raise ModelError(
                 f"{where}: no .safetensors weights in this repo (no {SINGLE_FILE}, no {INDEX_FILE})"
             )

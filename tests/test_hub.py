@@ -112,7 +112,15 @@ def odd_repos(tmp_path_factory) -> dict[str, Path]:
         {"encoder.proj.weight": np.ones((4, 4), dtype=np.float32)},
         str(no_embeddings / "model.safetensors"),
     )
-    return {"pickle-only": pickle_only, "no-weights": no_weights, "no-embeddings": no_embeddings}
+    gguf_only = root / "gguf-only"
+    gguf_only.mkdir()
+    (gguf_only / "model-Q4_K_M.gguf").write_bytes(b"GGUF\x03\x00\x00\x00 never fetched")
+    return {
+        "pickle-only": pickle_only,
+        "no-weights": no_weights,
+        "no-embeddings": no_embeddings,
+        "gguf-only": gguf_only,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -441,11 +449,13 @@ def test_gated_repo_says_how_to_get_access_and_never_prints_the_token(
         ("pickle-only", ("test-org/pickle-only/pytorch_model.bin", "never unpickles")),
         ("no-weights", ("no .safetensors weights",)),
         ("no-embeddings", ("no token embedding tensor",)),
+        ("gguf-only", ("holds GGUF files", "hf download test-org/gguf-only model-Q4_K_M.gguf")),
     ],
 )
 def test_repos_without_usable_weights(cli, hub, env, repo, fragments):
     one_line_error(cli("info", f"test-org/{repo}", env=env), EXIT_MODEL, *fragments)
-    assert not any(r.file == "pytorch_model.bin" for r in hub.requests)  # never even fetched
+    fetched = {r.file for r in hub.requests}
+    assert not fetched & {"pytorch_model.bin", "model-Q4_K_M.gguf"}  # never even fetched
 
 
 def test_network_down(cli, hub, env):
