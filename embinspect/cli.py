@@ -416,12 +416,15 @@ def analogy(
 def _word_index(searcher, restrict: int, case_insensitive: bool | None, leading_space):
     """Words to rows for a suite; case folding follows the tokenizer unless asked."""
     from embinspect.evaluation import WordIndex
+    from embinspect.tokenizer import WORDS
 
     vocabulary = searcher.vocabulary
     if vocabulary is None:
         raise UsageError("a suite's words need a tokenizer; pass --tokenizer PATH_OR_ID")
     if case_insensitive is None:
-        case_insensitive = vocabulary.lowercases
+        # Word vectors: gensim's own default (case_insensitive=True), the protocol their
+        # published figures use; a tokenizer's vocabulary: folded only if it lower-cases.
+        case_insensitive = vocabulary.lowercases or vocabulary.scheme == WORDS
     return WordIndex(
         vocabulary,
         searcher.table.rows,

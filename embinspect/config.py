@@ -30,7 +30,7 @@ def load_config(files: CheckpointFiles) -> tuple[dict[str, Any], str | None]:
         config = files.read_json(CONFIG_FILE)
     except ModelError as err:
         return {}, f"warning: {err.message}; going on without config.json"
-    if config is None and files.kind != "file":
+    if config is None and files.kind not in ("file", "word-vectors"):
         return {}, f"warning: {files.model} has no {CONFIG_FILE}; going on without it"
     return config or {}, None
 

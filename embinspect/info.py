@@ -61,7 +61,7 @@ class Info:
     total_params_exact: bool  # False: estimated from the index's total_size
     embedding_share: float
     position: dict[str, Any]
-    format: str = "safetensors"  # or "gguf"
+    format: str = "safetensors"  # or "gguf", "word2vec-text", "word2vec-binary", "glove"
     architecture: str | None = None  # config's architectures[0] or model_type; GGUF's own
     gguf: dict[str, Any] | None = None  # GGUF files only: version, name, file type, tensors
     fetch: list[CommandFetch] | None = None  # Hub repos only
@@ -119,7 +119,7 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
         total_params_exact=exact,
         embedding_share=embedding_params / total_params if total_params else 0.0,
         position=checkpoint.position_scheme(),
-        format="gguf" if checkpoint.files.gguf is not None else "safetensors",
+        format=_format(checkpoint),
         architecture=_architecture(checkpoint),
         gguf=_gguf_facts(checkpoint),
         fetch=_fetch_plan(checkpoint),
@@ -154,6 +154,15 @@ def _fetch_plan(checkpoint: Checkpoint) -> list[CommandFetch] | None:
             CommandFetch(commands, ranges + sum(whole_files.values()), [asdict(p) for p in parts])
         )
     return plan
+
+
+def _format(checkpoint: Checkpoint) -> str:
+    files = checkpoint.files
+    if files.gguf is not None:
+        return "gguf"
+    if files.word_vectors is not None:
+        return files.word_vectors.shape.format
+    return "safetensors"
 
 
 def _architecture(checkpoint: Checkpoint) -> str | None:

@@ -20,8 +20,20 @@ from typing import TYPE_CHECKING
 from embinspect.errors import ModelError
 from embinspect.gguf_file import GgufFile, is_gguf, read_gguf
 from embinspect.safetensors_header import TensorHeader, read_header, refuse_pickle_message
+from embinspect.word_vectors import (
+    GLOVE,
+    WORD2VEC_BINARY,
+    WORD2VEC_TEXT,
+    WordVectors,
+    WordVectorShape,
+    load_word_vectors,
+    sniff_word_vectors,
+    word_vector_shape,
+)
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from embinspect.hub import HubRepo
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -53,7 +65,7 @@ class CheckpointFiles:
     """
 
     model: str
-    kind: str  # "directory", "file", "hub" or "gguf"
+    kind: str  # "directory", "file", "hub", "gguf" or "word-vectors"
     weight_files: list[str]
     weight_map: dict[str, str] | None = None
     index_total_size: int | None = None
@@ -61,6 +73,7 @@ class CheckpointFiles:
     _is_present: Callable[[str], bool] = field(default=lambda name: False, repr=False)
     hub: HubRepo | None = field(default=None, repr=False)  # set for a Hub repo
     gguf: GgufFile | None = field(default=None, repr=False)  # set for a GGUF file
+    word_vectors: WordVectorFile | None = field(default=None, repr=False)  # for a word-vector file
 
     def optional(self, name: str) -> Path | None:
         """Local path of a checkpoint file, fetching it if remote; None if it does not exist."""
@@ -87,6 +100,8 @@ class CheckpointFiles:
             return self.hub.headers(names)  # by range request, no tensor bytes
         if self.gguf is not None:
             return {self.weight_files[0]: self.gguf.tensors}  # read when the file was located
+        if self.word_vectors is not None:
+            return {self.weight_files[0]: {VECTORS: self.word_vectors.header}}
         headers = {}
         for name in names:
             path = self.optional(name)
@@ -108,11 +123,47 @@ class CheckpointFiles:
             return self.hub.tensor_file(header)
         return self.require(header.file), header
 
+    def loaded_rows(self, header: TensorHeader) -> np.ndarray | None:
+        """The rows of a table held in memory rather than mapped from a file: a word-vector
+        file's, parsed on first use. None for every other table."""
+        if self.word_vectors is not None and header.name == VECTORS:
+            return self.word_vectors.load().vectors
+        return None
+
     def read_json(self, name: str) -> dict | None:
         path = self.optional(name)
         if path is None:
             return None
         return load_json(path)
+
+
+# The one table of a word-vector file, as it is named in results and notes.
+VECTORS = "vectors"
+WORD_VECTOR_FORMATS = {
+    WORD2VEC_TEXT: "word2vec text (fastText .vec)",
+    WORD2VEC_BINARY: "word2vec binary",
+    GLOVE: "GloVe text (no header)",
+}
+
+
+@dataclass
+class WordVectorFile:
+    """A word-vector file: its shape from the header (cheap, for ``info``), and its words
+    and rows, parsed once when a command first needs them."""
+
+    path: Path
+    shape: WordVectorShape
+    _loaded: WordVectors | None = field(default=None, repr=False)
+
+    @property
+    def header(self) -> TensorHeader:
+        rows, dim = self.shape.rows, self.shape.dim
+        return TensorHeader(VECTORS, "F32", (rows, dim), rows * dim * 4, self.path.name)
+
+    def load(self) -> WordVectors:
+        if self._loaded is None:
+            self._loaded = load_word_vectors(self.path)
+        return self._loaded
 
 
 def load_json(path: Path) -> dict:
@@ -204,10 +255,14 @@ def _locate_directory(model: str, root: Path) -> CheckpointFiles:
 
 
 def _locate_file(model: str, path: Path) -> CheckpointFiles:
-    if path.name.endswith(PICKLE_SUFFIXES):
-        raise ModelError(refuse_pickle_message(path))
     if path.suffix == ".gguf" or is_gguf(path):
         return _locate_gguf(model, path)
+    # Before the pickle check: word2vec binaries are often named .bin. Sniffing only reads
+    # bytes; a pickle never looks like a "ROWS DIM" header.
+    if sniff_word_vectors(path) is not None:
+        return _locate_word_vectors(model, path)
+    if path.name.endswith(PICKLE_SUFFIXES):
+        raise ModelError(refuse_pickle_message(path))
     # A lone file carries no config or tokenizer: only the file itself can be fetched.
     return CheckpointFiles(
         model,
@@ -229,6 +284,19 @@ def _locate_gguf(model: str, path: Path) -> CheckpointFiles:
         _is_present=lambda name: name == path.name,
     )
     files.gguf = read_gguf(path)
+    return files
+
+
+def _locate_word_vectors(model: str, path: Path) -> CheckpointFiles:
+    """A word2vec, GloVe or fastText file: one table, keyed by words, no tokenizer."""
+    files = CheckpointFiles(
+        model,
+        "word-vectors",
+        [path.name],
+        _fetch=lambda name: path if name == path.name else None,
+        _is_present=lambda name: name == path.name,
+    )
+    files.word_vectors = WordVectorFile(path, word_vector_shape(path))
     return files
 
 

@@ -416,7 +416,12 @@ def _(result: Info) -> None:
         f"{result.embedding_params:,} in embeddings of {about}{result.total_params:,} "
         f"({result.embedding_share:.1%})",
     )
-    summary.add_row("output head", ("tied: " if result.tied else "untied: ") + result.tied_reason)
+    if result.format not in ("safetensors", "gguf"):  # a word-vector file
+        summary.add_row("format", result.tensors[0].family)
+        summary.add_row("output head", result.tied_reason)
+    else:
+        head = ("tied: " if result.tied else "untied: ") + result.tied_reason
+        summary.add_row("output head", head)
     summary.add_row("positions", describe_position_scheme(result.position))
     for index, fetch in enumerate(result.fetch or []):
         summary.add_row("fetch" if index == 0 else "", describe_fetch(fetch))
@@ -595,6 +600,8 @@ def describe_position_scheme(position: dict[str, Any]) -> str:
         return "; ".join(parts)
     if kind == "alibi":
         return "ALiBi: a linear bias on attention scores, no position vectors"
+    if kind == "none":
+        return "none: word vectors carry no position"
     return "unknown (no position table, no rotary settings in config.json)"
 
 

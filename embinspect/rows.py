@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 def read_rows(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) -> torch.Tensor:
     """Rows ``ids`` of a 2-D tensor, shape (len(ids), dim), on the CPU: in the stored dtype,
-    or float64 for a GGUF tensor (quantized rows are dequantized, exactly)."""
+    or float64 for a GGUF tensor (quantized rows are dequantized, exactly) or a word-vector
+    file."""
     import torch
     from safetensors import SafetensorError, safe_open
 
@@ -28,8 +29,9 @@ def read_rows(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) 
     for token_id in ids:
         if not 0 <= token_id < rows:
             raise QueryError(f"token id {token_id} is outside {header.name} (rows 0..{rows - 1})")
-    if header.ggml_type is not None:
-        # A GGUF tensor: its rows are read (and dequantized) from the file's memory map.
+    if header.ggml_type is not None or files.word_vectors is not None:
+        # A GGUF tensor, its rows read (and dequantized) from the file's memory map; or the
+        # rows of a word-vector file, parsed into memory.
         from embinspect.table import EmbeddingTable
 
         if not ids:

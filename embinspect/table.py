@@ -67,10 +67,16 @@ class EmbeddingTable:
             )
         if header.nbytes != shape[0] * shape[1] * np.dtype(raw_dtype).itemsize:
             raise ModelError(f"{header.name}: byte size does not match shape {list(header.shape)}")
-        # The shard, or (from the Hub) a file of this tensor's bytes; `stored` places them in it.
-        path, stored = files.tensor_file(header)
-        # Copy-on-write mapping: writable for torch.from_numpy, the file is never modified.
-        self._array = np.memmap(path, dtype=raw_dtype, mode="c", offset=stored.offset, shape=shape)
+        loaded = files.loaded_rows(header)
+        if loaded is not None:
+            self._array = loaded  # a word-vector file's rows, parsed into memory
+        else:
+            # The shard, or (from the Hub) a file of this tensor's bytes, placed by `stored`.
+            path, stored = files.tensor_file(header)
+            # Copy-on-write mapping: writable for torch.from_numpy, the file is never modified.
+            self._array = np.memmap(
+                path, dtype=raw_dtype, mode="c", offset=stored.offset, shape=shape
+            )
         # Bytes of one value as chunks carry it: float32 once dequantized.
         self._value_size = 4 if self._dequantize is not None else self._array.itemsize
         self._on_device: dict[str, torch.Tensor] = {}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embinspect.cache import cached_file, write_atomically
-from embinspect.errors import ModelError, UsageError
+from embinspect.errors import ModelError, QueryError, UsageError
 from embinspect.locate import CheckpointFiles, load_json
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ GGUF_TOKENS = "tokenizer.ggml.tokens"  # the vocabulary in a GGUF file's metadat
 
 # How a vocabulary spells a word's leading space, which decides how a token reads as text.
 BYTE_LEVEL, METASPACE, WORDPIECE, PLAIN = "byte-level", "metaspace", "wordpiece", "plain"
+WORDS = "words"  # a word-vector file: every key is a whole word, spelled as it reads
+WORD_KEYS = "the file's words"  # what a word-vector file's vocabulary is counted from
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ def count_vocabulary(files: CheckpointFiles) -> VocabularyCount | None:
     if files.gguf is not None:
         tokens = files.gguf.metadata.get("tokenizer.ggml.tokens")
         return VocabularyCount(len(tokens), GGUF_TOKENS) if tokens is not None else None
+    if files.word_vectors is not None:
+        return VocabularyCount(files.word_vectors.shape.rows, WORD_KEYS)
     path = files.optional(TOKENIZER_JSON)
     if path is not None:
         data = load_json(path)
@@ -185,6 +189,58 @@ class Vocabulary:
         return stored_to_text(token, self.scheme)
 
 
+class WordKeys:
+    """The vocabulary of a word-vector file: row i is keyed by ``words[i]``; no tokenizer.
+
+    Text is looked up as a key, exactly (``King`` is not ``king``); a phrase of several
+    keys (``new york`` where the file has no ``new_york``) stands for their rows, pooled
+    like the tokens of a word. A word that several rows spell names the first of them.
+    Same interface as ``Vocabulary``."""
+
+    scheme = WORDS
+    lowercases = False
+    added_ids: frozenset[int] = frozenset()
+    special_ids: frozenset[int] = frozenset()
+
+    def __init__(self, words: list[str], source: str) -> None:
+        self.words = words
+        self.source = source
+        self.size = len(words)
+        self.rows: dict[str, int] = {}
+        for row, word in enumerate(words):
+            self.rows.setdefault(word, row)
+
+    def encode(self, text: str, special_tokens: bool = False) -> list[int]:
+        """The rows of a key, or of each key of a phrase; QueryError naming the missing word
+        (and the spelling the file has, when only case differs)."""
+        if text in self.rows:
+            return [self.rows[text]]
+        parts = text.split()
+        if len(parts) > 1 and all(part in self.rows for part in parts):
+            return [self.rows[part] for part in parts]
+        missing = next((p for p in parts if p not in self.rows), text) if parts else text
+        hint = self._other_case(missing)
+        raise QueryError(
+            f"{missing!r}: not a word of {Path(self.source).name}"
+            + (f" (it has {hint!r})" if hint else "")
+        )
+
+    def _other_case(self, word: str) -> str | None:
+        for candidate in (word.lower(), word.capitalize(), word.upper()):
+            if candidate != word and candidate in self.rows:
+                return candidate
+        return None
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self.words[token_id] if 0 <= token_id < self.size else None
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.rows.get(token)
+
+    def token_text(self, token_id: int) -> str:
+        return self.id_to_token(token_id) or ""
+
+
 def stored_to_text(token: str, scheme: str) -> str:
     if scheme == BYTE_LEVEL:
         # Bytes that are not valid UTF-8 on their own (half a character) show as \xNN.
@@ -276,6 +332,8 @@ def load_vocabulary(files: CheckpointFiles, override: str | None = None) -> Voca
         return _load_override(override)
     if files.gguf is not None:
         return _from_gguf(files.gguf)
+    if files.word_vectors is not None:
+        return WordKeys(files.word_vectors.load().words, str(files.word_vectors.path))
     path = files.optional(TOKENIZER_JSON)
     if path is not None:
         return _from_tokenizer_json(path)
@@ -304,7 +362,7 @@ def _from_tokenizer_json(path: Path) -> Vocabulary:
 
 def _from_gguf(gguf: GgufFile) -> Vocabulary:
     """The tokenizer a GGUF file's metadata describes (``tokenizer.ggml.*``), as transformers
-    builds it (``AutoTokenizer.from_pretrained(..., gguf_file=...)``).
+    builds it (``AutoTokenizer`` given ``gguf_file``).
 
     Building takes seconds (transformers converts the vocabulary and merges); the result is
     kept as a tokenizer.json in embinspect's cache, named by the metadata's SHA-256 and the

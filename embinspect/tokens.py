@@ -106,6 +106,7 @@ def _position_rows(
             "rotary": "rotary: position is applied inside attention (to queries and keys), "
             "not added to the token vector",
             "alibi": "ALiBi: position is a bias on attention scores, not added to the token vector",
+            "none": "word vectors carry no position",
         }
         return None, [None] * count, where.get(scheme["kind"], "no position table found")
     header = checkpoint.embeddings[POSITION].header

