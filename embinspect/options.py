@@ -29,7 +29,8 @@ ModelArg = Annotated[
     str,
     typer.Argument(
         metavar="MODEL",
-        help="Hugging Face folder, .safetensors file, or Hub repo id (gpt2, Qwen/Qwen3-0.6B).",
+        help="Hugging Face folder, .safetensors or .gguf file, ollama:NAME[:TAG], a word2vec/"
+        "GloVe/fastText file, or Hub repo id (gpt2, Qwen/Qwen3-0.6B).",
         show_default=False,
     ),
 ]
