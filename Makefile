@@ -31,10 +31,12 @@ test: install
 	$(PY) -m pytest
 
 # Benchmarks against transformers and gensim on real-shaped checkpoints (built once into
-# .cache/bench/); writes bench/RESULTS.md. gensim is the peer, not a dependency.
+# .cache/bench/); writes bench/RESULTS.md. Then GGUF and GloVe against transformers and
+# gensim: bench/RESULTS-formats.md. gensim is the peer, not a dependency.
 bench: install
 	$(PY) -c 'import gensim' 2>/dev/null || $(PIP) install --quiet gensim
 	$(PY) bench/run.py
+	$(PY) bench/formats.py
 
 lint: install
 	$(VENV)/bin/ruff check embinspect tests

@@ -65,7 +65,12 @@ class Timed:
 
 
 def run_timed(
-    cmd: list[str], *, stdin: bytes | None = None, repeat: int = 5, warmup: int = 1
+    cmd: list[str],
+    *,
+    stdin: bytes | None = None,
+    repeat: int = 5,
+    warmup: int = 1,
+    env: dict[str, str] | None = None,
 ) -> Timed:
     """Run ``cmd`` ``warmup + repeat`` times as a whole process; time the last ``repeat``.
 
@@ -84,7 +89,8 @@ def run_timed(
                 fin.write(stdin)
                 fin.seek(0)
             start = time.perf_counter()
-            proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, env=CHILD_ENV)
+            child_env = {**CHILD_ENV, **(env or {})}
+            proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, env=child_env)
             _, status, usage = os.wait4(proc.pid, 0)
             elapsed = time.perf_counter() - start
             proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
