@@ -162,7 +162,15 @@ class WordVectorFile:
 
     def load(self) -> WordVectors:
         if self._loaded is None:
-            self._loaded = load_word_vectors(self.path)
+            loaded = load_word_vectors(self.path)
+            if loaded.vectors.shape != (self.shape.rows, self.shape.dim):
+                # The file changed between reading its header and its rows.
+                raise ModelError(
+                    f"{self.path}: holds {loaded.vectors.shape[0]:,} rows of "
+                    f"{loaded.vectors.shape[1]}, not the {self.shape.rows:,} of "
+                    f"{self.shape.dim} its start promised"
+                )
+            self._loaded = loaded
         return self._loaded
 
 
