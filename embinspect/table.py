@@ -177,7 +177,8 @@ class EmbeddingTable:
             yield start, copy[start : start + step].to(device, non_blocking=True)
 
     def _resident(self, device: torch.device) -> torch.Tensor | None:
-        """On a GPU, the whole table in its stored dtype, uploaded once for all passes."""
+        """On a GPU, the whole table in its stored dtype (float32 once dequantized), uploaded
+        once for all passes."""
         import torch
 
         if device.type == "cpu":
@@ -188,7 +189,16 @@ class EmbeddingTable:
                 free, _ = torch.cuda.mem_get_info(device)
                 if self.rows * self.dim * self._value_size > free // 2:
                     return None
-            self._on_device[key] = self._view(self._array).to(device)
+            if self._dequantize is None:
+                self._on_device[key] = self._view(self._array).to(device)
+            else:
+                # Dequantized a chunk at a time, so the CPU never holds the float32 table.
+                resident = torch.empty((self.rows, self.dim), dtype=torch.float32, device=device)
+                step = self.chunk_rows(stored=True)
+                for start in range(0, self.rows, step):
+                    chunk = self._view(self._array[start : start + step])
+                    resident[start : start + chunk.shape[0]] = chunk.to(device)
+                self._on_device[key] = resident
         return self._on_device[key]
 
     def gather(self, ids: Sequence[int]) -> torch.Tensor:

@@ -26,3 +26,16 @@ def test_cuda_analogy_equals_cpu(cli, minilm):
     cpu = cli(*args, "--device", "cpu").json()[0]["results"]
     gpu = cli(*args, "--device", "cuda").json()[0]["results"]
     assert [r["token_id"] for r in cpu] == [r["token_id"] for r in gpu]
+
+
+def test_cuda_gguf_and_word_vectors_equal_cpu(cli, glove):
+    """A quantized GGUF table is dequantized onto the GPU chunk by chunk; GloVe's rows go
+    up from memory."""
+    import checkpoints
+
+    for model, query in ((checkpoints.smollm2_gguf(), "#1000"), (glove, "king")):
+        args = ["neighbors", model, query, "-k", "10", "-f", "json"]
+        cpu = cli(*args, "--device", "cpu").json()[0]["neighbors"]
+        gpu = cli(*args, "--device", "cuda").json()[0]["neighbors"]
+        assert [n["token_id"] for n in cpu] == [n["token_id"] for n in gpu]
+        assert [n["score"] for n in cpu] == pytest.approx([n["score"] for n in gpu], rel=1e-12)
