@@ -17,7 +17,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ DEFAULT_ALIGNMENT = 32
 # Arrays longer than this are walked past and read again only when asked for.
 INLINE_ARRAY_ITEMS = 256
 MAX_DIMS = 4  # GGML_MAX_DIMS
+# Arrays may hold arrays; real files nest one level at most (per-layer lists).
+MAX_NESTING = 8
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,6 @@ class GgufFile:
     data_start: int
     file_size: int
     metadata_end: int  # the header's metadata is bytes [0, metadata_end) of the file
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def architecture(self) -> str | None:
@@ -108,14 +109,15 @@ class GgufFile:
         with open(self.path, "rb") as handle:
             return hashlib.sha256(handle.read(self.metadata_end)).hexdigest()
 
-    def array(self, key: str) -> list[Any] | None:
-        """A metadata array in full (strings decoded), or None when the key is absent."""
+    def string_array_length(self, key: str) -> int | None:
+        """How many strings the metadata array ``key`` holds; None when it is absent or not
+        an array of strings (a vocabulary stored as anything else is no vocabulary)."""
         value = self.metadata.get(key)
         if isinstance(value, GgufArray):
-            with _Cursor.open(self.path) as cursor:
-                cursor.pos = value.offset
-                return cursor.array_items(value.item_type, value.count, key)
-        return value if isinstance(value, list) else None
+            return value.count if value.item_type == _STRING else None
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return len(value)
+        return None
 
 
 # llama.cpp architecture names that differ from transformers' model_type.
@@ -164,15 +166,19 @@ def gguf_config(gguf: GgufFile) -> dict[str, Any]:
             # llama.cpp writes rope.dimension_count only for rotary models (and leaves
             # freq_base out when it is its default of 10000): a factor says "rotary".
             config["partial_rotary_factor"] = rotated / head_dim
-    scaling = {
-        name: gguf.arch_value(f"rope.scaling.{key}")
-        for key, name in (
-            ("type", "rope_type"),
-            ("factor", "factor"),
-            ("original_context_length", "original_max_position_embeddings"),
-        )
-        if gguf.arch_value(f"rope.scaling.{key}") is not None
-    }
+    scaling = {}
+    for key, name, kind in (
+        ("type", "rope_type", str),
+        ("factor", "factor", float),
+        ("original_context_length", "original_max_position_embeddings", float),
+    ):
+        value = gguf.arch_value(f"rope.scaling.{key}")
+        if kind is str:
+            keep = isinstance(value, str)
+        else:  # a number: bool is none, and NaN (value != value) says nothing
+            keep = type(value) in (int, float) and value == value
+        if keep:
+            scaling[name] = value
     if scaling and scaling.get("rope_type") != "none":
         config["rope_scaling"] = scaling
     return config
@@ -187,16 +193,15 @@ def is_gguf(path: Path) -> bool:
         return False
 
 
-def read_gguf(path: Path, file_label: str | None = None) -> GgufFile:
+def read_gguf(path: Path) -> GgufFile:
     """The header of a GGUF file; ModelError naming what is wrong when it is not one.
 
     Every tensor must lie inside the file and span the bytes its type and shape need, so
     later readers may trust the offsets (as ``safetensors_header.read_header`` does).
     """
-    label = file_label or path.name
     try:
         with _Cursor.open(path) as cursor:
-            return _read(cursor, path, label)
+            return _read(cursor, path, path.name)
     except IsADirectoryError:
         raise ModelError(f"{path}: is a directory, expected a .gguf file") from None
     except PermissionError:
@@ -323,7 +328,9 @@ class _Cursor:
         # Metadata is UTF-8 by the spec; a stray byte shows as U+FFFD rather than failing.
         return bytes(self.data[start : start + length]).decode("utf-8", errors="replace")
 
-    def value(self, value_type: int, key: str) -> Any:
+    def value(self, value_type: int, key: str, depth: int = 0) -> Any:
+        if depth > MAX_NESTING:
+            raise ModelError(f"{self.path}: corrupt GGUF metadata {key!r} (arrays nested too deep)")
         if value_type in _SCALAR:
             return self.scalar(value_type, repr(key))
         if value_type == _STRING:
@@ -336,20 +343,20 @@ class _Cursor:
                     f"{self.path}: corrupt GGUF metadata {key!r} (item type {item_type})"
                 )
             if count <= INLINE_ARRAY_ITEMS:
-                return self.array_items(item_type, count, key)
+                return self.array_items(item_type, count, key, depth)
             offset = self.pos
-            self.skip_items(item_type, count, key)
+            self.skip_items(item_type, count, key, depth)
             return GgufArray(item_type, count, offset)
         raise ModelError(f"{self.path}: corrupt GGUF metadata {key!r} (value type {value_type})")
 
-    def array_items(self, item_type: int, count: int, key: str) -> list[Any]:
+    def array_items(self, item_type: int, count: int, key: str, depth: int) -> list[Any]:
         if item_type in _SCALAR:
             form = _SCALAR[item_type]
             start = self._take(struct.calcsize(form) * count, repr(key))
             return list(struct.unpack_from(f"<{count}{form[1]}", self.data, start))
-        return [self.value(item_type, key) for _ in range(count)]
+        return [self.value(item_type, key, depth + 1) for _ in range(count)]
 
-    def skip_items(self, item_type: int, count: int, key: str) -> None:
+    def skip_items(self, item_type: int, count: int, key: str, depth: int) -> None:
         if item_type in _SCALAR:
             self._take(struct.calcsize(_SCALAR[item_type]) * count, repr(key))
             return
@@ -357,4 +364,4 @@ class _Cursor:
             if item_type == _STRING:
                 self._take(self.scalar(10, repr(key)), repr(key))
             else:
-                self.value(item_type, key)
+                self.value(item_type, key, depth + 1)

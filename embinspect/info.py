@@ -187,7 +187,7 @@ def _gguf_facts(checkpoint: Checkpoint) -> dict[str, Any] | None:
     return {
         "version": gguf.version,
         "name": name if isinstance(name, str) else None,
-        "file_type": FILE_TYPES.get(file_type) if isinstance(file_type, int) else None,
+        "file_type": FILE_TYPES.get(file_type) if type(file_type) is int else None,
         "tensors": len(gguf.tensors),
         "tokenizer": _text(gguf.metadata.get("tokenizer.ggml.model")),
     }

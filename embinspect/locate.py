@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING
 
 from embinspect.errors import ModelError
 from embinspect.gguf_file import GgufFile, is_gguf, read_gguf
-from embinspect.safetensors_header import TensorHeader, read_header, refuse_pickle_message
+from embinspect.safetensors_header import (
+    PICKLE_MAGICS,
+    TensorHeader,
+    read_header,
+    refuse_pickle_message,
+)
 from embinspect.word_vectors import (
     GLOVE,
     WORD2VEC_BINARY,
@@ -139,6 +144,8 @@ class CheckpointFiles:
 
 # The one table of a word-vector file, as it is named in results and notes.
 VECTORS = "vectors"
+WORD_VECTOR_SUFFIXES = (".txt", ".vec")
+FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")  # fastText's FASTTEXT_FILEFORMAT_MAGIC_INT32
 WORD_VECTOR_FORMATS = {
     WORD2VEC_TEXT: "word2vec text (fastText .vec)",
     WORD2VEC_BINARY: "word2vec binary",
@@ -266,15 +273,32 @@ def _locate_file(model: str, path: Path) -> CheckpointFiles:
     if path.suffix == ".gguf" or is_gguf(path):
         return _locate_gguf(model, path)
     # Before the pickle check: word2vec binaries are often named .bin. Sniffing only reads
-    # bytes; a pickle never looks like a "ROWS DIM" header.
-    if sniff_word_vectors(path) is not None:
+    # bytes; a pickle never looks like a "ROWS DIM" header. A .txt or .vec file that does
+    # not sniff as one is read anyway, for the reader to name its first bad line.
+    if path.suffix in WORD_VECTOR_SUFFIXES or sniff_word_vectors(path) is not None:
         return _locate_word_vectors(model, path)
+    if _starts_with(path, FASTTEXT_MAGIC):
+        raise ModelError(
+            f"{path}: is a fastText model (.bin); embinspect reads its vectors as text: give "
+            "the .vec file fastText writes beside it"
+        )
+    if path.suffix == ".bin" and not any(_starts_with(path, m) for m in PICKLE_MAGICS):
+        # Refused all the same (a .bin is never unpickled), but named for what it may be.
+        raise ModelError(
+            f"{path}: not a word2vec binary (no 'ROWS DIM' header line) and no zip or pickle "
+            "either; an old fastText .bin? give the .vec file fastText writes beside it"
+        )
     if path.name.endswith(PICKLE_SUFFIXES):
         raise ModelError(refuse_pickle_message(path))
-    # A lone file carries no config or tokenizer: only the file itself can be fetched.
+    return _single_file(model, "file", path)
+
+
+def _single_file(model: str, kind: str, path: Path) -> CheckpointFiles:
+    """A checkpoint that is one file: it carries no config or tokenizer files beside it, so
+    only the file itself can be fetched."""
     return CheckpointFiles(
         model,
-        "file",
+        kind,
         [path.name],
         _fetch=lambda name: path if name == path.name else None,
         _is_present=lambda name: name == path.name,
@@ -284,26 +308,19 @@ def _locate_file(model: str, path: Path) -> CheckpointFiles:
 def _locate_gguf(model: str, path: Path) -> CheckpointFiles:
     """A GGUF file: its header (metadata and tensor layout) is read once, here; config and
     tokenizer come from its metadata, so no other file is ever fetched."""
-    files = CheckpointFiles(
-        model,
-        "gguf",
-        [path.name],
-        _fetch=lambda name: path if name == path.name else None,
-        _is_present=lambda name: name == path.name,
-    )
+    files = _single_file(model, "gguf", path)
     files.gguf = read_gguf(path)
     return files
 
 
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(magic)) == magic
+
+
 def _locate_word_vectors(model: str, path: Path) -> CheckpointFiles:
     """A word2vec, GloVe or fastText file: one table, keyed by words, no tokenizer."""
-    files = CheckpointFiles(
-        model,
-        "word-vectors",
-        [path.name],
-        _fetch=lambda name: path if name == path.name else None,
-        _is_present=lambda name: name == path.name,
-    )
+    files = _single_file(model, "word-vectors", path)
     files.word_vectors = WordVectorFile(path, word_vector_shape(path))
     return files
 

@@ -14,7 +14,6 @@ as ``ollama pull`` takes it; ``TAG`` defaults to ``latest``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -35,18 +34,18 @@ def models_dir() -> Path:
 
 def ollama_blob(reference: str) -> Path:
     """The GGUF blob of ``NAME[:TAG]``; ModelError naming what is missing otherwise."""
+    from embinspect.locate import load_json
+
     root = models_dir()
     manifest_path = manifest_file(root, reference)
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(_not_pulled(root, reference, manifest_path)) from None
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise ModelError(f"{manifest_path}: unreadable Ollama manifest ({err})") from None
-    layers = manifest.get("layers") if isinstance(manifest, dict) else None
+    if not manifest_path.is_file():
+        raise ModelError(_not_pulled(root, reference, manifest_path))
+    layers = load_json(manifest_path).get("layers")
+    if not isinstance(layers, list):
+        raise ModelError(f"{manifest_path}: not an Ollama manifest (no list of layers)")
     models = [
         layer
-        for layer in layers or []
+        for layer in layers
         if isinstance(layer, dict) and layer.get("mediaType") == MODEL_LAYER
     ]
     if not models:
@@ -100,7 +99,7 @@ def _not_pulled(root: Path, reference: str, manifest_path: Path) -> str:
             "Ollama keeps its models)"
         )
     folder = manifest_path.parent
-    tags = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    tags = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
     if tags:
         return f"ollama:{reference}: no such tag; pulled tags: {', '.join(tags)}"
     return f"ollama:{reference}: not pulled into {root} (run `ollama pull {reference}`)"

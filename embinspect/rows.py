@@ -35,7 +35,7 @@ def read_rows(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) 
         from embinspect.table import EmbeddingTable
 
         if not ids:
-            return torch.empty((0, header.shape[1]))
+            return torch.empty((0, header.shape[1]), dtype=torch.float64)
         return EmbeddingTable(files, header).gather(ids)
     unique = sorted(set(ids))
     by_id: dict[int, torch.Tensor] = {}

@@ -64,7 +64,9 @@ class TensorHeader:
     @property
     def is_quantized(self) -> bool:
         """A GGUF tensor stored in quantized blocks: rows are dequantized to float32 to read."""
-        return self.ggml_type is not None and self.dtype not in SCORABLE_DTYPES
+        from embinspect.gguf_file import PLAIN_FLOAT_TYPES
+
+        return self.ggml_type is not None and self.dtype not in PLAIN_FLOAT_TYPES
 
     @property
     def numel(self) -> int:

@@ -50,6 +50,8 @@ class EmbeddingTable:
         self.header = header
         self.name = header.name
         self.rows, self.dim = header.shape
+        if self.rows == 0 or self.dim == 0:
+            raise ModelError(f"{header.name}: an empty table ({self.rows} × {self.dim})")
         # A GGUF table in quantized blocks is read as raw bytes, a row a line, and each
         # chunk of rows is dequantized to float32 as it is read (``_view``).
         self._dequantize = _dequantizer(header) if header.is_quantized else None
@@ -249,7 +251,9 @@ def _dequantizer(header: TensorHeader):
         qtype = GGMLQuantizationType(header.ggml_type)
         dim = header.shape[1]
         # Refuse an unsupported type now, in one line, not halfway through a scan.
-        dequantize(np.zeros((1, header.nbytes // max(header.shape[0], 1)), np.uint8), qtype)
+        from gguf.constants import GGML_QUANT_SIZES
+
+        dequantize(np.zeros((1, GGML_QUANT_SIZES[qtype][1]), np.uint8), qtype)
     except (ValueError, NotImplementedError):
         from importlib.metadata import version
 
@@ -260,7 +264,10 @@ def _dequantizer(header: TensorHeader):
         ) from None
 
     def rows(raw):
-        values = dequantize(np.ascontiguousarray(raw), qtype)
+        # Scales of stored blocks can overflow in float32 (inf/NaN rows, counted and left
+        # out of results like any other): numpy's warnings about it are noise here.
+        with np.errstate(all="ignore"):
+            values = dequantize(np.ascontiguousarray(raw), qtype)
         return values.reshape(raw.shape[0], dim)
 
     return rows

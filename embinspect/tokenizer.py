@@ -55,8 +55,8 @@ def count_vocabulary(files: CheckpointFiles) -> VocabularyCount | None:
     not counted.
     """
     if files.gguf is not None:
-        tokens = files.gguf.metadata.get("tokenizer.ggml.tokens")
-        return VocabularyCount(len(tokens), GGUF_TOKENS) if tokens is not None else None
+        count = files.gguf.string_array_length(GGUF_TOKENS)
+        return VocabularyCount(count, GGUF_TOKENS) if count is not None else None
     if files.word_vectors is not None:
         return VocabularyCount(files.word_vectors.shape.rows, WORD_KEYS)
     path = files.optional(TOKENIZER_JSON)
@@ -192,9 +192,10 @@ class Vocabulary:
 class WordKeys:
     """The vocabulary of a word-vector file: row i is keyed by ``words[i]``; no tokenizer.
 
-    Text is looked up as a key, exactly (``King`` is not ``king``); a phrase of several
-    keys (``new york`` where the file has no ``new_york``) stands for their rows, pooled
-    like the tokens of a word. A word that several rows spell names the first of them.
+    Text is looked up as a key, exactly (``King`` is not ``king``; surrounding spaces are
+    dropped); text that is no key but a phrase of keys (``new york``) stands for their
+    rows, pooled like the tokens of a word (a file's own ``new_york`` is asked for as
+    such). A word that several rows spell names the first of them.
     Same interface as ``Vocabulary``."""
 
     scheme = WORDS
@@ -213,6 +214,7 @@ class WordKeys:
     def encode(self, text: str, special_tokens: bool = False) -> list[int]:
         """The rows of a key, or of each key of a phrase; QueryError naming the missing word
         (and the spelling the file has, when only case differs)."""
+        text = text.strip()
         if text in self.rows:
             return [self.rows[text]]
         parts = text.split()
@@ -372,7 +374,7 @@ def _from_gguf(gguf: GgufFile) -> Vocabulary:
 
     from tokenizers import Tokenizer
 
-    if gguf.metadata.get(GGUF_TOKENS) is None:
+    if gguf.string_array_length(GGUF_TOKENS) is None:
         raise UsageError(
             f"{gguf.path}: no tokenizer in its metadata ({GGUF_TOKENS}); query by token id "
             "(#1234) or pass --tokenizer PATH_OR_ID"
@@ -385,15 +387,22 @@ def _from_gguf(gguf: GgufFile) -> Vocabulary:
             return Vocabulary(Tokenizer.from_file(str(cached)), source)
         except Exception:  # a damaged cache entry: build it again
             pass
+    import tempfile
+
     from transformers import AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(gguf.path.parent), gguf_file=gguf.path.name, trust_remote_code=False
-        )
-    except Exception as err:  # transformers raises many types for what it cannot convert
-        message = " ".join(str(err).split())
-        raise ModelError(f"{gguf.path}: cannot build its tokenizer ({message})") from None
+    # transformers reads a tokenizer.json or tokenizer_config.json lying beside the file
+    # before the metadata: build in a folder that holds nothing but a link to the GGUF.
+    with tempfile.TemporaryDirectory(prefix="embinspect-gguf-") as alone:
+        link = Path(alone) / "model.gguf"
+        link.symlink_to(gguf.path.resolve())
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                alone, gguf_file=link.name, trust_remote_code=False
+            )
+        except Exception as err:  # transformers raises many types for what it cannot convert
+            message = " ".join(str(err).split())
+            raise ModelError(f"{gguf.path}: cannot build its tokenizer ({message})") from None
     backend = tokenizer.backend_tokenizer
     write_atomically(cached, backend.to_str())
     return Vocabulary(backend, source)

@@ -236,15 +236,22 @@ def word_vector_shape(path: Path) -> WordVectorShape:
         if start.format == GLOVE:
             rows = _count_rows(handle, start.data_offset)
             return WordVectorShape(GLOVE, rows, start.dim, None)
+        size = os.fstat(handle.fileno()).st_size
+        have = size - start.data_offset
         if start.format == WORD2VEC_BINARY:
-            size = os.fstat(handle.fileno()).st_size
             need = start.header_rows * (4 * start.dim + 1)
-            have = size - start.data_offset
             if have < need:
                 raise ModelError(
                     f"{path}: truncated: the header declares {start.header_rows} rows of "
                     f"{start.dim} float32, at least {need} bytes, but {have} follow it"
                 )
+        # A text row is at least a word and DIM numbers of one digit, each after a space:
+        # a header promising more is wrong, and must not size the table's allocation.
+        elif start.header_rows * (2 * start.dim + 1) > have:
+            raise ModelError(
+                f"{path}:1: the header declares {start.header_rows:,} rows of {start.dim} "
+                f"numbers, more than the {have:,} bytes after it can hold"
+            )
         return WordVectorShape(start.format, start.header_rows, start.dim, start.header_rows)
 
 

@@ -444,3 +444,64 @@ def test_ollama_old_blob_names(cli, gguf_path, gguf_digest, tmp_path):
     blob.rename(root / "blobs" / f"sha256:{gguf_digest}")
     run = cli("info", "ollama:smollm2:135m", "-f", "json", env={"OLLAMA_MODELS": str(root)})
     assert run.json()["rows"] == 49152
+
+
+def test_tokenizer_files_beside_the_gguf_are_not_its_tokenizer(cli, gguf_path, minilm, tmp_path):
+    """transformers would read a tokenizer.json lying beside the GGUF first; the metadata
+    is the GGUF's tokenizer, and the one cached."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "model.gguf").symlink_to(gguf_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).write_bytes((minilm / name).read_bytes())  # BERT's, not SmolLM2's
+    env = {"EMBINSPECT_CACHE": str(tmp_path / "cache")}
+    text = "Paris, naïvely"
+    ids = [
+        t["token_id"]
+        for t in cli("tokens", folder / "model.gguf", text, "-f", "json", env=env).json()["tokens"]
+    ]
+    hf = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    assert ids == hf.encode(text, add_special_tokens=False)
+
+
+def gguf_with(tmp_path, name: str, metadata: dict, rows: int = 8, dim: int = 32):
+    """A small F32 GGUF with extra metadata fields, written by gguf's own writer."""
+    writer = GGUFWriter(tmp_path / name, "llama")
+    for key, value in metadata.items():
+        writer.add_key_value(key, *value)
+    writer.add_tensor(TOKEN_TABLE, np.ones((rows, dim), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return tmp_path / name
+
+
+def test_odd_metadata_is_read_or_refused_in_one_line(cli, tmp_path):
+    from gguf import GGUFValueType as V
+
+    tokens_int = gguf_with(tmp_path, "tokens-int.gguf", {"tokenizer.ggml.tokens": (5, V.UINT32)})
+    info = cli("info", tokens_int, "-f", "json").json()
+    assert info["vocab_size"] is None  # a vocabulary that is no list of strings is none
+    scaling = {"llama.rope.scaling.factor": (list(range(300)), V.ARRAY, V.INT32),
+               "llama.rope.scaling.type": ("yarn", V.STRING),
+               "llama.rope.freq_base": (10000.0, V.FLOAT32)}  # fmt: skip
+    info = cli("info", gguf_with(tmp_path, "scaling.gguf", scaling), "-f", "json").json()
+    assert info["position"]["scaling"] == {"rope_type": "yarn"}  # an array is no factor
+    assert info["tensors"][0]["shape"] == [8, 32]
+    empty = gguf_with(tmp_path, "empty.gguf", {}, rows=0)
+    assert_one_line_error(cli("neighbors", empty, "#0"), EXIT_MODEL, "an empty table (0 × 32)")
+
+
+def test_deeply_nested_metadata(cli, gguf_path, tmp_path):
+    """An array of arrays of ... 1,000 deep, as the first metadata entry: one line."""
+    magic_and_version = gguf_path.read_bytes()[:8]
+    counts = struct.pack("<QQ", 0, 1)  # no tensors, one metadata entry
+    key = b"x.nested"
+    entry = struct.pack("<Q", len(key)) + key + struct.pack("<I", 9)  # an array ...
+    entry += struct.pack("<IQ", 9, 1) * 1000 + struct.pack("<IQ", 4, 0)  # ... of arrays
+    path = tmp_path / "nested.gguf"
+    path.write_bytes(magic_and_version + counts + entry)
+    assert_one_line_error(cli("info", path), EXIT_MODEL, "'x.nested' (arrays nested too deep)")

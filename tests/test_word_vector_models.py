@@ -220,3 +220,20 @@ def test_malformed_word_vector_files(cli, tmp_path):
     header = tmp_path / "header.bin"
     header.write_bytes(binary[:1000])  # the header says 2,747 rows; 1,000 bytes hold ~20
     assert_one_line_error(cli("info", header), EXIT_MODEL, "header.bin")
+
+
+def test_other_files_named_for_what_they_are(cli, tmp_path):
+    new_fasttext = gensim_data("lee_fasttext_new.bin")  # fastText's magic number first
+    assert_one_line_error(cli("info", new_fasttext), EXIT_MODEL, "is a fastText model (.bin)")
+    old_fasttext = gensim_data("lee_fasttext.bin")  # before the magic number
+    assert_one_line_error(cli("info", old_fasttext), EXIT_MODEL, "not a word2vec binary")
+    huge = tmp_path / "huge.txt"
+    huge.write_text("1000000000000 50\nthe 0.1\n")
+    assert_one_line_error(
+        cli("neighbors", huge, "the"),
+        EXIT_MODEL,
+        "huge.txt:1: the header declares 1,000,000,000,000 rows",
+    )
+    hello = tmp_path / "hello.txt"
+    hello.write_text("hello world\n")  # a .txt that is no word-vector file: its reason
+    assert_one_line_error(cli("info", hello), EXIT_MODEL, "hello.txt:1: 'world' is not a number")
