@@ -35,6 +35,7 @@ test: install
 # gensim: bench/RESULTS-formats.md. gensim is the peer, not a dependency.
 bench: install
 	$(PY) -c 'import gensim' 2>/dev/null || $(PIP) install --quiet gensim
+	$(PY) -c 'import accelerate' 2>/dev/null || $(PIP) install --quiet accelerate  # transformers' GGUF loading
 	$(PY) bench/run.py
 	$(PY) bench/formats.py
 

@@ -49,6 +49,17 @@ class Checkpoint:
         rows = table.header.shape[0] if table else None
         return describe_positions(self.config, rows, table.header.name if table else None)
 
+    def table_header(self, table: str) -> tuple[TensorHeader, str | None]:
+        """The header of ``--table input`` (the token table) or ``output`` (the head), and a
+        note when the head asked for is the token table itself (tied)."""
+        if table == "output":
+            output = self.embeddings.get(OUTPUT)
+            if output is None:
+                tied = "note: the output head is tied: it is the token table"
+                return self.token_table.header, tied
+            return output.header, None
+        return self.token_table.header, None
+
     def tying(self) -> tuple[bool, str]:
         """Whether the output head reuses the token table, and why we say so."""
         if self.files.word_vectors is not None:

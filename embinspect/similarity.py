@@ -18,7 +18,6 @@ from embinspect.errors import QueryError, UsageError
 from embinspect.queries import QueryResolver, ResolvedQuery, printable, query_vector, shown
 from embinspect.scoring import METRICS, CosineScorer, CosMulScorer, make_scorer, top_k
 from embinspect.table import EmbeddingTable
-from embinspect.tensor_names import OUTPUT
 from embinspect.tokenizer import Vocabulary, whole_word
 
 if TYPE_CHECKING:
@@ -109,14 +108,7 @@ class Searcher:
             raise UsageError(f"--filter {word_filter}: choose none or words")
         if batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
-        header = checkpoint.token_table.header
-        self.note = None
-        if table == "output":
-            output = checkpoint.embeddings.get(OUTPUT)
-            if output is None:
-                self.note = "the output head is tied: it is the token table"
-            else:
-                header = output.header
+        header, self.note = checkpoint.table_header(table)
         self.table = EmbeddingTable(checkpoint.files, header)
         self.vocabulary = vocabulary
         self.device = resolve_device(device)
