@@ -25,6 +25,7 @@ QUERY_ID = 1000
 
 def main() -> None:
     started = time.perf_counter()
+    load_at_start = os.getloadavg()
     gguf, glove = checkpoints.smollm2_gguf(), checkpoints.glove_6b_50d()
     rows: list[tuple[str, str, str, str, str]] = []  # case, embinspect, peer, ratio, notes
 
@@ -96,7 +97,10 @@ def main() -> None:
         "# embinspect benchmark: GGUF and word-vector files",
         "",
         f"`make bench` (bench/formats.py), {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, "
-        f"whole processes; {fmt_s(time.perf_counter() - started)} in all.",
+        f"whole processes; {fmt_s(time.perf_counter() - started)} in all. Load average "
+        f"(1, 5, 15 min) {' '.join(f'{x:.2f}' for x in load_at_start)} at the start, "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end: above 0 means other "
+        "work shared the cores.",
         "",
         "| case | embinspect | peer | speed-up | notes |",
         "|---|---|---|---|---|",
