@@ -179,6 +179,21 @@ class Vocabulary:
     def token_to_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)
 
+    def round_trips(self, ids: list[int]) -> list[bool | None]:
+        """For each id: whether encoding the token's own text gives back exactly that token
+        (if not, no text reaches it). None for a WordPiece continuation (``##ing``), which
+        only ever follows another piece of a word."""
+        texts = self.backend.decode_batch([[i] for i in ids], skip_special_tokens=False)
+        encoded = self.backend.encode_batch(texts, add_special_tokens=False)
+        answers: list[bool | None] = []
+        for token_id, encoding in zip(ids, encoded, strict=True):
+            token = self.backend.id_to_token(token_id) or ""
+            if self.scheme == WORDPIECE and token.startswith("##"):
+                answers.append(None)
+            else:
+                answers.append(list(encoding.ids) == [token_id])
+        return answers
+
     def token_text(self, token_id: int) -> str:
         """What a token reads as: ``Ġcat`` is ' cat', ``##ing`` is 'ing', ``▁the`` is ' the'."""
         token = self.backend.id_to_token(token_id)
