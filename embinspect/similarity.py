@@ -212,6 +212,12 @@ class Searcher:
             raise QueryError(f"{resolved.query}: a zero vector has no direction to compare")
         return vector
 
+    def resolve_vector(self, query: str) -> tuple[ResolvedQuery, torch.Tensor]:
+        """How a query resolved, and its float64 vector (dim,); QueryError when it cannot
+        be compared (no row, NaN, or a zero vector)."""
+        resolved, vectors = self._resolve([query], needs_direction=True)
+        return resolved[0], vectors[0]
+
     def _resolve(self, queries: list[str], needs_direction: bool):
         """(resolved queries, their vectors (n, dim)), or the QueryError of the first bad one."""
         import torch
