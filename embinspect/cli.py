@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from typing import Annotated, Optional
 
 import typer
@@ -413,6 +414,80 @@ def analogy(
         raise typer.Exit(EXIT_QUERY)
 
 
+@app.command()
+def positions(
+    model: ModelArg,
+    offsets: Annotated[
+        Optional[str],
+        typer.Option(
+            "--offsets",
+            metavar="D,D,...",
+            help="Offsets between positions to compare (default 1,2,4,... up to the last).",
+            show_default=False,
+        ),
+    ] = None,
+    max_positions: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-positions",
+            min=2,
+            metavar="N",
+            help="Learned: measure and plot the first N positions only. Rotary: the "
+            "context the turns and the check span (default max_position_embeddings).",
+            show_default=False,
+        ),
+    ] = None,
+    center: Annotated[
+        bool,
+        typer.Option(
+            "--center", help="Subtract the mean position vector before the cosines (learned)."
+        ),
+    ] = False,
+    plot: Annotated[
+        Optional[str],
+        typer.Option(
+            "--plot",
+            metavar="FILE",
+            help="Draw a picture (.png, .svg, .pdf): the cosine matrix of learned position "
+            "vectors, or each rotary pair's wavelength. Needs matplotlib.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the random vectors of the rotary check.")
+    ] = 0,
+    revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
+    tensor: TensorOpt = None,
+    fmt: FormatOpt = None,
+) -> None:
+    """How the model encodes position: a learned table's norms and the cosine between
+    positions at several offsets; or, for rotary models (RoPE), each rotated pair's
+    frequency and wavelength and a check that scores depend only on the offset."""
+    from embinspect.checkpoint import open_checkpoint
+    from embinspect.position_tables import check_plot_path, inspect_positions, parse_offsets
+
+    wanted = parse_offsets(offsets)
+    picture = check_plot_path(plot)  # refused before anything is downloaded or read
+    hub = _hub_options(cache_dir, offline, full_download)
+    checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
+    for warning in checkpoint.warnings:
+        report_note(warning)
+    result = inspect_positions(
+        checkpoint,
+        offsets=wanted,
+        max_positions=max_positions,
+        center=center,
+        seed=seed,
+        plot=picture,
+    )
+    for note in result.notes:
+        report_note(note)
+    emit(result, resolve_format(fmt))
+
+
 def _word_index(searcher, restrict: int, case_insensitive: bool | None, leading_space):
     """Words to rows for a suite; case folding follows the tokenizer unless asked."""
     from embinspect.evaluation import WordIndex
@@ -475,6 +550,72 @@ def _evaluate_pairs(
     emit(evaluate_pairs(searcher, index, suite), resolve_format(fmt))
 
 
+@app.command()
+def diff(
+    model_a: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL_A",
+            help="The base checkpoint (any MODEL: folder, .safetensors, .gguf, Hub repo id...).",
+            show_default=False,
+        ),
+    ],
+    model_b: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL_B",
+            help="The checkpoint to compare with it (a fine-tune, a quantized copy).",
+            show_default=False,
+        ),
+    ],
+    k: TopKOpt = 20,
+    table: TableOpt = Table.input,
+    align: Annotated[
+        bool,
+        typer.Option(
+            "--align",
+            help="Pair rows by token string, for tokenizers that number tokens differently.",
+        ),
+    ] = False,
+    center: CenterOpt = False,
+    revision_a: Annotated[
+        Optional[str],
+        typer.Option("--revision-a", help="Branch, tag or commit of MODEL_A.", show_default=False),
+    ] = None,
+    revision_b: Annotated[
+        Optional[str],
+        typer.Option("--revision-b", help="Branch, tag or commit of MODEL_B.", show_default=False),
+    ] = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
+    fmt: FormatOpt = None,
+) -> None:
+    """Row by row, how far MODEL_B's embedding table moved from MODEL_A's: per-token cosine
+    and L2 change, the k tokens that moved most, rows added or removed, the overall drift.
+    Rows are paired by token id, and the vocabularies must agree (else --align)."""
+    from embinspect.checkpoint import open_checkpoint
+    from embinspect.table_diff import diff_tables
+    from embinspect.tokenizer import load_vocabulary
+
+    hub = _hub_options(cache_dir, offline, full_download)
+    sides = []
+    for model, revision in ((model_a, revision_a), (model_b, revision_b)):
+        checkpoint = open_checkpoint(model, revision, hub=hub)
+        for warning in checkpoint.warnings:
+            report_note(warning)
+        try:
+            vocabulary = load_vocabulary(checkpoint.files)
+        except UsageError:
+            vocabulary = None  # no tokenizer: rows are paired by id, unchecked
+        sides.append((checkpoint, vocabulary))
+    (a, vocab_a), (b, vocab_b) = sides
+    result = diff_tables(a, b, vocab_a, vocab_b, table=table.value, align=align, center=center, k=k)
+    for note in result.notes:
+        report_note(note)
+    emit(result, resolve_format(fmt))
+
+
 def _fit_k(searcher, k: int) -> int:
     k, note = searcher.limit_k(k)
     if note:
@@ -486,6 +627,165 @@ def _report_left_out(searcher) -> None:
     note = searcher.left_out_note()
     if note:
         report_note(note)
+
+
+def _table_and_vocabulary(model, revision, hub, tensor, tokenizer, table: str):
+    """(checkpoint, EmbeddingTable of --table, vocabulary or None, vocabulary size or None)
+    for the commands that look at a whole table."""
+    from embinspect.checkpoint import open_checkpoint
+    from embinspect.table import EmbeddingTable
+    from embinspect.tokenizer import count_vocabulary, load_vocabulary
+
+    checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
+    for warning in checkpoint.warnings:
+        report_note(warning)
+    header, note = checkpoint.table_header(table)
+    if note:
+        report_note(note)
+    try:
+        vocabulary = load_vocabulary(checkpoint.files, tokenizer)
+    except UsageError:
+        vocabulary = None  # no tokenizer: rows are named by id
+    if vocabulary is not None:
+        size = vocabulary.size
+    else:
+        counted = count_vocabulary(checkpoint.files)
+        size = counted.size if counted else None
+    return checkpoint, EmbeddingTable(checkpoint.files, header), vocabulary, size
+
+
+@app.command()
+def stats(
+    model: ModelArg,
+    table: TableOpt = Table.input,
+    pairs: Annotated[
+        int,
+        typer.Option("--pairs", min=1, help="Random pairs of rows whose mean cosine is reported."),
+    ] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random pairs.")] = 0,
+    revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
+    tensor: TensorOpt = None,
+    tokenizer: TokenizerOpt = None,
+    fmt: FormatOpt = None,
+) -> None:
+    """The whole table's health: row norms (quantiles, histogram, extremes), anisotropy
+    (mean cosine of random pairs, cosine to the mean row), all-zero, non-finite and
+    duplicate rows, and padding rows past the tokenizer's vocabulary."""
+    from embinspect.table_stats import table_stats
+
+    hub = _hub_options(cache_dir, offline, full_download)
+    checkpoint, rows, vocabulary, size = _table_and_vocabulary(
+        model, revision, hub, tensor, tokenizer, table.value
+    )
+    result = table_stats(checkpoint.files.model, rows, vocabulary, size, pairs=pairs, seed=seed)
+    emit(result, resolve_format(fmt))
+
+
+@app.command()
+def undertrained(
+    model: ModelArg,
+    k: TopKOpt = 50,
+    reference: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--reference",
+            metavar="TOKEN",
+            help="A token known to be unused (as the vocabulary spells it, or #ID); repeat it. "
+            "Default: the vocabulary's [unusedN], <|reserved_special_token_N|> or <unusedN>.",
+            show_default=False,
+        ),
+    ] = None,
+    keep_reference: Annotated[
+        bool, typer.Option("--keep-reference", help="List the reference tokens too.")
+    ] = False,
+    table: TableOpt = Table.input,
+    revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
+    tensor: TensorOpt = None,
+    tokenizer: TokenizerOpt = None,
+    fmt: FormatOpt = None,
+) -> None:
+    """Tokens likely never or barely trained, ranked by the indicator of Land & Bartolo 2024
+    ("Fishing for Magikarp"): cosine to the mean row of tokens known to be unused, first
+    principal component removed; with each row's norm and whether its text encodes back to
+    it (unreachable tokens)."""
+    from embinspect.undertrained import find_reference, rank_undertrained
+
+    hub = _hub_options(cache_dir, offline, full_download)
+    checkpoint, rows, vocabulary, _ = _table_and_vocabulary(
+        model, revision, hub, tensor, tokenizer, table.value
+    )
+    ids, source = find_reference(vocabulary, rows.rows, reference)
+    result = rank_undertrained(
+        checkpoint.files.model, rows, vocabulary, ids, source, top=k, keep_reference=keep_reference
+    )
+    emit(result, resolve_format(fmt))
+
+
+@app.command()
+def plot(
+    model: ModelArg,
+    queries: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="QUERY...",
+            help="Text (king), #token_id, =vocabulary_entry, or - to read one per line from stdin.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Optional[str],
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="Write the picture (.png or .svg; needs matplotlib: pip install "
+            "'embinspect[plot]'). The coordinates are printed either way.",
+            show_default=False,
+        ),
+    ] = None,
+    neighbors_k: Annotated[
+        int,
+        typer.Option("--neighbors", min=0, help="Also draw each query's K nearest rows."),
+    ] = 0,
+    table: TableOpt = Table.input,
+    center: CenterOpt = False,
+    no_space: NoSpaceOpt = False,
+    pool: PoolOpt = Pool.mean,
+    revision: RevisionOpt = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = False,
+    full_download: FullDownloadOpt = False,
+    tensor: TensorOpt = None,
+    tokenizer: TokenizerOpt = None,
+    fmt: FormatOpt = None,
+) -> None:
+    """A 2-D projection (PCA of the points drawn) of the named tokens, with each one's
+    --neighbors K, as coordinates (table, TSV, JSON) and, with --out, a labelled picture."""
+    from embinspect.projection import check_picture_path, draw, import_matplotlib, project
+
+    picture = check_picture_path(out) if out is not None else None
+    if picture is not None:
+        import_matplotlib()  # refuse before reading the table, not after
+    searcher = _searcher(
+        model, revision, _hub_options(cache_dir, offline, full_download), tensor, tokenizer,
+        table=table.value, device="cpu", center=center, leading_space=not no_space,
+        pool=pool.value,
+    )  # fmt: skip
+    result = project(searcher, model, list(_queries(queries)), neighbors_k)
+    for failure in result.errors:
+        report_error(failure["error"])
+    if picture is not None:
+        draw(result, picture)
+        result = replace(result, picture=str(picture))
+        report_note(f"note: wrote {picture}")
+    emit(result, resolve_format(fmt))
+    if result.errors:
+        raise typer.Exit(EXIT_QUERY)
 
 
 def main() -> None:

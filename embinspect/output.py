@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from enum import Enum
 from functools import singledispatch
 from pathlib import Path
@@ -21,8 +22,13 @@ from typing import Any
 
 from embinspect.evaluation import AnalogyEvaluation, PairsEvaluation
 from embinspect.info import Info
+from embinspect.position_tables import PositionReport
+from embinspect.projection import Projection
 from embinspect.similarity import AnalogyResult, Comparison, NeighboursResult
+from embinspect.table_diff import TableDiff
+from embinspect.table_stats import TableStats
 from embinspect.tokens import TokenLookup
+from embinspect.undertrained import UndertrainedResult
 
 
 class OutputFormat(str, Enum):
@@ -445,6 +451,161 @@ def describe_fetch(fetch: Any) -> str:
     return f"{fetch.commands}: {fetch.bytes:,} bytes ({', '.join(pieces)})"
 
 
+_DIFF_COLUMNS = [
+    "kind", "rank", "token_id", "token_id_b", "token", "cosine", "norm_a", "norm_b",
+    "relative_change",
+]  # fmt: skip
+
+
+def _diff_records(result: TableDiff) -> list[dict[str, Any]]:
+    """The moved-most rows, then rows only B has (added) and only A has (removed)."""
+    records = [{"kind": "moved", **row} for row in result.to_json()["moved"]]
+    empty = dict.fromkeys(_DIFF_COLUMNS)
+    for row in result.added:
+        records.append({**empty, "kind": "added", "token_id_b": row.token_id, "token": row.token})
+    for row in result.removed:
+        records.append({**empty, "kind": "removed", "token_id": row.token_id, "token": row.token})
+    return records
+
+
+@delimited_rows.register
+def _(result: TableDiff) -> tuple[list[str], list[list[Any]]]:
+    """One line per listed row (moved, added, removed); the summary goes to stderr."""
+    return _DIFF_COLUMNS, [[r[key] for key in _DIFF_COLUMNS] for r in _diff_records(result)]
+
+
+@json_lines.register
+def _(result: TableDiff) -> list[dict[str, Any]]:
+    """A summary record (every figure, no lists), then one record per listed row."""
+    summary = {
+        key: value
+        for key, value in result.to_json().items()
+        if key not in ("moved", "added", "removed")
+    }
+    records = [{k: v for k, v in r.items() if v is not None} for r in _diff_records(result)]
+    return [{"kind": "summary", **summary}, *records]
+
+
+@notes.register
+def _(result: TableDiff) -> list[str]:
+    return [_diff_summary(result)]
+
+
+def _diff_summary(result: TableDiff) -> str:
+    """The figures in one line: what TSV and CSV leave to stderr."""
+    paired = f"{result.compared:,} rows paired by {result.paired_by}, {result.scored:,} scored"
+    if result.cosine is None:
+        return f"{paired}: no row of both tables is finite and non-zero"
+    cosine = result.cosine
+    below = ", ".join(f"{b['rows']:,} below {b['threshold']:g}" for b in result.below)
+    return (
+        f"{paired}: cosine mean {_cosine(cosine['mean'])}, median "
+        f"{_cosine(cosine['median'])}, min {_cosine(cosine['min'])} ({below}); relative "
+        f"change mean "
+        f"{result.relative_change['mean']:.4g}; drift {result.drift:.4g}; "
+        f"{result.identical:,} identical; {result.added_count:,} added, "
+        f"{result.removed_count:,} removed"
+    )
+
+
+def _cosine(value: float) -> str:
+    """A cosine with enough decimals to show how far below 1 it is: 0.8735, but
+    0.99999847 for a row that only rounding moved (never 1.0000 for a row that moved)."""
+    gap = 1.0 - value
+    decimals = 4 if gap <= 0 or gap >= 1e-3 else min(12, 2 - math.floor(math.log10(gap)))
+    return f"{value:.{decimals}f}"
+
+
+def _side_line(side: Any) -> str:
+    vocab = f"{side.vocab_size:,} tokens" if side.vocab_size is not None else "no tokenizer"
+    return f"{side.model}: {side.tensor}, {side.dtype}, {side.rows:,} × {side.dim}, {vocab}"
+
+
+@render_table.register
+def _(result: TableDiff) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    summary = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    summary.add_column(style="bold")
+    summary.add_column(overflow="fold")
+    summary.add_row("A", escape(_side_line(result.a)))
+    summary.add_row("B", escape(_side_line(result.b)))
+    paired = f"{result.compared:,} rows by {result.paired_by}"
+    vocabulary = result.vocabulary
+    if result.paired_by == "token id" and vocabulary["same"]:
+        paired += f" (the vocabularies agree on all {vocabulary['shared_ids']:,} shared ids)"
+    if result.centered:
+        paired += "; each table's mean row subtracted"
+    summary.add_row("paired", paired)
+    left = result.left_out
+    scored = f"{result.scored:,}"
+    if left["total"]:
+        scored += (
+            f" ({left['total']:,} left out: zero in A/B {left['zero_a']:,}/{left['zero_b']:,},"
+            f" NaN or inf in A/B {left['non_finite_a']:,}/{left['non_finite_b']:,})"
+        )
+    summary.add_row("scored", scored)
+    summary.add_row("identical", f"{result.identical:,} rows equal in every component")
+    if result.cosine is not None:
+        cosine = result.cosine
+        summary.add_row(
+            "cosine",
+            f"mean {_cosine(cosine['mean'])}, median {_cosine(cosine['median'])}, "
+            f"min {_cosine(cosine['min'])}, max {_cosine(cosine['max'])}",
+        )
+        summary.add_row(
+            "quantiles",
+            ", ".join(f"{q['q'] * 100:g}%: {_cosine(q['cosine'])}" for q in cosine["quantiles"]),
+        )
+        summary.add_row(
+            "below",
+            ", ".join(f"{b['threshold']:g}: {b['rows']:,}" for b in result.below),
+        )
+        change = result.relative_change
+        summary.add_row(
+            "change",
+            f"|a − b| / |a|: mean {change['mean']:.4%}, median {change['median']:.4%}, "
+            f"max {change['max']:.4%}",
+        )
+        summary.add_row("drift", f"{result.drift:.4%} (|B − A| / |A| over the scored rows)")
+    for label, count, rows in (
+        ("added", result.added_count, result.added),
+        ("removed", result.removed_count, result.removed),
+    ):
+        shown = ", ".join(f"{escape(r.token or '')} #{r.token_id}" for r in rows)
+        more = f" and {count - len(rows):,} more" if count > len(rows) else ""
+        side = "only in B" if label == "added" else "only in A"
+        summary.add_row(label, f"{count:,} rows {side}" + (f": {shown}{more}" if rows else ""))
+    if result.rows_without_token is not None:
+        untokened = result.rows_without_token
+        summary.add_row(
+            "no token", f"{untokened['a']:,} rows of A, {untokened['b']:,} of B (not aligned)"
+        )
+    console.print(summary)
+    if not result.moved:
+        return
+    aligned = result.paired_by == "token string"
+    moved = Table(title="Moved most (lowest cosine)", title_justify="left")
+    columns = ["rank", "id", *(["id in B"] if aligned else []), "token", "cosine"]
+    for column in [*columns, "norm A", "norm B", "change"]:
+        moved.add_column(column, justify="left" if column == "token" else "right")
+    for row in result.moved:
+        cells = [str(row.rank), str(row.token_id)]
+        if aligned:
+            cells.append(str(row.token_id_b))
+        cells += [
+            escape(row.token) if row.token is not None else "",
+            _cosine(row.cosine),
+            f"{row.norm_a:.4f}",
+            f"{row.norm_b:.4f}",
+            f"{row.relative_change:.2%}",
+        ]
+        moved.add_row(*cells)
+    console.print(moved)
+
+
 def _resolved(query: str, token_ids: list[int], tokens: list[str], pooled: str | None) -> str:
     pieces = " ".join(f"{t} #{i}" for t, i in zip(tokens, token_ids, strict=True))
     return f"{query!r} = {pieces}" + (f" (pooled: {pooled})" if pooled else "")
@@ -578,6 +739,183 @@ def _coloured(metric: str, score: float, diagonal: bool) -> str:
     return f"[{style}]{text}[/{style}]" if style else text
 
 
+# --- positions ---------------------------------------------------------------------
+
+_LEARNED_COLUMNS = ["offset", "pairs", "mean_cosine", "min_cosine", "max_cosine"]
+_ROTARY_COLUMNS = [
+    "pair", "dim_a", "dim_b", "inv_freq", "wavelength", "turns", "unscaled_inv_freq",
+]  # fmt: skip
+
+
+@delimited_rows.register
+def _(result: PositionReport) -> tuple[list[str], list[list[Any]]]:
+    """Learned: one line per offset; rotary: one line per rotated pair (JSON has the rest)."""
+    if result.learned is not None:
+        rows = [[o.offset, o.pairs, o.mean, o.min, o.max] for o in result.learned.offsets]
+        return _LEARNED_COLUMNS, rows
+    pairs = result.rotary.pairs
+    return _ROTARY_COLUMNS, [
+        [p.pair, *p.dims, p.inv_freq, p.wavelength, p.turns, p.unscaled_inv_freq] for p in pairs
+    ]
+
+
+@json_lines.register
+def _(result: PositionReport) -> list[dict[str, Any]]:
+    header, rows = delimited_rows(result)
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+@notes.register
+def _(result: PositionReport) -> list[str]:
+    return [_positions_summary(result)]
+
+
+def _norm_line(learned: Any) -> str:
+    n = learned.norms
+    return (
+        f"min {n.min:.4f} (position {n.min_position}), p5 {n.p5:.4f}, median {n.median:.4f}, "
+        f"p95 {n.p95:.4f}, max {n.max:.4f} (position {n.max_position}), mean {n.mean:.4f}"
+    )
+
+
+def _check_line(check: Any) -> str:
+    return (
+        f"max |score(m, n) - score(m+s, n+s)| = {check.max_abs_diff:.1e} in float64, "
+        f"{check.max_abs_diff_float32:.1e} in float32 ({check.vectors} random unit q, k × "
+        f"{check.offsets} offsets × {check.pairs_per_offset} position pairs, positions "
+        f"0..{check.context - 1:,}, seed {check.seed})"
+    )
+
+
+def _slow_line(rotary: Any) -> str:
+    if rotary.max_positions is None:
+        return "no max context in config.json: turns not counted"
+    slow = [p.pair for p in rotary.pairs if p.turns is not None and p.turns < 1]
+    which = ""
+    if slow:
+        which = f" (pairs {slow[0]}..{slow[-1]})" if len(slow) > 1 else f" (pair {slow[0]})"
+    return (
+        f"{rotary.max_positions:,} positions; {len(slow)} of {len(rotary.pairs)} pairs turn "
+        f"less than once over it{which}"
+    )
+
+
+def _positions_summary(result: PositionReport) -> str:
+    learned, rotary = result.learned, result.rotary
+    if learned is not None:
+        top = sum(learned.components[:3])
+        return (
+            f"{learned.tensor}: {learned.positions:,} positions × {learned.dim}; norm "
+            f"{_norm_line(learned)}; top 3 principal directions hold {top:.1%} of the variance"
+        )
+    return (
+        f"rotary: theta {rotary.theta:g}, {rotary.rotary_dims} of {rotary.head_dim} head dims; "
+        f"{_slow_line(rotary)}; {_check_line(rotary.check)}"
+    )
+
+
+@render_table.register
+def _(result: PositionReport) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    summary = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    summary.add_column(style="bold", no_wrap=True)
+    summary.add_column()
+    learned, rotary = result.learned, result.rotary
+    if learned is not None:
+        console.print(
+            escape(
+                f"Learned positions of {result.model}: {learned.tensor} "
+                f"({learned.rows:,} × {learned.dim}, {learned.dtype})"
+            )
+        )
+        first = learned.first_position_id
+        summary.add_row(
+            "positions",
+            f"{learned.positions:,}, rows {first}..{first + learned.positions - 1:,}",
+        )
+        summary.add_row("norm", _norm_line(learned))
+        shares = " ".join(f"{share:.1%}" for share in learned.components)
+        summary.add_row("variance", f"top principal directions (centred): {shares}")
+        if learned.left_out:
+            summary.add_row("left out", f"{learned.left_out} rows (NaN, infinite or zero)")
+        console.print(summary)
+        centred = ", centred" if learned.centered else ""
+        console.print(f"cosine between positions i and i + offset{centred}")
+        table = Table()
+        for column in ("offset", "pairs", "mean", "min", "max"):
+            table.add_column(column, justify="right")
+        for o in learned.offsets:
+            cells = [_signed(v) for v in (o.mean, o.min, o.max)]
+            table.add_row(f"{o.offset:,}", f"{o.pairs:,}", *cells)
+        console.print(table)
+    else:
+        console.print(escape(f"Rotary positions (RoPE) of {result.model}"))
+        theta = f"{rotary.theta:g}" + (" (default)" if rotary.theta_is_default else "")
+        summary.add_row("theta", theta)
+        summary.add_row(
+            "rotated",
+            f"{rotary.rotary_dims} of {rotary.head_dim} head dims (partial_rotary_factor "
+            f"{rotary.partial_rotary_factor:g}): {len(rotary.pairs)} pairs, "
+            f"inv_freq = theta^(-2i/{rotary.rotary_dims})",
+        )
+        summary.add_row("context", _slow_line(rotary))
+        if rotary.scaling:
+            how = "applied by transformers" if rotary.scaling_applied else "not applied"
+            scaling = f"{json.dumps(rotary.scaling)} ({how})"
+            if rotary.attention_factor != 1:
+                scaling += f"; attention factor {rotary.attention_factor:.4f}"
+            summary.add_row("scaling", escape(scaling))
+        else:
+            summary.add_row("scaling", "none")
+        summary.add_row("layout", escape(rotary.check.layout))
+        summary.add_row("check", _check_line(rotary.check))
+        console.print(summary)
+        # Titles above the tables: a title would wrap at a narrow table's width.
+        console.print("rotated dimension pairs: angle = position × inv_freq")
+        pairs = Table()
+        columns = ["pair", "dims", "inv_freq", "wavelength", "turns"]
+        if rotary.scaling_applied:
+            columns.append("unscaled wavelength")
+        for column in columns:
+            pairs.add_column(column, justify="right")
+        for p in rotary.pairs:
+            slow = p.turns is not None and p.turns < 1
+            turns = _turns(p.turns)
+            cells = [
+                str(p.pair),
+                f"{p.dims[0]}, {p.dims[1]}",
+                f"{p.inv_freq:.6g}",
+                f"{p.wavelength:,.1f}",
+                f"[yellow]{turns}[/yellow]" if slow else turns,  # never a full turn
+            ]
+            if rotary.scaling_applied:
+                cells.append(f"{2 * math.pi / p.unscaled_inv_freq:,.1f}")
+            pairs.add_row(*cells)
+        console.print(pairs)
+        console.print("expected cosine of a random direction with itself, offset positions later")
+        offsets = Table()
+        offsets.add_column("offset", justify="right")
+        offsets.add_column("cosine", justify="right")
+        for o in rotary.offsets:
+            offsets.add_row(f"{o.offset:,}", _signed(o.expected_cosine))
+        console.print(offsets)
+    if result.plot:
+        console.print(escape(f"picture: {result.plot}"))
+
+
+def _turns(turns: float | None) -> str:
+    if turns is None:
+        return "–"
+    return f"{turns:,.0f}" if turns >= 100 else f"{turns:.2f}" if turns >= 1 else f"{turns:.3g}"
+
+
+def _signed(value: float | None) -> str:
+    return f"{value:+.4f}" if value is not None else "–"
+
+
 def describe_position_scheme(position: dict[str, Any]) -> str:
     kind = position["kind"]
     if kind == "learned":
@@ -645,3 +983,192 @@ def _(result: TokenLookup) -> None:
     if any(row.vector is not None for row in result.tokens):
         for row in result.tokens:
             console.print(f"{row.token_id}: " + " ".join(f"{v:.6g}" for v in row.vector or []))
+
+
+# --- stats ------------------------------------------------------------------------------
+
+
+def _stats_summary(result: TableStats) -> list[tuple[str, str]]:
+    """(label, text) lines of ``stats``, shared by the table and the notes of TSV/JSONL."""
+    q = result.norm_quantiles
+    pairs = result.pair_cosine
+    odd = [
+        f"{result.zero_rows:,} all zeros",
+        f"{result.nonfinite_rows:,} with NaN or infinity",
+        f"{result.duplicate_rows:,} duplicates of another row ({result.duplicate_groups:,} "
+        "distinct)",
+    ]
+    vocab = (
+        f"{result.vocab_size:,} tokens; {result.padding_rows:,} padding rows past them"
+        if result.vocab_size is not None
+        else "no tokenizer: every row counted as a token"
+    )
+    return [
+        ("table", f"{result.tensor}: {result.rows:,} × {result.dim} {result.dtype}"),
+        ("vocabulary", vocab),
+        ("odd rows", ", ".join(odd)),
+        (
+            "row norms",
+            f"mean {result.norm_mean:.4g} ± {result.norm_std:.3g}; min {q['min']:.4g}, "
+            f"p5 {q['p5']:.4g}, median {q['median']:.4g}, p95 {q['p95']:.4g}, max {q['max']:.4g}",
+        ),
+        (
+            "anisotropy",
+            f"random pairs: mean cosine {pairs['mean']:.4f} ± {pairs['stderr']:.4f} "
+            f"({pairs['pairs']:,} pairs, seed {pairs['seed']}); cosine to the mean row: mean "
+            f"{result.cosine_to_mean['mean']:.4f}; |mean row| / mean norm "
+            f"{result.mean_row_norm:.4f}",
+        ),
+    ]
+
+
+@notes.register
+def _(result: TableStats) -> list[str]:
+    return [f"note: {label}: {text}" for label, text in _stats_summary(result)]
+
+
+@delimited_rows.register
+def _(result: TableStats) -> tuple[list[str], list[list[Any]]]:
+    """The norm histogram, one bin a line; the other figures are notes on stderr."""
+    return ["low", "high", "count"], [[b["low"], b["high"], b["count"]] for b in result.histogram]
+
+
+@json_lines.register
+def _(result: TableStats) -> list[dict[str, Any]]:
+    return [result.to_json()]
+
+
+@render_table.register
+def _(result: TableStats) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    summary = Table(
+        title=f"{result.tensor} of {result.model}", title_justify="left", show_header=False,
+        box=None, padding=(0, 2, 0, 0),
+    )  # fmt: skip
+    summary.add_column(style="bold")
+    summary.add_column()
+    for label, text in _stats_summary(result):
+        summary.add_row(label, escape(text))
+    console.print(summary)
+    histogram = Table(title="row norms", title_justify="left", box=None, padding=(0, 1, 0, 0))
+    for column in ("from", "to", "rows"):
+        histogram.add_column(column, justify="right")
+    histogram.add_column("")
+    widest = max(b["count"] for b in result.histogram) or 1
+    for b in result.histogram:
+        bar = "█" * round(40 * b["count"] / widest)
+        histogram.add_row(f"{b['low']:.4g}", f"{b['high']:.4g}", f"{b['count']:,}", bar)
+    console.print(histogram)
+    extremes = Table(title="extremes of the norm", title_justify="left")
+    for column in ("", "id", "token", "norm"):
+        extremes.add_column(column, justify="right" if column in ("id", "norm") else "left")
+    for kind, picked in (("smallest", result.smallest), ("largest", result.largest)):
+        for index, row in enumerate(picked):
+            token = _shown(row.token) if row.token is not None else f"#{row.token_id}"
+            label = kind if index == 0 else ""
+            extremes.add_row(label, str(row.token_id), token, f"{row.norm:.4f}")
+    console.print(extremes)
+    if result.duplicate_examples:
+        groups = "; ".join(" = ".join(f"#{i}" for i in g) for g in result.duplicate_examples[:5])
+        console.print(f"duplicate rows: {groups}")
+
+
+# --- undertrained -----------------------------------------------------------------------
+
+
+def _undertrained_summary(result: UndertrainedResult) -> str:
+    unreachable = (
+        f"{result.unreachable:,} tokens do not encode back to themselves (unreachable)"
+        if result.unreachable is not None
+        else "reachability unknown (no tokenizer)"
+    )
+    return (
+        f"reference: {len(result.reference_ids):,} rows, {result.reference_source}; first "
+        f"principal component removed ({result.first_pc_share:.1%} of the variance); "
+        f"{result.zero_rows:,} all-zero rows; {unreachable}"
+    )
+
+
+_SUSPECT_COLUMNS = ["rank", "token_id", "token", "cosine", "norm", "reachable", "reference"]
+
+
+@delimited_rows.register
+def _(result: UndertrainedResult) -> tuple[list[str], list[list[Any]]]:
+    return _SUSPECT_COLUMNS, [
+        [getattr(s, column) for column in _SUSPECT_COLUMNS] for s in result.tokens
+    ]
+
+
+@json_lines.register
+def _(result: UndertrainedResult) -> list[dict[str, Any]]:
+    return [asdict(s) for s in result.tokens]
+
+
+@notes.register
+def _(result: UndertrainedResult) -> list[str]:
+    return [f"note: {_undertrained_summary(result)}"]
+
+
+@render_table.register
+def _(result: UndertrainedResult) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    suspects = Table(
+        title=f"Likely under-trained tokens of {result.tensor} ({result.model})",
+        title_justify="left",
+    )
+    for column in ("rank", "id", "token", "cosine", "norm", "reachable"):
+        justify = "left" if column in ("token", "reachable") else "right"
+        suspects.add_column(column, justify=justify)
+    for s in result.tokens:
+        token = _shown(s.token) if s.token is not None else f"#{s.token_id}"
+        if s.reference:
+            token += " (ref)"
+        cosine = "zero row" if s.cosine is None else f"{s.cosine:.4f}"
+        reachable = {True: "yes", False: "no", None: "?"}[s.reachable]
+        suspects.add_row(str(s.rank), str(s.token_id), token, cosine, f"{s.norm:.4f}", reachable)
+    console.print(suspects)
+    console.print(escape(_undertrained_summary(result)))
+
+
+# --- plot -------------------------------------------------------------------------------
+
+_POINT_COLUMNS = ["label", "kind", "of", "token_ids", "tokens", "x", "y"]
+
+
+@delimited_rows.register
+def _(result: Projection) -> tuple[list[str], list[list[Any]]]:
+    return _POINT_COLUMNS, [[getattr(p, c) for c in _POINT_COLUMNS] for p in result.points]
+
+
+@json_lines.register
+def _(result: Projection) -> list[dict[str, Any]]:
+    return [asdict(p) for p in result.points]
+
+
+@notes.register
+def _(result: Projection) -> list[str]:
+    first, second = result.explained
+    return [f"note: PCA of {len(result.points)} points: PC 1 {first:.1%}, PC 2 {second:.1%}"]
+
+
+@render_table.register
+def _(result: Projection) -> None:
+    from rich.table import Table
+
+    points = Table(
+        title=f"PCA of {len(result.points)} points of {result.tensor} (PC 1 "
+        f"{result.explained[0]:.1%}, PC 2 {result.explained[1]:.1%} of their variance)",
+        title_justify="left",
+    )
+    for column in ("point", "near", "x", "y"):
+        points.add_column(column, justify="right" if column in ("x", "y") else "left")
+    for p in result.points:
+        near = _shown(p.of) if p.of is not None else ""
+        points.add_row(_shown(p.label), near, f"{p.x:+.4f}", f"{p.y:+.4f}")
+    _console().print(points)
