@@ -67,6 +67,7 @@ INTEGER_TYPES = ("I8", "I16", "I32", "I64")
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
            11: "<q", 12: "<d"}  # fmt: skip
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 
 
 @dataclass(frozen=True)
@@ -360,8 +361,19 @@ class _Cursor:
         if item_type in _SCALAR:
             self._take(struct.calcsize(_SCALAR[item_type]) * count, repr(key))
             return
-        for _ in range(count):
-            if item_type == _STRING:
-                self._take(self.scalar(10, repr(key)), repr(key))
+        if item_type == _STRING:
+            # A vocabulary is 100k+ strings: walk their lengths in a tight loop.
+            data, pos, size, length_at = self.data, self.pos, self.size, _U64.unpack_from
+            for _ in range(count):
+                if pos + 8 > size:
+                    break
+                pos += 8 + length_at(data, pos)[0]
             else:
-                self.value(item_type, key, depth + 1)
+                if pos <= size:
+                    self.pos = pos
+                    return
+            raise ModelError(
+                f"{self.path}: truncated GGUF file: {key!r} ends past the end of the file"
+            )
+        for _ in range(count):
+            self.value(item_type, key, depth + 1)

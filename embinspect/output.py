@@ -16,19 +16,44 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from enum import Enum
-from functools import singledispatch
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from embinspect.evaluation import AnalogyEvaluation, PairsEvaluation
-from embinspect.info import Info
-from embinspect.position_tables import PositionReport
-from embinspect.projection import Projection
-from embinspect.similarity import AnalogyResult, Comparison, NeighboursResult
-from embinspect.table_diff import TableDiff
-from embinspect.table_stats import TableStats
-from embinspect.tokens import TokenLookup
-from embinspect.undertrained import UndertrainedResult
+if TYPE_CHECKING:  # renderers are found by the result's class name (``_by_result_type``)
+    from embinspect.evaluation import AnalogyEvaluation, PairsEvaluation
+    from embinspect.info import Info
+    from embinspect.position_tables import PositionReport
+    from embinspect.projection import Projection
+    from embinspect.similarity import AnalogyResult, Comparison, NeighboursResult
+    from embinspect.table_diff import TableDiff
+    from embinspect.table_stats import TableStats
+    from embinspect.tokens import TokenLookup
+    from embinspect.undertrained import UndertrainedResult
+
+
+def _by_result_type(default: Callable[..., Any]) -> Any:
+    """Like ``functools.singledispatch``, but keyed by the result class's name as each
+    renderer's first annotation spells it: this module then imports none of the library
+    modules that define the results, which would cost ``--help`` and ``info`` their
+    start-up time."""
+    renderers: dict[str, Callable[..., Any]] = {}
+
+    @wraps(default)
+    def dispatch(result: Any, *args: Any, **kwargs: Any) -> Any:
+        for cls in type(result).__mro__:
+            renderer = renderers.get(cls.__name__)
+            if renderer is not None:
+                return renderer(result, *args, **kwargs)
+        return default(result, *args, **kwargs)
+
+    def register(renderer: Callable[..., Any]) -> Callable[..., Any]:
+        annotation = next(v for k, v in renderer.__annotations__.items() if k != "return")
+        renderers[annotation if isinstance(annotation, str) else annotation.__name__] = renderer
+        return renderer
+
+    dispatch.register = register  # type: ignore[attr-defined]
+    return dispatch
 
 
 class OutputFormat(str, Enum):
@@ -205,18 +230,18 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 # --- per-result shapes -------------------------------------------------------------
 
 
-@singledispatch
+@_by_result_type
 def json_lines(result: Any) -> list[dict[str, Any]]:
     return [result.to_json()]
 
 
-@singledispatch
+@_by_result_type
 def delimited_rows(result: Any) -> tuple[list[str], list[list[Any]]]:
     """Header and rows for TSV/CSV; nested results become ``field value`` pairs."""
     return ["field", "value"], [[key, value] for key, value in _flatten(result.to_json())]
 
 
-@singledispatch
+@_by_result_type
 def notes(result: Any) -> list[str]:
     return []
 
@@ -372,7 +397,7 @@ def _shown(text: str) -> str:
     return escape(json.dumps(text, ensure_ascii=False))
 
 
-@singledispatch
+@_by_result_type
 def render_table(result: Any) -> None:
     _console().print_json(json.dumps(result.to_json()))
 
