@@ -36,6 +36,9 @@ test: install
 bench: install
 	$(PY) -c 'import gensim' 2>/dev/null || $(PIP) install --quiet gensim
 	$(PY) -c 'import accelerate' 2>/dev/null || $(PIP) install --quiet accelerate  # transformers' GGUF loading
+	# Byte-compiled as a pip install leaves it (this machine sets PYTHONDONTWRITEBYTECODE):
+	# otherwise every timed process would compile embinspect's modules first.
+	$(PY) -m compileall -q embinspect
 	$(PY) bench/run.py
 	$(PY) bench/formats.py
 
