@@ -40,6 +40,7 @@ from embinspect.options import (
     OfflineOpt,
     Pool,
     PoolOpt,
+    QueriesArg,
     RestrictOpt,
     RevisionOpt,
     Table,
@@ -142,14 +143,10 @@ def tokens(
     fmt: FormatOpt = None,
 ) -> None:
     """Tokenize TEXT and show each token: id, stored form, text, row norm, first components."""
-    from embinspect.checkpoint import open_checkpoint
     from embinspect.tokenizer import load_vocabulary
     from embinspect.tokens import lookup_tokens
 
-    hub = _hub_options(cache_dir, offline, full_download)
-    checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
-    for warning in checkpoint.warnings:
-        report_note(warning)
+    checkpoint = _open(model, revision, _hub_options(cache_dir, offline, full_download), tensor)
     vocabulary = load_vocabulary(checkpoint.files, tokenizer)
     result = lookup_tokens(
         checkpoint,
@@ -172,6 +169,27 @@ def _hub_options(cache_dir: str | None, offline: bool, full_download: bool):
     return HubOptions(cache_dir, offline, full_download, progress=sys.stderr.isatty())
 
 
+def _open(model: str, revision: str | None, hub, tensor: str | None = None):
+    """The checkpoint, its warnings reported on stderr."""
+    from embinspect.checkpoint import open_checkpoint
+
+    checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
+    for warning in checkpoint.warnings:
+        report_note(warning)
+    return checkpoint
+
+
+def _vocabulary_or_none(checkpoint, tokenizer: str | None = None):
+    """The tokenizer, or None when the checkpoint has no tokenizer files: rows are then
+    named and queried by id (#1234)."""
+    from embinspect.tokenizer import load_vocabulary
+
+    try:
+        return load_vocabulary(checkpoint.files, tokenizer)
+    except UsageError:
+        return None
+
+
 def _searcher(
     model: str,
     revision: str | None,
@@ -180,18 +198,10 @@ def _searcher(
     tokenizer: str | None,
     **options,
 ):
-    from embinspect.checkpoint import open_checkpoint
     from embinspect.similarity import Searcher
-    from embinspect.tokenizer import load_vocabulary
 
-    checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
-    for warning in checkpoint.warnings:
-        report_note(warning)
-    try:
-        vocabulary = load_vocabulary(checkpoint.files, tokenizer)
-    except UsageError:
-        vocabulary = None  # no tokenizer: #id queries still work
-    searcher = Searcher(checkpoint, vocabulary, **options)
+    checkpoint = _open(model, revision, hub, tensor)
+    searcher = Searcher(checkpoint, _vocabulary_or_none(checkpoint, tokenizer), **options)
     if searcher.note:
         report_note(searcher.note)
     return searcher
@@ -236,14 +246,7 @@ def _questions(arguments: list[str]):
 @app.command()
 def neighbors(
     model: ModelArg,
-    queries: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="QUERY...",
-            help="Text (king), #token_id, =vocabulary_entry, or - to read one per line from stdin.",
-            show_default=False,
-        ),
-    ],
+    queries: QueriesArg,
     k: TopKOpt = 10,
     metric: MetricOpt = Metric.cosine,
     table: TableOpt = Table.input,
@@ -466,15 +469,11 @@ def positions(
     """How the model encodes position: a learned table's norms and the cosine between
     positions at several offsets; or, for rotary models (RoPE), each rotated pair's
     frequency and wavelength and a check that scores depend only on the offset."""
-    from embinspect.checkpoint import open_checkpoint
     from embinspect.position_tables import check_plot_path, inspect_positions, parse_offsets
 
     wanted = parse_offsets(offsets)
     picture = check_plot_path(plot)  # refused before anything is downloaded or read
-    hub = _hub_options(cache_dir, offline, full_download)
-    checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
-    for warning in checkpoint.warnings:
-        report_note(warning)
+    checkpoint = _open(model, revision, _hub_options(cache_dir, offline, full_download), tensor)
     result = inspect_positions(
         checkpoint,
         offsets=wanted,
@@ -594,22 +593,12 @@ def diff(
     """Row by row, how far MODEL_B's embedding table moved from MODEL_A's: per-token cosine
     and L2 change, the k tokens that moved most, rows added or removed, the overall drift.
     Rows are paired by token id, and the vocabularies must agree (else --align)."""
-    from embinspect.checkpoint import open_checkpoint
     from embinspect.table_diff import diff_tables
-    from embinspect.tokenizer import load_vocabulary
 
     hub = _hub_options(cache_dir, offline, full_download)
-    sides = []
-    for model, revision in ((model_a, revision_a), (model_b, revision_b)):
-        checkpoint = open_checkpoint(model, revision, hub=hub)
-        for warning in checkpoint.warnings:
-            report_note(warning)
-        try:
-            vocabulary = load_vocabulary(checkpoint.files)
-        except UsageError:
-            vocabulary = None  # no tokenizer: rows are paired by id, unchecked
-        sides.append((checkpoint, vocabulary))
-    (a, vocab_a), (b, vocab_b) = sides
+    # Without a tokenizer, rows are paired by id, unchecked.
+    a, b = (_open(m, r, hub) for m, r in ((model_a, revision_a), (model_b, revision_b)))
+    vocab_a, vocab_b = _vocabulary_or_none(a), _vocabulary_or_none(b)
     result = diff_tables(a, b, vocab_a, vocab_b, table=table.value, align=align, center=center, k=k)
     for note in result.notes:
         report_note(note)
@@ -630,28 +619,16 @@ def _report_left_out(searcher) -> None:
 
 
 def _table_and_vocabulary(model, revision, hub, tensor, tokenizer, table: str):
-    """(checkpoint, EmbeddingTable of --table, vocabulary or None, vocabulary size or None)
-    for the commands that look at a whole table."""
-    from embinspect.checkpoint import open_checkpoint
+    """(checkpoint, EmbeddingTable of --table, vocabulary or None) for the commands that
+    look at a whole table."""
     from embinspect.table import EmbeddingTable
-    from embinspect.tokenizer import count_vocabulary, load_vocabulary
 
-    checkpoint = open_checkpoint(model, revision, tensor, hub=hub)
-    for warning in checkpoint.warnings:
-        report_note(warning)
+    checkpoint = _open(model, revision, hub, tensor)
     header, note = checkpoint.table_header(table)
     if note:
         report_note(note)
-    try:
-        vocabulary = load_vocabulary(checkpoint.files, tokenizer)
-    except UsageError:
-        vocabulary = None  # no tokenizer: rows are named by id
-    if vocabulary is not None:
-        size = vocabulary.size
-    else:
-        counted = count_vocabulary(checkpoint.files)
-        size = counted.size if counted else None
-    return checkpoint, EmbeddingTable(checkpoint.files, header), vocabulary, size
+    vocabulary = _vocabulary_or_none(checkpoint, tokenizer)
+    return checkpoint, EmbeddingTable(checkpoint.files, header), vocabulary
 
 
 @app.command()
@@ -677,10 +654,10 @@ def stats(
     from embinspect.table_stats import table_stats
 
     hub = _hub_options(cache_dir, offline, full_download)
-    checkpoint, rows, vocabulary, size = _table_and_vocabulary(
+    checkpoint, rows, vocabulary = _table_and_vocabulary(
         model, revision, hub, tensor, tokenizer, table.value
     )
-    result = table_stats(checkpoint.files.model, rows, vocabulary, size, pairs=pairs, seed=seed)
+    result = table_stats(checkpoint.files.model, rows, vocabulary, pairs=pairs, seed=seed)
     emit(result, resolve_format(fmt))
 
 
@@ -717,7 +694,7 @@ def undertrained(
     from embinspect.undertrained import find_reference, rank_undertrained
 
     hub = _hub_options(cache_dir, offline, full_download)
-    checkpoint, rows, vocabulary, _ = _table_and_vocabulary(
+    checkpoint, rows, vocabulary = _table_and_vocabulary(
         model, revision, hub, tensor, tokenizer, table.value
     )
     ids, source = find_reference(vocabulary, rows.rows, reference)
@@ -730,14 +707,7 @@ def undertrained(
 @app.command()
 def plot(
     model: ModelArg,
-    queries: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="QUERY...",
-            help="Text (king), #token_id, =vocabulary_entry, or - to read one per line from stdin.",
-            show_default=False,
-        ),
-    ],
+    queries: QueriesArg,
     out: Annotated[
         Optional[str],
         typer.Option(

@@ -7,6 +7,10 @@ stderr. Anything else escaping the library is a bug and exits with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2  # the same code Click uses for a bad option or argument
@@ -48,3 +52,19 @@ class NetworkError(EmbinspectError):
     """The Hub could not be reached, or a download broke off; nothing partial was kept."""
 
     exit_code = EXIT_NETWORK
+
+
+@contextmanager
+def reading(path: Path | str, expected: str) -> Iterator[None]:
+    """Opening and reading a model file: the OS's errors become one-line ModelErrors
+    (``expected`` names what the path should have been: "a .gguf file")."""
+    try:
+        yield
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a directory, expected {expected}") from None
+    except PermissionError:
+        raise ModelError(f"{path}: permission denied") from None
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such file") from None
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read ({err.strerror or err})") from None

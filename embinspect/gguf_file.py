@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embinspect.errors import ModelError
+from embinspect.errors import ModelError, reading
 from embinspect.safetensors_header import TensorHeader
 
 GGUF_MAGIC = b"GGUF"
@@ -77,9 +77,6 @@ class GgufArray:
     item_type: int
     count: int
     offset: int
-
-    def __len__(self) -> int:
-        return self.count
 
 
 @dataclass
@@ -200,17 +197,8 @@ def read_gguf(path: Path) -> GgufFile:
     Every tensor must lie inside the file and span the bytes its type and shape need, so
     later readers may trust the offsets (as ``safetensors_header.read_header`` does).
     """
-    try:
-        with _Cursor.open(path) as cursor:
-            return _read(cursor, path, path.name)
-    except IsADirectoryError:
-        raise ModelError(f"{path}: is a directory, expected a .gguf file") from None
-    except PermissionError:
-        raise ModelError(f"{path}: permission denied") from None
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such file") from None
-    except OSError as err:
-        raise ModelError(f"{path}: cannot read ({err.strerror or err})") from None
+    with reading(path, "a .gguf file"), _Cursor.open(path) as cursor:
+        return _read(cursor, path, path.name)
 
 
 def _read(cursor: _Cursor, path: Path, label: str) -> GgufFile:

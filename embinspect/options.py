@@ -34,6 +34,14 @@ ModelArg = Annotated[
         show_default=False,
     ),
 ]
+QueriesArg = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="QUERY...",
+        help="Text (king), #token_id, =vocabulary_entry, or - to read one per line from stdin.",
+        show_default=False,
+    ),
+]
 RevisionOpt = Annotated[
     Optional[str],
     typer.Option("--revision", help="Branch, tag or commit of a Hub repo.", show_default=False),

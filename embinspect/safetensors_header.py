@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from embinspect.errors import ModelError
+from embinspect.errors import ModelError, reading
 
 # Headers are small (a few hundred bytes per tensor); anything larger is a corrupt
 # length field, and reading it would allocate gigabytes.
@@ -90,7 +90,7 @@ def read_header(
     readers may trust the offsets.
     """
     label = file_label or path.name
-    try:
+    with reading(path, "a .safetensors file"):
         file_size = os.path.getsize(path) if file_size is None else file_size
         with open(path, "rb") as handle:
             prefix = handle.read(8)
@@ -109,14 +109,6 @@ def read_header(
                     f"a {file_size}-byte file)"
                 )
             raw = handle.read(header_len)
-    except IsADirectoryError:
-        raise ModelError(f"{path}: is a directory, expected a .safetensors file") from None
-    except PermissionError:
-        raise ModelError(f"{path}: permission denied") from None
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such file") from None
-    except OSError as err:
-        raise ModelError(f"{path}: cannot read ({err.strerror or err})") from None
     return parse_header(raw, file_size, path, label)
 
 

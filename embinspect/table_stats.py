@@ -80,19 +80,19 @@ def table_stats(
     model: str,
     table: EmbeddingTable,
     vocabulary: Vocabulary | None,
-    vocab_size: int | None,
     *,
     pairs: int = DEFAULT_PAIRS,
     seed: int = 0,
 ) -> TableStats:
-    """Figures of ``table`` (rows × dim). ``vocab_size`` (from the tokenizer files) says
-    which rows have a token; ``vocabulary`` names the tokens listed, when there is one."""
+    """Figures of ``table`` (rows × dim). ``vocabulary`` says which rows have a token (its
+    size) and names the tokens listed; without one, every row counts as a token's."""
     import numpy as np
     import torch
 
     if pairs < 1:
         raise UsageError("--pairs must be at least 1")
     rows, dim = table.rows, table.dim
+    vocab_size = vocabulary.size if vocabulary is not None else None
     with_token = min(rows, vocab_size) if vocab_size else rows
     norms = np.empty(rows)
     finite = np.empty(rows, dtype=bool)

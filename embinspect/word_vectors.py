@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
-from embinspect.errors import ModelError
+from embinspect.errors import ModelError, reading
 
 if TYPE_CHECKING:
     import numpy as np
@@ -148,16 +148,8 @@ def _first_row_is_text(rest: bytes, dim: int) -> bool:
 
 
 def _open(path: Path) -> BinaryIO:
-    try:
+    with reading(path, "a word-vector file"):
         return open(path, "rb")  # noqa: SIM115 - the callers close it
-    except IsADirectoryError:
-        raise ModelError(f"{path}: is a directory, expected a word-vector file") from None
-    except PermissionError:
-        raise ModelError(f"{path}: permission denied") from None
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such file") from None
-    except OSError as err:
-        raise ModelError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def _read_start(path: Path, handle: BinaryIO) -> _Start:
