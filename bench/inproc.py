@@ -12,8 +12,8 @@ import random
 import time
 
 OPEN_START = time.perf_counter()
-from embinspect.checkpoint import open_checkpoint  # noqa: E402 (timed with the open)
-from embinspect.similarity import Searcher  # noqa: E402
+from embinspect.model.checkpoint import open_checkpoint  # noqa: E402 (timed with the open)
+from embinspect.tables.search import Searcher  # noqa: E402
 
 QUERY = "#1000"
 K = 10

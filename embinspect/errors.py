@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2  # the same code Click uses for a bad option or argument
 EXIT_MODEL = 3

@@ -63,7 +63,7 @@ def dequantized_types() -> list[GGMLQuantizationType]:
 
 
 def test_our_ggml_type_table_is_ggufs():
-    from embinspect.gguf_file import GGML_TYPES
+    from embinspect.sources.tensor import GGML_TYPES
 
     for qtype, (block, size) in GGML_QUANT_SIZES.items():
         ours = GGML_TYPES[qtype.value]
@@ -232,8 +232,8 @@ def test_neighbours_on_each_storage_type(cli, tmp_path, qtype):
 
 
 def test_every_dequantized_type_reads_as_gguf_dequantizes_it(tmp_path):
-    from embinspect.checkpoint import open_checkpoint
-    from embinspect.table import EmbeddingTable
+    from embinspect.model.checkpoint import open_checkpoint
+    from embinspect.tables.table import EmbeddingTable
 
     for qtype in dequantized_types():
         name = qtype.name

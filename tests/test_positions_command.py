@@ -179,7 +179,7 @@ def test_rotation_is_transformers_own(smollm2):
     import torch
     from transformers.models.gpt_neox.modeling_gpt_neox import apply_rotary_pos_emb
 
-    from embinspect.position_tables import rotate
+    from embinspect.analyses.positions import rotate
 
     rng = np.random.default_rng(3)
     for head_dim, rotated in ((64, 64), (64, 32), (80, 20)):
@@ -396,7 +396,7 @@ def test_rotary_positions_import_no_torch(smollm2):
 
 
 def test_expected_offsets_helper_matches_the_library():
-    from embinspect.position_tables import default_offsets as library
+    from embinspect.analyses.positions import default_offsets as library
 
     for largest in (1, 2, 3, 511, 1023, 8191):
         assert library(largest) == default_offsets(largest)

@@ -19,13 +19,14 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from embinspect.checkpoint import open_checkpoint
+from embinspect.analyses.info import inspect_checkpoint
+from embinspect.cli.render import _json, describe_position_scheme
 from embinspect.errors import EmbinspectError, ModelError, QueryError
-from embinspect.info import inspect_checkpoint
-from embinspect.output import _json, describe_position_scheme
-from embinspect.queries import MAX_QUERY_CHARS, QueryResolver, printable, shown
-from embinspect.safetensors_header import DTYPE_BYTES, read_header
-from embinspect.tokenizer import Vocabulary
+from embinspect.model.checkpoint import open_checkpoint
+from embinspect.model.tokenizer import Vocabulary
+from embinspect.sources.safetensors_header import read_header
+from embinspect.sources.tensor import DTYPE_BYTES
+from embinspect.tables.queries import MAX_QUERY_CHARS, QueryResolver, printable, shown
 
 EXAMPLES = {
     "header bytes": 3000,

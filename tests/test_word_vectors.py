@@ -1,4 +1,4 @@
-"""``embinspect.word_vectors`` against gensim's own test files and its loader as the reference.
+"""``embinspect.sources.word_vectors`` against gensim's test files and its loader.
 
 Every value must equal, bit for bit, what ``KeyedVectors.load_word2vec_format`` loads from
 the same file; the broken files are cut or edited copies of those real files.
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from embinspect import word_vectors
 from embinspect.errors import ModelError
-from embinspect.word_vectors import (
+from embinspect.sources import word_vectors
+from embinspect.sources.word_vectors import (
     GLOVE,
     WORD2VEC_BINARY,
     WORD2VEC_TEXT,
@@ -387,7 +387,7 @@ def test_sniff_and_shape_import_no_numpy():
     probe = f"""
 import sys
 from pathlib import Path
-from embinspect.word_vectors import sniff_word_vectors, word_vector_shape
+from embinspect.sources.word_vectors import sniff_word_vectors, word_vector_shape
 for name in {sorted(GENSIM_FILES)!r}:
     path = Path({str(GENSIM_DATA)!r}) / name
     assert sniff_word_vectors(path) is not None, name

@@ -1,0 +1,194 @@
+"""``embinspect undertrained``: tokens whose rows look never or barely trained.
+
+The indicators of Land & Bartolo 2024, "Fishing for Magikarp: Automatically Detecting
+Under-trained Tokens in Large Language Models" (arXiv:2405.05417), as their code
+(cohere-ai/magikarp, ``embedding_distance_metrics``) computes them:
+
+1. the first principal component ``pc`` of the table (of its rows centred on their mean)
+   is removed from every row: ``x' = x - (x·pc) pc``; it is a direction nearly every
+   row shares, and it would swamp the comparison;
+2. ``u`` is the mean of the reference rows so projected: tokens known to be unused
+   (BERT's ``[unusedN]``, Llama 3's ``<|reserved_special_token_N|>``, Gemma's
+   ``<unusedN>``), or the ones given with ``--reference``;
+3. each token's indicator is ``cos(x', u)``: near 1, its row sits where rows go that
+   training never moved. The row norm ``|x|`` is shown beside it (small for tokens that
+   weight decay shrank and no gradient grew).
+
+A token is *unreachable* when encoding its own text does not give it back: no text can
+make the model see it, so training never did either (magikarp's ``UNREACHABLE``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from embinspect.errors import ModelError, UsageError
+from embinspect.tables.queries import QueryResolver
+
+if TYPE_CHECKING:
+    from embinspect.model.tokenizer import Vocabulary
+    from embinspect.tables.table import EmbeddingTable
+
+# Spellings of tokens that model families reserve and never train, with where they come from.
+UNUSED_TOKEN_PATTERNS = (
+    (re.compile(r"\[unused\d+\]"), "[unusedN] (BERT)"),
+    (re.compile(r"<\|reserved_special_token_\d+\|>"), "<|reserved_special_token_N|> (Llama 3)"),
+    (re.compile(r"<unused\d+>"), "<unusedN> (Gemma)"),
+)
+DEFAULT_TOP = 50
+
+
+@dataclass(frozen=True)
+class Suspect:
+    rank: int
+    token_id: int
+    token: str | None
+    text: str | None
+    cosine: float | None  # cos(x', u); None for an all-zero row, which has no direction
+    norm: float
+    reachable: bool | None  # None where it cannot be said (word vectors, ##pieces)
+    reference: bool  # one of the reference tokens itself
+
+
+@dataclass(frozen=True)
+class UndertrainedResult:
+    model: str
+    tensor: str
+    rows: int
+    reference_source: str  # the pattern matched, or "--reference"
+    reference_ids: list[int]
+    first_pc_share: float  # of the centred table's variance that the removed component held
+    unreachable: int | None  # tokens whose text does not encode back to them (None: unknown)
+    zero_rows: int
+    tokens: list[Suspect]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_reference(
+    vocabulary: Vocabulary | None, rows: int, given: list[str] | None
+) -> tuple[list[int], str]:
+    """Row ids of the tokens known to be unused, and where the list came from."""
+    if given:
+        if vocabulary is None and any(not q.startswith("#") for q in given):
+            raise UsageError("--reference by token needs a tokenizer; name rows as #ID")
+        resolver = QueryResolver(vocabulary, rows, pool="error")
+        ids = []
+        for query in given:
+            # An entry spelled as the vocabulary stores it ([unused0], <|reserved_...|>).
+            spelled = query if query.startswith("#") else f"={query}"
+            ids.extend(resolver.resolve(spelled).token_ids)
+        return sorted(set(ids)), "--reference"
+    if vocabulary is not None:
+        for pattern, source in UNUSED_TOKEN_PATTERNS:
+            ids = [
+                i
+                for i in range(min(rows, vocabulary.size))
+                if pattern.fullmatch(vocabulary.id_to_token(i) or "")
+            ]
+            if ids:
+                return ids, source
+    raise UsageError(
+        "no tokens known to be unused in this vocabulary ([unusedN], "
+        "<|reserved_special_token_N|>, <unusedN>); name some with --reference TOKEN or #ID"
+    )
+
+
+def rank_undertrained(
+    model: str,
+    table: EmbeddingTable,
+    vocabulary: Vocabulary | None,
+    reference: list[int],
+    source: str,
+    *,
+    top: int = DEFAULT_TOP,
+    keep_reference: bool = False,
+) -> UndertrainedResult:
+    """The ``top`` rows most like the reference rows, by cos(x', u) (module docstring);
+    all-zero rows first, then ties by lower id. Rows with NaN or infinity are left out."""
+    import numpy as np
+    import torch
+
+    rows, dim = table.rows, table.dim
+    with_token = min(rows, vocabulary.size) if vocabulary is not None else rows
+    total = torch.zeros(dim, dtype=torch.float64)
+    gram = torch.zeros((dim, dim), dtype=torch.float64)
+    norms = np.empty(rows)
+    finite = np.empty(rows, dtype=bool)
+    for start, chunk in table.chunks(torch.device("cpu"), stored=True):
+        values = chunk.double()
+        ok = torch.isfinite(values).all(dim=1)
+        finite[start : start + len(values)] = ok.numpy()
+        norms[start : start + len(values)] = values.norm(dim=1).numpy()
+        good = values[ok]
+        total += good.sum(dim=0)
+        gram += good.T @ good
+    usable = finite & (np.arange(rows) < with_token)
+    count = int(finite.sum())
+    if count < 2:
+        raise ModelError(f"{table.name}: fewer than two rows hold finite values")
+    mean = total / count
+    covariance = gram / count - torch.outer(mean, mean)
+    variances, directions = torch.linalg.eigh(covariance)  # ascending eigenvalues
+    pc = directions[:, -1]
+    spread = float(variances.clamp(min=0).sum())
+    share = float(variances[-1]) / spread if spread > 0 else 0.0
+    reference = [i for i in reference if finite[i]]
+    if not reference:
+        raise UsageError("every reference row holds NaN or infinite values")
+    ref_rows = table.gather(reference)
+    u = (ref_rows - torch.outer(ref_rows @ pc, pc)).mean(dim=0)  # u is orthogonal to pc
+    if float(u.norm()) == 0:
+        raise UsageError("the reference rows average to zero once the first component is removed")
+    dots, along = np.empty(rows), np.empty(rows)
+    for start, chunk in table.chunks(torch.device("cpu"), stored=True):
+        values = chunk.double()
+        dots[start : start + len(values)] = (values @ u).numpy()
+        along[start : start + len(values)] = (values @ pc).numpy()
+    # x'·u = x·u (u ⟂ pc), and |x'|² = |x|² - (x·pc)², clipped at 0 against rounding.
+    projected = np.sqrt(np.clip(norms**2 - along**2, 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosine = dots / (projected * float(u.norm()))
+    zero = usable & (norms == 0)
+    candidates = usable.copy()
+    if not keep_reference:
+        candidates[reference] = False
+    ids = np.flatnonzero(candidates)
+    key = np.where(zero[ids], np.inf, np.nan_to_num(cosine[ids], nan=-np.inf))
+    order = ids[np.lexsort((ids, -key))][:top]
+    reachable = _reachable(vocabulary, order.tolist())
+    reference_set = set(reference)
+    suspects = [
+        Suspect(
+            rank=rank,
+            token_id=int(i),
+            token=vocabulary.id_to_token(int(i)) if vocabulary is not None else None,
+            text=vocabulary.token_text(int(i)) if vocabulary is not None else None,
+            cosine=None if zero[i] else float(cosine[i]),
+            norm=float(norms[i]),
+            reachable=reachable[index] if reachable is not None else None,
+            reference=int(i) in reference_set,
+        )
+        for index, (rank, i) in enumerate(zip(range(1, len(order) + 1), order, strict=True))
+    ]
+    unreachable = _reachable(vocabulary, list(range(with_token)))
+    return UndertrainedResult(
+        model=model,
+        tensor=table.name,
+        rows=rows,
+        reference_source=source,
+        reference_ids=reference,
+        first_pc_share=share,
+        unreachable=None if unreachable is None else sum(r is False for r in unreachable),
+        zero_rows=int(zero.sum()),
+        tokens=suspects,
+    )
+
+
+def _reachable(vocabulary: Vocabulary | None, ids: list[int]) -> list[bool] | None:
+    """For each id: whether encoding its decoded text gives back exactly that token."""
+    round_trips = getattr(vocabulary, "round_trips", None)
+    return round_trips(ids) if round_trips is not None else None

@@ -1,0 +1,7 @@
+"""The command line: a Typer app over the library (``embinspect.cli.app``), shared options
+declared once (``options``), one module per command with its renderers, and the output
+formats and messages (``render``)."""
+
+from embinspect.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,157 @@
+"""Arguments and options shared by every command, declared once."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from embinspect.cli.render import OutputFormat
+from embinspect.tables.queries import POOLS
+from embinspect.tables.scoring import METRICS
+from embinspect.tables.search import ANALOGY_METHODS, FILTERS, TABLES
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """An Enum of the library's own choices, so Typer validates them and lists them in
+    --help while the library stays the one place that declares them."""
+    return Enum(name, {value: value for value in values}, type=str)
+
+
+Metric = _choices("Metric", METRICS)
+Table = _choices("Table", TABLES)
+WordFilter = _choices("WordFilter", FILTERS)
+Pool = _choices("Pool", POOLS)
+AnalogyMethod = _choices("AnalogyMethod", ANALOGY_METHODS)
+
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="MODEL",
+        help="Hugging Face folder, .safetensors or .gguf file, ollama:NAME[:TAG], a word2vec/"
+        "GloVe/fastText file, or Hub repo id (gpt2, Qwen/Qwen3-0.6B).",
+        show_default=False,
+    ),
+]
+QueriesArg = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="QUERY...",
+        help="Text (king), #token_id, =vocabulary_entry, or - to read one per line from stdin.",
+        show_default=False,
+    ),
+]
+RevisionOpt = Annotated[
+    Optional[str],
+    typer.Option("--revision", help="Branch, tag or commit of a Hub repo.", show_default=False),
+]
+CacheDirOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cache-dir",
+        help="huggingface_hub cache folder for Hub files (default: HF_HUB_CACHE, under HF_HOME).",
+        show_default=False,
+    ),
+]
+OfflineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--offline", help="Use only what is cached, as HF_HUB_OFFLINE=1 does; fetch nothing."
+    ),
+]
+FullDownloadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--full-download",
+        help="Fetch the whole file holding a tensor, not just the tensor's byte range.",
+    ),
+]
+TensorOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--tensor",
+        help="Name of the token table when the known names do not find it.",
+        show_default=False,
+    ),
+]
+TokenizerOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--tokenizer",
+        help="Tokenizer to use: a tokenizer.json, a folder, or a Hub repo id.",
+        show_default=False,
+    ),
+]
+FormatOpt = Annotated[
+    Optional[OutputFormat],
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format. Default: table on a terminal, tsv in a pipe.",
+        show_default=False,
+        case_sensitive=False,
+    ),
+]
+TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many results.")]
+MetricOpt = Annotated[
+    Metric,
+    typer.Option("--metric", help="l2 is the Euclidean distance, smallest first."),
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", help="cpu, cuda, cuda:N, mps, or auto (a GPU when torch sees one)."),
+]
+TableOpt = Annotated[
+    Table,
+    typer.Option("--table", help="The token table, or the output head (when not tied)."),
+]
+FilterOpt = Annotated[
+    WordFilter,
+    typer.Option(
+        "--filter", help="words: only tokens that are whole words (letters, optional space mark)."
+    ),
+]
+CenterOpt = Annotated[
+    bool,
+    typer.Option("--center", help="Subtract the mean row first (LLM tables are anisotropic)."),
+]
+NoSpaceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-space", help="Tokenize words bare (king), not as inside a sentence (Ġking, ▁king)."
+    ),
+]
+PoolOpt = Annotated[
+    Pool,
+    typer.Option("--pool", help="A query of several tokens: pool its rows, or refuse (error)."),
+]
+BatchSizeOpt = Annotated[
+    int,
+    typer.Option("--batch-size", min=1, help="Queries answered per pass over the table."),
+]
+MethodOpt = Annotated[
+    AnalogyMethod,
+    typer.Option(
+        "--method", help="add: 3CosAdd (gensim most_similar); mul: 3CosMul (Levy & Goldberg)."
+    ),
+]
+RestrictOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--restrict",
+        min=1,
+        help="Only the first N rows are words and candidates (gensim's restrict_vocab; "
+        "300000 with --file/--pairs, every row otherwise).",
+        show_default=False,
+    ),
+]
+CaseOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--case-insensitive/--case-sensitive",
+        help="Fold case as gensim does (upper-case both sides). Default: on when the "
+        "tokenizer lower-cases text, off otherwise.",
+        show_default=False,
+    ),
+]

@@ -1,0 +1,137 @@
+"""An opened checkpoint: its files, its config, and its embedding tensors by role.
+
+Opening reads safetensors headers and JSON only. Tensor data is read later, row by row,
+by ``embinspect.tables.rows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from embinspect.errors import ModelError
+from embinspect.model.config import load_config, text_config
+from embinspect.model.position_scheme import describe_positions
+from embinspect.model.tensor_names import (
+    OUTPUT,
+    POSITION,
+    TOKEN,
+    EmbeddingTensor,
+    could_be_embedding,
+    find_embeddings,
+)
+from embinspect.sources.hub_options import HubOptions
+from embinspect.sources.locate import WORD_VECTOR_FORMATS, CheckpointFiles, locate
+from embinspect.sources.tensor import TensorHeader
+
+
+@dataclass
+class Checkpoint:
+    files: CheckpointFiles
+    config: dict[str, Any]  # config.json, {} when the checkpoint has none
+    headers: dict[str, TensorHeader]  # every tensor whose shard header was read
+    headers_complete: bool  # False when some shards were not fetched (Hub)
+    embeddings: dict[str, EmbeddingTensor]  # role -> tensor
+    warnings: list[str] = field(default_factory=list)  # for stderr: what was missing or broken
+
+    @property
+    def token_table(self) -> EmbeddingTensor:
+        return self.embeddings[TOKEN]
+
+    @property
+    def text_config(self) -> dict[str, Any]:
+        return text_config(self.config)
+
+    def position_scheme(self) -> dict[str, Any]:
+        """How positions reach the model (``positions.describe_positions``)."""
+        if self.files.word_vectors is not None:
+            return {"kind": "none"}  # a word's vector does not depend on where it stands
+        table = self.embeddings.get(POSITION)
+        rows = table.header.shape[0] if table else None
+        return describe_positions(self.config, rows, table.header.name if table else None)
+
+    def table_header(self, table: str) -> tuple[TensorHeader, str | None]:
+        """The header of ``--table input`` (the token table) or ``output`` (the head), and a
+        note when the head asked for is the token table itself (tied)."""
+        if table == "output":
+            output = self.embeddings.get(OUTPUT)
+            if output is None:
+                tied = "note: the output head is tied: it is the token table"
+                return self.token_table.header, tied
+            return output.header, None
+        return self.token_table.header, None
+
+    def tying(self) -> tuple[bool, str]:
+        """Whether the output head reuses the token table, and why we say so."""
+        if self.files.word_vectors is not None:
+            return False, "none: word vectors are not a language model"
+        output = self.embeddings.get(OUTPUT)
+        flag = self.text_config.get("tie_word_embeddings")
+        if output is None:
+            return True, "no output tensor is stored: the head reuses the token table"
+        if flag is True:
+            return True, f"tie_word_embeddings is true: {output.header.name} is a stored copy"
+        return False, f"separate output tensor {output.header.name}"
+
+
+def open_checkpoint(
+    model: str,
+    revision: str | None = None,
+    tensor: str | None = None,
+    *,
+    hub: HubOptions | None = None,
+    all_headers: bool = False,
+) -> Checkpoint:
+    """Open MODEL (folder, file or Hub repo id) reading headers and JSON only.
+
+    ``tensor`` (``--tensor``) names the token table when the known names do not find it.
+    ``hub`` says how to reach the Hub. ``all_headers`` (``info``) reads the header of every
+    shard of a Hub repo, for exact parameter counts; otherwise only the shards that may
+    hold an embedding (and those on this machine already) are read.
+    """
+    files = locate(model, revision, hub)
+    config, config_warning = load_config(files)
+    headers, complete = _read_headers(files, tensor, all_headers)
+    if files.word_vectors is not None:
+        # One table, keyed by words: there is nothing to look for by name.
+        family = WORD_VECTOR_FORMATS[files.word_vectors.shape.format]
+        header = files.word_vectors.header
+        return Checkpoint(
+            files, config, headers, True, {TOKEN: EmbeddingTensor(TOKEN, header, family)}
+        )
+    embeddings = find_embeddings(headers, tensor)
+    if TOKEN not in embeddings:
+        float_tables = [h.name for h in headers.values() if h.is_scorable and len(h.shape) == 2]
+        hint = f" (2-D tensors: {', '.join(float_tables[:4])}...)" if float_tables else ""
+        raise ModelError(
+            f"{files.model}: no token embedding tensor found; name it with --tensor NAME{hint}"
+        )
+    warnings = [config_warning] if config_warning else []
+    return Checkpoint(files, config, headers, complete, embeddings, warnings)
+
+
+def _read_headers(
+    files: CheckpointFiles, tensor: str | None, all_headers: bool
+) -> tuple[dict[str, TensorHeader], bool]:
+    """Headers of every local shard, and of the remote shards that are wanted."""
+    wanted = set(files.weight_files)
+    if files.kind == "hub" and files.weight_map is not None:
+        everything = all_headers and files.can_download
+        wanted = {
+            shard
+            for name, shard in files.weight_map.items()
+            if everything or name == tensor or could_be_embedding(name) or files.is_present(shard)
+        }
+    headers: dict[str, TensorHeader] = {}
+    shards = [shard for shard in files.weight_files if shard in wanted]
+    for shard_headers in files.read_headers(shards).values():
+        headers.update(shard_headers)
+    if files.weight_map is not None:
+        missing = sorted(set(files.weight_map) - set(headers))
+        unread = [name for name in missing if files.weight_map[name] in wanted]
+        if unread:
+            raise ModelError(
+                f"{files.model}: index lists {unread[0]!r} in {files.weight_map[unread[0]]}, "
+                "but that shard does not hold it"
+            )
+    return headers, wanted == set(files.weight_files)

@@ -1,0 +1,453 @@
+"""The checkpoint's tokenizer: count its vocabulary cheaply, load it, and show tokens as text.
+
+``count_vocabulary`` parses the tokenizer files as plain JSON/text so that ``info`` imports
+neither ``tokenizers`` nor ``transformers``. ``load_vocabulary`` prefers the fast
+``tokenizers.Tokenizer.from_file("tokenizer.json")`` and falls back to
+``transformers.AutoTokenizer`` (never with ``trust_remote_code``) when only
+``vocab.json``/``merges.txt``, ``vocab.txt`` or SentencePiece files exist.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embinspect.errors import ModelError, QueryError, UsageError
+from embinspect.sources.cache import cached_file, keep
+from embinspect.sources.files import load_json
+from embinspect.sources.locate import CheckpointFiles
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from embinspect.sources.gguf_file import GgufFile
+
+TOKENIZER_JSON = "tokenizer.json"
+# Files from which transformers can build a tokenizer when tokenizer.json is absent.
+LEGACY_TOKENIZER_FILES = ("vocab.json", "tokenizer.model", "vocab.txt", "spiece.model")
+TOKENIZER_COMPANION_FILES = (
+    "merges.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+
+GGUF_TOKENS = "tokenizer.ggml.tokens"  # the vocabulary in a GGUF file's metadata
+
+# How a vocabulary spells a word's leading space, which decides how a token reads as text.
+BYTE_LEVEL, METASPACE, WORDPIECE, PLAIN = "byte-level", "metaspace", "wordpiece", "plain"
+WORDS = "words"  # a word-vector file: every key is a whole word, spelled as it reads
+WORD_KEYS = "the file's words"  # what a word-vector file's vocabulary is counted from
+
+
+@dataclass(frozen=True)
+class VocabularyCount:
+    size: int  # distinct token ids, added tokens included (what len(tokenizer) gives)
+    source: str  # the file counted
+
+
+def count_vocabulary(files: CheckpointFiles) -> VocabularyCount | None:
+    """Size of the tokenizer's vocabulary from its files, without loading a tokenizer.
+
+    None when there are no tokenizer files or they name no ids; ModelError when a file
+    cannot be read or parsed. Entries that are not ids (a string where an id belongs) are
+    not counted.
+    """
+    if files.gguf is not None:
+        count = files.gguf.string_array_length(GGUF_TOKENS)
+        return VocabularyCount(count, GGUF_TOKENS) if count is not None else None
+    if files.word_vectors is not None:
+        return VocabularyCount(files.word_vectors.shape.rows, WORD_KEYS)
+    path = files.optional(TOKENIZER_JSON)
+    if path is not None:
+        data = load_json(path)
+        model = data.get("model")
+        model_vocab = model.get("vocab") if isinstance(model, dict) else None
+        if isinstance(model_vocab, dict):
+            ids = {i for i in model_vocab.values() if _is_id(i)}
+        elif isinstance(model_vocab, list):  # Unigram: [[piece, score], ...], id = position
+            ids = set(range(len(model_vocab)))
+        else:
+            return None
+        added = data.get("added_tokens")
+        if isinstance(added, list):
+            ids.update(t["id"] for t in added if isinstance(t, dict) and _is_id(t.get("id")))
+        return VocabularyCount(len(ids), TOKENIZER_JSON)
+    added = _added_token_ids(files)
+    for name, counter in (
+        ("vocab.json", _count_vocab_json),
+        ("vocab.txt", _count_lines),
+        ("tokenizer.model", _count_sentencepiece),
+        ("spiece.model", _count_sentencepiece),
+    ):
+        path = files.optional(name)
+        if path is not None:
+            ids = counter(path)
+            return VocabularyCount(len(ids | added), name)
+    return None
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _count_vocab_json(path: Path) -> set[int]:
+    return {i for i in load_json(path).values() if _is_id(i)}
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def _count_lines(path: Path) -> set[int]:
+    data = _read_bytes(path)
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    return set(range(lines))
+
+
+def _count_sentencepiece(path: Path) -> set[int]:
+    """Ids of a SentencePiece ModelProto: one per ``pieces`` entry (field 1), in order."""
+    data = _read_bytes(path)
+    pos, count = 0, 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 2:
+            length, pos = _varint(data, pos)
+            pos += length
+            count += field == 1
+        elif wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ModelError(f"{path}: not a SentencePiece model")
+    return set(range(count))
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(data):
+            raise ModelError("truncated SentencePiece model")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _added_token_ids(files: CheckpointFiles) -> set[int]:
+    ids: set[int] = set()
+    added = files.read_json("added_tokens.json")
+    if added:
+        ids.update(i for i in added.values() if _is_id(i))
+    config = files.read_json("tokenizer_config.json") or {}
+    decoder = config.get("added_tokens_decoder")
+    if isinstance(decoder, dict):
+        ids.update(int(key) for key in decoder if key.isascii() and key.isdigit() and len(key) < 19)
+    return ids
+
+
+class Vocabulary:
+    """A loaded tokenizer: text to ids, ids to stored tokens, stored tokens to text."""
+
+    def __init__(self, backend: Tokenizer, source: str) -> None:
+        backend.no_padding()  # the MiniLM tokenizer.json pads every input to 128
+        backend.no_truncation()
+        self.backend = backend
+        self.source = source
+        self.size = backend.get_vocab_size(with_added_tokens=True)
+        spec = json.loads(backend.to_str())
+        self.scheme = _space_scheme(spec)
+        # Added tokens are stored as their text, not in the byte-level or ▁ alphabet.
+        self.added_ids = {t["id"] for t in spec.get("added_tokens") or []}
+        self.special_ids = {t["id"] for t in spec.get("added_tokens") or [] if t.get("special")}
+        self.lowercases = _lowercases(spec.get("normalizer"))
+
+    def encode(self, text: str, special_tokens: bool = False) -> list[int]:
+        return list(self.backend.encode(text, add_special_tokens=special_tokens).ids)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self.backend.id_to_token(token_id)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.backend.token_to_id(token)
+
+    def round_trips(self, ids: list[int]) -> list[bool | None]:
+        """For each id: whether encoding the token's own text gives back exactly that token
+        (if not, no text reaches it). None for a WordPiece continuation (``##ing``), which
+        only ever follows another piece of a word."""
+        texts = self.backend.decode_batch([[i] for i in ids], skip_special_tokens=False)
+        encoded = self.backend.encode_batch(texts, add_special_tokens=False)
+        answers: list[bool | None] = []
+        for token_id, encoding in zip(ids, encoded, strict=True):
+            token = self.backend.id_to_token(token_id) or ""
+            if self.scheme == WORDPIECE and token.startswith("##"):
+                answers.append(None)
+            else:
+                answers.append(list(encoding.ids) == [token_id])
+        return answers
+
+    def token_text(self, token_id: int) -> str:
+        """What a token reads as: ``Ġcat`` is ' cat', ``##ing`` is 'ing', ``▁the`` is ' the'."""
+        token = self.backend.id_to_token(token_id)
+        if token is None:
+            return ""
+        if token_id in self.added_ids:
+            return token
+        return stored_to_text(token, self.scheme)
+
+
+class WordKeys:
+    """The vocabulary of a word-vector file: row i is keyed by ``words[i]``; no tokenizer.
+
+    Text is looked up as a key, exactly (``King`` is not ``king``; surrounding spaces are
+    dropped); text that is no key but a phrase of keys (``new york``) stands for their
+    rows, pooled like the tokens of a word (a file's own ``new_york`` is asked for as
+    such). A word that several rows spell names the first of them.
+    Same interface as ``Vocabulary``."""
+
+    scheme = WORDS
+    lowercases = False
+    added_ids: frozenset[int] = frozenset()
+    special_ids: frozenset[int] = frozenset()
+
+    def __init__(self, words: list[str], source: str) -> None:
+        self.words = words
+        self.source = source
+        self.size = len(words)
+        self.rows: dict[str, int] = {}
+        for row, word in enumerate(words):
+            self.rows.setdefault(word, row)
+
+    def encode(self, text: str, special_tokens: bool = False) -> list[int]:
+        """The rows of a key, or of each key of a phrase; QueryError naming the missing word
+        (and the spelling the file has, when only case differs)."""
+        text = text.strip()
+        if text in self.rows:
+            return [self.rows[text]]
+        parts = text.split()
+        if len(parts) > 1 and all(part in self.rows for part in parts):
+            return [self.rows[part] for part in parts]
+        missing = next((p for p in parts if p not in self.rows), text) if parts else text
+        hint = self._other_case(missing)
+        raise QueryError(
+            f"{missing!r}: not a word of {Path(self.source).name}"
+            + (f" (it has {hint!r})" if hint else "")
+        )
+
+    def _other_case(self, word: str) -> str | None:
+        for candidate in (word.lower(), word.capitalize(), word.upper()):
+            if candidate != word and candidate in self.rows:
+                return candidate
+        return None
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self.words[token_id] if 0 <= token_id < self.size else None
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.rows.get(token)
+
+    def token_text(self, token_id: int) -> str:
+        return self.id_to_token(token_id) or ""
+
+
+def stored_to_text(token: str, scheme: str) -> str:
+    if scheme == BYTE_LEVEL:
+        # Bytes that are not valid UTF-8 on their own (half a character) show as \xNN.
+        raw = bytes(_UNICODE_TO_BYTE.get(ch, ord(ch) & 0xFF) for ch in token)
+        return raw.decode("utf-8", errors="backslashreplace")
+    if scheme == METASPACE:
+        if len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
+            return bytes([int(token[3:5], 16)]).decode("utf-8", errors="backslashreplace")
+        return token.replace("\u2581", " ")
+    if scheme == WORDPIECE and token.startswith("##"):
+        return token[2:]
+    return token
+
+
+def whole_word(token: str, vocabulary: Vocabulary, token_id: int) -> str | None:
+    """The word a token spells if it is letters only, with an optional leading-space marker
+    (``Ġking``, ``▁king``, ``king``); None for fragments, punctuation and special tokens."""
+    if token_id in vocabulary.special_ids:
+        return None
+    if token_id in vocabulary.added_ids:
+        return token if token.isalpha() else None
+    if vocabulary.scheme == WORDPIECE and token.startswith("##"):
+        return None
+    text = stored_to_text(token, vocabulary.scheme)
+    if text.startswith(" "):
+        text = text[1:]
+    return text if text.isalpha() else None
+
+
+def _lowercases(normalizer: Any) -> bool:
+    """Whether the normalizer folds text to lower case (uncased BERT, some others)."""
+    if not isinstance(normalizer, dict):
+        return False
+    kind = normalizer.get("type")
+    if kind == "Lowercase":
+        return True
+    if kind == "BertNormalizer":
+        return bool(normalizer.get("lowercase"))
+    if kind == "Sequence":
+        return any(_lowercases(n) for n in normalizer.get("normalizers") or [])
+    return False
+
+
+def _byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters (Ġ is the space byte)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    mapping = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+_UNICODE_TO_BYTE = {ch: b for b, ch in _byte_to_unicode().items()}
+
+
+def _space_scheme(spec: dict[str, Any]) -> str:
+    """Read the decoder (and pre-tokenizer) types out of a tokenizer.json document."""
+    kinds: set[str] = set()
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("type"), str):
+                kinds.add(node["type"])
+            if node.get("type") == "Replace" and "\u2581" in json.dumps(node.get("pattern")):
+                kinds.add("Metaspace")
+            for child in node.values():
+                collect(child)
+        elif isinstance(node, list):
+            for child in node:
+                collect(child)
+
+    collect(spec.get("decoder"))
+    collect(spec.get("pre_tokenizer"))
+    if "ByteLevel" in kinds:
+        return BYTE_LEVEL
+    if "Metaspace" in kinds:
+        return METASPACE
+    if "WordPiece" in kinds or (spec.get("model") or {}).get("type") == "WordPiece":
+        return WORDPIECE
+    return PLAIN
+
+
+def load_vocabulary(files: CheckpointFiles, override: str | None = None) -> Vocabulary:
+    """The tokenizer for a checkpoint, or for ``--tokenizer PATH_OR_ID`` when given."""
+    if override is not None:
+        return _load_override(override)
+    if files.gguf is not None:
+        return _from_gguf(files.gguf)
+    if files.word_vectors is not None:
+        return WordKeys(files.word_vectors.load().words, str(files.word_vectors.path))
+    path = files.optional(TOKENIZER_JSON)
+    if path is not None:
+        return _from_tokenizer_json(path)
+    for name in LEGACY_TOKENIZER_FILES:
+        legacy = files.optional(name)
+        if legacy is not None:
+            # transformers reads the files beside it (merges.txt next to vocab.json): from
+            # the Hub, they must be fetched into the same snapshot folder first.
+            for companion in TOKENIZER_COMPANION_FILES:
+                files.optional(companion)
+            return _from_transformers(str(legacy.parent), revision=None)
+    raise UsageError(
+        f"{files.model}: no tokenizer files; query by token id (#1234) or pass "
+        "--tokenizer PATH_OR_ID"
+    )
+
+
+def _from_tokenizer_json(path: Path) -> Vocabulary:
+    from tokenizers import Tokenizer
+
+    try:
+        return Vocabulary(Tokenizer.from_file(str(path)), str(path))
+    except Exception as err:  # tokenizers raises plain Exception on a bad file
+        raise ModelError(f"{path}: cannot load tokenizer ({err})") from None
+
+
+def _from_gguf(gguf: GgufFile) -> Vocabulary:
+    """The tokenizer a GGUF file's metadata describes (``tokenizer.ggml.*``), as transformers
+    builds it (``AutoTokenizer`` given ``gguf_file``).
+
+    Building takes seconds (transformers converts the vocabulary and merges); the result is
+    kept as a tokenizer.json in embinspect's cache, named by the metadata's SHA-256 and the
+    transformers version, and read back in milliseconds on later runs.
+    """
+    from importlib.metadata import version
+
+    from tokenizers import Tokenizer
+
+    if gguf.string_array_length(GGUF_TOKENS) is None:
+        raise UsageError(
+            f"{gguf.path}: no tokenizer in its metadata ({GGUF_TOKENS}); query by token id "
+            "(#1234) or pass --tokenizer PATH_OR_ID"
+        )
+    key = f"{gguf.metadata_digest()}-transformers-{version('transformers')}"
+    cached = cached_file("gguf-tokenizers", f"{key}.json")
+    source = f"{gguf.path} (GGUF metadata)"
+    if cached.is_file():
+        try:
+            return Vocabulary(Tokenizer.from_file(str(cached)), source)
+        except Exception:  # a damaged cache entry: build it again
+            pass
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    # transformers reads a tokenizer.json or tokenizer_config.json lying beside the file
+    # before the metadata: build in a folder that holds nothing but a link to the GGUF.
+    with tempfile.TemporaryDirectory(prefix="embinspect-gguf-") as alone:
+        link = Path(alone) / "model.gguf"
+        link.symlink_to(gguf.path.resolve())
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                alone, gguf_file=link.name, trust_remote_code=False
+            )
+        except Exception as err:  # transformers raises many types for what it cannot convert
+            message = " ".join(str(err).split())
+            raise ModelError(f"{gguf.path}: cannot build its tokenizer ({message})") from None
+    backend = tokenizer.backend_tokenizer
+    keep(cached, backend.to_str())
+    return Vocabulary(backend, source)
+
+
+def _load_override(override: str) -> Vocabulary:
+    path = Path(override).expanduser()
+    if path.is_file():
+        return _from_tokenizer_json(path)
+    if path.is_dir():
+        if (path / TOKENIZER_JSON).is_file():
+            return _from_tokenizer_json(path / TOKENIZER_JSON)
+        return _from_transformers(str(path), revision=None)
+    if override.startswith((".", "/", "~")) or override.count("/") > 1:  # a path, not owner/name
+        raise UsageError(f"--tokenizer {override}: no such file or directory")
+    # A Hub repo id: transformers fetches what it needs through the same HF cache.
+    return _from_transformers(override, revision=None)
+
+
+def _from_transformers(name_or_path: str, revision: str | None) -> Vocabulary:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            name_or_path, revision=revision, trust_remote_code=False
+        )
+    except Exception as err:  # transformers raises many types for an unusable folder
+        raise ModelError(f"{name_or_path}: cannot build a tokenizer ({err})") from None
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ModelError(f"{name_or_path}: only a slow tokenizer is available; add tokenizer.json")
+    return Vocabulary(backend, name_or_path)

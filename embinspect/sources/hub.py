@@ -1,0 +1,528 @@
+"""A Hugging Face Hub repo, fetched a piece at a time: only what a command needs.
+
+``HubRepo`` resolves the revision to a commit once (so every file comes from the same
+commit), lists the repo's files, and then gets, on demand:
+
+- small files (``config.json``, tokenizer files, the index) and whole shards through
+  ``hf_hub_download``, into huggingface_hub's own cache where other tools find them;
+- a safetensors header by two HTTP range requests (its 8-byte length, then the JSON):
+  no tensor bytes;
+- one tensor's bytes by a range request (its ``data_offsets``), written as a one-tensor
+  safetensors file into huggingface_hub's assets cache
+  (``$HF_HOME/assets/embinspect/models--org--name/<commit>/``), keyed by repo, commit,
+  file and tensor.
+
+Whether a tensor comes as a range or as its whole file is ``plan``'s decision: the whole
+file when the tensor is at least ``WHOLE_FILE_SHARE`` of it (little to save, and the file
+then serves transformers too), or with ``--full-download``; its range otherwise.
+
+Every download goes to a temporary name and is renamed into place only once its length
+checks out, so a download that broke off is never taken for a complete one.
+
+huggingface_hub's ``parse_safetensors_file_metadata`` is not used for headers: it always
+reads the first 100,000 bytes (tensor data, for a small header) and does not return the
+header's length, without which no tensor's absolute byte range can be known.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+from huggingface_hub import (
+    HfApi,
+    cached_assets_path,
+    constants,
+    get_token,
+    hf_hub_download,
+    hf_hub_url,
+    try_to_load_from_cache,
+)
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+    RevisionResolutionError,
+)
+from huggingface_hub.file_download import repo_folder_name
+from huggingface_hub.utils import (
+    build_hf_headers,
+    disable_progress_bars,
+    get_session,
+    hf_raise_for_status,
+)
+from huggingface_hub.utils import logging as hf_logging
+from huggingface_hub.utils import tqdm as hf_tqdm
+
+from embinspect import __version__
+from embinspect.errors import ModelError, NetworkError
+from embinspect.sources.files import temporary_beside, write_atomically
+from embinspect.sources.hub_options import HubOptions
+from embinspect.sources.safetensors_header import (
+    MAX_HEADER_BYTES,
+    read_header,
+    refuse_pickle_message,
+)
+from embinspect.sources.tensor import PICKLE_MAGICS, TensorHeader
+
+# A tensor that is at least this share of its file comes as the whole file: a range would
+# save little, and the whole file lands in the cache that transformers and others share.
+# Below it (a 1 GB table in a 5 GB shard, MiniLM's table at 52% of its file), the range.
+WHOLE_FILE_SHARE = 0.9
+
+# Attempts at a tensor range whose connection broke off, each resuming where the last
+# stopped (huggingface_hub retries whole-file downloads five times the same way).
+RANGE_ATTEMPTS = 4
+# Shard headers read at once: a 50-shard repo answers in a few round trips.
+HEADER_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class TensorFetch:
+    """What getting one tensor's bytes onto this machine takes.
+
+    ``how`` is ``cached`` (here already, 0 bytes), ``range`` (the tensor's bytes only) or
+    ``file`` (the whole file holding it); ``bytes`` is what would be downloaded.
+    """
+
+    tensor: str
+    file: str
+    how: str
+    bytes: int
+
+
+class RangeIgnored(Exception):
+    """The server answered a range request with the whole file."""
+
+
+class HubRepo:
+    """One revision of a model repo on the Hub (or in the local cache when offline)."""
+
+    def __init__(self, repo_id: str, revision: str | None, options: HubOptions) -> None:
+        self.repo_id = repo_id
+        self.options = options
+        self.offline = options.offline or constants.is_offline_mode()
+        self.where = f"{repo_id}@{revision}" if revision else repo_id
+        self.endpoint = constants.ENDPOINT
+        self._cache_dir = Path(options.cache_dir or constants.HF_HUB_CACHE).expanduser()
+        if not options.progress:
+            disable_progress_bars()
+        # huggingface_hub warns on stderr as it retries or falls back to the cache; the
+        # outcome is embinspect's to report, in one line.
+        hf_logging.set_verbosity_error()
+        self._api = HfApi(library_name="embinspect", library_version=__version__)
+        with self._errors(f"revision {revision or 'main'}"):
+            # One commit for every file of this run, and refs/<revision> written for offline use.
+            self.revision = self._api.resolve_revision(
+                repo_id,
+                revision=revision,
+                cache_dir=options.cache_dir,
+                local_files_only=self.offline,
+            )
+        self.commit = self.revision.resolved
+        self._assets = cached_assets_path(
+            "embinspect", repo_folder_name(repo_id=repo_id, repo_type="model"), self.commit
+        )
+        self.files = self._listing()  # file name -> size in bytes (None when not known)
+        self._data_ends: dict[str, int] = {}
+
+    # --- files -----------------------------------------------------------------------
+
+    def _listing(self) -> dict[str, int | None]:
+        """The repo's files at this commit: saved from the Hub's answer, or what the cache holds."""
+        saved = self._assets / "files.json"
+        try:
+            files = json.loads(saved.read_text(encoding="utf-8"))
+            if isinstance(files, dict):
+                return files
+        except (OSError, ValueError):
+            pass  # not saved yet (or unreadable): ask the Hub again
+        if not self.offline:
+            with self._errors("the file list"):
+                info = self._api.model_info(self.repo_id, revision=self.commit, files_metadata=True)
+            files = {s.rfilename: s.size for s in info.siblings or []}
+            write_atomically(saved, json.dumps(files, indent=0).encode())
+            return files
+        # Offline, in a cache that other tools filled: what the snapshot holds is all we know.
+        snapshot = self._cache_dir / repo_folder_name(repo_id=self.repo_id, repo_type="model")
+        snapshot = snapshot / "snapshots" / self.commit
+        if not snapshot.is_dir():
+            raise ModelError(self._offline_message("the repo"))
+        return {
+            p.relative_to(snapshot).as_posix(): None for p in snapshot.rglob("*") if p.is_file()
+        }
+
+    def cached_path(self, name: str) -> Path | None:
+        """The file in huggingface_hub's cache, if it is there."""
+        found = try_to_load_from_cache(
+            self.repo_id, name, cache_dir=self.options.cache_dir, revision=self.commit
+        )
+        return Path(found) if isinstance(found, str) else None
+
+    def fetch(self, name: str) -> Path | None:
+        """A whole file through huggingface_hub's cache; None if the repo has no such file."""
+        if name not in self.files:
+            return None
+        cached = self.cached_path(name)
+        if cached is not None:
+            return cached
+        if self.offline:
+            raise ModelError(self._offline_message(name))
+        with self._errors(name):
+            return Path(
+                hf_hub_download(
+                    self.repo_id,
+                    name,
+                    revision=self.revision,
+                    cache_dir=self.options.cache_dir,
+                    library_name="embinspect",
+                    library_version=__version__,
+                )
+            )
+
+    # --- safetensors headers ---------------------------------------------------------
+
+    def header_is_local(self, name: str) -> bool:
+        """Whether the file's header can be read without the network."""
+        return self.cached_path(name) is not None or self._header_path(name).is_file()
+
+    def headers(self, names: Iterable[str]) -> dict[str, dict[str, TensorHeader]]:
+        """``{file: {tensor: TensorHeader}}``, the remote ones fetched a few at a time."""
+        names = list(names)
+        if len(names) <= 1:
+            return {name: self.header(name) for name in names}
+        with ThreadPoolExecutor(max_workers=min(HEADER_WORKERS, len(names))) as pool:
+            return dict(zip(names, pool.map(self.header, names), strict=True))
+
+    def header(self, name: str) -> dict[str, TensorHeader]:
+        """The tensors of one safetensors file, from the cache or by range request."""
+        cached = self.cached_path(name)
+        if cached is not None:
+            tensors = read_header(cached, file_label=name)
+        else:
+            stub = self._header_path(name)
+            if not stub.is_file():
+                if self.offline:
+                    raise ModelError(self._offline_message(f"the header of {name}"))
+                self._fetch_header(name, stub)
+            tensors = self._read_stub(stub, name)
+        self._data_ends[name] = max((t.offset + t.nbytes for t in tensors.values()), default=0)
+        return tensors
+
+    def _header_path(self, name: str) -> Path:
+        return self._assets / "headers" / (name.replace("/", "--") + ".header")
+
+    def _fetch_header(self, name: str, stub: Path) -> None:
+        url = self._url(name)
+        prefix = self._read_range(name, url, 0, 8)
+        if prefix.startswith(PICKLE_MAGICS):
+            raise ModelError(refuse_pickle_message(f"{self.where}/{name}"))
+        length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else 0
+        size = self.size(name)
+        body = b""
+        if 0 < length <= MAX_HEADER_BYTES and (size is None or 8 + length <= size):
+            body = self._read_range(name, url, 8, 8 + length)
+        # Checked before it is kept: a bad header is reported, never cached.
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_beside(stub)
+        try:
+            tmp.write_bytes(prefix + body)
+            self._read_stub(tmp, name)
+            os.replace(tmp, stub)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _read_stub(self, stub: Path, name: str) -> dict[str, TensorHeader]:
+        size = self.size(name)
+        try:
+            return read_header(stub, file_label=name, file_size=size)
+        except ModelError as err:
+            # The stub's path means nothing to the user: name the file on the Hub instead.
+            raise ModelError(err.message.replace(str(stub), f"{self.where}/{name}")) from None
+
+    def size(self, name: str) -> int | None:
+        """The file's size: from the Hub's file list, else where its last tensor ends."""
+        listed = self.files.get(name)
+        if listed is not None:
+            return listed
+        cached = self.cached_path(name)
+        if cached is not None:
+            return cached.stat().st_size
+        return self._data_ends.get(name)
+
+    # --- tensor bytes ----------------------------------------------------------------
+
+    def plan(self, header: TensorHeader) -> TensorFetch:
+        """How the tensor's bytes would come: cached already, as a range, or as its file."""
+        name, file = header.name, header.file
+        if self.cached_path(file) is not None:
+            return TensorFetch(name, file, "cached", 0)
+        size = self.size(file) or header.offset + header.nbytes
+        if self.options.full_download:
+            return TensorFetch(name, file, "file", size)
+        if self._open_range(header) is not None:
+            return TensorFetch(name, file, "cached", 0)
+        if header.nbytes >= WHOLE_FILE_SHARE * size:
+            return TensorFetch(name, file, "file", size)
+        return TensorFetch(name, file, "range", header.nbytes)
+
+    def tensor_file(self, header: TensorHeader) -> tuple[Path, TensorHeader]:
+        """A local safetensors file holding the tensor, and the tensor's header in that file.
+
+        Either the whole file (from huggingface_hub's cache) with ``header`` unchanged, or
+        a one-tensor file of its range whose header places the bytes in that file.
+        """
+        how = self.plan(header).how
+        if how == "cached":
+            whole = self.cached_path(header.file)
+            if whole is not None:
+                return whole, header
+        elif how == "range":
+            try:
+                self._download_range(header)
+            except RangeIgnored:
+                how = "file"  # a server without range support: the whole file it is
+        if how == "file":
+            return self.require(header.file), header
+        local = self._open_range(header)
+        if local is None:
+            raise ModelError(self._offline_message(f"{header.name} (bytes of {header.file})"))
+        return self._range_path(header), local
+
+    def require(self, name: str) -> Path:
+        path = self.fetch(name)
+        if path is None:
+            raise ModelError(f"{self.where}: file {name} is missing from the repo")
+        return path
+
+    def _range_path(self, header: TensorHeader) -> Path:
+        safe = header.name.replace("/", "--")
+        return self._assets / "tensors" / header.file.replace("/", "--") / f"{safe}.safetensors"
+
+    def _open_range(self, header: TensorHeader) -> TensorHeader | None:
+        """The tensor's header in its range file, if that file is there and complete."""
+        path = self._range_path(header)
+        if not path.is_file():
+            return None
+        try:
+            local = read_header(path, file_label=header.file).get(header.name)
+        except ModelError:
+            return None
+        complete = (
+            local is not None
+            and (local.dtype, local.shape, local.nbytes)
+            == (header.dtype, header.shape, header.nbytes)
+            and path.stat().st_size == local.offset + local.nbytes
+        )
+        return local if complete else None
+
+    def _download_range(self, header: TensorHeader) -> None:
+        """Fetch the tensor's bytes into its range file: a one-tensor safetensors file."""
+        if self.offline:
+            raise ModelError(self._offline_message(f"{header.name} (bytes of {header.file})"))
+        dest = self._range_path(header)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        start, stop = header.offset, header.offset + header.nbytes
+        url = self._url(header.file)
+        tmp = temporary_beside(dest)
+        try:
+            with open(tmp, "wb") as out, self._bar(header) as bar, self._errors(header.file):
+                out.write(_one_tensor_header(header, f"{self.repo_id}@{self.commit}", start, stop))
+                received, failures = 0, 0
+                while received < header.nbytes:
+                    try:
+                        for chunk in self._stream_range(url, start + received, stop):
+                            out.write(chunk)
+                            received += len(chunk)
+                            bar.update(len(chunk))
+                    except (httpx2.TransportError, _ShortRange):
+                        # Resume where the broken connection stopped, as huggingface_hub does.
+                        failures += 1
+                        if failures >= RANGE_ATTEMPTS:
+                            raise NetworkError(
+                                f"{self.where}: the connection broke off {failures} times while "
+                                f"fetching {header.name} from {header.file} ({received:,} of "
+                                f"{header.nbytes:,} bytes); nothing partial was kept: run again"
+                            ) from None
+                        time.sleep(0.5 * failures)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if self._open_range(header) is None:
+            raise ModelError(f"{self.where}: the range file of {header.name} does not check out")
+
+    def _stream_range(self, url: str, start: int, stop: int) -> Iterator[bytes]:
+        """The bytes ``start..stop-1`` of a file, in chunks: exactly those, or an exception.
+
+        Raises RangeIgnored when the server sends anything but that range, and _ShortRange
+        when it closes the response early.
+        """
+        headers = {**self._http_headers(), "Range": f"bytes={start}-{stop - 1}"}
+        timeout = constants.HF_HUB_DOWNLOAD_TIMEOUT
+        with get_session().stream("GET", url, headers=headers, timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                hf_raise_for_status(response)
+            content_range = response.headers.get("Content-Range", "")
+            if response.status_code != 206 or not content_range.startswith(
+                f"bytes {start}-{stop - 1}/"
+            ):
+                raise RangeIgnored(url)
+            expected, count = stop - start, 0
+            # As the bytes arrive: a chunk held back for size would be lost if the connection drops.
+            for chunk in response.iter_bytes():
+                count += len(chunk)
+                if count > expected:
+                    raise ModelError(f"{self.where}: the server sent more bytes than asked for")
+                yield chunk
+            if count < expected:
+                raise _ShortRange(url)
+
+    def _read_range(self, name: str, url: str, start: int, stop: int) -> bytes:
+        """A few bytes of a file (a header), in one request."""
+        headers = {**self._http_headers(), "Range": f"bytes={start}-{stop - 1}"}
+        with self._errors(f"the header of {name}"):
+            response = get_session().get(
+                url, headers=headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT
+            )
+            hf_raise_for_status(response)
+        data = response.content
+        if response.status_code == 200:  # range ignored: the whole file came
+            data = data[start:stop]
+        return data
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def _url(self, name: str) -> str:
+        return hf_hub_url(self.repo_id, name, revision=self.commit)
+
+    def _http_headers(self) -> dict[str, str]:
+        # The token (HF_TOKEN, or the one `hf auth login` saved) goes in, as for every
+        # huggingface_hub request; it is never printed.
+        return build_hf_headers(library_name="embinspect", library_version=__version__)
+
+    @contextmanager
+    def _bar(self, header: TensorHeader) -> Iterator[hf_tqdm]:
+        bar = hf_tqdm(
+            total=header.nbytes,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"{header.name} ({header.file})",
+            disable=not self.options.progress,
+        )
+        try:
+            yield bar
+        finally:
+            bar.close()
+
+    def _offline_message(self, what: str) -> str:
+        return (
+            f"{self.where}: {what} is not in the local Hugging Face cache, and offline mode is "
+            "on (--offline or HF_HUB_OFFLINE); run the same command once online to fetch it"
+        )
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turn huggingface_hub's and httpx's exceptions into one line for the user."""
+        try:
+            yield
+        except GatedRepoError as err:
+            raise ModelError(self._gated_message(err)) from None
+        except RevisionNotFoundError:
+            raise ModelError(
+                f"{self.where}: no such revision (branch, tag or commit) in {self.repo_id}"
+            ) from None
+        except RepositoryNotFoundError:
+            raise ModelError(
+                f"{self.repo_id}: no such local path, and no such Hub repo at {self.endpoint} "
+                "(or it is private: set HF_TOKEN to a token that can read it)"
+            ) from None
+        except RemoteEntryNotFoundError:
+            raise ModelError(f"{self.where}: {what} is not in the repo") from None
+        except (RevisionResolutionError, LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
+            if self.offline:
+                raise ModelError(self._offline_message(what)) from None
+            raise NetworkError(self._network_message(what, err)) from None
+        except httpx2.TransportError as err:
+            raise NetworkError(self._network_message(what, err)) from None
+        except HfHubHTTPError as err:
+            status = err.response.status_code if err.response is not None else 0
+            if status >= 500 or status == 429:
+                raise NetworkError(
+                    f"{self.where}: the Hub answered {status} for {what}; try again later"
+                ) from None
+            raise ModelError(f"{self.where}: the Hub refused {what} ({status})") from None
+        except OSError as err:
+            if "Consistency check failed" not in str(err):
+                raise
+            # huggingface_hub's size check on a whole-file download: nothing was kept.
+            raise NetworkError(
+                f"{self.where}: the download of {what} ended short; nothing partial was kept: "
+                "run again"
+            ) from None
+
+    def _network_message(self, what: str, err: BaseException) -> str:
+        chain = [err]
+        while chain[-1].__cause__ is not None:
+            chain.append(chain[-1].__cause__)
+        transport = next((e for e in chain if isinstance(e, httpx2.TransportError)), err)
+        reason = type(transport).__name__
+        if isinstance(transport, (httpx2.RemoteProtocolError, httpx2.ReadError)):
+            return (
+                f"{self.where}: the connection to the Hub broke off while fetching {what} "
+                f"({reason}); nothing partial was kept: run again"
+            )
+        return (
+            f"{self.where}: cannot reach the Hub at {self.endpoint} to fetch {what} ({reason}); "
+            "check the network (HF_ENDPOINT), or use --offline for what is cached"
+        )
+
+    def _gated_message(self, err: GatedRepoError) -> str:
+        page = f"{self.endpoint}/{self.repo_id}"
+        status = err.response.status_code if err.response is not None else None
+        if status == 403 or get_token() is not None:
+            return (
+                f"{self.repo_id}: gated repo, and the token sent (HF_TOKEN, or `hf auth login`) "
+                f"has no access yet: accept the conditions at {page} with that account, wait "
+                "for approval, and run again"
+            )
+        return (
+            f"{self.repo_id}: gated repo: accept its conditions at {page}, then set HF_TOKEN to "
+            "a read token of that account (embinspect reads HF_TOKEN, or `hf auth login`'s token)"
+        )
+
+
+class _ShortRange(Exception):
+    """The server closed a range response before its last byte."""
+
+
+def _one_tensor_header(header: TensorHeader, source: str, start: int, stop: int) -> bytes:
+    """The 8-byte length and JSON header of a safetensors file holding one tensor's bytes.
+
+    The JSON is padded with spaces to a multiple of 8 bytes, as safetensors writes it, so
+    the tensor's bytes start aligned.
+    """
+    document = {
+        "__metadata__": {"source": f"{source}/{header.file}", "bytes": f"{start}-{stop}"},
+        header.name: {
+            "dtype": header.dtype,
+            "shape": list(header.shape),
+            "data_offsets": [0, header.nbytes],
+        },
+    }
+    raw = json.dumps(document, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw

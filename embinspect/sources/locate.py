@@ -1,0 +1,356 @@
+"""Where a checkpoint's files are: a local folder, a single file (safetensors or GGUF), an
+Ollama model, or a Hugging Face repo.
+
+``locate(model)`` answers which safetensors files hold the weights and gives a way to
+get any other file of the checkpoint (config, tokenizer) by name, a shard's header, and
+a local file holding a tensor's bytes. For a Hub repo (``embinspect.sources.hub``) each is
+fetched only when asked for, so a command gets the JSON files, the headers and the one
+tensor it reads, and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from embinspect.errors import ModelError
+from embinspect.sources.files import load_json
+from embinspect.sources.gguf_file import GgufFile, is_gguf, read_gguf
+from embinspect.sources.hub_options import HubOptions
+from embinspect.sources.safetensors_header import read_header, refuse_pickle_message
+from embinspect.sources.tensor import PICKLE_MAGICS, TensorHeader
+from embinspect.sources.word_vectors import (
+    GLOVE,
+    WORD2VEC_BINARY,
+    WORD2VEC_TEXT,
+    WordVectors,
+    WordVectorShape,
+    load_word_vectors,
+    sniff_word_vectors,
+    word_vector_shape,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from embinspect.sources.hub import HubRepo
+
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+OLLAMA_PREFIX = "ollama:"
+
+# owner/name or name, as the Hub accepts them (letters, digits, '-', '_', '.').
+_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
+
+
+@dataclass
+class CheckpointFiles:
+    """The files of one checkpoint.
+
+    ``weight_files`` are names relative to the checkpoint root, as they appear in an
+    index's ``weight_map``. ``weight_map`` is None when there is no index (one file).
+    """
+
+    model: str
+    kind: str  # "directory", "file", "hub", "gguf" or "word-vectors"
+    weight_files: list[str]
+    weight_map: dict[str, str] | None = None
+    index_total_size: int | None = None
+    _fetch: Callable[[str], Path | None] = field(default=lambda name: None, repr=False)
+    _is_present: Callable[[str], bool] = field(default=lambda name: False, repr=False)
+    hub: HubRepo | None = field(default=None, repr=False)  # set for a Hub repo
+    gguf: GgufFile | None = field(default=None, repr=False)  # set for a GGUF file
+    word_vectors: WordVectorFile | None = field(default=None, repr=False)  # for a word-vector file
+
+    def optional(self, name: str) -> Path | None:
+        """Local path of a checkpoint file, fetching it if remote; None if it does not exist."""
+        return self._fetch(name)
+
+    def require(self, name: str) -> Path:
+        path = self._fetch(name)
+        if path is None:
+            raise ModelError(f"{self.model}: file {name} is missing from the checkpoint")
+        return path
+
+    def is_present(self, name: str) -> bool:
+        """True when the file (for a Hub shard: its header) is on this machine already."""
+        return self._is_present(name)
+
+    @property
+    def can_download(self) -> bool:
+        """Whether a file not on this machine can still be fetched (a Hub repo, online)."""
+        return self.hub is not None and not self.hub.offline
+
+    def read_headers(self, names: list[str]) -> dict[str, dict[str, TensorHeader]]:
+        """``{file: {tensor: TensorHeader}}`` for safetensors files of the checkpoint."""
+        if self.hub is not None:
+            return self.hub.headers(names)  # by range request, no tensor bytes
+        if self.gguf is not None:
+            return {self.weight_files[0]: self.gguf.tensors}  # read when the file was located
+        if self.word_vectors is not None:
+            return {self.weight_files[0]: {VECTORS: self.word_vectors.header}}
+        headers = {}
+        for name in names:
+            path = self.optional(name)
+            if path is None:
+                raise ModelError(
+                    f"{self.model}: shard {name} is named in the index's weight_map but is "
+                    "missing (an unfinished download?)"
+                )
+            headers[name] = read_header(path, file_label=name)
+        return headers
+
+    def tensor_file(self, header: TensorHeader) -> tuple[Path, TensorHeader]:
+        """A local safetensors file holding the tensor's bytes, and its header there.
+
+        For a local checkpoint, the shard itself and ``header``; for a Hub repo, the
+        shard or a file of the tensor's byte range (``HubRepo.tensor_file``).
+        """
+        if self.hub is not None:
+            return self.hub.tensor_file(header)
+        return self.require(header.file), header
+
+    def loaded_rows(self, header: TensorHeader) -> np.ndarray | None:
+        """The rows of a table held in memory rather than mapped from a file: a word-vector
+        file's, parsed on first use. None for every other table."""
+        if self.word_vectors is not None and header.name == VECTORS:
+            return self.word_vectors.load().vectors
+        return None
+
+    def read_json(self, name: str) -> dict | None:
+        path = self.optional(name)
+        if path is None:
+            return None
+        return load_json(path)
+
+
+# The one table of a word-vector file, as it is named in results and notes.
+VECTORS = "vectors"
+WORD_VECTOR_SUFFIXES = (".txt", ".vec")
+FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")  # fastText's FASTTEXT_FILEFORMAT_MAGIC_INT32
+WORD_VECTOR_FORMATS = {
+    WORD2VEC_TEXT: "word2vec text (fastText .vec)",
+    WORD2VEC_BINARY: "word2vec binary",
+    GLOVE: "GloVe text (no header)",
+}
+
+
+@dataclass
+class WordVectorFile:
+    """A word-vector file: its shape from the header (cheap, for ``info``), and its words
+    and rows, parsed once when a command first needs them."""
+
+    path: Path
+    shape: WordVectorShape
+    _loaded: WordVectors | None = field(default=None, repr=False)
+
+    @property
+    def header(self) -> TensorHeader:
+        rows, dim = self.shape.rows, self.shape.dim
+        return TensorHeader(VECTORS, "F32", (rows, dim), rows * dim * 4, self.path.name)
+
+    def load(self) -> WordVectors:
+        if self._loaded is None:
+            loaded = load_word_vectors(self.path)
+            if loaded.vectors.shape != (self.shape.rows, self.shape.dim):
+                # The file changed between reading its header and its rows.
+                raise ModelError(
+                    f"{self.path}: holds {loaded.vectors.shape[0]:,} rows of "
+                    f"{loaded.vectors.shape[1]}, not the {self.shape.rows:,} of "
+                    f"{self.shape.dim} its start promised"
+                )
+            self._loaded = loaded
+        return self._loaded
+
+
+def locate(
+    model: str, revision: str | None = None, hub: HubOptions | None = None
+) -> CheckpointFiles:
+    """Resolve MODEL (folder, ``.safetensors`` file, or Hub repo id) to its files.
+
+    ``hub`` says how to reach the Hub (cache folder, offline, whole files); local paths
+    ignore it.
+    """
+    if not model.strip():
+        raise ModelError(
+            "MODEL is empty: give a folder, a .safetensors or .gguf file, ollama:NAME or a Hub "
+            "repo id"
+        )
+    try:
+        return _locate(model, revision, hub)
+    except PermissionError as err:
+        raise ModelError(f"{err.filename or model}: permission denied") from None
+
+
+def _locate(model: str, revision: str | None, hub: HubOptions | None) -> CheckpointFiles:
+    if model.startswith(OLLAMA_PREFIX):
+        from embinspect.sources.ollama import ollama_blob
+
+        if revision:
+            raise ModelError(f"{model}: --revision applies to Hub repos; give ollama:NAME:TAG")
+        return _locate_gguf(model, ollama_blob(model[len(OLLAMA_PREFIX) :]))
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if revision:
+            raise ModelError(f"{model}: --revision applies to Hub repos, not to a local folder")
+        return _locate_directory(model, path)
+    if path.is_file():
+        if revision:
+            raise ModelError(f"{model}: --revision applies to Hub repos, not to a local file")
+        return _locate_file(model, path)
+    if _REPO_ID.match(model) and not model.endswith((".safetensors", ".json", ".gguf")):
+        return _locate_hub(model, revision, hub)
+    raise ModelError(f"{model}: no such file or directory, and not a Hugging Face repo id")
+
+
+def _locate_directory(model: str, root: Path) -> CheckpointFiles:
+    def fetch(name: str) -> Path | None:
+        candidate = root / name
+        return candidate if candidate.is_file() else None
+
+    def present(name: str) -> bool:
+        return (root / name).is_file()
+
+    index_path = root / INDEX_FILE
+    if index_path.is_file():
+        return _from_index(model, "directory", load_json(index_path), index_path, fetch, present)
+    if (root / SINGLE_FILE).is_file():
+        return CheckpointFiles(model, "directory", [SINGLE_FILE], None, None, fetch, present)
+    others = sorted(p.name for p in root.glob("*.safetensors"))
+    if others:
+        return CheckpointFiles(model, "directory", others, None, None, fetch, present)
+    pickles = sorted(p.name for p in root.iterdir() if p.name.endswith(PICKLE_SUFFIXES))
+    if pickles:
+        raise ModelError(refuse_pickle_message(root / pickles[0]))
+    ggufs = sorted(p.name for p in root.glob("*.gguf"))
+    if ggufs:
+        raise ModelError(
+            f"{model}: no .safetensors weights in this folder, but GGUF files: give one as "
+            f"MODEL ({root / ggufs[0]})"
+        )
+    raise ModelError(
+        f"{model}: no .safetensors weights in this folder (expected {SINGLE_FILE} or {INDEX_FILE})"
+    )
+
+
+def _locate_file(model: str, path: Path) -> CheckpointFiles:
+    if path.suffix == ".gguf" or is_gguf(path):
+        return _locate_gguf(model, path)
+    # Before the pickle check: word2vec binaries are often named .bin. Sniffing only reads
+    # bytes; a pickle never looks like a "ROWS DIM" header. A .txt or .vec file that does
+    # not sniff as one is read anyway, for the reader to name its first bad line.
+    if path.suffix in WORD_VECTOR_SUFFIXES or sniff_word_vectors(path) is not None:
+        return _locate_word_vectors(model, path)
+    if _starts_with(path, FASTTEXT_MAGIC):
+        raise ModelError(
+            f"{path}: is a fastText model (.bin); embinspect reads its vectors as text: give "
+            "the .vec file fastText writes beside it"
+        )
+    if path.suffix == ".bin" and not any(_starts_with(path, m) for m in PICKLE_MAGICS):
+        # Refused all the same (a .bin is never unpickled), but named for what it may be.
+        raise ModelError(
+            f"{path}: not a word2vec binary (no 'ROWS DIM' header line) and no zip or pickle "
+            "either; an old fastText .bin? give the .vec file fastText writes beside it"
+        )
+    if path.name.endswith(PICKLE_SUFFIXES):
+        raise ModelError(refuse_pickle_message(path))
+    return _single_file(model, "file", path)
+
+
+def _single_file(model: str, kind: str, path: Path) -> CheckpointFiles:
+    """A checkpoint that is one file: it carries no config or tokenizer files beside it, so
+    only the file itself can be fetched."""
+    return CheckpointFiles(
+        model,
+        kind,
+        [path.name],
+        _fetch=lambda name: path if name == path.name else None,
+        _is_present=lambda name: name == path.name,
+    )
+
+
+def _locate_gguf(model: str, path: Path) -> CheckpointFiles:
+    """A GGUF file: its header (metadata and tensor layout) is read once, here; config and
+    tokenizer come from its metadata, so no other file is ever fetched."""
+    files = _single_file(model, "gguf", path)
+    files.gguf = read_gguf(path)
+    return files
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(magic)) == magic
+
+
+def _locate_word_vectors(model: str, path: Path) -> CheckpointFiles:
+    """A word2vec, GloVe or fastText file: one table, keyed by words, no tokenizer."""
+    files = _single_file(model, "word-vectors", path)
+    files.word_vectors = WordVectorFile(path, word_vector_shape(path))
+    return files
+
+
+def _from_index(
+    model: str,
+    kind: str,
+    index: dict,
+    index_path: Path,
+    fetch: Callable[[str], Path | None],
+    present: Callable[[str], bool],
+) -> CheckpointFiles:
+    weight_map = index.get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ModelError(f"{index_path}: index has no weight_map")
+    for tensor, file in weight_map.items():
+        if not isinstance(file, str) or "/" in file or "\\" in file or file.startswith("."):
+            # A shard name is a bare file name; anything else could point outside the checkpoint.
+            raise ModelError(f"{index_path}: bad shard name {file!r} for tensor {tensor!r}")
+    files = sorted(set(weight_map.values()))
+    metadata = index.get("metadata")
+    total = metadata.get("total_size") if isinstance(metadata, dict) else None
+    # Only an estimate for `info`: anything but a count (a string, NaN, -1) is ignored.
+    is_count = isinstance(total, int) and not isinstance(total, bool) and total >= 0
+    total_size = total if is_count else None
+    return CheckpointFiles(model, kind, files, dict(weight_map), total_size, fetch, present)
+
+
+def _locate_hub(repo_id: str, revision: str | None, options: HubOptions | None) -> CheckpointFiles:
+    # Imported here: only a Hub checkpoint needs huggingface_hub.
+    from embinspect.sources.hub import HubRepo
+
+    repo = HubRepo(repo_id, revision, options or HubOptions())
+    where, names = repo.where, repo.files
+    if INDEX_FILE in names:
+        index_path = repo.require(INDEX_FILE)
+        files = _from_index(
+            where, "hub", load_json(index_path), index_path, repo.fetch, repo.header_is_local
+        )
+    else:
+        # model.safetensors, or (rarely) other .safetensors files at the top with no index.
+        weights = [SINGLE_FILE] if SINGLE_FILE in names else _top_level(names, (".safetensors",))
+        if not weights:
+            pickles = _top_level(names, PICKLE_SUFFIXES)
+            if pickles:
+                raise ModelError(refuse_pickle_message(f"{where}/{pickles[0]}"))
+            if repo.offline and not names:
+                raise ModelError(f"{where}: no file of it is in the local Hugging Face cache")
+            ggufs = _top_level(names, (".gguf",))
+            if ggufs:
+                raise ModelError(
+                    f"{where}: holds GGUF files, not safetensors ({', '.join(ggufs[:3])}"
+                    f"{', ...' if len(ggufs) > 3 else ''}); download one (hf download "
+                    f"{repo.repo_id} {ggufs[0]}) and give its path as MODEL"
+                )
+            raise ModelError(
+                f"{where}: no .safetensors weights in this repo (no {SINGLE_FILE}, no {INDEX_FILE})"
+            )
+        files = CheckpointFiles(where, "hub", weights, None, None, repo.fetch, repo.header_is_local)
+    files.hub = repo
+    return files
+
+
+def _top_level(names: dict[str, int | None], suffixes: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if "/" not in n and n.endswith(suffixes))

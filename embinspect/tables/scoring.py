@@ -1,0 +1,800 @@
+"""Exact top-k over a whole embedding table, scanned in chunks of rows.
+
+Each chunk is scored in float32 (fast, on CPU or GPU). A float32 score can be off from
+the true score, but never by more than a bound that follows from the length of the dot
+products (|error| <= n·u·|q|·|x| for a length-n dot product, u = 2⁻²⁴). So the scan keeps,
+per query, every row whose upper bound could reach the k-th best lower bound, then
+rescores those candidates in float64 from the stored rows. The reported top-k and scores
+therefore equal a float64 reference computed on the same rows; ties go to the lower id.
+If the candidate buffer overflows (a crowd of near-ties), the query is scanned again with
+a larger buffer, so the guarantee never depends on luck.
+
+Extra memory is one float32 chunk plus a (queries × chunk rows) score block, a small
+fraction of the table: the full table is never converted to float32 at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from embinspect.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from embinspect.tables.table import EmbeddingTable
+
+METRICS = ("cosine", "dot", "l2")
+U32 = 2.0**-24  # unit roundoff of float32
+COSMUL_EPSILON = 1e-6  # Levy & Goldberg (2014), as gensim's most_similar_cosmul
+SCORE_BLOCK_BYTES = 16 * 1024 * 1024
+EXACT_BLOCK_BYTES = 4 * 1024 * 1024  # float64 rows rescored at once, whatever k is
+_M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
+# Unit roundoff of the half-precision types a table may be stored in.
+STORED_ROUNDOFF = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
+_STORED_MATMUL_OK: dict[tuple[str, str], bool] = {}
+# A float32 table gets a bf16 copy for batches of at least this many queries (the copy
+# costs about one float32 pass; a batch this size spends several times that in products).
+SHADOW_MIN_BATCH = 64
+# ... and only when the copy is close (bf16 rounding is 2^-9 relative; values beyond
+# bf16's range would round to infinity and leave bounds too wide to help).
+SHADOW_MAX_ERROR = 2.0**-8
+
+
+@dataclass(frozen=True)
+class Scored:
+    token_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class RowStats:
+    """Per-row float32 facts a scorer needs: norms of the (centred) rows, the centring
+    error bound (None when not centred), and which stored rows are all zeros or hold NaN
+    or infinity (never results, for any metric)."""
+
+    norms: torch.Tensor
+    drift: torch.Tensor | None
+    zero: torch.Tensor  # bool, (rows,)
+    broken: torch.Tensor  # bool, (rows,)
+
+    @property
+    def excluded(self) -> torch.Tensor:
+        return self.zero | self.broken
+
+    def part(self, first: int, count: int) -> RowStats:
+        """The stats of rows first .. first + count - 1."""
+        drift = self.drift[first : first + count] if self.drift is not None else None
+        rows = slice(first, first + count)
+        return RowStats(self.norms[rows], drift, self.zero[rows], self.broken[rows])
+
+
+def raw_row_stats(norms: torch.Tensor, raw_norms: torch.Tensor, drift=None) -> RowStats:
+    """RowStats from the norms a scorer uses and the norms of the stored rows: a stored
+    norm of 0 is an all-zero row, a non-finite one a row with NaN or infinity."""
+    import torch
+
+    return RowStats(norms, drift, raw_norms == 0, ~torch.isfinite(raw_norms))
+
+
+@dataclass(frozen=True)
+class BlockScores:
+    """A block of rows scored for every query of a batch.
+
+    ``key`` (B, n) orders each query's rows exactly as their upper bounds do, so the scan
+    picks its candidates on ``key`` alone and works out bounds only for those picks
+    (``limits``): for the cosine the bound is a monotone function of the score, and the
+    (B, n) arithmetic of a bound per row would cost more than the matrix product's
+    tail. ``unusable`` (n,) marks rows that can never be results (zero or non-finite).
+    """
+
+    key: torch.Tensor
+    unusable: torch.Tensor
+    stats: RowStats
+    limits: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    # (B,) bounds -> (B,) keys t: a row whose key is below t has an upper bound below it.
+    key_below: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _widened(approx, slack, unusable, stats) -> BlockScores:
+    """Scores ± a slack that varies by row: the key is the upper bound itself."""
+    import torch
+
+    batch, count = approx.shape
+    upper = approx.add_(slack)  # in place: the (B, n) block is the big allocation
+
+    def limits(best, index):
+        if isinstance(slack, float):
+            width = 2 * slack
+        else:
+            width = 2 * slack.expand(batch, count).gather(1, index)
+        # upper - 2·slack = approx - slack, give or take a rounding: widen by a hair.
+        lower = torch.where(best == -torch.inf, -torch.inf, best - width * (1 + 1e-6))
+        return best, lower
+
+    return BlockScores(upper, unusable, stats, limits, lambda bound: bound)
+
+
+def _monotone(approx, relative: float, constant, unusable, stats) -> BlockScores:
+    """Scores whose error is at most ``relative``·|score| + ``constant`` (a float or a
+    (B,) tensor): the bounds rise with the score, so the score itself is the key."""
+    import torch
+
+    def limits(best, index):
+        constant_ = constant if isinstance(constant, float) else constant.unsqueeze(1)
+        reach = relative * best.abs() + constant_
+        # Rounded outwards, so float32 arithmetic here never narrows the interval.
+        upper = torch.nextafter(best + reach, torch.full_like(best, torch.inf))
+        lower = torch.nextafter(best - reach, torch.full_like(best, -torch.inf))
+        gone = best == -torch.inf
+        return upper.masked_fill(gone, -torch.inf), lower.masked_fill(gone, -torch.inf)
+
+    def key_below(bound):
+        # x + relative·|x| + constant < bound, solved for x on either side of zero, then
+        # pulled in by a hair for the float32 arithmetic of limits().
+        room = bound - constant
+        t = torch.where(room >= 0, room / (1 + relative), room / (1 - relative))
+        return t - t.abs() * 1e-5 - 1e-30
+
+    return BlockScores(approx, unusable, stats, limits, key_below)
+
+
+class Scorer:
+    """Scores of a batch of B queries against rows.
+
+    ``bounds`` scores a float32 chunk (``stored_bounds`` a chunk in its stored half
+    precision) with rigorous bounds on how far off the scores may be; ``exact`` gives
+    float64 scores of given rows for one query. Higher is better for every scorer (L2
+    ranks by negative squared distance; ``report`` turns that back into a distance).
+    """
+
+    batch: int
+
+    def bounds(self, chunk: torch.Tensor, known: RowStats | None = None) -> BlockScores:
+        """The block's scores; ``known`` holds the rows' norms when a scan has them."""
+        raise NotImplementedError
+
+    def exact(self, rows: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """Float64 scores (P,) of ``rows`` (P, dim), row i against query ``queries[i]``."""
+        raise NotImplementedError
+
+    def select(self, indices: list[int]) -> Scorer:
+        raise NotImplementedError
+
+    def report(self, score: float) -> float:
+        return score
+
+    @property
+    def centered(self) -> bool:
+        return self.base.center32 is not None
+
+
+class _Centered:
+    """Shared set-up: queries (B, dim) in float64, optionally centred on the table's mean."""
+
+    def __init__(self, queries: torch.Tensor, center: torch.Tensor | None, device) -> None:
+        self.device = device
+        self.center64 = center
+        self.center32 = center.float().to(device) if center is not None else None
+        self.center_norm = float(center.norm()) if center is not None else 0.0
+        self.queries64 = queries - center if center is not None else queries
+        self.batch = queries.shape[0]
+        self.dim = queries.shape[1]
+
+    def shift(self, chunk: torch.Tensor) -> torch.Tensor:
+        """Rows minus the mean, in float32."""
+        return chunk - self.center32 if self.center32 is not None else chunk
+
+    def stats(self, chunk: torch.Tensor, rows: torch.Tensor, known: RowStats | None) -> RowStats:
+        """Norms of the (shifted) rows and, when centred, a bound per row on what the
+        float32 subtraction got wrong: rounding the mean and the difference errs by up to
+        2u(|x| + |mean|), not small next to |x - mean| when the mean dominates the rows.
+        Both depend on the rows only, so a scan reuses them from the previous one."""
+        if known is not None:
+            return known
+        norms = rows.norm(dim=1)
+        if self.center32 is None:
+            return raw_row_stats(norms, norms)
+        raw_norms = chunk.norm(dim=1)
+        return raw_row_stats(norms, raw_norms, 4 * U32 * (raw_norms + self.center_norm))
+
+    def shift64(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows - self.center64 if self.center64 is not None else rows
+
+
+class CosineScorer(Scorer):
+    def __init__(self, queries: torch.Tensor, center: torch.Tensor | None, device) -> None:
+        import torch
+
+        self.args = (queries, center, device)
+        self.base = _Centered(queries, center, device)
+        q = self.base.queries64
+        self.unit64 = q / q.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        self.unit32 = self.unit64.float().to(device)
+        self.batch = self.base.batch
+        # dot error <= n·u·|x| for a unit query, the norm's relative error <= n·u, and the
+        # float32 query and centred row add a few u more.
+        self.slack = (2 * self.base.dim + 16) * U32
+
+    def float32_scores(self, chunk, known=None):
+        """``(approx, slack, unusable, stats)``: float32 cosines (B, n), how far each may
+        be off (a float, or a (1, n) tensor when centred), unusable rows, row norms."""
+        import torch
+
+        rows = self.base.shift(chunk)
+        stats = self.base.stats(chunk, rows, known)
+        norms = stats.norms
+        scores = (self.unit32 @ rows.T) / norms
+        # A zero row (or a centred row equal to the mean) has no cosine.
+        unusable = stats.excluded | ~torch.isfinite(norms) | (norms == 0)
+        if stats.drift is None:
+            return scores, self.slack, unusable, stats
+        # Moving a vector by |e| turns its cosine by at most 2|e|/|x|; 3 leaves room.
+        slack = self.slack + (3 * stats.drift / norms).unsqueeze(0)
+        return scores, slack, unusable, stats
+
+    def bounds(self, chunk, known=None):
+        approx, slack, unusable, stats = self.float32_scores(chunk, known)
+        if isinstance(slack, float):
+            return _monotone(approx, 0.0, slack, unusable, stats)
+        return _widened(approx, slack, unusable, stats)
+
+    def stored_bounds(self, block, known, row_error=0.0):
+        """Cosines from a chunk in half precision: the products of ``_stored_products``
+        divided by |x|. Their bound, divided by |x| too, is a constant per query plus
+        2.02u'·|cosine|: a monotone function of the cosine, so the scan ranks on the
+        cosines alone."""
+        import torch
+
+        norms = known.norms
+        q_low, q_error, q_low_norm, roundoff = _stored_query(self, self.unit64, block.dtype)
+        # Converted first: a division that promotes bf16 to float32 runs ~15x slower.
+        cosines = (q_low @ block.T).float().div_(norms)
+        per_query = _per_query_error(self, q_error, q_low_norm, row_error) * 1.02 + self.slack
+        unusable = known.excluded | ~torch.isfinite(norms) | (norms == 0)
+        return _monotone(cosines, 2.02 * roundoff, per_query, unusable, known)
+
+    def exact(self, rows, index):
+        rows = self.base.shift64(rows)
+        return _row_dots(rows, self.unit64[index]) / rows.norm(dim=1)
+
+    def select(self, indices):
+        queries, center, device = self.args
+        return CosineScorer(queries[indices], center, device)
+
+
+class DotScorer(Scorer):
+    def __init__(self, queries: torch.Tensor, center: torch.Tensor | None, device) -> None:
+        self.args = (queries, center, device)
+        self.base = _Centered(queries, center, device)
+        self.q32 = self.base.queries64.float().to(device)
+        self.qnorm = self.base.queries64.norm(dim=1).float().to(device)
+        self.batch = self.base.batch
+        self.factor = (self.base.dim + 16) * U32
+
+    def bounds(self, chunk, known=None):
+        import torch
+
+        rows = self.base.shift(chunk)
+        stats = self.base.stats(chunk, rows, known)
+        reach = stats.norms * self.factor * 1.01
+        if stats.drift is not None:
+            reach = reach + stats.drift
+        slack = self.qnorm.unsqueeze(1) * reach.unsqueeze(0)
+        unusable = stats.excluded | ~torch.isfinite(stats.norms)
+        return _widened(self.q32 @ rows.T, slack, unusable, stats)
+
+    def stored_bounds(self, block, known, row_error=0.0):
+        """The half-precision products and their bound (``_stored_products``)."""
+        import torch
+
+        products, slack = _stored_products(self, self.base.queries64, block, known.norms, row_error)
+        return _widened(products, slack, known.excluded | ~torch.isfinite(known.norms), known)
+
+    def exact(self, rows, index):
+        return _row_dots(self.base.shift64(rows), self.base.queries64[index])
+
+    def select(self, indices):
+        queries, center, device = self.args
+        return DotScorer(queries[indices], center, device)
+
+
+class L2Scorer(Scorer):
+    """Ranks by -|q - x|², computed as 2·q·x - |x|² - |q|²."""
+
+    def __init__(self, queries: torch.Tensor, center: torch.Tensor | None, device) -> None:
+        self.args = (queries, center, device)
+        self.base = _Centered(queries, center, device)
+        self.q32 = self.base.queries64.float().to(device)
+        self.qq = (self.base.queries64**2).sum(dim=1).float().to(device)
+        self.qnorm = self.base.queries64.norm(dim=1).float().to(device)
+        self.batch = self.base.batch
+        self.factor = (2 * self.base.dim + 16) * U32
+
+    def bounds(self, chunk, known=None):
+        import torch
+
+        rows = self.base.shift(chunk)
+        stats = self.base.stats(chunk, rows, known)
+        drift = stats.drift
+        rr = stats.norms * stats.norms
+        approx = 2 * (self.q32 @ rows.T) - rr.unsqueeze(0) - self.qq.unsqueeze(1)
+        reach = self.qnorm.unsqueeze(1) + rr.sqrt().unsqueeze(0)
+        slack = self.factor * 1.01 * reach * reach
+        if drift is not None:
+            # |q - x|² moves by at most 2|e|·(|q| + |x|) + |e|² when x moves by |e|.
+            moved = drift.unsqueeze(0)
+            slack = slack + 2 * moved * (reach + moved)
+        return _widened(approx, slack, stats.excluded | ~torch.isfinite(rr), stats)
+
+    def stored_bounds(self, block, known, row_error=0.0):
+        """2·q·x from the half-precision chunk (``_stored_products``), |x|² from the
+        norms."""
+        import torch
+
+        norms = known.norms
+        products, dot_slack = _stored_products(self, self.base.queries64, block, norms, row_error)
+        approx = 2 * products - (norms * norms).unsqueeze(0) - self.qq.unsqueeze(1)
+        reach = self.qnorm.unsqueeze(1) + norms.unsqueeze(0)
+        slack = 2 * dot_slack + (2 * self.base.dim + 16) * U32 * 1.01 * reach * reach
+        return _widened(approx, slack, known.excluded | ~torch.isfinite(norms), known)
+
+    def exact(self, rows, index):
+        return -((self.base.shift64(rows) - self.base.queries64[index]) ** 2).sum(dim=1)
+
+    def select(self, indices):
+        queries, center, device = self.args
+        return L2Scorer(queries[indices], center, device)
+
+    def report(self, score):
+        return math.sqrt(max(-score, 0.0))
+
+
+class CosMulScorer(Scorer):
+    """3CosMul (Levy & Goldberg 2014) for A - B + C, as gensim's most_similar_cosmul:
+    cos'(x,A)·cos'(x,C) / (cos'(x,B) + ε), with cos' = (1 + cos) / 2 in [0, 1]."""
+
+    def __init__(self, triples: torch.Tensor, center: torch.Tensor | None, device) -> None:
+        import torch
+
+        self.args = (triples, center, device)
+        self.batch = triples.shape[0]
+        self.dim = triples.shape[2]
+        flat = triples.reshape(-1, self.dim)
+        self.cosine = CosineScorer(flat, center, device)
+        self.base = self.cosine.base
+        self.half_slack = self.cosine.slack / 2
+        self.tiny = torch.finfo(torch.float32).eps * 4  # the float32 arithmetic below
+
+    def bounds(self, chunk, known=None):
+        cos, _, unusable, stats = self.cosine.float32_scores(chunk, known)
+        shifted = ((1 + cos) / 2).reshape(self.batch, 3, -1)
+        a, b, c = shifted[:, 0], shifted[:, 1], shifted[:, 2]
+        d = self.half_slack
+        upper = (a + d) * (c + d) / ((b - d).clamp_min(0) + COSMUL_EPSILON) * (1 + self.tiny)
+        lower = (a - d).clamp_min(0) * (c - d).clamp_min(0) / (b + d + COSMUL_EPSILON)
+        lower = lower * (1 - self.tiny)
+        return _widened((upper + lower) / 2, (upper - lower) / 2, unusable, stats)
+
+    def exact(self, rows, index):
+        cos = [(1 + self.cosine.exact(rows, 3 * index + j)) / 2 for j in range(3)]
+        return cos[0] * cos[2] / (cos[1] + COSMUL_EPSILON)
+
+    def select(self, indices):
+        triples, center, device = self.args
+        return CosMulScorer(triples[indices], center, device)
+
+
+def _stored_products(scorer, queries64, block, norms, row_error=0.0):
+    """``q' @ x'`` in the chunk's half precision (bf16/f16) as float32, shape (B, n),
+    and a bound on how far each is from the exact ``q @ x``.
+
+    The query is rounded to that dtype (off by |q - q'|, known exactly); the rows x' are
+    the stored rows, or a half-precision copy of float32 rows within ``row_error``·|x|
+    of them; the product accumulates in float32 (n·u·|q'||x'|) and comes back rounded
+    to the half dtype (at most 2u' of its own size); ``norms`` (float32 |x|) get 1% of
+    room.
+    """
+    q_low, q_error, q_low_norm, roundoff = _stored_query(scorer, queries64, block.dtype)
+    products = (q_low @ block.T).float()
+    per_query = _per_query_error(scorer, q_error, q_low_norm, row_error)
+    slack = per_query.unsqueeze(1) * norms.unsqueeze(0) * 1.02
+    return products, slack + 2.02 * roundoff * products.abs()
+
+
+def _per_query_error(scorer, q_error, q_low_norm, row_error: float):
+    """What |q·x - q'·x'| can reach per unit of |x|, before the result's own rounding:
+    |q - q'| + |q'|·row_error + n·u·|q'|·(1 + row_error)."""
+    accumulation = (scorer.base.dim + 16) * U32 * (1 + row_error)
+    return q_error + q_low_norm * (row_error + accumulation)
+
+
+def _stored_query(scorer, queries64, dtype):
+    """The scorer's queries rounded to ``dtype`` on its device (kept for later chunks),
+    how far each moved (|q - q'|, float64 exact enough), |q'|, and the dtype's roundoff."""
+
+    cache = scorer.__dict__.setdefault("_stored_queries", {})
+    if dtype not in cache:
+        low = queries64.to(dtype)
+        error = (queries64 - low.double()).norm(dim=1).float()
+        cache[dtype] = (
+            low.to(scorer.base.device),
+            error.to(scorer.base.device),
+            low.double().norm(dim=1).float().to(scorer.base.device),
+            STORED_ROUNDOFF[str(dtype).removeprefix("torch.")],
+        )
+    return cache[dtype]
+
+
+def stored_matmul_ok(device, dtype_name: str) -> bool:
+    """Whether half-precision products on this device stay within the bounds that
+    ``stored_bounds`` assumes (float32 accumulation, one rounding of the result).
+
+    Checked once per process against float64 on random data with a wide range of
+    magnitudes, so a backend that accumulates in half precision falls back to float32.
+    """
+    import torch
+
+    key = (device.type, dtype_name)
+    if key not in _STORED_MATMUL_OK:
+        dtype = getattr(torch, dtype_name)
+        generator = torch.Generator().manual_seed(0)
+        dim = 4096
+        q = torch.randn(8, dim, generator=generator, dtype=torch.float64).to(dtype)
+        x = torch.randn(512, dim, generator=generator, dtype=torch.float64)
+        x = (x * torch.logspace(-2, 2, 512, dtype=torch.float64).unsqueeze(1)).to(dtype)
+        got = (q.to(device) @ x.to(device).T).double().cpu()
+        truth = q.double() @ x.double().T
+        scale = q.double().norm(dim=1).unsqueeze(1) * x.double().norm(dim=1).unsqueeze(0)
+        roundoff = STORED_ROUNDOFF[dtype_name]
+        bound = (dim + 16) * U32 * scale + 2 * roundoff * truth.abs() * 1.01
+        _STORED_MATMUL_OK[key] = bool(((got - truth).abs() <= bound).all())
+    return _STORED_MATMUL_OK[key]
+
+
+def _row_dots(rows: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Float64 dot product of each row with its vector (rows and vectors both (P, dim)):
+    P independent dot products (a batched product of 1×dim by dim×1), so a score does
+    not depend on which other pairs are scored with it, as a matrix product's blocking
+    would make it; no (P, dim) temporary, as an elementwise product would need."""
+    import torch
+
+    return torch.einsum("pd,pd->p", rows, vectors)
+
+
+def make_scorer(metric: str, queries: torch.Tensor, center, device) -> Scorer:
+    if metric == "cosine":
+        return CosineScorer(queries, center, device)
+    if metric == "dot":
+        return DotScorer(queries, center, device)
+    if metric == "l2":
+        return L2Scorer(queries, center, device)
+    raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+
+
+def top_k(
+    table: EmbeddingTable,
+    scorer: Scorer,
+    k: int,
+    exclude: Sequence[set[int]],
+    allowed: torch.Tensor | None,
+    device,
+) -> list[list[Scored]]:
+    """The k best rows for each query of ``scorer``, exact, best first, ties by lower id.
+
+    ``exclude[i]`` holds ids never returned for query i; ``allowed`` (bool, shape (rows,))
+    masks rows for every query. Returns reported scores (distances for L2).
+    """
+    _prepare(device)
+    results: list[list[Scored]] = [[] for _ in range(scorer.batch)]
+    pending = list(range(scorer.batch))
+    # Rows kept per query beyond k: bf16 bounds leave ~40 to 90 rows whose intervals
+    # reach the 10th best on 128k-row tables, and each overflow costs another scan;
+    # float32 bounds are a thousand times narrower.
+    buffer = k + (256 if _low_precision(table, scorer, device) else 32)
+    while pending:
+        sub = scorer if len(pending) == scorer.batch else scorer.select(pending)
+        answers = _scan(table, sub, k, buffer, [exclude[i] for i in pending], allowed, device)
+        retry = []
+        for query, answer in zip(pending, answers, strict=True):
+            if answer is None:
+                retry.append(query)
+            else:
+                results[query] = answer
+        pending = retry
+        buffer *= 4  # a buffer of every row cannot overflow, so this loop ends
+    return results
+
+
+def _prepare(device) -> None:
+    """Process settings the scan relies on."""
+    import torch
+
+    if device.type == "cuda":
+        # The error bounds assume true float32 products; TF32 keeps only 10 mantissa bits.
+        if os.environ.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "") not in {"", "0"}:
+            raise UsageError(
+                "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE forces TF32 matmuls; unset it for exact scores"
+            )
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        # Half-precision products must accumulate in float32 for the stored-dtype path.
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+        torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+    _pin_malloc_threshold()
+
+
+@functools.cache
+def _pin_malloc_threshold() -> None:
+    """Keep glibc from fragmenting the heap over a long stream of batches.
+
+    glibc raises its mmap threshold each time a large block is freed; after that, the
+    per-batch score blocks are carved from the heap instead, and a long stdin stream
+    grows the process by tens of MB per 10,000 queries. A fixed threshold keeps blocks
+    over 8 MiB in mmap, returned to the system when freed.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 8 * 1024 * 1024)
+    except (OSError, AttributeError):
+        pass  # not glibc (musl): nothing to pin
+
+
+def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Scored] | None]:
+    """One pass over the table keeping, per query, the ``buffer`` rows of highest upper
+    bound, their lower bounds, and the highest upper bound of any row let go."""
+    import torch
+
+    batch = scorer.batch
+    keep = min(buffer, table.rows)
+    state = _Kept.empty(batch, device)
+    allowed_dev = allowed.to(device) if allowed is not None else None
+    pairs = [(row, token_id) for row, ids in enumerate(exclude) for token_id in ids]
+    excluded_rows = torch.tensor([p[0] for p in pairs], dtype=torch.long, device=device)
+    excluded_ids = torch.tensor([p[1] for p in pairs], dtype=torch.long, device=device)
+    step = _score_rows(batch)
+    # Row norms depend on the table only: the first scan keeps them for every later one.
+    cache = table.row_stats.get((scorer.centered, str(device)))
+    low = _low_precision(table, scorer, device)
+    stored = low is not None
+    if stored and cache is None:
+        cache = _row_stats_pass(table, scorer, device)
+    filling = _empty_stats(table.rows, scorer.centered, device) if cache is None else None
+    if stored:
+        row_error = table.low_precision(low)[1]
+
+        def score_block(block, known):
+            return scorer.stored_bounds(block, known, row_error)
+
+        chunks = table.low_chunks(device, low)
+    else:
+        score_block, chunks = scorer.bounds, table.chunks(device)
+    for first, block in _blocks(chunks, step, keep):
+        count = block.shape[0]
+        known = cache.part(first, count) if cache is not None else None
+        scored = score_block(block, known)
+        key, unusable = scored.key, scored.unusable
+        if cache is None:
+            _store_part(filling, first, scored.stats)
+        if allowed_dev is not None:
+            unusable = unusable | ~allowed_dev[first : first + count]
+        if bool(unusable.any()):
+            key[:, unusable] = -torch.inf
+        inside = (excluded_ids >= first) & (excluded_ids < first + count)
+        if bool(inside.any()):
+            key[excluded_rows[inside], excluded_ids[inside] - first] = -torch.inf
+        state.merge(scored, key, first, k, keep)
+    if cache is None:
+        table.row_stats[(scorer.centered, str(device))] = filling
+    return _finish(table, scorer, k, state)
+
+
+@dataclass
+class _Kept:
+    """Per query, the rows a scan keeps (at most ``keep``, best upper bound first): their
+    keys, upper and lower bounds and ids, and the highest upper bound of any row let go."""
+
+    key: torch.Tensor
+    upper: torch.Tensor
+    lower: torch.Tensor
+    ids: torch.Tensor
+    dropped: torch.Tensor
+
+    @classmethod
+    def empty(cls, batch: int, device) -> _Kept:
+        import torch
+
+        none = torch.full((batch, 0), -torch.inf, device=device)
+        ids = torch.zeros((batch, 0), dtype=torch.long, device=device)
+        return cls(none, none, none, ids, torch.full((batch,), -torch.inf, device=device))
+
+    def merge(self, scored: BlockScores, key: torch.Tensor, first: int, k: int, keep: int) -> None:
+        """Take a block's rows that may belong in the top k into the kept set.
+
+        A row cannot enter when its upper bound is below the k-th best lower bound kept
+        (it can never be a result), or, once ``keep`` rows are kept, when its key is
+        below the lowest kept key (then the lowest kept row's upper bound, which bounds
+        it, joins ``dropped``). When only a few rows can enter, a comparison finds them
+        (far cheaper than a top-k of the whole block); otherwise the block's top-k does.
+        """
+        import torch
+
+        batch, count = key.shape
+        picked = None
+        kept = self.key.shape[1]
+        # Rows that can no longer be results: an upper bound below the k-th best lower
+        # bound kept so far. They go without a trace; rows let go for want of room do not.
+        threshold = torch.full((batch,), -torch.inf, device=key.device)
+        if kept >= k:
+            threshold = scored.key_below(self.lower.topk(k, dim=1).values[:, -1])
+        if kept >= keep:
+            floor = self.key.amin(dim=1)
+            crowded = floor > threshold
+            lowest = torch.where(crowded, self.upper.amin(dim=1), -torch.inf)
+            self.dropped = torch.maximum(self.dropped, lowest)
+            threshold = torch.maximum(threshold, floor)
+        if bool((threshold > -torch.inf).any()):
+            threshold = threshold.clamp_min(-torch.finfo(key.dtype).max)  # -inf rows never hit
+            # A row max per query is one cheap pass: a block no query can use ends here
+            # (NaN compares false both ways: a NaN max counts as a possible hit).
+            if not bool((~(key.amax(dim=1) < threshold)).any()):
+                return
+            hits = key >= threshold.unsqueeze(1)  # NaN is never a hit
+            rows, columns = hits.nonzero(as_tuple=True)  # row-major: each query's in order
+            per_query = torch.bincount(rows, minlength=batch)
+            width = int(per_query.max())
+            if width * 4 <= count:
+                starts = per_query.cumsum(0) - per_query
+                slot = torch.arange(rows.numel(), device=key.device) - starts[rows]
+                picked = torch.full((batch, width), -torch.inf, device=key.device)
+                picked[rows, slot] = key[rows, columns]
+                index = torch.zeros((batch, width), dtype=torch.long, device=key.device)
+                index[rows, slot] = columns
+        if picked is None:
+            picked, index = key.topk(min(keep + 1, count), dim=1)
+            if bool(torch.isnan(picked).any()):
+                # topk ranks NaN first; NaN (overflow, a NaN component) is never a result.
+                # Rare, so the whole block is checked only when one shows up.
+                key.masked_fill_(torch.isnan(key), -torch.inf)
+                picked, index = key.topk(min(keep + 1, count), dim=1)
+        elif picked.shape[1] > keep:  # only the block's best ``keep`` can stay
+            picked, order = picked.topk(keep + 1, dim=1)
+            index = index.gather(1, order)
+        upper, lower = scored.limits(picked, index)
+        if picked.shape[1] > keep:
+            self.dropped = torch.maximum(self.dropped, upper[:, keep])
+            picked, upper, lower, index = (t[:, :keep] for t in (picked, upper, lower, index))
+        merged_upper = torch.cat([self.upper, upper], dim=1)
+        take = min(keep + 1, merged_upper.shape[1])
+        best, order = merged_upper.topk(take, dim=1)
+        if take > keep:
+            self.dropped = torch.maximum(self.dropped, best[:, keep])
+            best, order = best[:, :keep], order[:, :keep]
+        self.upper = best
+        self.key = torch.cat([self.key, picked], dim=1).gather(1, order)
+        self.lower = torch.cat([self.lower, lower], dim=1).gather(1, order)
+        self.ids = torch.cat([self.ids, index + first], dim=1).gather(1, order)
+
+
+def _blocks(chunks, step: int, keep: int):
+    """``(first row, rows)`` blocks of at most ``step`` rows; the table's first block is
+    only a few times ``keep``, so that the kept set fills on a small top-k and every
+    later block takes the cheap comparison path."""
+    for start, chunk in chunks:
+        at = 0
+        while at < chunk.shape[0]:
+            size = min(step, 8 * keep) if start + at == 0 else step
+            yield start + at, chunk[at : at + size]
+            at += size
+
+
+def _low_precision(table, scorer, device) -> str | None:
+    """The half-precision dtype to scan in, or None for float32.
+
+    A bf16/f16 table is scanned in its own dtype (about 3x the float32 matmul rate on
+    CPUs with bf16 units, and no conversion pass) when the scorer has bounds for it. A
+    float32 table on a CPU with bf16 units is scanned in a bf16 copy made once (half
+    the table's size) when a batch is large enough to repay the copy; the bounds then
+    cover the copy's rounding too, and the float64 rescoring reads the float32 rows.
+    """
+    if not hasattr(scorer, "stored_bounds") or scorer.centered:
+        return None
+    stored = table.stored_dtype
+    if stored in STORED_ROUNDOFF:
+        # float16 products on a CPU have no fast kernel: only bf16 gains there.
+        fast = stored == "bfloat16" or device.type != "cpu"
+        return stored if fast and stored_matmul_ok(device, stored) else None
+    if (
+        stored == "float32"
+        and device.type == "cpu"
+        and scorer.batch >= SHADOW_MIN_BATCH
+        and stored_matmul_ok(device, "bfloat16")
+        and table.low_precision("bfloat16")[1] <= SHADOW_MAX_ERROR
+    ):
+        return "bfloat16"
+    return None
+
+
+def _empty_stats(rows: int, centered: bool, device) -> RowStats:
+    """RowStats for ``rows`` rows, to be filled block by block during the first scan."""
+    import torch
+
+    drift = torch.empty(rows, device=device) if centered else None
+    zero = torch.zeros(rows, dtype=torch.bool, device=device)
+    return RowStats(torch.empty(rows, device=device), drift, zero, zero.clone())
+
+
+def _store_part(whole: RowStats, first: int, part: RowStats) -> None:
+    rows = slice(first, first + part.norms.shape[0])
+    whole.norms[rows] = part.norms
+    whole.zero[rows] = part.zero
+    whole.broken[rows] = part.broken
+    if part.drift is not None:
+        whole.drift[rows] = part.drift
+
+
+def _row_stats_pass(table, scorer, device) -> RowStats:
+    """One float32 pass for the row norms that the stored-dtype scans divide by."""
+    import torch
+
+    norms = torch.empty(table.rows, device=device)
+    for start, chunk in table.chunks(device):
+        norms[start : start + chunk.shape[0]] = chunk.norm(dim=1)
+    stats = raw_row_stats(norms, norms)
+    table.row_stats[(scorer.centered, str(device))] = stats
+    return stats
+
+
+def _finish(table, scorer, k, kept: _Kept) -> list[list[Scored] | None]:
+    """Each query's top k from its kept rows: the rows whose upper bound reaches the k-th
+    best lower bound are rescored exactly in float64 (the whole batch's candidates read
+    together), or None when a row let go might have been among them (scan again, wider)."""
+    import torch
+
+    upper, lower, dropped = kept.upper.cpu(), kept.lower.cpu(), kept.dropped.cpu()
+    valid = upper > -torch.inf
+    answered = valid.any(dim=1)
+    width = min(k, upper.shape[1])
+    # The k-th best lower bound; -inf when fewer than k rows are kept.
+    lows = torch.where(valid, lower, -torch.inf)
+    if width < k or width == 0:
+        threshold = torch.full((upper.shape[0],), -torch.inf)
+    else:
+        threshold = lows.topk(width, dim=1).values[:, -1]
+    retry = answered & (dropped > -torch.inf) & (dropped >= threshold)
+    candidates = valid & (upper >= threshold.unsqueeze(1)) & (answered & ~retry).unsqueeze(1)
+    queries, slots = candidates.nonzero(as_tuple=True)
+    ids = kept.ids.cpu()[queries, slots]
+    # In pieces: (pairs × dim) float64 rows, times three in the arithmetic, would be a GB
+    # for a batch of 256 queries with 50 candidates each on a 4096-wide table.
+    piece = max(1, EXACT_BLOCK_BYTES // (8 * table.dim))
+    exact: list[float] = []
+    for begin in range(0, len(ids), piece):
+        rows = table.gather(ids[begin : begin + piece].tolist())
+        exact.extend(scorer.exact(rows, queries[begin : begin + piece]).tolist())
+    found: list[list[tuple[int, float]]] = [[] for _ in range(upper.shape[0])]
+    for query, token_id, score in zip(queries.tolist(), ids.tolist(), exact, strict=True):
+        if math.isfinite(score):
+            found[query].append((token_id, score))
+    results: list[list[Scored] | None] = []
+    for query, pairs in enumerate(found):
+        if bool(retry[query]):
+            results.append(None)
+            continue
+        ranked = sorted(pairs, key=lambda p: (-p[1], p[0]))
+        results.append([Scored(token_id, scorer.report(score)) for token_id, score in ranked[:k]])
+    return results
+
+
+def _score_rows(batch: int) -> int:
+    """Rows scored at once so that a (batch × rows) float32 block stays small."""
+    return max(1024, SCORE_BLOCK_BYTES // (4 * max(batch, 1)))

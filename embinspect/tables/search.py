@@ -1,0 +1,383 @@
+"""Neighbours, analogies and pairwise comparisons on one embedding table.
+
+``Searcher`` prepares what every query shares (the table, the tokenizer, row masks, the
+mean row, the device) once; its methods take queries and yield small result objects, in
+batches, so thousands of queries cost one pass over the table per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from embinspect.errors import QueryError, UsageError
+from embinspect.model.checkpoint import Checkpoint
+from embinspect.model.tokenizer import Vocabulary, whole_word
+from embinspect.tables.device import resolve_device
+from embinspect.tables.queries import QueryResolver, ResolvedQuery, printable, query_vector, shown
+from embinspect.tables.scoring import METRICS, CosineScorer, CosMulScorer, make_scorer, top_k
+from embinspect.tables.table import EmbeddingTable
+
+if TYPE_CHECKING:
+    import torch
+
+TABLES = ("input", "output")
+FILTERS = ("none", "words")
+ANALOGY_METHODS = ("add", "mul")
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    rank: int
+    token_id: int
+    token: str | None
+    score: float
+
+
+@dataclass(frozen=True)
+class NeighboursResult:
+    """The nearest rows to one query, or why the query could not be answered."""
+
+    query: str
+    token_ids: list[int] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    pooled: str | None = None
+    neighbors: list[Neighbour] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"query": self.query, "error": self.error}
+        return {k: v for k, v in asdict(self).items() if k != "error"}
+
+
+@dataclass(frozen=True)
+class AnalogyResult:
+    """A - B + C: the rows nearest to it, A, B and C left out."""
+
+    formula: str
+    method: str
+    queries: list[dict[str, Any]]  # how A, B and C resolved
+    results: list[Neighbour] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "error"}
+        if self.error is not None:
+            data = {"formula": self.formula, "method": self.method, "error": self.error}
+        return data
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Pairwise scores of resolved items; ``matrix[i][j]`` compares items i and j."""
+
+    metric: str
+    items: list[dict[str, Any]]
+    matrix: list[list[float]]
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if not self.errors:
+            del data["errors"]
+        return data
+
+
+class Searcher:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        vocabulary: Vocabulary | None,
+        *,
+        table: str = "input",
+        device: str = "auto",
+        center: bool = False,
+        word_filter: str = "none",
+        keep_query: bool = False,
+        leading_space: bool = True,
+        pool: str = "mean",
+        batch_size: int = 256,
+        restrict: int | None = None,
+    ) -> None:
+        if table not in TABLES:
+            raise UsageError(f"--table {table}: choose input or output")
+        if word_filter not in FILTERS:
+            raise UsageError(f"--filter {word_filter}: choose none or words")
+        if batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        header, self.note = checkpoint.table_header(table)
+        self.table = EmbeddingTable(checkpoint.files, header)
+        self.vocabulary = vocabulary
+        self.device = resolve_device(device)
+        self.resolver = QueryResolver(
+            vocabulary, self.table.rows, leading_space=leading_space, pool=pool
+        )
+        self.center = self.table.mean_row() if center else None
+        self.keep_query = keep_query
+        self.batch_size = batch_size
+        self.variants: dict[str, set[int]] = {}
+        self.allowed = self._allowed_rows(word_filter, restrict)
+
+    def _allowed_rows(self, word_filter: str, restrict: int | None) -> torch.Tensor | None:
+        """Rows a result may name: rows with a token (not padding), whole words if asked,
+        among the first ``restrict`` rows when given (gensim's restrict_vocab)."""
+        import torch
+
+        vocabulary = self.vocabulary
+        if restrict is not None and restrict < 1:
+            raise UsageError("--restrict must be at least 1")
+        limit = self.table.rows if restrict is None else min(restrict, self.table.rows)
+        if vocabulary is None:
+            if word_filter == "words":
+                raise UsageError("--filter words needs a tokenizer")
+            if limit == self.table.rows:
+                return None
+            return torch.arange(self.table.rows) < limit
+        every_row = limit == self.table.rows and vocabulary.size >= self.table.rows
+        if word_filter == "none" and every_row:
+            return None
+        allowed = torch.zeros(self.table.rows, dtype=torch.bool)
+        for token_id in range(limit):
+            token = vocabulary.id_to_token(token_id)
+            if token is None:
+                continue
+            if word_filter == "words":
+                word = whole_word(token, vocabulary, token_id)
+                if word is not None:
+                    allowed[token_id] = True
+                    self.variants.setdefault(word.casefold(), set()).add(token_id)
+            else:
+                allowed[token_id] = True
+        return allowed
+
+    def limit_k(self, k: int) -> tuple[int, str | None]:
+        """``k`` as asked, or the table's row count when it asks for more (then with a note):
+        every row is a result then, and a larger buffer would only cost memory."""
+        if k <= self.table.rows:
+            return k, None
+        return self.table.rows, (
+            f"note: -k {k:,} is more than the {self.table.rows:,} rows of {self.table.name}; "
+            "listing every row that can be a result"
+        )
+
+    def left_out_note(self) -> str | None:
+        """After a search: how many rows were left out of results for being all zeros or
+        holding NaN or infinity (padding rows and filtered rows not counted)."""
+        stats = next(iter(self.table.row_stats.values()), None)
+        if stats is None:
+            return None
+        zero, broken = stats.zero.cpu(), stats.broken.cpu()
+        if self.allowed is not None:
+            zero, broken = zero & self.allowed, broken & self.allowed
+        counts = {"all zeros": int(zero.sum()), "with NaN or infinite values": int(broken.sum())}
+        if not any(counts.values()):
+            return None
+        parts = ", ".join(f"{count:,} {what}" for what, count in counts.items() if count)
+        total = sum(counts.values())
+        rows = "row" if total == 1 else "rows"
+        return f"note: {total:,} {rows} of {self.table.name} left out of results: {parts}"
+
+    def token(self, token_id: int) -> str | None:
+        return self.vocabulary.id_to_token(token_id) if self.vocabulary else None
+
+    def _ranked(self, scored) -> list[Neighbour]:
+        return [
+            Neighbour(rank, s.token_id, self.token(s.token_id), s.score)
+            for rank, s in enumerate(scored, start=1)
+        ]
+
+    def _own_rows(self, resolved: ResolvedQuery) -> set[int]:
+        """The query's tokens and, with --filter words, their case and space variants."""
+        own = set(resolved.token_ids)
+        if self.vocabulary is not None and self.variants:
+            for token_id in resolved.token_ids:
+                word = whole_word(self.token(token_id) or "", self.vocabulary, token_id)
+                if word is not None:
+                    own |= self.variants.get(word.casefold(), set())
+        return own
+
+    def _vector(self, resolved: ResolvedQuery, needs_direction: bool) -> torch.Tensor:
+        """The query's float64 vector; refuses one that cannot be scored (NaN, or zero
+        where a direction is needed: cosine of a zero vector is undefined)."""
+        import torch
+
+        vector = query_vector(self.table, resolved)
+        if not bool(torch.isfinite(vector).all()):
+            raise QueryError(f"{resolved.query}: its row holds NaN or infinite values")
+        moved = vector - self.center if self.center is not None else vector
+        if needs_direction and float(moved.norm()) == 0.0:
+            raise QueryError(f"{resolved.query}: a zero vector has no direction to compare")
+        return vector
+
+    def resolve_vector(self, query: str) -> tuple[ResolvedQuery, torch.Tensor]:
+        """How a query resolved, and its float64 vector (dim,); QueryError when it cannot
+        be compared (no row, NaN, or a zero vector)."""
+        resolved, vectors = self._resolve([query], needs_direction=True)
+        return resolved[0], vectors[0]
+
+    def _resolve(self, queries: list[str], needs_direction: bool):
+        """(resolved queries, their vectors (n, dim)), or the QueryError of the first bad one."""
+        import torch
+
+        resolved = [self.resolver.resolve(query) for query in queries]
+        vectors = [self._vector(r, needs_direction) for r in resolved]
+        return resolved, torch.stack(vectors)
+
+    def _in_batches(self, items, resolve, score):
+        """For each item, in input order and a batch at a time: ``(item, resolved,
+        ranked)``, or ``(item, QueryError, None)`` when it could not be resolved.
+
+        ``resolve(item)`` gives (resolved queries, vectors); ``score(good)`` gives one
+        top-k list per resolvable item of the batch, in one pass over the table.
+        """
+        iterator = iter(items)
+        while batch := list(islice(iterator, self.batch_size)):
+            answered = []
+            for item in batch:
+                try:
+                    answered.append(resolve(item))
+                except QueryError as err:
+                    answered.append(err)
+            good = [a for a in answered if not isinstance(a, QueryError)]
+            scored = iter(score(good) if good else [])
+            for item, answer in zip(batch, answered, strict=True):
+                if isinstance(answer, QueryError):
+                    yield item, answer, None
+                else:
+                    yield item, answer[0], self._ranked(next(scored))
+
+    def neighbours(
+        self, queries: Iterable[str], k: int, metric: str = "cosine"
+    ) -> Iterator[NeighboursResult]:
+        """The k nearest rows to each query, in input order, a batch at a time."""
+        import torch
+
+        if metric not in METRICS:
+            raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+
+        def score(good):
+            vectors = torch.cat([vector for _, vector in good])
+            scorer = make_scorer(metric, vectors, self.center, self.device)
+            exclude = [set() if self.keep_query else self._own_rows(r[0]) for r, _ in good]
+            return top_k(self.table, scorer, k, exclude, self.allowed, self.device)
+
+        def resolve(query):
+            return self._resolve([query], needs_direction=metric == "cosine")
+
+        for query, answer, ranked in self._in_batches(queries, resolve, score):
+            if ranked is None:
+                yield NeighboursResult(query=printable(query), error=answer.message)
+            else:
+                r = answer[0]
+                yield NeighboursResult(r.query, r.token_ids, r.tokens, r.pooled, ranked)
+
+    def analogies(
+        self, questions: Iterable[Sequence[str]], k: int, method: str = "add"
+    ) -> Iterator[AnalogyResult]:
+        """For each (A, B, C): rows nearest to A - B + C, by 3CosAdd or 3CosMul."""
+        import torch
+
+        if method not in ANALOGY_METHODS:
+            raise UsageError(f"--method {method}: choose add or mul")
+
+        def score(good):
+            scorer = self._analogy_scorer(torch.stack([v for _, v in good]), method)
+            exclude = [{i for q in r for i in q.token_ids} for r, _ in good]
+            return top_k(self.table, scorer, k, exclude, self.allowed, self.device)
+
+        def resolve(question):
+            if len(question) != 3:
+                raise QueryError(
+                    f"expected three queries A B C, got {len(question)}: "
+                    f"{shown(' '.join(question))}"
+                )
+            return self._resolve(list(question), needs_direction=True)
+
+        for question, answer, ranked in self._in_batches(questions, resolve, score):
+            parts = [printable(part) for part in question]
+            formula = " - ".join(parts[:2]) + (f" + {parts[2]}" if len(parts) > 2 else "")
+            if ranked is None:
+                yield AnalogyResult(formula, method, [], error=answer.message)
+            else:
+                yield AnalogyResult(formula, method, [q.echo() for q in answer], ranked)
+
+    def analogies_of_rows(
+        self, triples: Iterable[tuple[int, int, int]], k: int, method: str = "add"
+    ) -> Iterator[list[int] | str]:
+        """For each (A, B, C) given as row ids: the ids of the k rows nearest to
+        A - B + C (A, B and C left out), or why it cannot be answered. The batch path of
+        the evaluation suites: no query text to resolve, one gather per batch."""
+        import torch
+
+        if method not in ANALOGY_METHODS:
+            raise UsageError(f"--method {method}: choose add or mul")
+        iterator = iter(triples)
+        while batch := list(islice(iterator, self.batch_size)):
+            vectors = self.table.gather([i for t in batch for i in t]).reshape(len(batch), 3, -1)
+            moved = vectors - self.center if self.center is not None else vectors
+            norms = moved.norm(dim=2)
+            usable = (torch.isfinite(norms) & (norms > 0)).all(dim=1).tolist()
+            good = [i for i, ok in enumerate(usable) if ok]
+            answers: list[list[int] | str] = [
+                "a row is zero or holds NaN or infinite values: it has no direction"
+            ] * len(batch)
+            if good:
+                scorer = self._analogy_scorer(vectors[good], method)
+                exclude = [set(batch[i]) for i in good]
+                ranked = top_k(self.table, scorer, k, exclude, self.allowed, self.device)
+                for i, scored in zip(good, ranked, strict=True):
+                    answers[i] = [s.token_id for s in scored]
+            yield from answers
+
+    def _analogy_scorer(self, triples: torch.Tensor, method: str):
+        if method == "mul":
+            return CosMulScorer(triples, self.center, self.device)
+        # 3CosAdd as gensim's most_similar: the mean of unit vectors, +A -B +C.
+        centered = triples - self.center if self.center is not None else triples
+        units = centered / centered.norm(dim=2, keepdim=True)
+        combined = units[:, 0] - units[:, 1] + units[:, 2]
+        if self.center is not None:
+            combined = combined + self.center  # the scorer subtracts the mean again
+        return CosineScorer(combined, self.center, self.device)
+
+    def compare(self, queries: list[str], metric: str = "cosine") -> Comparison:
+        """Pairwise scores in float64 of every resolvable query."""
+        import torch
+
+        if metric not in METRICS:
+            raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+        items, vectors, errors = [], [], []
+        for query in queries:
+            try:
+                resolved, vector = self._resolve([query], metric == "cosine")
+            except QueryError as err:
+                errors.append({"query": printable(query), "error": err.message})
+                continue
+            items.append(resolved[0])
+            vectors.append(vector[0])
+        stacked = (
+            torch.stack(vectors)
+            if vectors
+            else torch.zeros((0, self.table.dim), dtype=torch.float64)
+        )
+        if self.center is not None:
+            stacked = stacked - self.center
+        matrix = pairwise(stacked, metric)
+        return Comparison(metric, [r.echo() for r in items], matrix.tolist(), errors)
+
+
+def pairwise(vectors: torch.Tensor, metric: str) -> torch.Tensor:
+    """(n, n) float64 scores between rows of ``vectors`` (n, dim)."""
+
+    if metric == "cosine":
+        units = vectors / vectors.norm(dim=1, keepdim=True)
+        return units @ units.T
+    if metric == "dot":
+        return vectors @ vectors.T
+    if metric == "l2":
+        # Direct differences: cdist's matmul shortcut loses digits for close vectors.
+        return ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(dim=2).sqrt()
+    raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
