@@ -758,8 +758,13 @@ def plot(
         raise typer.Exit(EXIT_QUERY)
 
 
-def main() -> None:
-    """Entry point: user mistakes become one line on stderr and a documented exit code."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes become one line on stderr and a documented exit code.
+
+    ``argv`` is the arguments after the program name (default ``sys.argv[1:]``). Always
+    ends with SystemExit carrying the exit code, as the installed script does.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
     try:  # recent typer carries its own copy of click
         from typer._click.exceptions import ClickException, NoArgsIsHelpError
     except ImportError:  # pragma: no cover
@@ -772,13 +777,13 @@ def main() -> None:
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
         # Not standalone: Click would print a usage error as several lines; we print one.
-        code = app(standalone_mode=False)
+        code = app(args=args, prog_name="embinspect", standalone_mode=False)
     except NoArgsIsHelpError as err:
         err.show()
         sys.exit(EXIT_USAGE)
     except ClickException as err:
         known = {c.callback.__name__ for c in app.registered_commands if c.callback}
-        command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in known else ""
+        command = args[0] if args and args[0] in known else ""
         hint = f" (see embinspect {command} --help)".replace("  ", " ")
         report_error(err.format_message().replace("\n", " ") + hint)
         sys.exit(err.exit_code)
