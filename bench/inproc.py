@@ -12,6 +12,7 @@ import random
 import time
 
 OPEN_START = time.perf_counter()
+from embinspect.analyses.neighbors import neighbors  # noqa: E402
 from embinspect.model.checkpoint import open_checkpoint  # noqa: E402 (timed with the open)
 from embinspect.tables.search import Searcher  # noqa: E402
 
@@ -40,10 +41,10 @@ def main() -> None:
 
     # The first scan pays page faults on the mapping and torch's first-call costs.
     first = time.perf_counter()
-    answer = list(searcher.neighbours([QUERY], K))[0]
+    answer = list(neighbors(searcher, [QUERY], K))[0]
     out["first_scan_s"] = time.perf_counter() - first
     out["single"] = {
-        "times": [timed(lambda: list(searcher.neighbours([QUERY], K))) for _ in range(args.single)],
+        "times": [timed(lambda: list(neighbors(searcher, [QUERY], K))) for _ in range(args.single)],
         "ids": [n.token_id for n in answer.neighbors],
         "scores": [n.score for n in answer.neighbors],
     }
@@ -57,7 +58,7 @@ def main() -> None:
             continue
         queries = [f"#{rng.randrange(searcher.table.rows)}" for _ in range(n)]
         repeat = 3 if n <= 100 else 1  # small counts are noisy; large ones are long
-        times = [timed(lambda q=queries: list(searcher.neighbours(q, K))) for _ in range(repeat)]
+        times = [timed(lambda q=queries: list(neighbors(searcher, q, K))) for _ in range(repeat)]
         counts[n] = {"times": times}
         per_query = min(times) / n
     out["counts"] = counts

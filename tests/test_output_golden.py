@@ -83,7 +83,7 @@ def test_tokens_json_and_jsonl(cli, minilm):
 
 
 NEIGHBORS_TABLE = """\
-Neighbours of 'king' = king #2332
+Neighbors of 'king' = king #2332
 ┏━━━━━━┳━━━━━━━┳━━━━━━━━━┳━━━━━━━━┓
 ┃ rank ┃    id ┃ token   ┃  score ┃
 ┡━━━━━━╇━━━━━━━╇━━━━━━━━━╇━━━━━━━━┩

@@ -181,7 +181,7 @@ def open_and_inspect(folder: Path):
     """open_checkpoint + inspect_checkpoint, as `info` runs them, rendered every way."""
     checkpoint = open_checkpoint(str(folder))
     info = inspect_checkpoint(checkpoint)
-    _json(info.to_json())
+    _json(info.to_dict())
     describe_position_scheme(info.position)
     assert checkpoint.token_table.header.name == WORDS
     return checkpoint, info

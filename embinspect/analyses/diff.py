@@ -100,7 +100,7 @@ class TableDiff:
     rows_without_token: dict[str, int] | None  # aligned only: rows no token reaches, per side
     notes: list[str] = field(default_factory=list)  # for stderr, not part of the data
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         del data["notes"]
         return data

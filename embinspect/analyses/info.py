@@ -45,7 +45,7 @@ class CommandFetch:
 
 @dataclass(frozen=True)
 class Info:
-    """Everything ``info`` reports; ``to_json`` is the documented JSON schema."""
+    """Everything ``info`` reports; ``to_dict`` is the documented JSON schema."""
 
     model: str
     tensors: list[TensorInfo]
@@ -67,7 +67,7 @@ class Info:
     fetch: list[CommandFetch] | None = None  # Hub repos only
     warnings: list[str] = field(default_factory=list)  # for stderr, not part of the schema
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         del data["warnings"]
         for optional in ("fetch", "gguf"):

@@ -1,4 +1,4 @@
-"""``embinspect plot``: named tokens (and their neighbours) projected to two dimensions.
+"""``embinspect plot``: named tokens (and their neighbors) projected to two dimensions.
 
 The projection is PCA fitted on the points drawn: centred on their mean, the two
 directions of largest variance (from an SVD, in float64), each signed so that its
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embinspect.analyses.neighbors import neighbors as nearest
 from embinspect.errors import QueryError, UsageError
 from embinspect.tables.queries import printable
 
@@ -26,9 +27,9 @@ FIGURE_DPI = 100  # a PNG of 1000 × 750 pixels
 
 @dataclass(frozen=True)
 class Point:
-    label: str  # the query, or the neighbour's token
+    label: str  # the query, or the neighbor's token
     kind: str  # "query" or "neighbor"
-    of: str | None  # for a neighbour: the query it is near
+    of: str | None  # for a neighbor: the query it is near
     token_ids: list[int]
     tokens: list[str]
     x: float
@@ -45,7 +46,7 @@ class Projection:
     errors: list[dict[str, str]]
     picture: str | None = None  # the file written, if any
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if not self.errors:
             del data["errors"]
@@ -60,10 +61,10 @@ def project(searcher: Searcher, model: str, queries: list[str], neighbors: int =
     labelled: list[tuple[str, str, str | None, list[int], list[str]]] = []
     vectors = []
     errors = []
-    # Each row is drawn once (PCA would weigh a repeated point twice): a neighbour that
-    # is a query, or another query's neighbour too, keeps its first place.
+    # Each row is drawn once (PCA would weigh a repeated point twice): a neighbor that
+    # is a query, or another query's neighbor too, keeps its first place.
     drawn_rows: set[tuple[int, ...]] = set()
-    results = list(searcher.neighbours(queries, neighbors, "cosine")) if neighbors else None
+    results = list(nearest(searcher, queries, neighbors, "cosine")) if neighbors else None
     for query in queries:
         try:
             resolved, vector = searcher.resolve_vector(query)
@@ -82,7 +83,7 @@ def project(searcher: Searcher, model: str, queries: list[str], neighbors: int =
             labelled.append((token, "neighbor", query, [near.token_id], [token]))
             vectors.append(searcher.table.gather([near.token_id])[0])
     if len(vectors) < 2:
-        raise UsageError("plot needs at least two points that resolve (queries or neighbours)")
+        raise UsageError("plot needs at least two points that resolve (queries or neighbors)")
     points = torch.stack(vectors)
     coordinates, explained = pca_2d(points)
     drawn = [
@@ -125,7 +126,7 @@ def check_picture_path(path: str) -> Path:
 
 
 def draw(projection: Projection, out: Path) -> None:
-    """The points as a labelled scatter plot, queries in bold, neighbours joined to theirs."""
+    """The points as a labelled scatter plot, queries in bold, neighbors joined to theirs."""
     matplotlib = import_matplotlib()
     matplotlib.use("Agg")  # no display: write the file only
     from matplotlib.figure import Figure

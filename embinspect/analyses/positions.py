@@ -137,7 +137,7 @@ class RotaryPositions:
 
 @dataclass(frozen=True)
 class PositionReport:
-    """Everything ``positions`` reports; ``to_json`` is the documented JSON schema."""
+    """Everything ``positions`` reports; ``to_dict`` is the documented JSON schema."""
 
     model: str
     kind: str  # learned or rotary
@@ -147,7 +147,7 @@ class PositionReport:
     plot: str | None = None  # the picture written, with --plot
     notes: list[str] = field(default_factory=list)  # for stderr, and in JSON
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for optional in ("learned", "rotary", "plot"):
             if data[optional] is None:

@@ -72,7 +72,7 @@ class TableStats:
     mean_row_norm: float  # |mean row| over the mean norm: 0 isotropic, 1 all one vector
     cosine_to_mean: dict[str, float]  # {mean, min, median, max} of cos(row, mean row)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import UsageError
-from embinspect.model.tokenizer import BYTE_LEVEL, METASPACE, WORDPIECE, Vocabulary, stored_to_text
+from embinspect.model.tokenizer import (
+    BYTE_LEVEL,
+    METASPACE,
+    WORDPIECE,
+    WORDS,
+    Vocabulary,
+    stored_to_text,
+)
 
 if TYPE_CHECKING:
     from embinspect.tables.search import Searcher
@@ -144,6 +151,27 @@ class WordIndex:
 # Analogies
 
 
+def word_index(
+    searcher: Searcher, restrict: int, case_insensitive: bool | None, leading_space: bool
+) -> WordIndex:
+    """Words to rows for a suite, among the first ``restrict`` rows; case folding follows
+    the tokenizer unless ``case_insensitive`` says."""
+    vocabulary = searcher.vocabulary
+    if vocabulary is None:
+        raise UsageError("a suite's words need a tokenizer; pass --tokenizer PATH_OR_ID")
+    if case_insensitive is None:
+        # Word vectors: gensim's own default (case_insensitive=True), the protocol their
+        # published figures use; a tokenizer's vocabulary: folded only if it lower-cases.
+        case_insensitive = vocabulary.lowercases or vocabulary.scheme == WORDS
+    return WordIndex(
+        vocabulary,
+        searcher.table.rows,
+        restrict=restrict,
+        case_insensitive=case_insensitive,
+        leading_space=leading_space,
+    )
+
+
 @dataclass(frozen=True)
 class AnalogySection:
     name: str
@@ -193,7 +221,7 @@ class SectionScore:
     def accuracy(self) -> float | None:
         return self.correct / self.scored if self.scored else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "section": self.section,
             "kind": self.kind,
@@ -226,7 +254,7 @@ class AnalogyEvaluation:
     def coverage(self) -> float | None:
         return self.total.scored / self.total.questions if self.total.questions else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "file": self.file,
             "method": self.method,
@@ -237,10 +265,10 @@ class AnalogyEvaluation:
             "skipped": self.total.skipped,
             "coverage": self.coverage,
             "invalid_lines": self.invalid_lines,
-            "total": self.total.to_json(),
-            "semantic": self.semantic.to_json(),
-            "syntactic": self.syntactic.to_json(),
-            "sections": [s.to_json() for s in self.sections],
+            "total": self.total.to_dict(),
+            "semantic": self.semantic.to_dict(),
+            "syntactic": self.syntactic.to_dict(),
+            "sections": [s.to_dict() for s in self.sections],
             "failures": self.failures,
             "answers": [vars(a) for a in self.answers],
         }
@@ -415,7 +443,7 @@ class PairsEvaluation:
         """Share of pairs skipped, in percent (gensim's oov_ratio)."""
         return 100 * self.skipped / len(self.pairs) if self.pairs else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "file": self.file,
             "restrict": self.restrict,

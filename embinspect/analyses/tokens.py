@@ -39,7 +39,7 @@ class TokenLookup:
     position_note: str | None
     tokens: list[TokenRow]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -64,7 +64,7 @@ class UndertrainedResult:
     zero_rows: int
     tokens: list[Suspect]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

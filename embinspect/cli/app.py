@@ -274,7 +274,9 @@ def neighbors(
         keep_query=keep_query, leading_space=not no_space, pool=pool.value, batch_size=batch_size,
     )  # fmt: skip
     k = _fit_k(searcher, k)
-    results = searcher.neighbours(_queries(queries), k, metric.value)
+    from embinspect.analyses.neighbors import neighbors as nearest
+
+    results = nearest(searcher, _queries(queries), k, metric.value)
     failed = emit_stream(results, resolve_format(fmt))
     _report_left_out(searcher)
     if failed:
@@ -341,7 +343,9 @@ def compare(
         table=table.value, device="cpu", center=center, leading_space=not no_space,
         pool=pool.value,
     )  # fmt: skip
-    result = searcher.compare(items, metric.value)
+    from embinspect.analyses.compare import compare as pairwise_scores
+
+    result = pairwise_scores(searcher, items, metric.value)
     for failure in result.errors:
         report_error(failure["error"])
     emit(result, resolve_format(fmt))
@@ -411,7 +415,9 @@ def analogy(
         leading_space=not no_space, pool=pool.value, batch_size=batch_size, restrict=restrict,
     )  # fmt: skip
     k = _fit_k(searcher, k)
-    failed = emit_stream(searcher.analogies(questions, k, method.value), resolve_format(fmt))
+    from embinspect.analyses.analogy import analogies
+
+    failed = emit_stream(analogies(searcher, questions, k, method.value), resolve_format(fmt))
     _report_left_out(searcher)
     if failed:
         raise typer.Exit(EXIT_QUERY)
@@ -487,27 +493,6 @@ def positions(
     emit(result, resolve_format(fmt))
 
 
-def _word_index(searcher, restrict: int, case_insensitive: bool | None, leading_space):
-    """Words to rows for a suite; case folding follows the tokenizer unless asked."""
-    from embinspect.analyses.suites import WordIndex
-    from embinspect.model.tokenizer import WORDS
-
-    vocabulary = searcher.vocabulary
-    if vocabulary is None:
-        raise UsageError("a suite's words need a tokenizer; pass --tokenizer PATH_OR_ID")
-    if case_insensitive is None:
-        # Word vectors: gensim's own default (case_insensitive=True), the protocol their
-        # published figures use; a tokenizer's vocabulary: folded only if it lower-cases.
-        case_insensitive = vocabulary.lowercases or vocabulary.scheme == WORDS
-    return WordIndex(
-        vocabulary,
-        searcher.table.rows,
-        restrict=restrict,
-        case_insensitive=case_insensitive,
-        leading_space=leading_space,
-    )
-
-
 def _evaluate_analogies(
     model, revision, hub, tensor, tokenizer, file, restrict, case_insensitive, *, fmt, **options
 ) -> None:
@@ -516,6 +501,7 @@ def _evaluate_analogies(
         evaluate_analogies,
         find_suite,
         read_analogies,
+        word_index,
     )
 
     path, found = find_suite(file, "analogies")
@@ -525,7 +511,7 @@ def _evaluate_analogies(
     method = options.pop("method")
     restrict = restrict or GENSIM_RESTRICT
     searcher = _searcher(model, revision, hub, tensor, tokenizer, restrict=restrict, **options)
-    index = _word_index(searcher, restrict, case_insensitive, options["leading_space"])
+    index = word_index(searcher, restrict, case_insensitive, options["leading_space"])
     with progress_bar("analogies") as progress:
         result = evaluate_analogies(searcher, index, suite, method=method, progress=progress)
     for failure in result.failures:
@@ -537,7 +523,13 @@ def _evaluate_analogies(
 def _evaluate_pairs(
     model, revision, hub, tensor, tokenizer, pairs, restrict, case_insensitive, *, fmt, **options
 ) -> None:
-    from embinspect.analyses.suites import GENSIM_RESTRICT, evaluate_pairs, find_suite, read_pairs
+    from embinspect.analyses.suites import (
+        GENSIM_RESTRICT,
+        evaluate_pairs,
+        find_suite,
+        read_pairs,
+        word_index,
+    )
 
     path, found = find_suite(pairs, "pairs")
     if found:
@@ -545,7 +537,7 @@ def _evaluate_pairs(
     suite = read_pairs(path)
     searcher = _searcher(model, revision, hub, tensor, tokenizer, device="cpu", **options)
     restrict = restrict or GENSIM_RESTRICT
-    index = _word_index(searcher, restrict, case_insensitive, options["leading_space"])
+    index = word_index(searcher, restrict, case_insensitive, options["leading_space"])
     emit(evaluate_pairs(searcher, index, suite), resolve_format(fmt))
 
 

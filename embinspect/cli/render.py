@@ -21,15 +21,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # renderers are found by the result's class name (``_by_result_type``)
+    from embinspect.analyses.analogy import AnalogyResult
+    from embinspect.analyses.compare import Comparison
     from embinspect.analyses.diff import TableDiff
     from embinspect.analyses.info import Info
+    from embinspect.analyses.neighbors import NeighborsResult
     from embinspect.analyses.plot import Projection
     from embinspect.analyses.positions import PositionReport
     from embinspect.analyses.stats import TableStats
     from embinspect.analyses.suites import AnalogyEvaluation, PairsEvaluation
     from embinspect.analyses.tokens import TokenLookup
     from embinspect.analyses.undertrained import UndertrainedResult
-    from embinspect.tables.search import AnalogyResult, Comparison, NeighboursResult
 
 
 def _by_result_type(default: Callable[..., Any]) -> Any:
@@ -103,7 +105,7 @@ def _emit_stream(results: Iterable[Any], fmt: OutputFormat, as_array: bool) -> i
         if fmt is OutputFormat.table:
             render_table(result)
         elif fmt is OutputFormat.json:
-            collected.append(result.to_json())
+            collected.append(result.to_dict())
         elif fmt is OutputFormat.jsonl:
             for record in json_lines(result):
                 out.write(_json(record) + "\n")
@@ -232,13 +234,13 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 @_by_result_type
 def json_lines(result: Any) -> list[dict[str, Any]]:
-    return [result.to_json()]
+    return [result.to_dict()]
 
 
 @_by_result_type
 def delimited_rows(result: Any) -> tuple[list[str], list[list[Any]]]:
     """Header and rows for TSV/CSV; nested results become ``field value`` pairs."""
-    return ["field", "value"], [[key, value] for key, value in _flatten(result.to_json())]
+    return ["field", "value"], [[key, value] for key, value in _flatten(result.to_dict())]
 
 
 @_by_result_type
@@ -251,7 +253,7 @@ def _(result: TokenLookup) -> list[dict[str, Any]]:
     # Columns that a run did not ask for (--vectors, --positions) are left out, not empty.
     return [
         {key: value for key, value in row.items() if value is not None}
-        for row in result.to_json()["tokens"]
+        for row in result.to_dict()["tokens"]
     ]
 
 
@@ -268,7 +270,7 @@ def _(result: TokenLookup) -> list[str]:
 
 
 @delimited_rows.register
-def _(result: NeighboursResult) -> tuple[list[str], list[list[Any]]]:
+def _(result: NeighborsResult) -> tuple[list[str], list[list[Any]]]:
     header = ["query", "query_ids", "rank", "token_id", "token", "score", "error"]
     if result.error is not None:
         return header, [[result.query, None, None, None, None, None, result.error]]
@@ -313,7 +315,7 @@ _SECTION_COLUMNS = ["section", "kind", "questions", "scored", "correct", "accura
 
 def _section_rows(result: AnalogyEvaluation) -> list[dict[str, Any]]:
     parts = [*result.sections, result.semantic, result.syntactic, result.total]
-    return [{key: part.to_json()[key] for key in _SECTION_COLUMNS} for part in parts]
+    return [{key: part.to_dict()[key] for key in _SECTION_COLUMNS} for part in parts]
 
 
 @delimited_rows.register
@@ -399,7 +401,7 @@ def _shown(text: str) -> str:
 
 @_by_result_type
 def render_table(result: Any) -> None:
-    _console().print_json(json.dumps(result.to_json()))
+    _console().print_json(json.dumps(result.to_dict()))
 
 
 @render_table.register
@@ -484,7 +486,7 @@ _DIFF_COLUMNS = [
 
 def _diff_records(result: TableDiff) -> list[dict[str, Any]]:
     """The moved-most rows, then rows only B has (added) and only A has (removed)."""
-    records = [{"kind": "moved", **row} for row in result.to_json()["moved"]]
+    records = [{"kind": "moved", **row} for row in result.to_dict()["moved"]]
     empty = dict.fromkeys(_DIFF_COLUMNS)
     for row in result.added:
         records.append({**empty, "kind": "added", "token_id_b": row.token_id, "token": row.token})
@@ -504,7 +506,7 @@ def _(result: TableDiff) -> list[dict[str, Any]]:
     """A summary record (every figure, no lists), then one record per listed row."""
     summary = {
         key: value
-        for key, value in result.to_json().items()
+        for key, value in result.to_dict().items()
         if key not in ("moved", "added", "removed")
     }
     records = [{k: v for k, v in r.items() if v is not None} for r in _diff_records(result)]
@@ -636,7 +638,7 @@ def _resolved(query: str, token_ids: list[int], tokens: list[str], pooled: str |
     return f"{query!r} = {pieces}" + (f" (pooled: {pooled})" if pooled else "")
 
 
-def _ranked_table(title: str, neighbours: list[Any], score_name: str) -> Any:
+def _ranked_table(title: str, neighbors: list[Any], score_name: str) -> Any:
     """Print the title line; return a table of ranked tokens."""
     from rich.markup import escape
     from rich.table import Table
@@ -647,18 +649,18 @@ def _ranked_table(title: str, neighbours: list[Any], score_name: str) -> Any:
     table.add_column("id", justify="right")
     table.add_column("token")
     table.add_column(score_name, justify="right")
-    for n in neighbours:
+    for n in neighbors:
         token = escape(n.token) if n.token is not None else ""
         table.add_row(str(n.rank), str(n.token_id), token, f"{n.score:.4f}")
     return table
 
 
 @render_table.register
-def _(result: NeighboursResult) -> None:
+def _(result: NeighborsResult) -> None:
     console = _console()
     if result.error is not None:
         return  # already reported on stderr
-    title = "Neighbours of " + _resolved(
+    title = "Neighbors of " + _resolved(
         result.query, result.token_ids, result.tokens, result.pooled
     )
     console.print(_ranked_table(title, result.neighbors, "score"))
@@ -1060,7 +1062,7 @@ def _(result: TableStats) -> tuple[list[str], list[list[Any]]]:
 
 @json_lines.register
 def _(result: TableStats) -> list[dict[str, Any]]:
-    return [result.to_json()]
+    return [result.to_dict()]
 
 
 @render_table.register

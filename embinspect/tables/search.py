@@ -1,23 +1,25 @@
-"""Neighbours, analogies and pairwise comparisons on one embedding table.
+"""What every search over one embedding table shares.
 
-``Searcher`` prepares what every query shares (the table, the tokenizer, row masks, the
-mean row, the device) once; its methods take queries and yield small result objects, in
-batches, so thousands of queries cost one pass over the table per batch.
+``Searcher`` prepares the table, the tokenizer, row masks, the mean row and the device
+once; ``in_batches`` answers queries a batch at a time, so thousands of queries cost one
+pass over the table per batch. The commands that search (``analyses.neighbors``,
+``analyses.analogy``, ``analyses.compare``, ``analyses.plot``, ``analyses.suites``) build
+their results on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from embinspect.errors import QueryError, UsageError
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary, whole_word
 from embinspect.tables.device import resolve_device
-from embinspect.tables.queries import QueryResolver, ResolvedQuery, printable, query_vector, shown
-from embinspect.tables.scoring import METRICS, CosineScorer, CosMulScorer, make_scorer, top_k
+from embinspect.tables.queries import QueryResolver, ResolvedQuery, query_vector
+from embinspect.tables.scoring import CosineScorer, CosMulScorer, top_k
 from embinspect.tables.table import EmbeddingTable
 
 if TYPE_CHECKING:
@@ -29,61 +31,13 @@ ANALOGY_METHODS = ("add", "mul")
 
 
 @dataclass(frozen=True)
-class Neighbour:
+class Neighbor:
+    """One row of a result list: its rank (1 is nearest), row id, token and score."""
+
     rank: int
     token_id: int
     token: str | None
     score: float
-
-
-@dataclass(frozen=True)
-class NeighboursResult:
-    """The nearest rows to one query, or why the query could not be answered."""
-
-    query: str
-    token_ids: list[int] = field(default_factory=list)
-    tokens: list[str] = field(default_factory=list)
-    pooled: str | None = None
-    neighbors: list[Neighbour] = field(default_factory=list)
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        if self.error is not None:
-            return {"query": self.query, "error": self.error}
-        return {k: v for k, v in asdict(self).items() if k != "error"}
-
-
-@dataclass(frozen=True)
-class AnalogyResult:
-    """A - B + C: the rows nearest to it, A, B and C left out."""
-
-    formula: str
-    method: str
-    queries: list[dict[str, Any]]  # how A, B and C resolved
-    results: list[Neighbour] = field(default_factory=list)
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "error"}
-        if self.error is not None:
-            data = {"formula": self.formula, "method": self.method, "error": self.error}
-        return data
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Pairwise scores of resolved items; ``matrix[i][j]`` compares items i and j."""
-
-    metric: str
-    items: list[dict[str, Any]]
-    matrix: list[list[float]]
-    errors: list[dict[str, str]] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        if not self.errors:
-            del data["errors"]
-        return data
 
 
 class Searcher:
@@ -183,13 +137,13 @@ class Searcher:
     def token(self, token_id: int) -> str | None:
         return self.vocabulary.id_to_token(token_id) if self.vocabulary else None
 
-    def _ranked(self, scored) -> list[Neighbour]:
+    def _ranked(self, scored) -> list[Neighbor]:
         return [
-            Neighbour(rank, s.token_id, self.token(s.token_id), s.score)
+            Neighbor(rank, s.token_id, self.token(s.token_id), s.score)
             for rank, s in enumerate(scored, start=1)
         ]
 
-    def _own_rows(self, resolved: ResolvedQuery) -> set[int]:
+    def own_rows(self, resolved: ResolvedQuery) -> set[int]:
         """The query's tokens and, with --filter words, their case and space variants."""
         own = set(resolved.token_ids)
         if self.vocabulary is not None and self.variants:
@@ -215,10 +169,10 @@ class Searcher:
     def resolve_vector(self, query: str) -> tuple[ResolvedQuery, torch.Tensor]:
         """How a query resolved, and its float64 vector (dim,); QueryError when it cannot
         be compared (no row, NaN, or a zero vector)."""
-        resolved, vectors = self._resolve([query], needs_direction=True)
+        resolved, vectors = self.resolve_many([query], needs_direction=True)
         return resolved[0], vectors[0]
 
-    def _resolve(self, queries: list[str], needs_direction: bool):
+    def resolve_many(self, queries: list[str], needs_direction: bool):
         """(resolved queries, their vectors (n, dim)), or the QueryError of the first bad one."""
         import torch
 
@@ -226,7 +180,7 @@ class Searcher:
         vectors = [self._vector(r, needs_direction) for r in resolved]
         return resolved, torch.stack(vectors)
 
-    def _in_batches(self, items, resolve, score):
+    def in_batches(self, items, resolve, score):
         """For each item, in input order and a batch at a time: ``(item, resolved,
         ranked)``, or ``(item, QueryError, None)`` when it could not be resolved.
 
@@ -249,61 +203,6 @@ class Searcher:
                 else:
                     yield item, answer[0], self._ranked(next(scored))
 
-    def neighbours(
-        self, queries: Iterable[str], k: int, metric: str = "cosine"
-    ) -> Iterator[NeighboursResult]:
-        """The k nearest rows to each query, in input order, a batch at a time."""
-        import torch
-
-        if metric not in METRICS:
-            raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
-
-        def score(good):
-            vectors = torch.cat([vector for _, vector in good])
-            scorer = make_scorer(metric, vectors, self.center, self.device)
-            exclude = [set() if self.keep_query else self._own_rows(r[0]) for r, _ in good]
-            return top_k(self.table, scorer, k, exclude, self.allowed, self.device)
-
-        def resolve(query):
-            return self._resolve([query], needs_direction=metric == "cosine")
-
-        for query, answer, ranked in self._in_batches(queries, resolve, score):
-            if ranked is None:
-                yield NeighboursResult(query=printable(query), error=answer.message)
-            else:
-                r = answer[0]
-                yield NeighboursResult(r.query, r.token_ids, r.tokens, r.pooled, ranked)
-
-    def analogies(
-        self, questions: Iterable[Sequence[str]], k: int, method: str = "add"
-    ) -> Iterator[AnalogyResult]:
-        """For each (A, B, C): rows nearest to A - B + C, by 3CosAdd or 3CosMul."""
-        import torch
-
-        if method not in ANALOGY_METHODS:
-            raise UsageError(f"--method {method}: choose add or mul")
-
-        def score(good):
-            scorer = self._analogy_scorer(torch.stack([v for _, v in good]), method)
-            exclude = [{i for q in r for i in q.token_ids} for r, _ in good]
-            return top_k(self.table, scorer, k, exclude, self.allowed, self.device)
-
-        def resolve(question):
-            if len(question) != 3:
-                raise QueryError(
-                    f"expected three queries A B C, got {len(question)}: "
-                    f"{shown(' '.join(question))}"
-                )
-            return self._resolve(list(question), needs_direction=True)
-
-        for question, answer, ranked in self._in_batches(questions, resolve, score):
-            parts = [printable(part) for part in question]
-            formula = " - ".join(parts[:2]) + (f" + {parts[2]}" if len(parts) > 2 else "")
-            if ranked is None:
-                yield AnalogyResult(formula, method, [], error=answer.message)
-            else:
-                yield AnalogyResult(formula, method, [q.echo() for q in answer], ranked)
-
     def analogies_of_rows(
         self, triples: Iterable[tuple[int, int, int]], k: int, method: str = "add"
     ) -> Iterator[list[int] | str]:
@@ -325,14 +224,14 @@ class Searcher:
                 "a row is zero or holds NaN or infinite values: it has no direction"
             ] * len(batch)
             if good:
-                scorer = self._analogy_scorer(vectors[good], method)
+                scorer = self.analogy_scorer(vectors[good], method)
                 exclude = [set(batch[i]) for i in good]
                 ranked = top_k(self.table, scorer, k, exclude, self.allowed, self.device)
                 for i, scored in zip(good, ranked, strict=True):
                     answers[i] = [s.token_id for s in scored]
             yield from answers
 
-    def _analogy_scorer(self, triples: torch.Tensor, method: str):
+    def analogy_scorer(self, triples: torch.Tensor, method: str):
         if method == "mul":
             return CosMulScorer(triples, self.center, self.device)
         # 3CosAdd as gensim's most_similar: the mean of unit vectors, +A -B +C.
@@ -342,42 +241,3 @@ class Searcher:
         if self.center is not None:
             combined = combined + self.center  # the scorer subtracts the mean again
         return CosineScorer(combined, self.center, self.device)
-
-    def compare(self, queries: list[str], metric: str = "cosine") -> Comparison:
-        """Pairwise scores in float64 of every resolvable query."""
-        import torch
-
-        if metric not in METRICS:
-            raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
-        items, vectors, errors = [], [], []
-        for query in queries:
-            try:
-                resolved, vector = self._resolve([query], metric == "cosine")
-            except QueryError as err:
-                errors.append({"query": printable(query), "error": err.message})
-                continue
-            items.append(resolved[0])
-            vectors.append(vector[0])
-        stacked = (
-            torch.stack(vectors)
-            if vectors
-            else torch.zeros((0, self.table.dim), dtype=torch.float64)
-        )
-        if self.center is not None:
-            stacked = stacked - self.center
-        matrix = pairwise(stacked, metric)
-        return Comparison(metric, [r.echo() for r in items], matrix.tolist(), errors)
-
-
-def pairwise(vectors: torch.Tensor, metric: str) -> torch.Tensor:
-    """(n, n) float64 scores between rows of ``vectors`` (n, dim)."""
-
-    if metric == "cosine":
-        units = vectors / vectors.norm(dim=1, keepdim=True)
-        return units @ units.T
-    if metric == "dot":
-        return vectors @ vectors.T
-    if metric == "l2":
-        # Direct differences: cdist's matmul shortcut loses digits for close vectors.
-        return ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(dim=2).sqrt()
-    raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")

@@ -1,0 +1,61 @@
+"""``analogy``: A - B + C (king - man + woman), the rows nearest to it, A, B and C left out;
+by 3CosAdd (gensim's ``most_similar``) or 3CosMul (Levy & Goldberg)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from embinspect.errors import QueryError, UsageError
+from embinspect.tables.queries import printable, shown
+from embinspect.tables.scoring import top_k
+from embinspect.tables.search import ANALOGY_METHODS, Neighbor, Searcher
+
+
+@dataclass(frozen=True)
+class AnalogyResult:
+    """A - B + C: the rows nearest to it, A, B and C left out, or why it has no answer."""
+
+    formula: str
+    method: str
+    queries: list[dict[str, Any]]  # how A, B and C resolved
+    results: list[Neighbor] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The element ``analogy --format json`` prints for this question."""
+        if self.error is not None:
+            return {"formula": self.formula, "method": self.method, "error": self.error}
+        return {k: v for k, v in asdict(self).items() if k != "error"}
+
+
+def analogies(
+    searcher: Searcher, questions: Iterable[Sequence[str]], k: int, method: str = "add"
+) -> Iterator[AnalogyResult]:
+    """For each (A, B, C): the k rows nearest to A - B + C, in input order, a batch at a
+    time; a question that cannot be resolved yields a result carrying its ``error``."""
+    import torch
+
+    if method not in ANALOGY_METHODS:
+        raise UsageError(f"--method {method}: choose add or mul")
+
+    def score(good):
+        scorer = searcher.analogy_scorer(torch.stack([v for _, v in good]), method)
+        exclude = [{i for q in r for i in q.token_ids} for r, _ in good]
+        return top_k(searcher.table, scorer, k, exclude, searcher.allowed, searcher.device)
+
+    def resolve(question):
+        if len(question) != 3:
+            raise QueryError(
+                f"expected three queries A B C, got {len(question)}: {shown(' '.join(question))}"
+            )
+        return searcher.resolve_many(list(question), needs_direction=True)
+
+    for question, answer, ranked in searcher.in_batches(questions, resolve, score):
+        parts = [printable(part) for part in question]
+        formula = " - ".join(parts[:2]) + (f" + {parts[2]}" if len(parts) > 2 else "")
+        if ranked is None:
+            yield AnalogyResult(formula, method, [], error=answer.message)
+        else:
+            yield AnalogyResult(formula, method, [q.echo() for q in answer], ranked)

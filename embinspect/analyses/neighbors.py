@@ -1,0 +1,57 @@
+"""``neighbors``: the k rows nearest to each query, exact, the query's own tokens left out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from embinspect.errors import UsageError
+from embinspect.tables.queries import printable
+from embinspect.tables.scoring import METRICS, make_scorer, top_k
+from embinspect.tables.search import Neighbor, Searcher
+
+
+@dataclass(frozen=True)
+class NeighborsResult:
+    """The nearest rows to one query, or why the query could not be answered (``error``)."""
+
+    query: str
+    token_ids: list[int] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    pooled: str | None = None  # how several tokens became one vector ("mean of 2 tokens")
+    neighbors: list[Neighbor] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The element ``neighbors --format json`` prints for this query."""
+        if self.error is not None:
+            return {"query": self.query, "error": self.error}
+        return {k: v for k, v in asdict(self).items() if k != "error"}
+
+
+def neighbors(
+    searcher: Searcher, queries: Iterable[str], k: int, metric: str = "cosine"
+) -> Iterator[NeighborsResult]:
+    """The k nearest rows to each query, in input order, a batch at a time; a query that
+    cannot be resolved yields a result carrying its ``error``."""
+    import torch
+
+    if metric not in METRICS:
+        raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+
+    def score(good):
+        vectors = torch.cat([vector for _, vector in good])
+        scorer = make_scorer(metric, vectors, searcher.center, searcher.device)
+        exclude = [set() if searcher.keep_query else searcher.own_rows(r[0]) for r, _ in good]
+        return top_k(searcher.table, scorer, k, exclude, searcher.allowed, searcher.device)
+
+    def resolve(query):
+        return searcher.resolve_many([query], needs_direction=metric == "cosine")
+
+    for query, answer, ranked in searcher.in_batches(queries, resolve, score):
+        if ranked is None:
+            yield NeighborsResult(query=printable(query), error=answer.message)
+        else:
+            r = answer[0]
+            yield NeighborsResult(r.query, r.token_ids, r.tokens, r.pooled, ranked)
