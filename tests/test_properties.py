@@ -20,7 +20,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from embinspect.analyses.info import inspect_checkpoint
-from embinspect.cli.render import _json, describe_position_scheme
+from embinspect.cli.info import describe_position_scheme
+from embinspect.cli.render import _json
 from embinspect.errors import EmbinspectError, ModelError, QueryError
 from embinspect.model.checkpoint import open_checkpoint
 from embinspect.model.tokenizer import Vocabulary

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
 from embinspect.cli.render import OutputFormat
+from embinspect.errors import UsageError
 from embinspect.tables.queries import POOLS
 from embinspect.tables.scoring import METRICS
 from embinspect.tables.search import ANALOGY_METHODS, FILTERS, TABLES
@@ -155,3 +158,39 @@ CaseOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _stdin_lines() -> Iterator[str]:
+    """Non-blank stdin lines, stripped, read lazily.
+
+    Read as bytes and decoded with surrogateescape, as Python decodes argv: a line that is
+    not UTF-8 reaches the query parser, which refuses that line alone (the others are
+    still answered) instead of the whole stream stopping at a decoding error. Stripped:
+    a trailing space would otherwise become a token and be pooled into the query.
+    """
+    for raw in sys.stdin.buffer:
+        line = raw.decode("utf-8", "surrogateescape").strip()
+        if line:
+            yield line
+
+
+def read_queries(arguments: list[str]) -> Iterator[str]:
+    """The queries in order; ``-`` stands for stdin, one query a line."""
+    for argument in arguments:
+        if argument == "-":
+            yield from _stdin_lines()
+        else:
+            yield argument
+
+
+def read_questions(arguments: list[str]) -> Iterator[list[str]]:
+    """Analogy questions A B C: from the arguments, or three per stdin line (tab-separated,
+    or space-separated when there is no tab). A line of another length becomes an error
+    result of its own; the other lines are still answered."""
+    if arguments == ["-"]:
+        for line in _stdin_lines():
+            yield [part.strip() for part in line.split("\t")] if "\t" in line else line.split()
+    elif len(arguments) == 3:
+        yield list(arguments)
+    else:
+        raise UsageError("analogy takes three queries A B C (king man woman), or - for stdin")

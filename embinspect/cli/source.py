@@ -1,0 +1,176 @@
+"""The source options every command shares (``--revision``, ``--cache-dir``, ``--offline``,
+``--full-download``, ``--tensor``, ``--tokenizer``) and ``--format``, declared once.
+
+A command asks for them with ``@command(...)`` and two parameters, ``source: Source`` and
+``output: Output``; the decorator puts the options in their place in its signature (last,
+before ``--format``) and hands the command one ``Source`` and one ``Output``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from embinspect.cli.options import (
+    CacheDirOpt,
+    FormatOpt,
+    FullDownloadOpt,
+    OfflineOpt,
+    RevisionOpt,
+    TensorOpt,
+    TokenizerOpt,
+)
+from embinspect.cli.render import Output, report_note, resolve_format
+from embinspect.errors import UsageError
+
+if TYPE_CHECKING:
+    from embinspect.model.checkpoint import Checkpoint
+    from embinspect.model.tokenizer import Vocabulary
+    from embinspect.sources.hub_options import HubOptions
+    from embinspect.tables.search import Searcher
+    from embinspect.tables.table import EmbeddingTable
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where MODEL's bytes come from and how it is read, as the source options say."""
+
+    revision: str | None = None
+    cache_dir: str | None = None
+    offline: bool = False
+    full_download: bool = False
+    tensor: str | None = None
+    tokenizer: str | None = None
+
+    def hub(self) -> HubOptions:
+        from embinspect.sources.hub_options import HubOptions
+
+        if self.offline:
+            # As HF_HUB_OFFLINE=1 for everything after, transformers (--tokenizer REPO_ID)
+            # included.
+            os.environ["HF_HUB_OFFLINE"] = "1"
+        return HubOptions(
+            self.cache_dir, self.offline, self.full_download, progress=sys.stderr.isatty()
+        )
+
+    def open(
+        self, model: str, *, revision: str | None = None, all_headers: bool = False
+    ) -> Checkpoint:
+        """The checkpoint, its warnings reported on stderr (``revision`` overrides
+        ``--revision``: ``diff`` has one for each side)."""
+        from embinspect.model.checkpoint import open_checkpoint
+
+        checkpoint = open_checkpoint(
+            model,
+            revision or self.revision,
+            self.tensor,
+            hub=self.hub(),
+            all_headers=all_headers,
+        )
+        for warning in checkpoint.warnings:
+            report_note(warning)
+        return checkpoint
+
+    def vocabulary(self, checkpoint: Checkpoint) -> Vocabulary:
+        """The tokenizer (``--tokenizer``, else the checkpoint's); UsageError without one."""
+        from embinspect.model.tokenizer import load_vocabulary
+
+        return load_vocabulary(checkpoint.files, self.tokenizer)
+
+    def vocabulary_or_none(self, checkpoint: Checkpoint) -> Vocabulary | None:
+        """The tokenizer, or None when the checkpoint has no tokenizer files: rows are then
+        named and queried by id (#1234)."""
+        try:
+            return self.vocabulary(checkpoint)
+        except UsageError:
+            return None
+
+    def searcher(self, model: str, **options: Any) -> Searcher:
+        """A searcher over MODEL's table (``options``: ``Searcher``'s keywords)."""
+        from embinspect.tables.search import Searcher
+
+        checkpoint = self.open(model)
+        searcher = Searcher(checkpoint, self.vocabulary_or_none(checkpoint), **options)
+        if searcher.note:
+            report_note(searcher.note)
+        return searcher
+
+    def table(self, model: str, table: str) -> tuple[Checkpoint, EmbeddingTable, Vocabulary | None]:
+        """(checkpoint, the table ``--table`` names, vocabulary or None), for the commands
+        that look at a whole table."""
+        from embinspect.tables.table import EmbeddingTable
+
+        checkpoint = self.open(model)
+        header, note = checkpoint.table_header(table)
+        if note:
+            report_note(note)
+        vocabulary = self.vocabulary_or_none(checkpoint)
+        return checkpoint, EmbeddingTable(checkpoint.files, header), vocabulary
+
+
+def fit_k(searcher: Searcher, k: int) -> int:
+    """``k``, or the table's row count when ``k`` is more (with a note)."""
+    k, note = searcher.limit_k(k)
+    if note:
+        report_note(note)
+    return k
+
+
+def report_left_out(searcher: Searcher) -> None:
+    """After a search: a note of the rows left out for being zero or not finite."""
+    note = searcher.left_out_note()
+    if note:
+        report_note(note)
+
+
+# name -> (annotation, default), in the order --help lists them.
+_SOURCE_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "revision": (RevisionOpt, None),
+    "cache_dir": (CacheDirOpt, None),
+    "offline": (OfflineOpt, False),
+    "full_download": (FullDownloadOpt, False),
+    "tensor": (TensorOpt, None),
+    "tokenizer": (TokenizerOpt, None),
+}
+
+
+def command(
+    *, revision: bool = True, tensor: bool = True, tokenizer: bool = True
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the source options (those it takes: ``diff`` has a revision per
+    side and no --tensor or --tokenizer) and ``--format``, as ``source`` and ``output``."""
+    skip = {
+        name
+        for name, wanted in (("revision", revision), ("tensor", tensor), ("tokenizer", tokenizer))
+        if not wanted
+    }
+    names = [name for name in _SOURCE_OPTIONS if name not in skip]
+
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(func, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name not in ("source", "output")]
+        keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        added = [
+            inspect.Parameter(name, keyword, default=default, annotation=annotation)
+            for name, (annotation, default) in _SOURCE_OPTIONS.items()
+            if name in names
+        ]
+        added.append(inspect.Parameter("fmt", keyword, default=None, annotation=FormatOpt))
+
+        @functools.wraps(func)
+        def run(**arguments: Any) -> None:
+            source = Source(**{name: arguments.pop(name) for name in names})
+            output = Output(resolve_format(arguments.pop("fmt")))
+            func(source=source, output=output, **arguments)
+
+        parameters = own + added
+        run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run
+
+    return decorate
