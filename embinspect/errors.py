@@ -7,8 +7,9 @@ stderr. Anything else escaping the library is a bug and exits with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 EXIT_INTERNAL = 1
@@ -19,14 +20,55 @@ EXIT_NETWORK = 5  # the Hub could not be reached: running again later may work
 EXIT_INTERRUPTED = 130
 
 
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option named inside a message. The library names options by the API's keyword
+    (``k``, ``word_filter``); each face words them its own way: ``k=0`` through the API,
+    ``--top-k 0`` on the command line (``EmbinspectError.worded``)."""
+
+    name: str  # the API's keyword
+    value: object = _UNSET  # the value given, when the message is about it
+    metavar: str | None = None  # what to give, when the message asks for one (PATH_OR_ID)
+
+    @property
+    def has_value(self) -> bool:
+        return self.value is not _UNSET
+
+    def __str__(self) -> str:
+        if self.has_value:
+            return f"{self.name}={self.value!r}"
+        if self.metavar is not None:
+            return f"{self.name}={self.metavar}"
+        return self.name
+
+
 class EmbinspectError(Exception):
-    """A mistake the user can fix: ``message`` says what and how; ``exit_code`` is documented."""
+    """A mistake the user can fix: ``message`` says what and how; ``exit_code`` is documented.
+
+    The message is given in parts, text and ``Option``s, so that each face can name the
+    options as its users spell them: ``str(err)`` and ``err.message`` in the API's words,
+    ``err.worded(flag)`` in the command line's.
+    """
 
     exit_code = EXIT_INTERNAL
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, *parts: str | Option) -> None:
+        self.parts = parts
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return self.worded(str)
+
+    def worded(self, option: Callable[[Option], str]) -> str:
+        """The message, each ``Option`` spelled by ``option``."""
+        return "".join(part if isinstance(part, str) else option(part) for part in self.parts)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class UsageError(EmbinspectError):

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from embinspect.errors import QueryError, UsageError
+from embinspect.errors import Option, QueryError, UsageError
 from embinspect.tables.queries import printable, shown
 from embinspect.tables.scoring import top_k
 from embinspect.tables.search import ANALOGY_METHODS, Neighbor, Searcher
@@ -38,7 +38,7 @@ def analogies(
     import torch
 
     if method not in ANALOGY_METHODS:
-        raise UsageError(f"--method {method}: choose add or mul")
+        raise UsageError(Option("method", method), ": choose add or mul")
 
     def score(good):
         scorer = searcher.analogy_scorer(torch.stack([v for _, v in good]), method)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import QueryError, UsageError
+from embinspect.errors import Option, QueryError, UsageError
 from embinspect.tables.queries import printable
 from embinspect.tables.scoring import METRICS
 from embinspect.tables.search import Searcher
@@ -37,7 +37,7 @@ def compare(searcher: Searcher, queries: list[str], metric: str = "cosine") -> C
     import torch
 
     if metric not in METRICS:
-        raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+        raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")
     items, vectors, errors = [], [], []
     for query in queries:
         try:
@@ -68,4 +68,4 @@ def pairwise(vectors: torch.Tensor, metric: str) -> torch.Tensor:
     if metric == "l2":
         # Direct differences: cdist's matmul shortcut loses digits for close vectors.
         return ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(dim=2).sqrt()
-    raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+    raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import UsageError
+from embinspect.errors import Option, UsageError
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary
 from embinspect.tables.table import EmbeddingTable
@@ -127,7 +127,7 @@ def diff_tables(
     import numpy as np
 
     if table not in TABLES:
-        raise UsageError(f"--table {table}: choose input or output")
+        raise UsageError(Option("table", table), ": choose input or output")
     if k < 1:
         raise UsageError("-k must be at least 1")
     notes: list[str] = []
@@ -263,7 +263,8 @@ def _pairs(
         for vocab, name in ((vocab_a, name_a), (vocab_b, name_b)):
             if vocab is None:
                 raise UsageError(
-                    f"--align pairs rows by token string, but {name} has no tokenizer files"
+                    Option("align"),
+                    f" pairs rows by token string, but {name} has no tokenizer files",
                 )
         vocabulary = _vocabulary_check(vocab_a, vocab_b)
         ids_a, ids_b, only_a, only_b, without_token = _align(vocab_a, vocab_b, table_a, table_b)
@@ -284,8 +285,9 @@ def _pairs(
                     f"different vocabularies: token id {first['token_id']} is "
                     f"{_spelled(first['token_a'])} in {name_a} but {_spelled(first['token_b'])} "
                     f"in {name_b} ({vocabulary['differing_ids']:,} of "
-                    f"{vocabulary['shared_ids']:,} shared ids differ); pass --align to pair "
-                    "rows by token string"
+                    f"{vocabulary['shared_ids']:,} shared ids differ); pass ",
+                    Option("align"),
+                    " to pair rows by token string",
                 )
         common = min(table_a.rows, table_b.rows)
         ids_a = ids_b = np.arange(common, dtype=np.int64)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from embinspect.errors import UsageError
+from embinspect.errors import Option, UsageError
 from embinspect.tables.queries import printable
 from embinspect.tables.scoring import METRICS, make_scorer, top_k
 from embinspect.tables.search import Neighbor, Searcher
@@ -38,7 +38,7 @@ def neighbors(
     import torch
 
     if metric not in METRICS:
-        raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+        raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")
 
     def score(good):
         vectors = torch.cat([vector for _, vector in good])

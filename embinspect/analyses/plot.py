@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embinspect.analyses.neighbors import neighbors as nearest
-from embinspect.errors import QueryError, UsageError
+from embinspect.errors import Option, QueryError, UsageError
 from embinspect.tables.queries import printable
 
 if TYPE_CHECKING:
@@ -115,19 +115,22 @@ def pca_2d(points):
     return centred @ axes.T, shares
 
 
-def check_picture_path(path: str) -> Path:
-    """The ``--out`` file: .png or .svg, in a folder that exists."""
+def picture_path(path: str, option: str, suffixes: tuple[str, ...] = PICTURE_SUFFIXES) -> Path:
+    """A picture to write, given by ``option`` (``out`` here, ``plot`` for positions):
+    refused before anything is read when its suffix is not one of ``suffixes``, its folder
+    does not exist, or matplotlib is missing."""
     out = Path(path).expanduser()
-    if out.suffix.lower() not in PICTURE_SUFFIXES:
-        raise UsageError(f"--out {path}: write a .png or .svg file")
+    if out.suffix.lower() not in suffixes:
+        raise UsageError(Option(option, path), f": write a {', '.join(suffixes)} file")
     if not out.parent.is_dir():
-        raise UsageError(f"--out {path}: no folder {out.parent}")
+        raise UsageError(Option(option, path), f": no such folder {str(out.parent)!r}")
+    import_matplotlib(option)
     return out
 
 
 def draw(projection: Projection, out: Path) -> None:
     """The points as a labelled scatter plot, queries in bold, neighbors joined to theirs."""
-    matplotlib = import_matplotlib()
+    matplotlib = import_matplotlib("out")
     matplotlib.use("Agg")  # no display: write the file only
     from matplotlib.figure import Figure
 
@@ -158,14 +161,25 @@ def draw(projection: Projection, out: Path) -> None:
     axes.set_title(f"{projection.tensor} of {Path(projection.model).name or projection.model}")
     axes.grid(alpha=0.2)
     figure.tight_layout()
-    figure.savefig(out)
+    save_picture(figure, out, "out")
 
 
-def import_matplotlib():
+def import_matplotlib(option: str) -> Any:
+    """matplotlib, or a UsageError naming the option that asked for a picture."""
     try:
         import matplotlib
     except ImportError:
         raise UsageError(
-            "drawing a picture needs matplotlib: pip install 'embinspect[plot]'"
+            Option(option), " needs matplotlib: pip install 'embinspect[plot]'"
         ) from None
     return matplotlib
+
+
+def save_picture(figure: Any, path: Path, option: str, **savefig: Any) -> None:
+    """Write ``figure``; a UsageError naming ``option`` when the file cannot be written."""
+    try:
+        figure.savefig(path, **savefig)
+    except OSError as err:
+        raise UsageError(
+            Option(option, str(path)), f": cannot write ({err.strerror or err})"
+        ) from None

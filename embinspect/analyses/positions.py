@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import ModelError, UsageError
+from embinspect.analyses.plot import picture_path, save_picture
+from embinspect.errors import ModelError, Option, UsageError
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tensor_names import POSITION, TOKEN_TYPE
 
@@ -167,29 +168,21 @@ def parse_offsets(text: str | None) -> list[int] | None:
         try:
             value = int(part)
         except ValueError:
-            raise UsageError(f"--offsets: {part!r} is not an integer (write 1,2,4)") from None
+            raise UsageError(
+                Option("offsets"), f": {part!r} is not an integer (write 1,2,4)"
+            ) from None
         if value < 1:
-            raise UsageError(f"--offsets: {value} is not a positive offset")
+            raise UsageError(Option("offsets"), f": {value} is not a positive offset")
         offsets.add(value)
     if not offsets:
-        raise UsageError("--offsets: no offsets given (write 1,2,4)")
+        raise UsageError(Option("offsets"), ": no offsets given (write 1,2,4)")
     return sorted(offsets)
 
 
 def check_plot_path(plot: str | None) -> Path | None:
-    """``--plot FILE``, refused before anything is read when it cannot be written."""
-    if plot is None:
-        return None
-    path = Path(plot)
-    if path.suffix.lower() not in PLOT_FORMATS:
-        raise UsageError(f"--plot {plot}: write a {', '.join(PLOT_FORMATS)} file")
-    if not path.parent.is_dir():
-        raise UsageError(f"--plot {plot}: no such folder {str(path.parent)!r}")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'embinspect[plot]'") from None
-    return path
+    """The picture to draw (``plot``), refused before anything is read when it cannot be
+    written; None when none is asked for."""
+    return None if plot is None else picture_path(plot, "plot", PLOT_FORMATS)
 
 
 def inspect_positions(
@@ -220,7 +213,9 @@ def inspect_positions(
         return PositionReport(model, kind, scheme, learned=learned, plot=_shown(plot), notes=notes)
     if kind == "rotary":
         if center:
-            raise UsageError(f"--center: {model} is rotary; only a learned table is centred")
+            raise UsageError(
+                Option("center"), f": {model} is rotary; only a learned table is centred"
+            )
         rotary, notes = _describe_rotary(checkpoint, scheme, offsets, max_positions, seed)
         if plot is not None:
             _plot_wavelengths(rotary, plot, _label(model))
@@ -294,8 +289,8 @@ def _describe_learned(
         offsets = default_offsets(count - 1)
     elif offsets[-1] >= count:
         raise UsageError(
-            f"--offsets {offsets[-1]}: {count} positions are measured, so offsets go up to "
-            f"{count - 1}"
+            Option("offsets", offsets[-1]),
+            f": {count} positions are measured, so offsets go up to {count - 1}",
         )
     measured = vectors - vectors[usable].mean(axis=0) if center else vectors
     unit = np.zeros_like(measured)
@@ -448,8 +443,8 @@ def _describe_rotary(
         offsets = default_offsets(span - 1)
     elif offsets[-1] >= span:
         raise UsageError(
-            f"--offsets {offsets[-1]}: the context is {span:,} positions, so offsets go up to "
-            f"{span - 1:,}"
+            Option("offsets", offsets[-1]),
+            f": the context is {span:,} positions, so offsets go up to {span - 1:,}",
         )
     expected = [
         RotaryOffset(d, float((2 * np.cos(d * inv_freq).sum() + head_dim - rotated) / head_dim))
@@ -664,7 +659,7 @@ def _plot_cosines(vectors: np.ndarray, learned: LearnedPositions, path: Path, la
         fontsize=10,
     )
     figure.colorbar(image, ax=axes, label="cosine", shrink=0.85)
-    _save(figure, path)
+    save_picture(figure, path, "plot", dpi=PLOT_DPI)
 
 
 def _plot_wavelengths(rotary: RotaryPositions, path: Path, model: str) -> None:
@@ -691,11 +686,4 @@ def _plot_wavelengths(rotary: RotaryPositions, path: Path, model: str) -> None:
     )
     axes.legend()
     axes.grid(True, which="major", alpha=0.3)
-    _save(figure, path)
-
-
-def _save(figure: Any, path: Path) -> None:
-    try:
-        figure.savefig(path, dpi=PLOT_DPI)
-    except OSError as err:
-        raise UsageError(f"--plot {path}: cannot write ({err.strerror or err})") from None
+    save_picture(figure, path, "plot", dpi=PLOT_DPI)

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import ModelError, UsageError
+from embinspect.errors import ModelError, Option, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,7 +90,7 @@ def table_stats(
     import torch
 
     if pairs < 1:
-        raise UsageError("--pairs must be at least 1")
+        raise UsageError(Option("pairs"), " must be at least 1")
     rows, dim = table.rows, table.dim
     vocab_size = vocabulary.size if vocabulary is not None else None
     with_token = min(rows, vocab_size) if vocab_size else rows

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import UsageError
+from embinspect.errors import Option, UsageError
 from embinspect.model.tokenizer import (
     BYTE_LEVEL,
     METASPACE,
@@ -116,7 +116,7 @@ class WordIndex:
         leading_space: bool = True,
     ) -> None:
         if restrict < 1:
-            raise UsageError("--restrict must be at least 1")
+            raise UsageError(Option("restrict"), " must be at least 1")
         self.case_insensitive = case_insensitive
         self.rows = min(restrict, rows)
         self.keys: list[str | None] = []
@@ -158,7 +158,9 @@ def word_index(
     the tokenizer unless ``case_insensitive`` says."""
     vocabulary = searcher.vocabulary
     if vocabulary is None:
-        raise UsageError("a suite's words need a tokenizer; pass --tokenizer PATH_OR_ID")
+        raise UsageError(
+            "a suite's words need a tokenizer; pass ", Option("tokenizer", metavar="PATH_OR_ID")
+        )
     if case_insensitive is None:
         # Word vectors: gensim's own default (case_insensitive=True), the protocol their
         # published figures use; a tokenizer's vocabulary: folded only if it lower-cases.

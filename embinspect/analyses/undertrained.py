@@ -24,7 +24,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import ModelError, UsageError
+from embinspect.errors import ModelError, Option, UsageError
 from embinspect.tables.queries import QueryResolver
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def find_reference(
     """Row ids of the tokens known to be unused, and where the list came from."""
     if given:
         if vocabulary is None and any(not q.startswith("#") for q in given):
-            raise UsageError("--reference by token needs a tokenizer; name rows as #ID")
+            raise UsageError(Option("reference"), " by token needs a tokenizer; name rows as #ID")
         resolver = QueryResolver(vocabulary, rows, pool="error")
         ids = []
         for query in given:
@@ -93,7 +93,9 @@ def find_reference(
                 return ids, source
     raise UsageError(
         "no tokens known to be unused in this vocabulary ([unusedN], "
-        "<|reserved_special_token_N|>, <unusedN>); name some with --reference TOKEN or #ID"
+        "<|reserved_special_token_N|>, <unusedN>); name some with ",
+        Option("reference", metavar="TOKEN"),
+        " or #ID",
     )
 
 

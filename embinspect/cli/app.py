@@ -28,7 +28,7 @@ from embinspect.cli import (
     tokens,
     undertrained,
 )
-from embinspect.cli.render import redact_secrets, report_error
+from embinspect.cli.render import flag, redact_secrets, report_error
 from embinspect.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EmbinspectError
 
 app = typer.Typer(
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     except EmbinspectError as err:
         if debug:
             raise
-        report_error(err.message)
+        report_error(err.worded(flag))
         sys.exit(err.exit_code)
     except Exception as err:
         if debug:

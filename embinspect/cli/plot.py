@@ -61,11 +61,10 @@ def plot(
 ) -> None:
     """A 2-D projection (PCA of the points drawn) of the named tokens, with each one's
     --neighbors K, as coordinates (table, TSV, JSON) and, with --out, a labelled picture."""
-    from embinspect.analyses.plot import check_picture_path, draw, import_matplotlib, project
+    from embinspect.analyses.plot import draw, picture_path, project
 
-    picture = check_picture_path(out) if out is not None else None
-    if picture is not None:
-        import_matplotlib()  # refuse before reading the table, not after
+    # Refused before the table is read, not after.
+    picture = picture_path(out, "out") if out is not None else None
     searcher = source.searcher(
         model,
         table=table.value, device="cpu", center=center, leading_space=not no_space,

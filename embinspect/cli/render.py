@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from embinspect.errors import Option
+
 
 class OutputFormat(str, Enum):
     table = "table"
@@ -152,6 +154,18 @@ def one_line(text: str) -> str:
     """A message as one line: library messages quote files and errors that may hold
     newlines, and every report must stay one line for scripts that read stderr."""
     return " ".join(text.split()) if "\n" in text or "\r" in text else text
+
+
+# The API's keywords that the command line spells otherwise.
+_FLAGS = {"k": "--top-k", "word_filter": "--filter"}
+
+
+def flag(option: Option) -> str:
+    """An option named in a library message, as the command line spells it: ``--top-k 0``."""
+    name = _FLAGS.get(option.name, "--" + option.name.replace("_", "-"))
+    if option.has_value:
+        return f"{name} {option.value}"
+    return f"{name} {option.metavar}" if option.metavar is not None else name
 
 
 def report_error(message: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from embinspect.errors import ModelError
+from embinspect.errors import ModelError, Option
 from embinspect.model.config import load_config, text_config
 from embinspect.model.position_scheme import describe_positions
 from embinspect.model.tensor_names import (
@@ -104,7 +104,9 @@ def open_checkpoint(
         float_tables = [h.name for h in headers.values() if h.is_scorable and len(h.shape) == 2]
         hint = f" (2-D tensors: {', '.join(float_tables[:4])}...)" if float_tables else ""
         raise ModelError(
-            f"{files.model}: no token embedding tensor found; name it with --tensor NAME{hint}"
+            f"{files.model}: no token embedding tensor found; name it with ",
+            Option("tensor", metavar="NAME"),
+            hint,
         )
     warnings = [config_warning] if config_warning else []
     return Checkpoint(files, config, headers, complete, embeddings, warnings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from embinspect.errors import ModelError
+from embinspect.errors import ModelError, Option
 from embinspect.sources.tensor import SCORABLE_DTYPES, TensorHeader
 
 TOKEN, POSITION, TOKEN_TYPE, OUTPUT = "token", "position", "token_type", "output"
@@ -107,11 +107,14 @@ def find_embeddings(
     if override is not None:
         header = headers.get(override)
         if header is None:
-            raise ModelError(f"--tensor {override}: no tensor of that name in the checkpoint")
+            raise ModelError(
+                Option("tensor", override), ": no tensor of that name in the checkpoint"
+            )
         if not header.is_scorable or len(header.shape) != 2:
             raise ModelError(
-                f"--tensor {override}: is {header.dtype} of shape {list(header.shape)}, "
-                f"not a 2-D table of {', '.join(SCORABLE_DTYPES)}"
+                Option("tensor", override),
+                f": is {header.dtype} of shape {list(header.shape)}, "
+                f"not a 2-D table of {', '.join(SCORABLE_DTYPES)}",
             )
         found[TOKEN] = EmbeddingTensor(TOKEN, header, "chosen with --tensor")
     elif TOKEN not in found and unscorable:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import ModelError, QueryError, UsageError
+from embinspect.errors import ModelError, Option, QueryError, UsageError
 from embinspect.sources.cache import cached_file, keep
 from embinspect.sources.files import load_json
 from embinspect.sources.locate import CheckpointFiles
@@ -364,8 +364,8 @@ def load_vocabulary(files: CheckpointFiles, override: str | None = None) -> Voca
                 files.optional(companion)
             return _from_transformers(str(legacy.parent), revision=None)
     raise UsageError(
-        f"{files.model}: no tokenizer files; query by token id (#1234) or pass "
-        "--tokenizer PATH_OR_ID"
+        f"{files.model}: no tokenizer files; query by token id (#1234) or pass ",
+        Option("tokenizer", metavar="PATH_OR_ID"),
     )
 
 
@@ -393,7 +393,8 @@ def _from_gguf(gguf: GgufFile) -> Vocabulary:
     if gguf.string_array_length(GGUF_TOKENS) is None:
         raise UsageError(
             f"{gguf.path}: no tokenizer in its metadata ({GGUF_TOKENS}); query by token id "
-            "(#1234) or pass --tokenizer PATH_OR_ID"
+            "(#1234) or pass ",
+            Option("tokenizer", metavar="PATH_OR_ID"),
         )
     key = f"{gguf.metadata_digest()}-transformers-{version('transformers')}"
     cached = cached_file("gguf-tokenizers", f"{key}.json")
@@ -433,7 +434,7 @@ def _load_override(override: str) -> Vocabulary:
             return _from_tokenizer_json(path / TOKENIZER_JSON)
         return _from_transformers(str(path), revision=None)
     if override.startswith((".", "/", "~")) or override.count("/") > 1:  # a path, not owner/name
-        raise UsageError(f"--tokenizer {override}: no such file or directory")
+        raise UsageError(Option("tokenizer", override), ": no such file or directory")
     # A Hub repo id: transformers fetches what it needs through the same HF cache.
     return _from_transformers(override, revision=None)
 

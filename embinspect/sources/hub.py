@@ -67,7 +67,7 @@ from huggingface_hub.utils import logging as hf_logging
 from huggingface_hub.utils import tqdm as hf_tqdm
 
 from embinspect import __version__
-from embinspect.errors import ModelError, NetworkError
+from embinspect.errors import ModelError, NetworkError, Option
 from embinspect.sources.files import temporary_beside, write_atomically
 from embinspect.sources.hub_options import HubOptions
 from embinspect.sources.safetensors_header import (
@@ -159,7 +159,7 @@ class HubRepo:
         snapshot = self._cache_dir / repo_folder_name(repo_id=self.repo_id, repo_type="model")
         snapshot = snapshot / "snapshots" / self.commit
         if not snapshot.is_dir():
-            raise ModelError(self._offline_message("the repo"))
+            raise ModelError(*self._offline_message("the repo"))
         return {
             p.relative_to(snapshot).as_posix(): None for p in snapshot.rglob("*") if p.is_file()
         }
@@ -179,7 +179,7 @@ class HubRepo:
         if cached is not None:
             return cached
         if self.offline:
-            raise ModelError(self._offline_message(name))
+            raise ModelError(*self._offline_message(name))
         with self._errors(name):
             return Path(
                 hf_hub_download(
@@ -215,7 +215,7 @@ class HubRepo:
             stub = self._header_path(name)
             if not stub.is_file():
                 if self.offline:
-                    raise ModelError(self._offline_message(f"the header of {name}"))
+                    raise ModelError(*self._offline_message(f"the header of {name}"))
                 self._fetch_header(name, stub)
             tensors = self._read_stub(stub, name)
         self._data_ends[name] = max((t.offset + t.nbytes for t in tensors.values()), default=0)
@@ -298,7 +298,7 @@ class HubRepo:
             return self.require(header.file), header
         local = self._open_range(header)
         if local is None:
-            raise ModelError(self._offline_message(f"{header.name} (bytes of {header.file})"))
+            raise ModelError(*self._offline_message(f"{header.name} (bytes of {header.file})"))
         return self._range_path(header), local
 
     def require(self, name: str) -> Path:
@@ -331,7 +331,7 @@ class HubRepo:
     def _download_range(self, header: TensorHeader) -> None:
         """Fetch the tensor's bytes into its range file: a one-tensor safetensors file."""
         if self.offline:
-            raise ModelError(self._offline_message(f"{header.name} (bytes of {header.file})"))
+            raise ModelError(*self._offline_message(f"{header.name} (bytes of {header.file})"))
         dest = self._range_path(header)
         dest.parent.mkdir(parents=True, exist_ok=True)
         start, stop = header.offset, header.offset + header.nbytes
@@ -428,10 +428,12 @@ class HubRepo:
         finally:
             bar.close()
 
-    def _offline_message(self, what: str) -> str:
+    def _offline_message(self, what: str) -> tuple[str | Option, ...]:
         return (
             f"{self.where}: {what} is not in the local Hugging Face cache, and offline mode is "
-            "on (--offline or HF_HUB_OFFLINE); run the same command once online to fetch it"
+            "on (",
+            Option("offline"),
+            " or HF_HUB_OFFLINE); run the same command once online to fetch it",
         )
 
     @contextmanager
@@ -454,10 +456,10 @@ class HubRepo:
             raise ModelError(f"{self.where}: {what} is not in the repo") from None
         except (RevisionResolutionError, LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
             if self.offline:
-                raise ModelError(self._offline_message(what)) from None
-            raise NetworkError(self._network_message(what, err)) from None
+                raise ModelError(*self._offline_message(what)) from None
+            raise NetworkError(*self._network_message(what, err)) from None
         except httpx2.TransportError as err:
-            raise NetworkError(self._network_message(what, err)) from None
+            raise NetworkError(*self._network_message(what, err)) from None
         except HfHubHTTPError as err:
             status = err.response.status_code if err.response is not None else 0
             if status >= 500 or status == 429:
@@ -474,7 +476,7 @@ class HubRepo:
                 "run again"
             ) from None
 
-    def _network_message(self, what: str, err: BaseException) -> str:
+    def _network_message(self, what: str, err: BaseException) -> tuple[str | Option, ...]:
         chain = [err]
         while chain[-1].__cause__ is not None:
             chain.append(chain[-1].__cause__)
@@ -483,11 +485,13 @@ class HubRepo:
         if isinstance(transport, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return (
                 f"{self.where}: the connection to the Hub broke off while fetching {what} "
-                f"({reason}); nothing partial was kept: run again"
+                f"({reason}); nothing partial was kept: run again",
             )
         return (
             f"{self.where}: cannot reach the Hub at {self.endpoint} to fetch {what} ({reason}); "
-            "check the network (HF_ENDPOINT), or use --offline for what is cached"
+            "check the network (HF_ENDPOINT), or use ",
+            Option("offline"),
+            " for what is cached",
         )
 
     def _gated_message(self, err: GatedRepoError) -> str:

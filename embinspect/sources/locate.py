@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embinspect.errors import ModelError
+from embinspect.errors import ModelError, Option
 from embinspect.sources.files import load_json
 from embinspect.sources.gguf_file import GgufFile, is_gguf, read_gguf
 from embinspect.sources.hub_options import HubOptions
@@ -191,16 +191,22 @@ def _locate(model: str, revision: str | None, hub: HubOptions | None) -> Checkpo
         from embinspect.sources.ollama import ollama_blob
 
         if revision:
-            raise ModelError(f"{model}: --revision applies to Hub repos; give ollama:NAME:TAG")
+            raise ModelError(
+                f"{model}: ", Option("revision"), " applies to Hub repos; give ollama:NAME:TAG"
+            )
         return _locate_gguf(model, ollama_blob(model[len(OLLAMA_PREFIX) :]))
     path = Path(model).expanduser()
     if path.is_dir():
         if revision:
-            raise ModelError(f"{model}: --revision applies to Hub repos, not to a local folder")
+            raise ModelError(
+                f"{model}: ", Option("revision"), " applies to Hub repos, not to a local folder"
+            )
         return _locate_directory(model, path)
     if path.is_file():
         if revision:
-            raise ModelError(f"{model}: --revision applies to Hub repos, not to a local file")
+            raise ModelError(
+                f"{model}: ", Option("revision"), " applies to Hub repos, not to a local file"
+            )
         return _locate_file(model, path)
     if _REPO_ID.match(model) and not model.endswith((".safetensors", ".json", ".gguf")):
         return _locate_hub(model, revision, hub)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from embinspect.errors import UsageError
+from embinspect.errors import Option, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -23,14 +23,16 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"--device {name}: use cpu, cuda, cuda:N, mps or auto") from None
+        raise UsageError(Option("device", name), ": use cpu, cuda, cuda:N, mps or auto") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: torch sees no CUDA GPU here")
+            raise UsageError(Option("device", name), ": torch sees no CUDA GPU here")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA devices")
+            raise UsageError(
+                Option("device", name), f": only {torch.cuda.device_count()} CUDA devices"
+            )
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"--device {name}: MPS is not available here")
+        raise UsageError(Option("device", name), ": MPS is not available here")
     elif device.type not in {"cpu", "cuda", "mps"}:
-        raise UsageError(f"--device {name}: use cpu, cuda, cuda:N, mps or auto")
+        raise UsageError(Option("device", name), ": use cpu, cuda, cuda:N, mps or auto")
     return device

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from embinspect.errors import QueryError, UsageError
+from embinspect.errors import Option, QueryError, UsageError
 from embinspect.model.tokenizer import BYTE_LEVEL, METASPACE, Vocabulary
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class QueryResolver:
         pool: str = "mean",
     ) -> None:
         if pool not in POOLS:
-            raise UsageError(f"--pool {pool}: choose one of {', '.join(POOLS)}")
+            raise UsageError(Option("pool", pool), f": choose one of {', '.join(POOLS)}")
         self.vocabulary = vocabulary
         self.rows = rows
         self.leading_space = leading_space
@@ -99,7 +99,7 @@ class QueryResolver:
         if len(ids) > 1 and self.pool == "error":
             raise QueryError(
                 f"{shown(query)} is {len(ids)} tokens ({shown(' '.join(tokens))}); "
-                "--pool error refuses to pool them"
+                "pool 'error' refuses to pool them"
             )
         return ResolvedQuery(query, ids, tokens, self.pool if len(ids) > 1 else None)
 
@@ -142,7 +142,7 @@ class QueryResolver:
     def _require_vocabulary(self, query: str) -> Vocabulary:
         if self.vocabulary is None:
             raise QueryError(
-                f"{shown(query)}: no tokenizer; query by id (#1234) or pass --tokenizer"
+                f"{shown(query)}: no tokenizer; query by id (#1234) or give a tokenizer"
             )
         return self.vocabulary
 

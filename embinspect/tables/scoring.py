@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from embinspect.errors import UsageError
+from embinspect.errors import Option, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -476,7 +476,7 @@ def make_scorer(metric: str, queries: torch.Tensor, center, device) -> Scorer:
         return DotScorer(queries, center, device)
     if metric == "l2":
         return L2Scorer(queries, center, device)
-    raise UsageError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+    raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")
 
 
 def top_k(

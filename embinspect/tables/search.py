@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from embinspect.errors import QueryError, UsageError
+from embinspect.errors import Option, QueryError, UsageError
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary, whole_word
 from embinspect.tables.device import resolve_device
@@ -57,11 +57,11 @@ class Searcher:
         restrict: int | None = None,
     ) -> None:
         if table not in TABLES:
-            raise UsageError(f"--table {table}: choose input or output")
+            raise UsageError(Option("table", table), ": choose input or output")
         if word_filter not in FILTERS:
-            raise UsageError(f"--filter {word_filter}: choose none or words")
+            raise UsageError(Option("word_filter", word_filter), ": choose none or words")
         if batch_size < 1:
-            raise UsageError("--batch-size must be at least 1")
+            raise UsageError(Option("batch_size"), " must be at least 1")
         header, self.note = checkpoint.table_header(table)
         self.table = EmbeddingTable(checkpoint.files, header)
         self.vocabulary = vocabulary
@@ -82,11 +82,11 @@ class Searcher:
 
         vocabulary = self.vocabulary
         if restrict is not None and restrict < 1:
-            raise UsageError("--restrict must be at least 1")
+            raise UsageError(Option("restrict"), " must be at least 1")
         limit = self.table.rows if restrict is None else min(restrict, self.table.rows)
         if vocabulary is None:
             if word_filter == "words":
-                raise UsageError("--filter words needs a tokenizer")
+                raise UsageError(Option("word_filter", "words"), " needs a tokenizer")
             if limit == self.table.rows:
                 return None
             return torch.arange(self.table.rows) < limit
@@ -212,7 +212,7 @@ class Searcher:
         import torch
 
         if method not in ANALOGY_METHODS:
-            raise UsageError(f"--method {method}: choose add or mul")
+            raise UsageError(Option("method", method), ": choose add or mul")
         iterator = iter(triples)
         while batch := list(islice(iterator, self.batch_size)):
             vectors = self.table.gather([i for t in batch for i in t]).reshape(len(batch), 3, -1)
