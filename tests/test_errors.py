@@ -280,7 +280,7 @@ def test_unreadable_config_is_a_warning(unreadable):
     info = run("info", model, "-f", "json")
     assert info.returncode == 0, info.stderr
     assert info.stderr.splitlines() == [
-        f"embinspect: warning: {model / 'config.json'}: cannot read (Permission denied); "
+        f"embinspect: warning: {model / 'config.json'}: permission denied; "
         "going on without config.json"
     ]
 

@@ -21,7 +21,6 @@ from embinspect.tables.table import EmbeddingTable
 if TYPE_CHECKING:
     import numpy as np
 
-TABLES = ("input", "output")
 # Rows below each cosine are counted: 0.999 separates rounding (bf16, 8-bit quantization)
 # from training; 0.99, 0.9 and 0.5 grade how far fine-tuning moved a row.
 THRESHOLDS = (0.999, 0.99, 0.9, 0.5)
@@ -126,10 +125,8 @@ def diff_tables(
     """
     import numpy as np
 
-    if table not in TABLES:
-        raise UsageError(Option("table", table), ": choose input or output")
     if k < 1:
-        raise UsageError("-k must be at least 1")
+        raise UsageError(Option("k"), " must be at least 1")
     notes: list[str] = []
     table_a = _table(a, table, notes)
     table_b = _table(b, table, notes)

@@ -11,9 +11,10 @@ import typer
 
 from embinspect.cli.render import OutputFormat
 from embinspect.errors import UsageError
+from embinspect.model.checkpoint import TABLES
 from embinspect.tables.queries import POOLS
 from embinspect.tables.scoring import METRICS
-from embinspect.tables.search import ANALOGY_METHODS, FILTERS, TABLES
+from embinspect.tables.search import ANALOGY_METHODS, FILTERS
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:

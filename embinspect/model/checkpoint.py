@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from embinspect.errors import ModelError, Option
+from embinspect.errors import ModelError, Option, UsageError
 from embinspect.model.config import load_config, text_config
 from embinspect.model.position_scheme import describe_positions
 from embinspect.model.tensor_names import (
@@ -23,6 +23,9 @@ from embinspect.model.tensor_names import (
 from embinspect.sources.hub_options import HubOptions
 from embinspect.sources.locate import WORD_VECTOR_FORMATS, CheckpointFiles, locate
 from embinspect.sources.tensor import TensorHeader
+
+# The tables a command may look at: the token table, or the output head.
+TABLES = ("input", "output")
 
 
 @dataclass
@@ -51,8 +54,10 @@ class Checkpoint:
         return describe_positions(self.config, rows, table.header.name if table else None)
 
     def table_header(self, table: str) -> tuple[TensorHeader, str | None]:
-        """The header of ``--table input`` (the token table) or ``output`` (the head), and a
-        note when the head asked for is the token table itself (tied)."""
+        """The header of the ``table`` asked for, ``input`` (the token table) or ``output``
+        (the head), and a note when the head asked for is the token table itself (tied)."""
+        if table not in TABLES:
+            raise UsageError(Option("table", table), f": choose {' or '.join(TABLES)}")
         if table == "output":
             output = self.embeddings.get(OUTPUT)
             if output is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import ModelError, Option, QueryError, UsageError
+from embinspect.errors import ModelError, Option, QueryError, UsageError, reading
 from embinspect.sources.cache import cached_file, keep
 from embinspect.sources.files import load_json
 from embinspect.sources.locate import CheckpointFiles
@@ -98,10 +98,8 @@ def _count_vocab_json(path: Path) -> set[int]:
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
+    with reading(path, "a tokenizer file"):
         return path.read_bytes()
-    except OSError as err:
-        raise ModelError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def _count_lines(path: Path) -> set[int]:

@@ -8,22 +8,21 @@ import os
 import uuid
 from pathlib import Path
 
-from embinspect.errors import ModelError
+from embinspect.errors import ModelError, reading
 
 
 def load_json(path: Path) -> dict:
     """A JSON object from a checkpoint file; ModelError for anything else."""
+    with reading(path, "a JSON file"):
+        raw = path.read_bytes()
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+        data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ModelError(f"{path}: not valid JSON (not UTF-8 text)") from None
     except ValueError as err:  # JSONDecodeError, or an integer too long to convert
         raise ModelError(f"{path}: not valid JSON ({err})") from None
     except RecursionError:
         raise ModelError(f"{path}: not valid JSON (nested too deeply)") from None
-    except OSError as err:
-        raise ModelError(f"{path}: cannot read ({err.strerror})") from None
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a JSON object")
     return data

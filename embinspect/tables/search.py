@@ -25,7 +25,6 @@ from embinspect.tables.table import EmbeddingTable
 if TYPE_CHECKING:
     import torch
 
-TABLES = ("input", "output")
 FILTERS = ("none", "words")
 ANALOGY_METHODS = ("add", "mul")
 
@@ -56,8 +55,6 @@ class Searcher:
         batch_size: int = 256,
         restrict: int | None = None,
     ) -> None:
-        if table not in TABLES:
-            raise UsageError(Option("table", table), ": choose input or output")
         if word_filter not in FILTERS:
             raise UsageError(Option("word_filter", word_filter), ": choose none or words")
         if batch_size < 1:
