@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from embinspect.errors import ModelError, UsageError
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tensor_names import POSITION, TOKEN_TYPE
+from embinspect.result import Displayable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -136,7 +137,7 @@ class RotaryPositions:
 
 
 @dataclass(frozen=True)
-class PositionReport:
+class PositionReport(Displayable):
     """Everything ``positions`` reports; ``to_dict`` is the documented JSON schema."""
 
     model: str
