@@ -162,7 +162,7 @@ def draw(projection: Projection, out: Path) -> None:
     figure.savefig(out)
 
 
-def import_matplotlib():
+def import_matplotlib() -> Any:
     try:
         import matplotlib
     except ImportError:
