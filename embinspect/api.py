@@ -725,7 +725,7 @@ def _warn(note: str) -> None:
     while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("embinspect"):
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
-    message = note.removeprefix("note: ")
+    message = note.removeprefix("note: ").removeprefix("warning: ")
     warnings.warn(message, EmbinspectWarning, stacklevel=level)
 
 
