@@ -552,3 +552,55 @@ def test_readme_python_api_section_runs(minilm, capsys):
         code = block.replace(HUB_ID, str(minilm))
         quiet(exec, compile(code, "README.md", "exec"), namespace)
     assert capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------
+# A Hub repo id, through the loopback Hub
+
+
+@pytest.fixture(scope="module")
+def loopback_hub(minilm):
+    from hub_server import FakeHub
+
+    hub = FakeHub().start()
+    hub.add("test-org/minilm", minilm)
+    yield hub
+    hub.stop()
+
+
+HUB_PROBE = """
+import json, os, sys, warnings
+import embinspect
+warnings.simplefilter("ignore", embinspect.EmbinspectWarning)
+m = embinspect.load("test-org/minilm", offline=sys.argv[1] == "offline")
+print(json.dumps({"info": m.info().to_dict(), "neighbors": m.neighbors("king", k=3).to_dict(),
+                  "offline_env": os.environ.get("HF_HUB_OFFLINE")}))
+"""
+
+
+def test_hub_repo_id_online_then_offline(cli, loopback_hub, tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_ENDPOINT": loopback_hub.url,
+        "HF_TOKEN": "",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+
+    def probe(mode: str) -> dict:
+        done = subprocess.run([sys.executable, "-c", HUB_PROBE, mode], capture_output=True,
+                              text=True, env=env, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    # info first, on an empty cache, as the probe's info() sees it (before its neighbors).
+    info = cli("info", "test-org/minilm", "-f", "json", env=env).json()
+    online = probe("online")
+    assert online["info"] == info and info["fetch"][0]["bytes"] > 0
+    run = cli("neighbors", "test-org/minilm", "king", "-k", "3", "-f", "json", env=env)
+    assert [as_json(online["neighbors"])] == run.json()
+    loopback_hub.stop()  # offline now reads the cache only: no request may be needed
+    offline = probe("offline")
+    assert offline["neighbors"] == online["neighbors"] and offline["offline_env"] is None
