@@ -95,6 +95,11 @@ class NetworkError(EmbinspectError):
     exit_code = EXIT_NETWORK
 
 
+class EmbinspectWarning(UserWarning):
+    """A note the CLI prints on stderr (a tied output head, a -k larger than the table),
+    issued by the Python API through ``warnings`` instead."""
+
+
 @contextmanager
 def reading(path: Path | str, expected: str) -> Iterator[None]:
     """Opening and reading a model file: the OS's errors become one-line ModelErrors

@@ -8,13 +8,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from embinspect.errors import Option, QueryError, UsageError
+from embinspect.result import Displayable, Grid
 from embinspect.tables.queries import printable, shown
 from embinspect.tables.scoring import top_k
 from embinspect.tables.search import ANALOGY_METHODS, Neighbor, Searcher
 
 
 @dataclass(frozen=True)
-class AnalogyResult:
+class AnalogyResult(Displayable):
     """A - B + C: the rows nearest to it, A, B and C left out, or why it has no answer."""
 
     formula: str
@@ -28,6 +29,14 @@ class AnalogyResult:
         if self.error is not None:
             return {"formula": self.formula, "method": self.method, "error": self.error}
         return {k: v for k, v in asdict(self).items() if k != "error"}
+
+    def _grid(self) -> Grid:
+        title = f"{self.formula} ({self.method})"
+        if self.error is not None:
+            return Grid(title, [], [], after=[f"error: {self.error}"])
+        rows = [[n.rank, n.token_id, n.token, n.score] for n in self.results]
+        resolved = [f"{q['query']} = {' '.join(q['tokens'])}" for q in self.queries]
+        return Grid(title, ["rank", "id", "token", "score"], rows, before=["; ".join(resolved)])
 
 
 def analogies(

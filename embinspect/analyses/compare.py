@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import Option, QueryError, UsageError
+from embinspect.result import Displayable, Grid
 from embinspect.tables.queries import printable
 from embinspect.tables.scoring import METRICS
 from embinspect.tables.search import Searcher
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(Displayable):
     """Pairwise scores of the resolved queries: ``matrix[i][j]`` compares ``items[i]`` and
     ``items[j]``; queries that could not be resolved are in ``errors``."""
 
@@ -30,6 +31,12 @@ class Comparison:
         if not self.errors:
             del data["errors"]
         return data
+
+    def _grid(self) -> Grid:
+        labels = [item["query"] for item in self.items]
+        rows = [[label, *scores] for label, scores in zip(labels, self.matrix, strict=True)]
+        errors = [f"error: {e['error']}" for e in self.errors]
+        return Grid(self.metric, ["", *labels], rows, after=errors, row_labels=True)
 
 
 def compare(searcher: Searcher, queries: list[str], metric: str = "cosine") -> Comparison:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from embinspect.errors import Option, UsageError
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary
+from embinspect.result import Displayable
 from embinspect.tables.table import EmbeddingTable
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class OneSidedRow:
 
 
 @dataclass(frozen=True)
-class TableDiff:
+class TableDiff(Displayable):
     """The comparison of table A (the base) with table B.
 
     ``compared`` rows were paired; ``scored`` of them are finite and non-zero in both

@@ -14,6 +14,7 @@ from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.config import config_count
 from embinspect.model.tensor_names import OUTPUT, POSITION, ROLES, TOKEN, TOKEN_TYPE
 from embinspect.model.tokenizer import count_vocabulary
+from embinspect.result import Displayable
 from embinspect.sources.gguf_file import FILE_TYPES
 from embinspect.sources.tensor import DTYPE_BYTES, TensorHeader
 
@@ -44,7 +45,7 @@ class CommandFetch:
 
 
 @dataclass(frozen=True)
-class Info:
+class Info(Displayable):
     """Everything ``info`` reports; ``to_dict`` is the documented JSON schema."""
 
     model: str

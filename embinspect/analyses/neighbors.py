@@ -7,13 +7,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from embinspect.errors import Option, UsageError
+from embinspect.result import Displayable, Grid
 from embinspect.tables.queries import printable
 from embinspect.tables.scoring import METRICS, make_scorer, top_k
 from embinspect.tables.search import Neighbor, Searcher
 
 
 @dataclass(frozen=True)
-class NeighborsResult:
+class NeighborsResult(Displayable):
     """The nearest rows to one query, or why the query could not be answered (``error``)."""
 
     query: str
@@ -28,6 +29,21 @@ class NeighborsResult:
         if self.error is not None:
             return {"query": self.query, "error": self.error}
         return {k: v for k, v in asdict(self).items() if k != "error"}
+
+    def _grid(self) -> Grid:
+        title = f"neighbors of {self.query}"
+        return ranked_grid(title, self.tokens, self.pooled, self.neighbors, self.error)
+
+
+def ranked_grid(
+    title: str, tokens: list[str], pooled: str | None, ranked: list[Neighbor], error: str | None
+) -> Grid:
+    """A ranked list as a table: rank, id, token, score."""
+    if error is not None:
+        return Grid(title, [], [], after=[f"error: {error}"])
+    before = [f"tokens: {' '.join(tokens)}" + (f" (pooled: {pooled})" if pooled else "")]
+    rows = [[n.rank, n.token_id, n.token, n.score] for n in ranked]
+    return Grid(title, ["rank", "id", "token", "score"], rows, before=before)
 
 
 def neighbors(

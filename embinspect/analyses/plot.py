@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from embinspect.analyses.neighbors import neighbors as nearest
 from embinspect.errors import Option, QueryError, UsageError
+from embinspect.result import Displayable
 from embinspect.tables.queries import printable
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class Point:
 
 
 @dataclass(frozen=True)
-class Projection:
+class Projection(Displayable):
     model: str
     tensor: str
     method: str

@@ -22,6 +22,7 @@ from embinspect.analyses.plot import picture_path, save_picture
 from embinspect.errors import ModelError, Option, UsageError
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tensor_names import POSITION, TOKEN_TYPE
+from embinspect.result import Displayable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -137,7 +138,7 @@ class RotaryPositions:
 
 
 @dataclass(frozen=True)
-class PositionReport:
+class PositionReport(Displayable):
     """Everything ``positions`` reports; ``to_dict`` is the documented JSON schema."""
 
     model: str

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import ModelError, Option, UsageError
+from embinspect.result import Displayable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,7 +43,7 @@ class TokenNorm:
 
 
 @dataclass(frozen=True)
-class TableStats:
+class TableStats(Displayable):
     """Figures of one table. Norms are over the rows that have a token (padding rows past
     the vocabulary are counted apart) and hold finite values; cosines also leave out
     all-zero rows, which have no direction."""

@@ -34,6 +34,7 @@ from embinspect.model.tokenizer import (
     Vocabulary,
     stored_to_text,
 )
+from embinspect.result import Displayable
 
 if TYPE_CHECKING:
     from embinspect.tables.search import Searcher
@@ -237,7 +238,7 @@ class SectionScore:
 
 
 @dataclass(frozen=True)
-class AnalogyEvaluation:
+class AnalogyEvaluation(Displayable):
     """Accuracy per section and in total, with coverage, for one analogy file."""
 
     file: str
@@ -421,7 +422,7 @@ class PairScore:
 
 
 @dataclass(frozen=True)
-class PairsEvaluation:
+class PairsEvaluation(Displayable):
     """Cosine of each pair against human judgement: Pearson and Spearman correlations."""
 
     file: str

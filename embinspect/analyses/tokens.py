@@ -10,6 +10,7 @@ from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.position_scheme import first_position_id
 from embinspect.model.tensor_names import POSITION, TOKEN_TYPE
 from embinspect.model.tokenizer import Vocabulary
+from embinspect.result import Displayable
 from embinspect.tables.queries import printable, shown
 from embinspect.tables.rows import read_rows
 
@@ -31,7 +32,7 @@ class TokenRow:
 
 
 @dataclass(frozen=True)
-class TokenLookup:
+class TokenLookup(Displayable):
     model: str
     text: str
     tensor: str

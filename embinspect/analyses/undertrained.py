@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import ModelError, Option, UsageError
+from embinspect.result import Displayable
 from embinspect.tables.queries import QueryResolver
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class Suspect:
 
 
 @dataclass(frozen=True)
-class UndertrainedResult:
+class UndertrainedResult(Displayable):
     model: str
     tensor: str
     rows: int

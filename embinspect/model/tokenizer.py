@@ -342,10 +342,14 @@ def _space_scheme(spec: dict[str, Any]) -> str:
     return PLAIN
 
 
-def load_vocabulary(files: CheckpointFiles, override: str | None = None) -> Vocabulary:
-    """The tokenizer for a checkpoint, or for ``--tokenizer PATH_OR_ID`` when given."""
+def load_vocabulary(
+    files: CheckpointFiles, override: str | None = None, *, offline: bool = False
+) -> Vocabulary:
+    """The tokenizer for a checkpoint, or for ``--tokenizer PATH_OR_ID`` when given;
+    ``offline``: a Hub repo id given as ``override`` is read from the local cache only
+    (the Python API's offline, which leaves HF_HUB_OFFLINE alone)."""
     if override is not None:
-        return _load_override(override)
+        return _load_override(override, offline)
     if files.gguf is not None:
         return _from_gguf(files.gguf)
     if files.word_vectors is not None:
@@ -423,7 +427,7 @@ def _from_gguf(gguf: GgufFile) -> Vocabulary:
     return Vocabulary(backend, source)
 
 
-def _load_override(override: str) -> Vocabulary:
+def _load_override(override: str, offline: bool = False) -> Vocabulary:
     path = Path(override).expanduser()
     if path.is_file():
         return _from_tokenizer_json(path)
@@ -434,15 +438,17 @@ def _load_override(override: str) -> Vocabulary:
     if override.startswith((".", "/", "~")) or override.count("/") > 1:  # a path, not owner/name
         raise UsageError(Option("tokenizer", override), ": no such file or directory")
     # A Hub repo id: transformers fetches what it needs through the same HF cache.
-    return _from_transformers(override, revision=None)
+    return _from_transformers(override, revision=None, offline=offline)
 
 
-def _from_transformers(name_or_path: str, revision: str | None) -> Vocabulary:
+def _from_transformers(
+    name_or_path: str, revision: str | None, offline: bool = False
+) -> Vocabulary:
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            name_or_path, revision=revision, trust_remote_code=False
+            name_or_path, revision=revision, trust_remote_code=False, local_files_only=offline
         )
     except Exception as err:  # transformers raises many types for an unusable folder
         raise ModelError(f"{name_or_path}: cannot build a tokenizer ({err})") from None
