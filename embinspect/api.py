@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import operator
 import os
-import sys
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, TypeVar, Union, overload
 
@@ -46,7 +44,7 @@ from embinspect.analyses.stats import TableStats
 from embinspect.analyses.suites import AnalogyEvaluation, PairsEvaluation
 from embinspect.analyses.tokens import TokenLookup
 from embinspect.analyses.undertrained import UndertrainedResult
-from embinspect.errors import EmbinspectWarning, QueryError, UsageError
+from embinspect.errors import QueryError, UsageError, note
 from embinspect.model.checkpoint import TABLES, Checkpoint, open_checkpoint
 from embinspect.sources.hub_options import HubOptions
 from embinspect.tables.queries import POOLS
@@ -138,8 +136,6 @@ class Model:
             progress=False,
         )
         self._checkpoint = open_checkpoint(self.source, revision, tensor, hub=self._hub)
-        for note in self._checkpoint.warnings:
-            _warn(note)
         self._info_checkpoint: Checkpoint | None = None
         self._vocabulary_loaded = False
         self._vocabulary_value: Vocabulary | None = None
@@ -173,10 +169,7 @@ class Model:
                     self.source, self._revision, self._tensor, hub=self._hub, all_headers=True
                 )
             checkpoint = self._info_checkpoint
-        result = inspect_checkpoint(checkpoint)
-        for note in result.warnings:
-            _warn(note)
-        return result
+        return inspect_checkpoint(checkpoint)
 
     def tokens(
         self,
@@ -285,9 +278,9 @@ class Model:
             table=table, device=self._device, center=center, word_filter=word_filter,
             keep_query=keep_query, no_space=no_space, pool=pool, batch_size=batch_size,
         )  # fmt: skip
-        k = self._fit_k(searcher, k)
+        k = searcher.limit_k(k)
         results = list(nearest(searcher, items, k, metric))
-        self._left_out(searcher)
+        searcher.note_left_out()
         return _one(results[0]) if single else results
 
     def compare(
@@ -368,9 +361,9 @@ class Model:
             table=table, device=self._device, center=center, word_filter=word_filter,
             no_space=no_space, pool=pool, batch_size=batch_size, restrict=restrict,
         )  # fmt: skip
-        k = self._fit_k(searcher, k)
+        k = searcher.limit_k(k)
         results = list(analogies(searcher, parsed, k, method))
-        self._left_out(searcher)
+        searcher.note_left_out()
         return results
 
     def plot(
@@ -432,7 +425,7 @@ class Model:
         _choice("method", method, ANALOGY_METHODS)
         restrict = _count("restrict", restrict) if restrict is not None else GENSIM_RESTRICT
         folded = _optional_bool("case_insensitive", case_insensitive)
-        found, _ = find_suite(_path(path, "google"), "analogies")
+        found = find_suite(_path(path, "google"), "analogies")
         suite = read_analogies(found)
         searcher = self._searcher(
             table=table, device=self._device, center=center, no_space=no_space,
@@ -442,11 +435,11 @@ class Model:
         result = evaluate_analogies(searcher, index, suite, method=method)
         if result.failures:
             first = result.failures[0]
-            _warn(
+            note(
                 f"{len(result.failures):,} questions could not be scored (first: "
                 f"{first['question']}: {first['error']})"
             )
-        self._left_out(searcher)
+        searcher.note_left_out()
         return result
 
     def evaluate_pairs(
@@ -472,7 +465,7 @@ class Model:
 
         restrict = _count("restrict", restrict) if restrict is not None else GENSIM_RESTRICT
         folded = _optional_bool("case_insensitive", case_insensitive)
-        found, _ = find_suite(_path(path, None), "pairs")
+        found = find_suite(_path(path, None), "pairs")
         suite = read_pairs(found)
         searcher = self._searcher(table=table, device="cpu", center=center, no_space=no_space)
         index = word_index(searcher, restrict, folded, not no_space)
@@ -551,7 +544,7 @@ class Model:
             max_positions = _count("max_positions", max_positions, minimum=2)
         seed = _count("seed", seed, minimum=None)
         picture = check_plot_path(os.fspath(plot) if plot is not None else None)
-        result = inspect_positions(
+        return inspect_positions(
             self._checkpoint,
             offsets=wanted,
             max_positions=max_positions,
@@ -559,9 +552,6 @@ class Model:
             seed=seed,
             plot=picture,
         )
-        for note in result.notes:
-            _warn(note)
-        return result
 
     def diff(
         self,
@@ -602,10 +592,7 @@ class Model:
         from embinspect.tables.table import EmbeddingTable
 
         _choice("table", table, TABLES)
-        header, note = self._checkpoint.table_header(table)
-        if note:
-            _warn(note)
-        return EmbeddingTable(self._checkpoint.files, header)
+        return EmbeddingTable(self._checkpoint.files, self._checkpoint.table_header(table))
 
     def _searcher(
         self,
@@ -641,22 +628,7 @@ class Model:
         # Settings that prepare nothing are set per call.
         searcher.keep_query = bool(keep_query)
         searcher.batch_size = batch_size
-        if searcher.note:
-            _warn(searcher.note)
         return searcher
-
-    @staticmethod
-    def _fit_k(searcher: Searcher, k: int) -> int:
-        k, note = searcher.limit_k(k)
-        if note:
-            _warn(note.replace("-k ", "k=", 1))
-        return k
-
-    @staticmethod
-    def _left_out(searcher: Searcher) -> None:
-        note = searcher.left_out_note()
-        if note:
-            _warn(note)
 
 
 def diff(
@@ -695,7 +667,7 @@ def diff(
         )
 
     model_a, model_b = opened(a, revision_a, "a"), opened(b, revision_b, "b")
-    result = diff_tables(
+    return diff_tables(
         model_a._checkpoint,
         model_b._checkpoint,
         model_a._vocabulary_or_none(),
@@ -705,26 +677,11 @@ def diff(
         center=bool(center),
         k=k,
     )
-    for note in result.notes:
-        _warn(note)
-    return result
 
 
 # ---------------------------------------------------------------------------------------
 # Checking arguments: a mistake is a UsageError that names the argument, never a
 # TypeError or KeyError from deep inside.
-
-
-def _warn(note: str) -> None:
-    """A CLI note as an EmbinspectWarning, attributed to the first caller outside
-    embinspect (the user's line)."""
-    level = 1
-    frame = sys._getframe(0)
-    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("embinspect"):
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    message = note.removeprefix("note: ").removeprefix("warning: ")
-    warnings.warn(message, EmbinspectWarning, stacklevel=level)
 
 
 def _source(source: object) -> str:

@@ -1,12 +1,17 @@
-"""What a user can get wrong, and the exit code each mistake ends with.
+"""What a user can get wrong, the exit code each mistake ends with, and the one channel
+for notes.
 
-Library code raises these; ``embinspect.cli.main`` turns them into one line on
-stderr. Anything else escaping the library is a bug and exits with
-``EXIT_INTERNAL``.
+Library code raises these errors; ``embinspect.cli.main`` turns them into one line on
+stderr, and the API lets them through. Anything else escaping the library is a bug and
+exits with ``EXIT_INTERNAL``. Notes and warnings (a tied output head, a missing
+config.json) go through ``note()``: Python's ``warnings`` with ``EmbinspectWarning``,
+which the API's users see as warnings and the CLI prints on stderr.
 """
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,8 +101,33 @@ class NetworkError(EmbinspectError):
 
 
 class EmbinspectWarning(UserWarning):
-    """A note the CLI prints on stderr (a tied output head, a -k larger than the table),
-    issued by the Python API through ``warnings`` instead."""
+    """A note about what was read or left out (a tied output head, a -k larger than the
+    table): ``kind`` is "note" or "warning" (something is missing or broken); the message
+    comes in parts, as ``EmbinspectError``'s does, and ``str()`` words it for the API."""
+
+    def __init__(self, *parts: str | Option, kind: str = "note") -> None:
+        self.parts = parts
+        self.kind = kind
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return self.worded(str)
+
+    def worded(self, option: Callable[[Option], str]) -> str:
+        return "".join(part if isinstance(part, str) else option(part) for part in self.parts)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def note(*parts: str | Option, kind: str = "note") -> None:
+    """Issue a note (or, with ``kind="warning"``, a warning) through ``warnings``, as an
+    ``EmbinspectWarning`` attributed to the first caller outside embinspect."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("embinspect"):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    warnings.warn(EmbinspectWarning(*parts, kind=kind), stacklevel=level)
 
 
 @contextmanager

@@ -10,10 +10,10 @@ figures (a few float64 arrays of one value per row) are kept, never a whole tabl
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import Option, UsageError
+from embinspect.errors import Option, UsageError, note
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary
 from embinspect.result import Displayable
@@ -98,12 +98,9 @@ class TableDiff(Displayable):
     removed: list[OneSidedRow]
     removed_count: int
     rows_without_token: dict[str, int] | None  # aligned only: rows no token reaches, per side
-    notes: list[str] = field(default_factory=list)  # for stderr, not part of the data
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["notes"]
-        return data
+        return asdict(self)
 
 
 def diff_tables(
@@ -129,8 +126,8 @@ def diff_tables(
     if k < 1:
         raise UsageError(Option("k"), " must be at least 1")
     notes: list[str] = []
-    table_a = _table(a, table, notes)
-    table_b = _table(b, table, notes)
+    table_a = _table(a, table)
+    table_b = _table(b, table)
     name_a, name_b = a.files.model, b.files.model
     if table_a.dim != table_b.dim:
         raise UsageError(
@@ -155,7 +152,7 @@ def diff_tables(
     }
     if left_out["total"]:
         notes.append(
-            f"note: {left_out['total']:,} of {len(ids_a):,} paired rows left out of the "
+            f"{left_out['total']:,} of {len(ids_a):,} paired rows left out of the "
             f"figures: all zeros ({left_out['zero_a']:,} in A, {left_out['zero_b']:,} in B) or "
             f"with NaN or infinite values ({left_out['non_finite_a']:,} in A, "
             f"{left_out['non_finite_b']:,} in B)"
@@ -215,6 +212,8 @@ def diff_tables(
             for i in ids[: max(k, LISTED)]
         ]
 
+    for line in notes:  # once the figures are in: a failure says one thing only
+        note(line)
     return TableDiff(
         a=_side(a, table_a, vocab_a),
         b=_side(b, table_b, vocab_b),
@@ -236,7 +235,6 @@ def diff_tables(
         removed=one_sided(pairs["only_a"], vocab_a if vocab_a is not None else vocab_b),
         removed_count=len(pairs["only_a"]),
         rows_without_token=pairs["without_token"],
-        notes=notes,
     )
 
 
@@ -272,7 +270,7 @@ def _pairs(
             vocabulary = dict.fromkeys(("same", "shared_ids", "differing_ids", "first_difference"))
             missing = [name for name, v in ((name_a, vocab_a), (name_b, vocab_b)) if v is None]
             notes.append(
-                f"note: {' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no "
+                f"{' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no "
                 "tokenizer: rows are paired by id, and the vocabularies are not checked"
             )
         else:
@@ -304,13 +302,9 @@ def _pairs(
     }
 
 
-def _table(checkpoint: Checkpoint, table: str, notes: list[str]) -> EmbeddingTable:
+def _table(checkpoint: Checkpoint, table: str) -> EmbeddingTable:
     """The token table, or the output head (the token table, with a note, when tied)."""
-    header, note = checkpoint.table_header(table)
-    if note:
-        # Two models: say whose head is tied.
-        notes.append(note.replace("note: ", f"note: {checkpoint.files.model}: ", 1))
-    return EmbeddingTable(checkpoint.files, header)
+    return EmbeddingTable(checkpoint.files, checkpoint.table_header(table, whose=True))
 
 
 def _side(checkpoint: Checkpoint, table: EmbeddingTable, vocab: Vocabulary | None) -> Side:

@@ -6,10 +6,10 @@ in well under a second even for a checkpoint of many gigabytes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from embinspect.errors import ModelError
+from embinspect.errors import ModelError, Option, note
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.config import config_count
 from embinspect.model.tensor_names import OUTPUT, POSITION, ROLES, TOKEN, TOKEN_TYPE
@@ -66,11 +66,9 @@ class Info(Displayable):
     architecture: str | None = None  # config's architectures[0] or model_type; GGUF's own
     gguf: dict[str, Any] | None = None  # GGUF files only: version, name, file type, tensors
     fetch: list[CommandFetch] | None = None  # Hub repos only
-    warnings: list[str] = field(default_factory=list)  # for stderr, not part of the schema
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["warnings"]
         for optional in ("fetch", "gguf"):
             if data[optional] is None:
                 del data[optional]
@@ -93,18 +91,20 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
         for role in ROLES
         if role in embeddings
     ]
-    warnings = []
+    warnings: list[tuple[str | Option, ...]] = []
     try:
         vocab = count_vocabulary(checkpoint.files)
     except ModelError as err:
         # info describes tensors; a broken tokenizer file only leaves the vocabulary unknown.
         vocab = None
-        warnings.append(f"warning: {err.message}; vocabulary size unknown")
+        warnings.append((*err.parts, "; vocabulary size unknown"))
     rows = token.shape[0]
     tied, tied_reason = checkpoint.tying()
     embedding_params = sum(h.numel for h in {e.header for e in embeddings.values()})
     total_params, exact = _total_params(checkpoint, token)
     cfg = checkpoint.text_config
+    for warning in warnings:
+        note(*warning, kind="warning")
     return Info(
         model=checkpoint.files.model,
         tensors=tensors,
@@ -124,7 +124,6 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
         architecture=_architecture(checkpoint),
         gguf=_gguf_facts(checkpoint),
         fetch=_fetch_plan(checkpoint),
-        warnings=warnings,
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embinspect.analyses.plot import picture_path, save_picture
-from embinspect.errors import ModelError, Option, UsageError
+from embinspect.errors import ModelError, Option, UsageError, note
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tensor_names import POSITION, TOKEN_TYPE
 from embinspect.result import Displayable
@@ -32,6 +32,7 @@ CHECK_VECTORS = 4  # random (q, k) pairs in the rotary check
 CHECK_PAIRS = 64  # position pairs (m, m + d) per offset and vector pair
 CHECK_CONTEXT = 4096  # positions the rotary check spans when config.json gives no context
 TOP_COMPONENTS = 8  # principal directions whose share of variance is reported
+Note = tuple["str | Option", ...]  # the parts of a note, for errors.note
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 PLOT_SIZE = (7.0, 6.0)  # inches; at PLOT_DPI a PNG is 700 x 600 pixels
 PLOT_DPI = 100
@@ -211,7 +212,9 @@ def inspect_positions(
         notes = _learned_notes(checkpoint, learned)
         if plot is not None:
             _plot_cosines(vectors, learned, plot, _label(model))
-        return PositionReport(model, kind, scheme, learned=learned, plot=_shown(plot), notes=notes)
+        return PositionReport(
+            model, kind, scheme, learned=learned, plot=_shown(plot), notes=_noted(notes)
+        )
     if kind == "rotary":
         if center:
             raise UsageError(
@@ -220,7 +223,9 @@ def inspect_positions(
         rotary, notes = _describe_rotary(checkpoint, scheme, offsets, max_positions, seed)
         if plot is not None:
             _plot_wavelengths(rotary, plot, _label(model))
-        return PositionReport(model, kind, scheme, rotary=rotary, plot=_shown(plot), notes=notes)
+        return PositionReport(
+            model, kind, scheme, rotary=rotary, plot=_shown(plot), notes=_noted(notes)
+        )
     raise ModelError(f"{model}: {_nothing_to_inspect(kind, scheme)}")
 
 
@@ -362,32 +367,48 @@ def _component_shares(vectors: np.ndarray) -> list[float]:
     return [float(v / total) for v in variances[:TOP_COMPONENTS]]
 
 
-def _learned_notes(checkpoint: Checkpoint, learned: LearnedPositions) -> list[str]:
-    notes = []
+def _learned_notes(checkpoint: Checkpoint, learned: LearnedPositions) -> list[Note]:
+    notes: list[Note] = []
     if learned.first_position_id:
         notes.append(
-            f"note: position 0 is row {learned.first_position_id} of {learned.tensor}: rows "
-            f"before it are padding rows (RoBERTa numbers positions from padding_idx + 1), "
-            "left out"
+            (
+                f"position 0 is row {learned.first_position_id} of {learned.tensor}: rows "
+                f"before it are padding rows (RoBERTa numbers positions from padding_idx + 1), "
+                "left out",
+            )
         )
     if learned.positions < learned.rows - learned.first_position_id:
         notes.append(
-            f"note: --max-positions: the first {learned.positions:,} of "
-            f"{learned.rows - learned.first_position_id:,} positions measured"
+            (
+                Option("max_positions"),
+                f": the first {learned.positions:,} of "
+                f"{learned.rows - learned.first_position_id:,} positions measured",
+            )
         )
     if learned.left_out:
         notes.append(
-            f"note: {learned.left_out} position rows left out of the cosines (NaN, infinite "
-            "or all zeros)"
+            (
+                f"{learned.left_out} position rows left out of the cosines (NaN, infinite "
+                "or all zeros)",
+            )
         )
     token_type = checkpoint.embeddings.get(TOKEN_TYPE)
     if token_type is not None:
         rows = token_type.header.shape[0]
         notes.append(
-            f"note: {token_type.header.name} ({rows} rows) is the segment (token type) "
-            "table, not positions: it is left out"
+            (
+                f"{token_type.header.name} ({rows} rows) is the segment (token type) "
+                "table, not positions: it is left out",
+            )
         )
     return notes
+
+
+def _noted(notes: list[Note]) -> list[str]:
+    """Issue each note; the report keeps them too, as the API words them, for JSON."""
+    for parts in notes:
+        note(*parts)
+    return ["note: " + "".join(str(part) for part in parts) for parts in notes]
 
 
 # --- rotary --------------------------------------------------------------------------
@@ -399,7 +420,7 @@ def _describe_rotary(
     offsets: list[int] | None,
     max_positions: int | None,
     seed: int,
-) -> tuple[RotaryPositions, list[str]]:
+) -> tuple[RotaryPositions, list[Note]]:
     import numpy as np
 
     model = checkpoint.files.model
@@ -411,22 +432,26 @@ def _describe_rotary(
         )
     if rotated < 2 or rotated % 2:
         raise ModelError(f"{model}: {rotated} rotated dimensions: RoPE needs an even number")
-    notes = []
+    notes: list[Note] = []
     theta = scheme["theta"]
     if scheme["theta_is_default"]:
-        notes.append(f"note: config.json gives no rope_theta; transformers' default {theta:g}")
+        notes.append((f"config.json gives no rope_theta; transformers' default {theta:g}",))
     context = max_positions or scheme["max_positions"]
     if context is None:
         notes.append(
-            f"note: config.json gives no max_position_embeddings: turns are not counted and "
-            f"the check spans {CHECK_CONTEXT:,} positions (set --max-positions)"
+            (
+                "config.json gives no max_position_embeddings: turns are not counted and "
+                f"the check spans {CHECK_CONTEXT:,} positions (set ",
+                Option("max_positions"),
+                ")",
+            )
         )
     unscaled = unscaled_inv_freq(theta, rotated)
     inv_freq, attention_factor, applied, scaling_note = _scaled_inv_freq(
         checkpoint, scheme, unscaled
     )
     if scaling_note:
-        notes.append(scaling_note)
+        notes.append((scaling_note.removeprefix("note: "),))
     wavelength = 2 * np.pi / inv_freq
     pairs = [
         RotaryPair(

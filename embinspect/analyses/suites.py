@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import Option, UsageError
+from embinspect.errors import Option, UsageError, note
 from embinspect.model.tokenizer import (
     BYTE_LEVEL,
     METASPACE,
@@ -53,12 +53,12 @@ SYNTACTIC_PREFIX = "gram"
 Progress = Callable[[int, int], None]
 
 
-def find_suite(name: str, kind: str) -> tuple[Path, str | None]:
+def find_suite(name: str, kind: str) -> Path:
     """The file for ``--file``/``--pairs``: a path, or a suite's shorthand read from an
     installed gensim's test data (with a note that says where it was found)."""
     path = Path(name).expanduser()
     if path.is_file():
-        return path, None
+        return path
     shorthand = SUITES.get(name.lower())
     if shorthand is None or shorthand[0] != kind:
         names = ", ".join(n for n, (k, _) in SUITES.items() if k == kind)
@@ -68,7 +68,8 @@ def find_suite(name: str, kind: str) -> tuple[Path, str | None]:
     for folder in folders:
         candidate = Path(folder) / "test" / "test_data" / shorthand[1]
         if candidate.is_file():
-            return candidate, f"{name}: {candidate} (gensim's test data)"
+            note(f"{name}: {candidate} (gensim's test data)")
+            return candidate
     raise UsageError(
         f"{name}: {shorthand[1]} is read from gensim's test data, and no installed gensim "
         "has it; pip install gensim, or give the file's path"

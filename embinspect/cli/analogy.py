@@ -33,10 +33,9 @@ from embinspect.cli.render import (
     progress_bar,
     ranked_table,
     report_error,
-    report_note,
     resolved_line,
 )
-from embinspect.cli.source import Source, command, fit_k, report_left_out
+from embinspect.cli.source import Source, command
 from embinspect.errors import EXIT_QUERY, UsageError
 
 if TYPE_CHECKING:
@@ -100,11 +99,11 @@ def analogy(
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         leading_space=not no_space, pool=pool.value, batch_size=batch_size, restrict=restrict,
     )  # fmt: skip
-    k = fit_k(searcher, k)
+    k = searcher.limit_k(k)
     from embinspect.analyses.analogy import analogies
 
     failed = output.stream(analogies(searcher, questions, k, method.value), ANALOGY_RESULT_VIEW)
-    report_left_out(searcher)
+    searcher.note_left_out()
     if failed:
         raise typer.Exit(EXIT_QUERY)
 
@@ -126,9 +125,7 @@ def _evaluate_analogies(
         word_index,
     )
 
-    path, found = find_suite(file, "analogies")
-    if found:
-        report_note(found)
+    path = find_suite(file, "analogies")
     suite = read_analogies(path)
     method = options.pop("method")
     restrict = restrict or GENSIM_RESTRICT
@@ -139,7 +136,7 @@ def _evaluate_analogies(
     for failure in result.failures:
         report_error(f"{failure['question']}: {failure['error']}")
     output.emit(result, ANALOGY_EVALUATION_VIEW)
-    report_left_out(searcher)
+    searcher.note_left_out()
 
 
 def analogy_result_rows(result: AnalogyResult) -> tuple[list[str], list[list[Any]]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Annotated
 
 import typer
@@ -28,8 +29,14 @@ from embinspect.cli import (
     tokens,
     undertrained,
 )
-from embinspect.cli.render import flag, redact_secrets, report_error
-from embinspect.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EmbinspectError
+from embinspect.cli.render import flag, redact_secrets, report_error, report_note
+from embinspect.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    EmbinspectError,
+    EmbinspectWarning,
+)
 
 app = typer.Typer(
     name="embinspect",
@@ -74,6 +81,18 @@ for _command in (
     app.command()(_command)
 
 
+_show_other_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """The library's notes as ``embinspect: note: ...`` lines; other warnings as Python
+    shows them."""
+    if isinstance(message, EmbinspectWarning):
+        report_note(f"{message.kind}: {message.worded(flag)}")
+    else:
+        _show_other_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes become one line on stderr and a documented exit code.
 
@@ -92,8 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        # Not standalone: Click would print a usage error as several lines; we print one.
-        code = app(args=args, prog_name="embinspect", standalone_mode=False)
+        with warnings.catch_warnings():
+            # The library's notes, each once, as one line on stderr.
+            warnings.simplefilter("always", EmbinspectWarning)
+            warnings.showwarning = _show_warning
+            # Not standalone: Click would print a usage error as several lines; we print one.
+            code = app(args=args, prog_name="embinspect", standalone_mode=False)
     except NoArgsIsHelpError as err:
         err.show()
         sys.exit(EXIT_USAGE)

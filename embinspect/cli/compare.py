@@ -27,7 +27,6 @@ from embinspect.cli.render import (
     View,
     console,
     report_error,
-    report_note,
     resolved_line,
 )
 from embinspect.cli.source import Source, command
@@ -120,9 +119,7 @@ def _evaluate_pairs(
         word_index,
     )
 
-    path, found = find_suite(pairs, "pairs")
-    if found:
-        report_note(found)
+    path = find_suite(pairs, "pairs")
     suite = read_pairs(path)
     searcher = source.searcher(model, device="cpu", **options)
     restrict = restrict or GENSIM_RESTRICT

@@ -17,7 +17,6 @@ from embinspect.cli.render import (
     Output,
     View,
     console,
-    report_note,
 )
 from embinspect.cli.source import Source, command
 
@@ -74,8 +73,6 @@ def diff(
     a, b = (source.open(m, revision=r) for m, r in ((model_a, revision_a), (model_b, revision_b)))
     vocab_a, vocab_b = source.vocabulary_or_none(a), source.vocabulary_or_none(b)
     result = diff_tables(a, b, vocab_a, vocab_b, table=table.value, align=align, center=center, k=k)
-    for note in result.notes:
-        report_note(note)
     output.emit(result, VIEW)
 
 

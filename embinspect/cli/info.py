@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from embinspect.cli.options import ModelArg
-from embinspect.cli.render import Output, View, console, report_note
+from embinspect.cli.render import Output, View, console
 from embinspect.cli.source import Source, command
 
 if TYPE_CHECKING:
@@ -22,8 +22,6 @@ def info(model: ModelArg, *, source: Source, output: Output) -> None:
 
     checkpoint = source.open(model, all_headers=True)
     result = inspect_checkpoint(checkpoint)
-    for warning in result.warnings:
-        report_note(warning)
     output.emit(result, VIEW)
 
 

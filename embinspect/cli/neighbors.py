@@ -31,7 +31,7 @@ from embinspect.cli.render import (
     ranked_table,
     resolved_line,
 )
-from embinspect.cli.source import Source, command, fit_k, report_left_out
+from embinspect.cli.source import Source, command
 from embinspect.errors import EXIT_QUERY
 
 if TYPE_CHECKING:
@@ -64,12 +64,12 @@ def neighbors(
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         keep_query=keep_query, leading_space=not no_space, pool=pool.value, batch_size=batch_size,
     )  # fmt: skip
-    k = fit_k(searcher, k)
+    k = searcher.limit_k(k)
     from embinspect.analyses.neighbors import neighbors as nearest
 
     results = nearest(searcher, read_queries(queries), k, metric.value)
     failed = output.stream(results, VIEW)
-    report_left_out(searcher)
+    searcher.note_left_out()
     if failed:
         raise typer.Exit(EXIT_QUERY)
 

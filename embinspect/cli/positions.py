@@ -15,7 +15,6 @@ from embinspect.cli.render import (
     Output,
     View,
     console,
-    report_note,
 )
 from embinspect.cli.source import Source, command
 
@@ -85,8 +84,6 @@ def positions(
         seed=seed,
         plot=picture,
     )
-    for note in result.notes:
-        report_note(note)
     output.emit(result, VIEW)
 
 

@@ -157,7 +157,7 @@ def one_line(text: str) -> str:
 
 
 # The API's keywords that the command line spells otherwise.
-_FLAGS = {"k": "--top-k", "word_filter": "--filter"}
+_FLAGS = {"k": "-k", "word_filter": "--filter"}
 
 
 def flag(option: Option) -> str:

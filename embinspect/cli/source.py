@@ -25,7 +25,7 @@ from embinspect.cli.options import (
     TensorOpt,
     TokenizerOpt,
 )
-from embinspect.cli.render import Output, report_note, resolve_format
+from embinspect.cli.render import Output, resolve_format
 from embinspect.errors import UsageError
 
 if TYPE_CHECKING:
@@ -61,20 +61,17 @@ class Source:
     def open(
         self, model: str, *, revision: str | None = None, all_headers: bool = False
     ) -> Checkpoint:
-        """The checkpoint, its warnings reported on stderr (``revision`` overrides
-        ``--revision``: ``diff`` has one for each side)."""
+        """The checkpoint (``revision`` overrides ``--revision``: ``diff`` has one for each
+        side)."""
         from embinspect.model.checkpoint import open_checkpoint
 
-        checkpoint = open_checkpoint(
+        return open_checkpoint(
             model,
             revision or self.revision,
             self.tensor,
             hub=self.hub(),
             all_headers=all_headers,
         )
-        for warning in checkpoint.warnings:
-            report_note(warning)
-        return checkpoint
 
     def vocabulary(self, checkpoint: Checkpoint) -> Vocabulary:
         """The tokenizer (``--tokenizer``, else the checkpoint's); UsageError without one."""
@@ -95,10 +92,7 @@ class Source:
         from embinspect.tables.search import Searcher
 
         checkpoint = self.open(model)
-        searcher = Searcher(checkpoint, self.vocabulary_or_none(checkpoint), **options)
-        if searcher.note:
-            report_note(searcher.note)
-        return searcher
+        return Searcher(checkpoint, self.vocabulary_or_none(checkpoint), **options)
 
     def table(self, model: str, table: str) -> tuple[Checkpoint, EmbeddingTable, Vocabulary | None]:
         """(checkpoint, the table ``--table`` names, vocabulary or None), for the commands
@@ -106,26 +100,9 @@ class Source:
         from embinspect.tables.table import EmbeddingTable
 
         checkpoint = self.open(model)
-        header, note = checkpoint.table_header(table)
-        if note:
-            report_note(note)
+        header = checkpoint.table_header(table)
         vocabulary = self.vocabulary_or_none(checkpoint)
         return checkpoint, EmbeddingTable(checkpoint.files, header), vocabulary
-
-
-def fit_k(searcher: Searcher, k: int) -> int:
-    """``k``, or the table's row count when ``k`` is more (with a note)."""
-    k, note = searcher.limit_k(k)
-    if note:
-        report_note(note)
-    return k
-
-
-def report_left_out(searcher: Searcher) -> None:
-    """After a search: a note of the rows left out for being zero or not finite."""
-    note = searcher.left_out_note()
-    if note:
-        report_note(note)
 
 
 # name -> (annotation, default), in the order --help lists them.

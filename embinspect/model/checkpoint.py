@@ -6,10 +6,10 @@ by ``embinspect.tables.rows``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from embinspect.errors import ModelError, Option, UsageError
+from embinspect.errors import ModelError, Option, UsageError, note
 from embinspect.model.config import load_config, text_config
 from embinspect.model.position_scheme import describe_positions
 from embinspect.model.tensor_names import (
@@ -35,7 +35,6 @@ class Checkpoint:
     headers: dict[str, TensorHeader]  # every tensor whose shard header was read
     headers_complete: bool  # False when some shards were not fetched (Hub)
     embeddings: dict[str, EmbeddingTensor]  # role -> tensor
-    warnings: list[str] = field(default_factory=list)  # for stderr: what was missing or broken
 
     @property
     def token_table(self) -> EmbeddingTensor:
@@ -53,18 +52,20 @@ class Checkpoint:
         rows = table.header.shape[0] if table else None
         return describe_positions(self.config, rows, table.header.name if table else None)
 
-    def table_header(self, table: str) -> tuple[TensorHeader, str | None]:
+    def table_header(self, table: str, *, whose: bool = False) -> TensorHeader:
         """The header of the ``table`` asked for, ``input`` (the token table) or ``output``
-        (the head), and a note when the head asked for is the token table itself (tied)."""
+        (the head); a note when the head asked for is the token table itself (tied), which
+        names the model when ``whose`` (a command over two models)."""
         if table not in TABLES:
             raise UsageError(Option("table", table), f": choose {' or '.join(TABLES)}")
         if table == "output":
             output = self.embeddings.get(OUTPUT)
             if output is None:
-                tied = "note: the output head is tied: it is the token table"
-                return self.token_table.header, tied
-            return output.header, None
-        return self.token_table.header, None
+                model = f"{self.files.model}: " if whose else ""
+                note(f"{model}the output head is tied: it is the token table")
+                return self.token_table.header
+            return output.header
+        return self.token_table.header
 
     def tying(self) -> tuple[bool, str]:
         """Whether the output head reuses the token table, and why we say so."""
@@ -113,8 +114,9 @@ def open_checkpoint(
             Option("tensor", metavar="NAME"),
             hint,
         )
-    warnings = [config_warning] if config_warning else []
-    return Checkpoint(files, config, headers, complete, embeddings, warnings)
+    if config_warning:  # once the checkpoint opened: a failure says one thing only
+        note(*config_warning, kind="warning")
+    return Checkpoint(files, config, headers, complete, embeddings)
 
 
 def _read_headers(

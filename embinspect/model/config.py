@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import ModelError
+from embinspect.errors import ModelError, Option
 
 if TYPE_CHECKING:
     from embinspect.sources.locate import CheckpointFiles
@@ -18,21 +18,22 @@ if TYPE_CHECKING:
 CONFIG_FILE = "config.json"
 
 
-def load_config(files: CheckpointFiles) -> tuple[dict[str, Any], str | None]:
+def load_config(files: CheckpointFiles) -> tuple[dict[str, Any], tuple[str | Option, ...]]:
     """``(config, warning)``: the config ({} when absent or unreadable) and, when it could
-    not be used, why. A lone .safetensors file has no config, and needs no warning; a GGUF
-    file's metadata stands in for one (``gguf_file.gguf_config``)."""
+    not be used, why (the parts of a warning; empty when there is none). A lone .safetensors
+    file has no config, and needs no warning; a GGUF file's metadata stands in for one
+    (``gguf_file.gguf_config``)."""
     if files.gguf is not None:
         from embinspect.sources.gguf_file import gguf_config
 
-        return gguf_config(files.gguf), None
+        return gguf_config(files.gguf), ()
     try:
         config = files.read_json(CONFIG_FILE)
     except ModelError as err:
-        return {}, f"warning: {err.message}; going on without config.json"
+        return {}, (*err.parts, "; going on without config.json")
     if config is None and files.kind not in ("file", "word-vectors"):
-        return {}, f"warning: {files.model} has no {CONFIG_FILE}; going on without it"
-    return config or {}, None
+        return {}, (f"{files.model} has no {CONFIG_FILE}; going on without it",)
+    return config or {}, ()
 
 
 def text_config(config: dict[str, Any]) -> dict[str, Any]:

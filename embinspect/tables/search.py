@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from embinspect.errors import Option, QueryError, UsageError
+from embinspect.errors import Option, QueryError, UsageError, note
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary, whole_word
 from embinspect.tables.device import resolve_device
@@ -59,7 +59,7 @@ class Searcher:
             raise UsageError(Option("word_filter", word_filter), ": choose none or words")
         if batch_size < 1:
             raise UsageError(Option("batch_size"), " must be at least 1")
-        header, self.note = checkpoint.table_header(table)
+        header = checkpoint.table_header(table)
         self.table = EmbeddingTable(checkpoint.files, header)
         self.vocabulary = vocabulary
         self.device = resolve_device(device)
@@ -104,32 +104,34 @@ class Searcher:
                 allowed[token_id] = True
         return allowed
 
-    def limit_k(self, k: int) -> tuple[int, str | None]:
+    def limit_k(self, k: int) -> int:
         """``k`` as asked, or the table's row count when it asks for more (then with a note):
         every row is a result then, and a larger buffer would only cost memory."""
         if k <= self.table.rows:
-            return k, None
-        return self.table.rows, (
-            f"note: -k {k:,} is more than the {self.table.rows:,} rows of {self.table.name}; "
-            "listing every row that can be a result"
+            return k
+        note(
+            Option("k", metavar=f"{k:,}"),
+            f" is more than the {self.table.rows:,} rows of {self.table.name}; "
+            "listing every row that can be a result",
         )
+        return self.table.rows
 
-    def left_out_note(self) -> str | None:
-        """After a search: how many rows were left out of results for being all zeros or
-        holding NaN or infinity (padding rows and filtered rows not counted)."""
+    def note_left_out(self) -> None:
+        """After a search: a note of how many rows were left out of results for being all
+        zeros or holding NaN or infinity (padding rows and filtered rows not counted)."""
         stats = next(iter(self.table.row_stats.values()), None)
         if stats is None:
-            return None
+            return
         zero, broken = stats.zero.cpu(), stats.broken.cpu()
         if self.allowed is not None:
             zero, broken = zero & self.allowed, broken & self.allowed
         counts = {"all zeros": int(zero.sum()), "with NaN or infinite values": int(broken.sum())}
         if not any(counts.values()):
-            return None
+            return
         parts = ", ".join(f"{count:,} {what}" for what, count in counts.items() if count)
         total = sum(counts.values())
         rows = "row" if total == 1 else "rows"
-        return f"note: {total:,} {rows} of {self.table.name} left out of results: {parts}"
+        note(f"{total:,} {rows} of {self.table.name} left out of results: {parts}")
 
     def token(self, token_id: int) -> str | None:
         return self.vocabulary.id_to_token(token_id) if self.vocabulary else None
