@@ -3,7 +3,7 @@ token table) against transformers' GGUF loading, and a GloVe text file (the real
 6B 50d) against gensim. ``make bench`` runs it after run.py; writes bench/RESULTS-formats.md.
 
 Every case is a whole process, as a user runs it, and every answer is checked against
-the peer's: the same neighbour ids, the same right analogy questions.
+the peer's: the same neighbor ids, the same right analogy questions.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 then most_similar(WORD) or evaluate_word_analogies on the Google set. Load and the work
 are timed separately in-process.
 Usage: peer_gensim_glove.py GLOVE_FILE (WORD K | --google)
-Prints JSON: load_s, work_s, and the neighbours or the accuracy and right questions.
+Prints JSON: load_s, work_s, and the neighbors or the accuracy and right questions.
 """
 
 import json

@@ -1,4 +1,4 @@
-"""Float64 reference neighbours, independent of embinspect: safetensors + numpy only.
+"""Float64 reference neighbors, independent of embinspect: safetensors + numpy only.
 
 Cosine of one row against every row in float64, read in chunks so that a 2.5 GB bf16
 table needs no 10 GB float64 copy; ranked best first, ties to the lower id, the query's

@@ -1,7 +1,7 @@
 """A whole embedding table, memory-mapped in its stored dtype, for full-table scans.
 
 ``tokens`` reads a few rows with ``safe_open``/``get_slice`` (``embinspect.tables.rows``); a
-neighbour search reads every row, many times for a batch of queries. Mapping the tensor's
+neighbor search reads every row, many times for a batch of queries. Mapping the tensor's
 bytes (located by the safetensors header) lets each chunk be a view with no copy, and
 lets candidate rows be gathered by id without a second pass over the file.
 """
