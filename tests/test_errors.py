@@ -150,7 +150,7 @@ def test_unresolvable_queries_exit_4(cli, minilm, tmp_path):
     assert lone.returncode == 4
     answers = json.loads(lone.stdout)
     assert answers[0]["neighbors"][0]["token_id"] == 5465
-    assert "--tokenizer" in answers[1]["error"]
+    assert "give a tokenizer" in answers[1]["error"]
 
 
 def test_empty_model_argument(cli):
