@@ -131,7 +131,7 @@ def test_smollm2_multi_token_word_pools_and_reports_pieces(cli, smollm2, smollm2
     assert [n["token_id"] for n in last["neighbors"]] == ids
     refused = cli("neighbors", smollm2, word, "--pool", "error", "-f", "json")
     assert refused.returncode == 4
-    assert "--pool error" in refused.stderr
+    assert "pool 'error' refuses to pool them" in refused.stderr
 
 
 def test_smollm2_id_and_exact_entry_queries(cli, smollm2):

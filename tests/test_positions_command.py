@@ -325,7 +325,7 @@ def test_plot_without_matplotlib_says_how_to_install(cli, minilm, tmp_path):
             ["--offsets", "512"],
             "--offsets 512: 512 positions are measured, so offsets go up to 511",
         ),
-        (["--plot", "p.jpg"], "--plot p.jpg: write a .png, .svg, .pdf file"),
+        (["--plot", "p.jpg"], "--plot p.jpg: write a .png, .svg or .pdf file"),
         (["--plot", "no/such/dir/p.png"], "no such folder"),
     ],
 )

@@ -122,7 +122,8 @@ def picture_path(path: str, option: str, suffixes: tuple[str, ...] = PICTURE_SUF
     does not exist, or matplotlib is missing."""
     out = Path(path).expanduser()
     if out.suffix.lower() not in suffixes:
-        raise UsageError(Option(option, path), f": write a {', '.join(suffixes)} file")
+        kinds = f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
+        raise UsageError(Option(option, path), f": write a {kinds} file")
     if not out.parent.is_dir():
         raise UsageError(Option(option, path), f": no such folder {str(out.parent)!r}")
     import_matplotlib(option)
