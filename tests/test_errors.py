@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import Run, run_cli
+from conftest import Run, run_process
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -111,8 +111,9 @@ def test_bad_option_is_a_usage_error(cli, minilm):
     assert_one_line_error(cli("bogus"), EXIT_USAGE, "No such command 'bogus'")
 
 
-def test_debug_shows_the_traceback(cli, tmp_path):
-    run = cli("info", tmp_path / "missing", env={"EMBINSPECT_DEBUG": "1"})
+def test_debug_shows_the_traceback(cli_process, tmp_path):
+    # A process: the error escapes main, and Python itself prints the traceback.
+    run = cli_process("info", tmp_path / "missing", env={"EMBINSPECT_DEBUG": "1"})
     assert run.returncode != 0
     assert "Traceback" in run.stderr
 
@@ -247,11 +248,12 @@ def unreadable(minilm, tmp_path):
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         shutil.copyfile(minilm / name, model / name)
 
+    # A process: root's capabilities are dropped in the child, before it starts.
     def run_obeying_permissions(*args):
         if os.geteuid() != 0:
-            return run_cli(*args)
+            return run_process(*args)
         try:
-            return run_cli(*args, preexec_fn=_without_permission_override)
+            return run_process(*args, preexec_fn=_without_permission_override)
         except subprocess.SubprocessError as err:
             pytest.skip(f"cannot drop root's file-permission override here: {err}")
 
