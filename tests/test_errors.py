@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import Run, run_process
+from conftest import Run, run_cli, run_process
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -187,24 +187,8 @@ def test_closed_pipe_ends_quietly_with_zero(minilm):
     assert "Traceback" not in done.stderr and "error" not in done.stderr
 
 
-def test_stdin_lines_are_stripped(minilm):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "embinspect",
-            "neighbors",
-            str(minilm),
-            "-",
-            "-k",
-            "1",
-            "-f",
-            "jsonl",
-        ],
-        input="  king \t\n",
-        capture_output=True,
-        text=True,
-    )
+def test_stdin_lines_are_stripped(cli, minilm):
+    done = cli("neighbors", minilm, "-", "-k", "1", "-f", "jsonl", input="  king \t\n")
     answer = json.loads(done.stdout)
     assert (answer["query"], answer["tokens"]) == ("king", ["king"])
 
@@ -562,17 +546,8 @@ def near_tiny(tmp_path):
     return path
 
 
-def stdin_run(args, data: bytes):
-    env = {**os.environ, "COLUMNS": "120"}
-    env.pop("EMBINSPECT_DEBUG", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "embinspect", *map(str, args)],
-        input=data,
-        capture_output=True,
-        env=env,
-        timeout=600,
-    )
-    return Run(done.returncode, done.stdout.decode(), done.stderr.decode())
+def stdin_run(args, data: bytes) -> Run:
+    return run_cli(*args, input=data)
 
 
 def test_analogy_lines_of_two_and_four_words(minilm):
