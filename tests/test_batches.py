@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 
 def query_lines(minilm, count: int, seed: int = 0) -> list[str]:
@@ -21,44 +22,16 @@ def query_lines(minilm, count: int, seed: int = 0) -> list[str]:
     return [rng.choice(words) if i % 2 else f"#{rng.randrange(len(vocab))}" for i in range(count)]
 
 
-def run_with_usage(args: list[str], stdin_text: str, scratch) -> tuple[int, str, str, int]:
-    """Run the CLI fed by a pipe; (exit code, stdout, stderr, peak RSS in KiB of that process)."""
-    env = {**os.environ, "COLUMNS": "120"}
-    env.pop("EMBINSPECT_DEBUG", None)
-    read_fd, write_fd = os.pipe()
-    out_path, err_path = scratch / "stdout", scratch / "stderr"
-    with open(out_path, "w") as out, open(err_path, "w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "embinspect", *args],
-            stdin=read_fd,
-            stdout=out,
-            stderr=err,
-            env=env,
-        )
-        os.close(read_fd)
-        with os.fdopen(write_fd, "w") as feed:
-            feed.write(stdin_text)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    with open(out_path) as out, open(err_path) as err:
-        stdout, stderr = out.read(), err.read()
-    return process.returncode, stdout, stderr, usage.ru_maxrss
-
-
 @pytest.fixture(scope="module")
-def ten_thousand(minilm, tmp_path_factory):
+def ten_thousand(minilm):
     lines = query_lines(minilm, 10_000)
-    code, stdout, stderr, peak = run_with_usage(
-        ["neighbors", str(minilm), "-", "-k", "5", "-f", "jsonl"],
-        "\n".join(lines) + "\n",
-        tmp_path_factory.mktemp("ten-thousand"),
-    )
-    assert code == 0, stderr
-    return lines, stdout.splitlines(), peak
+    run = run_cli("neighbors", minilm, "-", "-k", "5", "-f", "jsonl", input="\n".join(lines) + "\n")
+    assert run.returncode == 0, run.stderr
+    return lines, run.stdout.splitlines()
 
 
 def test_ten_thousand_queries_one_line_each_in_order(ten_thousand):
-    lines, output, _ = ten_thousand
+    lines, output = ten_thousand
     assert len(output) == 10_000
     answers = [json.loads(line) for line in output]
     assert [a["query"] for a in answers] == lines
@@ -66,7 +39,7 @@ def test_ten_thousand_queries_one_line_each_in_order(ten_thousand):
 
 
 def test_batched_answers_equal_one_at_a_time(cli, minilm, ten_thousand):
-    lines, output, _ = ten_thousand
+    lines, output = ten_thousand
     picks = list(range(0, 10_000, 499))
     alone = cli(
         "neighbors", minilm, *[lines[i] for i in picks], "-k", "5", "--batch-size", "1",
@@ -80,6 +53,7 @@ def test_memory_does_not_grow_with_the_number_of_queries(minilm):
     has settled) and near the end of 10,000: equal within 6 MiB. Holding the 7,000 answers
     in between (5 neighbours each) would take more than 10 MiB."""
     lines = query_lines(minilm, 10_000, seed=1)
+    # A process: its resident memory is what is measured.
     env = {**os.environ, "COLUMNS": "120"}
     env.pop("EMBINSPECT_DEBUG", None)
     process = subprocess.Popen(
@@ -110,12 +84,9 @@ def _resident_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_one_bad_query_among_good_ones(minilm, tmp_path):
-    code, stdout, stderr, _ = run_with_usage(
-        ["neighbors", str(minilm), "-", "-k", "2", "-f", "jsonl"],
-        "king\n#99999999\nqueen\n",
-        tmp_path,
-    )
+def test_one_bad_query_among_good_ones(cli, minilm):
+    run = cli("neighbors", minilm, "-", "-k", "2", "-f", "jsonl", input="king\n#99999999\nqueen\n")
+    code, stdout, stderr = run.returncode, run.stdout, run.stderr
     assert code == 4
     answers = [json.loads(line) for line in stdout.splitlines()]
     assert [a["query"] for a in answers] == ["king", "#99999999", "queen"]
@@ -127,11 +98,8 @@ def test_one_bad_query_among_good_ones(minilm, tmp_path):
 
 
 def test_analogies_from_stdin(cli, minilm):
-    run = subprocess.run(
-        [sys.executable, "-m", "embinspect", "analogy", str(minilm), "-", "-k", "1", "-f", "tsv"],
-        input="king man woman\nparis france italy\n",
-        capture_output=True,
-        text=True,
+    run = cli(
+        "analogy", minilm, "-", "-k", "1", "-f", "tsv", input="king man woman\nparis france italy\n"
     )
     rows = [line.split("\t") for line in run.stdout.splitlines()]
     assert rows[0] == ["formula", "method", "rank", "token_id", "token", "score", "error"]

@@ -18,12 +18,21 @@ from test_errors import assert_one_line_error
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 
-def cli_process(args, **kwargs) -> subprocess.Popen:
+# `python -m embinspect` with Ctrl-C raising KeyboardInterrupt, as at a terminal, even when
+# this test runs with SIGINT ignored (a background job: `pytest &`), which a child inherits
+# and Python then leaves ignored. Set in the child itself, not with preexec_fn: this process
+# has threads (torch's, the fake Hub's), and preexec_fn is unsafe with threads.
+WITH_CTRL_C = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('embinspect', run_name='__main__', alter_sys=True)"
+)
+
+
+def cli_process(args, ctrl_c: bool = False, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "COLUMNS": "120"}
     env.pop("EMBINSPECT_DEBUG", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "embinspect", *map(str, args)], env=env, **kwargs
-    )
+    start = ["-c", WITH_CTRL_C] if ctrl_c else ["-m", "embinspect"]
+    return subprocess.Popen([sys.executable, *start, *map(str, args)], env=env, **kwargs)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
@@ -61,6 +70,7 @@ def test_stdout_closed_before_the_first_write(minilm, args):
 def test_ctrl_c_while_streaming_exits_130_without_a_traceback(minilm):
     process = cli_process(
         ["neighbors", minilm, "-", "-k", "1", "--batch-size", "1", "-f", "jsonl"],
+        ctrl_c=True,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -79,6 +89,7 @@ def test_ctrl_c_while_streaming_exits_130_without_a_traceback(minilm):
 def test_ctrl_c_while_waiting_for_stdin(minilm):
     process = cli_process(
         ["neighbors", minilm, "-", "-k", "1", "--batch-size", "1", "-f", "jsonl"],
+        ctrl_c=True,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import Run, run_cli
+from conftest import Run, run_cli, run_process
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -111,8 +111,9 @@ def test_bad_option_is_a_usage_error(cli, minilm):
     assert_one_line_error(cli("bogus"), EXIT_USAGE, "No such command 'bogus'")
 
 
-def test_debug_shows_the_traceback(cli, tmp_path):
-    run = cli("info", tmp_path / "missing", env={"EMBINSPECT_DEBUG": "1"})
+def test_debug_shows_the_traceback(cli_process, tmp_path):
+    # A process: the error escapes main, and Python itself prints the traceback.
+    run = cli_process("info", tmp_path / "missing", env={"EMBINSPECT_DEBUG": "1"})
     assert run.returncode != 0
     assert "Traceback" in run.stderr
 
@@ -186,24 +187,8 @@ def test_closed_pipe_ends_quietly_with_zero(minilm):
     assert "Traceback" not in done.stderr and "error" not in done.stderr
 
 
-def test_stdin_lines_are_stripped(minilm):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "embinspect",
-            "neighbors",
-            str(minilm),
-            "-",
-            "-k",
-            "1",
-            "-f",
-            "jsonl",
-        ],
-        input="  king \t\n",
-        capture_output=True,
-        text=True,
-    )
+def test_stdin_lines_are_stripped(cli, minilm):
+    done = cli("neighbors", minilm, "-", "-k", "1", "-f", "jsonl", input="  king \t\n")
     answer = json.loads(done.stdout)
     assert (answer["query"], answer["tokens"]) == ("king", ["king"])
 
@@ -247,11 +232,12 @@ def unreadable(minilm, tmp_path):
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         shutil.copyfile(minilm / name, model / name)
 
+    # A process: root's capabilities are dropped in the child, before it starts.
     def run_obeying_permissions(*args):
         if os.geteuid() != 0:
-            return run_cli(*args)
+            return run_process(*args)
         try:
-            return run_cli(*args, preexec_fn=_without_permission_override)
+            return run_process(*args, preexec_fn=_without_permission_override)
         except subprocess.SubprocessError as err:
             pytest.skip(f"cannot drop root's file-permission override here: {err}")
 
@@ -560,17 +546,8 @@ def near_tiny(tmp_path):
     return path
 
 
-def stdin_run(args, data: bytes):
-    env = {**os.environ, "COLUMNS": "120"}
-    env.pop("EMBINSPECT_DEBUG", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "embinspect", *map(str, args)],
-        input=data,
-        capture_output=True,
-        env=env,
-        timeout=600,
-    )
-    return Run(done.returncode, done.stdout.decode(), done.stderr.decode())
+def stdin_run(args, data: bytes) -> Run:
+    return run_cli(*args, input=data)
 
 
 def test_analogy_lines_of_two_and_four_words(minilm):

@@ -38,10 +38,25 @@ def gguf_table(reader):
     return np.asarray(dequantize(tensor.data, tensor.tensor_type), dtype=np.float64)
 
 
+@pytest.fixture(scope="session")
+def cache_env(tmp_path_factory):
+    """This session's embinspect cache: the GGUF tokenizer is converted anew once, by the
+    first test that needs it, and read back by the others (as a user's later runs do)."""
+    return {"EMBINSPECT_CACHE": str(tmp_path_factory.mktemp("session") / "embinspect-cache")}
+
+
 @pytest.fixture
-def cache_env(tmp_path):
+def fresh_cache_env(tmp_path):
     """A fresh embinspect cache: the GGUF tokenizer is converted anew."""
     return {"EMBINSPECT_CACHE": str(tmp_path / "embinspect-cache")}
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer(gguf_path):
+    """transformers' tokenizer from the GGUF metadata (the reference: built once)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
 
 
 def field(reader, key):
@@ -131,10 +146,10 @@ def test_token_rows_equal_the_dequantized_tensor(cli, gguf_path, gguf_table, cac
     assert "inside attention" in rotary["position_note"]
 
 
-def test_token_ids_equal_the_transformers_gguf_tokenizer(cli, gguf_path, cache_env, tmp_path):
-    from transformers import AutoTokenizer
-
-    hf = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+def test_token_ids_equal_the_transformers_gguf_tokenizer(
+    cli, gguf_path, fresh_cache_env, hf_tokenizer, tmp_path
+):
+    cache_env, hf = fresh_cache_env, hf_tokenizer
     texts = ["Hello world", " Paris, naïvely", "def f(x):\n    return x**2", "2026-12-02 €1,234.5"]
     for attempt in ("cold", "warm"):  # the second run reads the converted tokenizer back
         for text in texts:
@@ -446,11 +461,11 @@ def test_ollama_old_blob_names(cli, gguf_path, gguf_digest, tmp_path):
     assert run.json()["rows"] == 49152
 
 
-def test_tokenizer_files_beside_the_gguf_are_not_its_tokenizer(cli, gguf_path, minilm, tmp_path):
+def test_tokenizer_files_beside_the_gguf_are_not_its_tokenizer(
+    cli, gguf_path, minilm, hf_tokenizer, tmp_path
+):
     """transformers would read a tokenizer.json lying beside the GGUF first; the metadata
     is the GGUF's tokenizer, and the one cached."""
-    from transformers import AutoTokenizer
-
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "model.gguf").symlink_to(gguf_path)
@@ -462,8 +477,7 @@ def test_tokenizer_files_beside_the_gguf_are_not_its_tokenizer(cli, gguf_path, m
         t["token_id"]
         for t in cli("tokens", folder / "model.gguf", text, "-f", "json", env=env).json()["tokens"]
     ]
-    hf = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    assert ids == hf.encode(text, add_special_tokens=False)
+    assert ids == hf_tokenizer.encode(text, add_special_tokens=False)
 
 
 def gguf_with(tmp_path, name: str, metadata: dict, rows: int = 8, dim: int = 32):

@@ -72,7 +72,9 @@ def test_svg_tsv_and_mistakes(cli, minilm, tmp_path):
     assert [p["label"] for p in json.loads(bad.stdout)["points"]] == ["cat", "dog"]
 
 
-def test_without_matplotlib(cli, minilm, tmp_path):
+def test_without_matplotlib(cli_process, minilm, tmp_path):
+    # A process: PYTHONPATH is read at start-up, and this one has matplotlib imported.
+    cli = cli_process
     shadow = tmp_path / "shadow" / "matplotlib"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('matplotlib is not installed')\n")

@@ -303,7 +303,9 @@ def test_plot_rotary_wavelengths_svg(cli, smollm2, tmp_path):
     assert f"picture: {picture}" in run.stdout.replace("\n", "")
 
 
-def test_plot_without_matplotlib_says_how_to_install(cli, minilm, tmp_path):
+def test_plot_without_matplotlib_says_how_to_install(cli_process, minilm, tmp_path):
+    # A process: PYTHONPATH is read at start-up, and this one has matplotlib imported.
+    cli = cli_process
     blocker = tmp_path / "blocked" / "matplotlib"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
