@@ -113,6 +113,7 @@ def test_ctrl_c_while_waiting_for_stdin(minilm):
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_two_processes_read_one_checkpoint_at_once(smollm2):
     """Both answer the float64 reference: no lock, no shared state, no interference."""
     words = ["ĠParis", "ĠLondon", "Ġking"]
