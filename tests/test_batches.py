@@ -30,6 +30,7 @@ def ten_thousand(minilm):
     return lines, run.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_ten_thousand_queries_one_line_each_in_order(ten_thousand):
     lines, output = ten_thousand
     assert len(output) == 10_000
@@ -38,6 +39,7 @@ def test_ten_thousand_queries_one_line_each_in_order(ten_thousand):
     assert all(len(a["neighbors"]) == 5 for a in answers)
 
 
+@pytest.mark.slow
 def test_batched_answers_equal_one_at_a_time(cli, minilm, ten_thousand):
     lines, output = ten_thousand
     picks = list(range(0, 10_000, 499))
@@ -48,6 +50,7 @@ def test_batched_answers_equal_one_at_a_time(cli, minilm, ten_thousand):
     assert alone == [json.loads(output[i]) for i in picks]
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_number_of_queries(minilm):
     """Resident memory once the answers stream (after 3,000 queries, when the allocator
     has settled) and near the end of 10,000: equal within 6 MiB. Holding the 7,000 answers

@@ -167,6 +167,7 @@ def renumbered(minilm, tmp_path_factory):
 # --- SmolLM2: bf16 folder against its own Q8_0 GGUF ----------------------------------
 
 
+@pytest.mark.slow
 def test_smollm2_against_its_gguf_equals_numpy_row_by_row(cli, smollm2):
     gguf_path = checkpoints.smollm2_gguf()
     tensor = next(t for t in GGUFReader(gguf_path).tensors if t.name == "token_embd.weight")

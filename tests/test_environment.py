@@ -42,28 +42,37 @@ def test_cuda_without_a_gpu(cli, minilm):
         assert_one_line_error(run, EXIT_USAGE, "--device cuda: torch sees no CUDA GPU here")
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["info", "{m}"],
-        ["info", "{m}", "-f", "json"],
-        ["tokens", "{m}", "the cat sat", "--vectors", "-f", "table"],
-        ["neighbors", "{m}", "king", "queen", "-f", "jsonl"],
-        ["compare", "{m}", "cat", "dog", "-f", "csv"],
-        ["analogy", "{m}", "king", "man", "woman", "-f", "json"],
-    ],
-    ids=["info", "info-json", "tokens-table", "neighbors", "compare", "analogy"],
-)
-def test_stdout_closed_before_the_first_write(minilm, args):
+CLOSED_STDOUT = {
+    "info": ["info", "{m}"],
+    "info-json": ["info", "{m}", "-f", "json"],
+    "tokens-table": ["tokens", "{m}", "the cat sat", "--vectors", "-f", "table"],
+    "neighbors": ["neighbors", "{m}", "king", "queen", "-f", "jsonl"],
+    "compare": ["compare", "{m}", "cat", "dog", "-f", "csv"],
+    "analogy": ["analogy", "{m}", "king", "man", "woman", "-f", "json"],
+}
+
+
+@pytest.fixture(scope="module")
+def closed_stdout_runs(minilm):
+    """Every case's process with its stdout closed, all started at once (most of each is
+    importing torch: two cores run them two at a time): {case: (exit code, stderr)}."""
+    started = {}
+    for case, args in CLOSED_STDOUT.items():
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        started[case] = cli_process(
+            [a.format(m=minilm) for a in args], stdout=write_end, stderr=subprocess.PIPE, text=True
+        )
+        os.close(write_end)
+    stderrs = {case: process.communicate(timeout=300)[1] for case, process in started.items()}
+    return {case: (process.returncode, stderrs[case]) for case, process in started.items()}
+
+
+@pytest.mark.parametrize("case", list(CLOSED_STDOUT))
+def test_stdout_closed_before_the_first_write(closed_stdout_runs, case):
     """Every write fails with EPIPE: the run stops quietly with 0, as `| head` expects."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    process = cli_process(
-        [a.format(m=minilm) for a in args], stdout=write_end, stderr=subprocess.PIPE, text=True
-    )
-    os.close(write_end)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr
+    returncode, stderr = closed_stdout_runs[case]
+    assert returncode == 0, stderr
     assert stderr == ""
 
 
@@ -104,6 +113,7 @@ def test_ctrl_c_while_waiting_for_stdin(minilm):
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_two_processes_read_one_checkpoint_at_once(smollm2):
     """Both answer the float64 reference: no lock, no shared state, no interference."""
     words = ["ĠParis", "ĠLondon", "Ġking"]

@@ -176,6 +176,7 @@ def test_tokenizer_path_that_does_not_exist(cli, minilm, tmp_path):
     assert_one_line_error(run, EXIT_USAGE, "no such file or directory")
 
 
+@pytest.mark.slow
 def test_closed_pipe_ends_quietly_with_zero(minilm):
     # `| head -2`: the reader leaves early; the writer must not report an error.
     script = (

@@ -40,6 +40,7 @@ def _our_correct(result):
     return correct
 
 
+@pytest.mark.slow
 def test_google_analogies_equal_gensim_on_minilm(cli, minilm, minilm_vectors):
     _, vectors = minilm_vectors
     run = cli("analogy", minilm, "--file", "google", "-f", "json")
@@ -84,6 +85,7 @@ def _subset(path: Path, per_section: int, out: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_google_analogies_equal_gensim_on_smollm2(cli, smollm2, smollm2_vectors, tmp_path):
     _, vectors = smollm2_vectors
     subset = _subset(GOOGLE, 60, tmp_path / "subset.txt")
@@ -98,6 +100,7 @@ def test_google_analogies_equal_gensim_on_smollm2(cli, smollm2, smollm2_vectors,
     assert _our_correct(result) == {k: v for k, v in _gensim_correct(sections[:-1]).items() if v}
 
 
+@pytest.mark.slow
 def test_cosmul_analogies_equal_gensim_cosmul_loop(cli, smollm2, smollm2_vectors, tmp_path):
     """gensim's evaluate_word_analogies is 3CosAdd only; its protocol with
     most_similar_cosmul in place of most_similar, written out here."""

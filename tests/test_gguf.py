@@ -134,6 +134,7 @@ def test_info_on_gguf_imports_nothing_heavy(gguf_path):
     assert imported_heavy_modules("info", str(gguf_path), "--format", "json") == []
 
 
+@pytest.mark.slow
 def test_token_rows_equal_the_dequantized_tensor(cli, gguf_path, gguf_table, cache_env):
     text = "The cat sat on the mat, naïvely"
     lookup = cli("tokens", gguf_path, text, "--vectors", "-f", "json", env=cache_env).json()
@@ -146,6 +147,7 @@ def test_token_rows_equal_the_dequantized_tensor(cli, gguf_path, gguf_table, cac
     assert "inside attention" in rotary["position_note"]
 
 
+@pytest.mark.slow
 def test_token_ids_equal_the_transformers_gguf_tokenizer(
     cli, gguf_path, fresh_cache_env, hf_tokenizer, tmp_path
 ):
@@ -461,6 +463,7 @@ def test_ollama_old_blob_names(cli, gguf_path, gguf_digest, tmp_path):
     assert run.json()["rows"] == 49152
 
 
+@pytest.mark.slow
 def test_tokenizer_files_beside_the_gguf_are_not_its_tokenizer(
     cli, gguf_path, minilm, hf_tokenizer, tmp_path
 ):

@@ -27,6 +27,8 @@ from hub_server import FakeHub
 from safetensors.numpy import save_file
 from test_imports import imported_heavy_modules
 
+pytestmark = pytest.mark.hub  # every test here talks to the loopback Hub (FakeHub)
+
 EXIT_MODEL, EXIT_NETWORK = 3, 5
 TOKEN_NAME = "embeddings.word_embeddings.weight"
 # The queries most tests ask, so that each local answer is computed once.
@@ -470,6 +472,7 @@ def test_network_down(cli, hub, env):
     assert cli("info", "test-org/minilm", "-f", "json", env=down).json() == answer
 
 
+@pytest.mark.slow
 def test_a_range_cut_short_is_never_used(cli, hub, env, hf_home, minilm, local_answer):
     start, stop = tensor_range(minilm / "model.safetensors", TOKEN_NAME)
     hub.break_at["model.safetensors"] = start + 5_000_000
@@ -485,6 +488,7 @@ def test_a_range_cut_short_is_never_used(cli, hub, env, hf_home, minilm, local_a
     assert cli(args[0], "test-org/minilm", *args[1:], env=env).json() == local
 
 
+@pytest.mark.slow
 def test_a_shard_cut_short_is_never_used(cli, hub, env, hf_home, smollm2, local_answer):
     shard = "model-00001-of-00004.safetensors"
     hub.break_at[shard] = 10_000_000

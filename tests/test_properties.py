@@ -30,6 +30,8 @@ from embinspect.sources.safetensors_header import read_header
 from embinspect.sources.tensor import DTYPE_BYTES
 from embinspect.tables.queries import MAX_QUERY_CHARS, QueryResolver, printable, shown
 
+pytestmark = pytest.mark.slow  # thousands of examples in all: `make test-fast` leaves them out
+
 EXAMPLES = {
     "header bytes": 3000,
     "header structure": 1500,

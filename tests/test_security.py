@@ -184,6 +184,7 @@ def fingerprint(*roots: Path) -> dict[str, tuple[int, str]]:
     return prints
 
 
+@pytest.mark.slow
 def test_no_command_writes_into_a_checkpoint(cli, minilm, smollm2, gpt2, tmp_path):
     hf_home = tmp_path / "hf"
     files = {n: minilm / n for n in ("config.json", "model.safetensors", "tokenizer.json")}

@@ -81,6 +81,7 @@ def test_gpt2_padding_rows_and_another_seed(cli, gpt2):
     check_figures(result, rows, 50257, pairs=3000, seed=7)
 
 
+@pytest.mark.slow
 def test_smollm2_gguf_duplicates_equal_numpy(cli):
     from gguf import GGUFReader
     from gguf.quants import dequantize
@@ -125,6 +126,7 @@ def test_odd_rows_are_counted_and_named(cli, minilm, tmp_path):
     assert json.loads(cli("stats", path, "-f", "json").stdout)["vocab_size"] is None
 
 
+@pytest.mark.slow
 def test_word_vectors_and_output_tables(cli, glove, smollm2):
     result = cli("stats", glove, "--pairs", "2000", "-f", "json").json()
     assert (result["rows"], result["vocab_size"], result["padding_rows"]) == (400000, 400000, 0)

@@ -70,6 +70,7 @@ def test_held_out_unused_tokens_rank_at_the_top(cli, minilm):
     assert all(t["reachable"] is False for t in held_out)  # "[unused5]" encodes as [ unused5 ]
 
 
+@pytest.mark.slow
 def test_smollm2_glitch_tokens_next_to_its_unused_code_tokens(cli, smollm2):
     """SmolLM2's code-repository special tokens (<file_sep> ... <empty_output>, ids 5-16)
     were never trained; the tokens nearest them are the classic glitch tokens, whose rows
@@ -91,6 +92,7 @@ def test_smollm2_glitch_tokens_next_to_its_unused_code_tokens(cli, smollm2):
     assert result["unreachable"] == everything.count(False)
 
 
+@pytest.mark.slow
 def test_reference_mistakes(cli, minilm, glove):
     run = cli("undertrained", minilm, "--reference", "notatoken", "-f", "json")
     assert_one_line_error(run, 4, "=notatoken: no vocabulary entry spelled exactly so")

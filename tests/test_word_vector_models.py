@@ -63,6 +63,7 @@ def test_info_on_glove(cli, glove):
     assert imported_heavy_modules("info", str(glove)) == []
 
 
+@pytest.mark.slow
 def test_neighbours_on_glove_equal_the_float64_reference(cli, glove, glove_rows):
     words, rows = glove_rows
     results = cli("neighbors", glove, "king", "paris", "#1234", "-k", "10", "-f", "json").json()
@@ -75,6 +76,7 @@ def test_neighbours_on_glove_equal_the_float64_reference(cli, glove, glove_rows)
     assert results[0]["tokens"] == ["king"] and results[0]["token_ids"] == [words.index("king")]
 
 
+@pytest.mark.slow
 def test_king_man_woman_is_queen_on_glove(cli, glove, glove_rows, glove_kv):
     words, rows = glove_rows
     (result,) = cli("analogy", glove, "king", "man", "woman", "-f", "json").json()
@@ -103,6 +105,7 @@ def google_subset(tmp_path, sections: set[str]):
     return path
 
 
+@pytest.mark.slow
 def test_google_analogies_equal_gensim_on_glove(cli, glove, glove_kv, tmp_path):
     """Four sections (3,210 questions, a semantic and a syntactic pair, one with skipped
     questions) against gensim question by question; `make bench` runs the whole set."""
@@ -125,6 +128,7 @@ def test_google_analogies_equal_gensim_on_glove(cli, glove, glove_kv, tmp_path):
     assert result["total"]["skipped"] > 0  # currency names some words GloVe lacks
 
 
+@pytest.mark.slow
 def test_word_pairs_equal_gensim_on_glove(cli, glove, glove_kv):
     result = cli("compare", glove, "--pairs", "wordsim353", "-f", "json").json()
     pearson, spearman, oov_ratio = glove_kv.evaluate_word_pairs(gensim_data("wordsim353.tsv"))
@@ -134,6 +138,7 @@ def test_word_pairs_equal_gensim_on_glove(cli, glove, glove_kv):
     assert result["oov_ratio"] == pytest.approx(oov_ratio, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_queries_are_words(cli, glove, glove_rows):
     words, rows = glove_rows
     run = cli("compare", glove, "new york", "#0", "=the", "-f", "json")
@@ -157,6 +162,7 @@ def test_queries_are_words(cli, glove, glove_rows):
     ]
 
 
+@pytest.mark.slow
 def test_tokens_on_word_vectors(cli, glove, glove_rows):
     words, rows = glove_rows
     lookup = cli("tokens", glove, "the cat sat", "--vectors", "--positions", "-f", "json").json()

@@ -405,6 +405,7 @@ print("numpy" in sys.modules)
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_glove_6b_50d_loads_exactly(glove):
     import pyarrow.parquet as pq
 
