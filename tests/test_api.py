@@ -208,6 +208,7 @@ def test_diff_matches_the_cli_and_finds_the_moved_rows(cli, minilm, mini, minilm
     assert as_json(mini.diff(moved, k=5).to_dict()) == as_json(result.to_dict())
 
 
+@pytest.mark.slow  # parses GloVe (400k words), as every GloVe CLI run does
 def test_glove_neighbors_analogy_and_vector(cli, glove, glove_model):
     queries = ["king", "paris", "#1234", "qwxzvq"]
     results = glove_model.neighbors(queries, k=5, no_space=True)
@@ -234,6 +235,7 @@ def test_glove_neighbors_analogy_and_vector(cli, glove, glove_model):
     assert "expected three queries" in batch[1].error and "qwxzvq" in batch[2].error
 
 
+@pytest.mark.slow  # parses GloVe (400k words), as every GloVe CLI run does
 def test_glove_suites_match_the_cli(cli, glove, glove_model, tmp_path):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text(

@@ -54,7 +54,7 @@ def test_batched_answers_equal_one_at_a_time(cli, minilm, ten_thousand):
 def test_memory_does_not_grow_with_the_number_of_queries(minilm):
     """Resident memory once the answers stream (after 3,000 queries, when the allocator
     has settled) and near the end of 10,000: equal within 6 MiB. Holding the 7,000 answers
-    in between (5 neighbours each) would take more than 10 MiB."""
+    in between (5 neighbors each) would take more than 10 MiB."""
     lines = query_lines(minilm, 10_000, seed=1)
     # A process: its resident memory is what is measured.
     env = {**os.environ, "COLUMNS": "120"}

@@ -13,7 +13,7 @@ pytestmark = [
 
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
-def test_cuda_neighbours_equal_cpu(cli, smollm2, metric):
+def test_cuda_neighbors_equal_cpu(cli, smollm2, metric):
     args = ["neighbors", smollm2, "Paris", "#1000", "-k", "10", "--metric", metric, "-f", "json"]
     cpu = cli(*args, "--device", "cpu").json()
     gpu = cli(*args, "--device", "cuda").json()

@@ -124,7 +124,7 @@ def zero_and_nan_rows(tmp_path_factory):
     return path, table.astype(np.float64)
 
 
-def test_zero_and_nan_rows_are_never_neighbours(cli, zero_and_nan_rows):
+def test_zero_and_nan_rows_are_never_neighbors(cli, zero_and_nan_rows):
     path, table = zero_and_nan_rows
     # k covers every row: the zero and NaN rows must neither appear nor stall the scan
     answer = cli("neighbors", path, "#3", "-k", "99", "-f", "json").json()[0]

@@ -162,7 +162,7 @@ def test_token_ids_equal_the_transformers_gguf_tokenizer(
         assert len(cached) == 1, attempt
 
 
-def test_neighbours_equal_the_float64_reference(cli, gguf_path, gguf_table, cache_env):
+def test_neighbors_equal_the_float64_reference(cli, gguf_path, gguf_table, cache_env):
     results = cli("neighbors", gguf_path, *QUERIES, "-k", "10", "-f", "json", env=cache_env).json()
     for result in results:
         (row,) = result["token_ids"]
@@ -171,8 +171,8 @@ def test_neighbours_equal_the_float64_reference(cli, gguf_path, gguf_table, cach
         assert [n["score"] for n in result["neighbors"]] == pytest.approx(scores, rel=1e-12)
 
 
-def test_neighbours_equal_those_of_the_safetensors_folder(cli, gguf_path, smollm2, cache_env):
-    """The folder holds the same rows rounded to bf16: the same neighbours, scores within
+def test_neighbors_equal_those_of_the_safetensors_folder(cli, gguf_path, smollm2, cache_env):
+    """The folder holds the same rows rounded to bf16: the same neighbors, scores within
     bf16's rounding."""
     from_gguf = cli("neighbors", gguf_path, *QUERIES, "-k", "10", "-f", "json", env=cache_env)
     from_folder = cli("neighbors", smollm2, *QUERIES, "-k", "10", "-f", "json")
@@ -231,7 +231,7 @@ def random_blocks(qtype: GGMLQuantizationType, rows: int, dim: int, seed: int) -
     "qtype",
     [GGMLQuantizationType[name] for name in ("Q4_0", "Q5_1", "Q4_K", "Q6_K", "IQ4_XS", "BF16")],
 )
-def test_neighbours_on_each_storage_type(cli, tmp_path, qtype):
+def test_neighbors_on_each_storage_type(cli, tmp_path, qtype):
     rows, dim = 512, 256
     data = random_blocks(qtype, rows, dim, seed=qtype.value)
     path = tmp_path / f"{qtype.name}.gguf"

@@ -41,15 +41,15 @@ def test_coordinates_equal_numpy_pca_and_the_png_is_real(cli, minilm, tmp_path):
     assert [p["label"] for p in queries] == list(WORDS)
     # Each query's 3 nearest rows (cosine), every row drawn once.
     drawn = {p["token_ids"][0] for p in queries}
-    expected_neighbours = []
+    expected_neighbors = []
     for p in queries:
         (row,) = p["token_ids"]
         for near in ranked(cosines(rows, rows[row]), 3, exclude={row})[0]:
             if near not in drawn:
                 drawn.add(near)
-                expected_neighbours.append((near, p["label"]))
-    neighbours = [(p["token_ids"][0], p["of"]) for p in points if p["kind"] == "neighbor"]
-    assert neighbours == expected_neighbours
+                expected_neighbors.append((near, p["label"]))
+    neighbors = [(p["token_ids"][0], p["of"]) for p in points if p["kind"] == "neighbor"]
+    assert neighbors == expected_neighbors
     ids = [p["token_ids"][0] for p in points]
     coordinates, shares = pca(rows[ids])
     got = np.array([[p["x"], p["y"]] for p in points])

@@ -64,7 +64,7 @@ def test_info_on_glove(cli, glove):
 
 
 @pytest.mark.slow
-def test_neighbours_on_glove_equal_the_float64_reference(cli, glove, glove_rows):
+def test_neighbors_on_glove_equal_the_float64_reference(cli, glove, glove_rows):
     words, rows = glove_rows
     results = cli("neighbors", glove, "king", "paris", "#1234", "-k", "10", "-f", "json").json()
     for result in results:
