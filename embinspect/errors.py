@@ -50,7 +50,25 @@ class Option:
         return self.name
 
 
-class EmbinspectError(Exception):
+class _Worded:
+    """A message in parts, text and ``Option``s: ``message`` and ``str()`` in the API's
+    words, ``worded(flag)`` in another face's."""
+
+    parts: tuple[str | Option, ...]
+
+    @property
+    def message(self) -> str:
+        return self.worded(str)
+
+    def worded(self, option: Callable[[Option], str]) -> str:
+        """The message, each ``Option`` spelled by ``option``."""
+        return "".join(part if isinstance(part, str) else option(part) for part in self.parts)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class EmbinspectError(_Worded, Exception):
     """A mistake the user can fix: ``message`` says what and how; ``exit_code`` is documented.
 
     The message is given in parts, text and ``Option``s, so that each face can name the
@@ -63,17 +81,6 @@ class EmbinspectError(Exception):
     def __init__(self, *parts: str | Option) -> None:
         self.parts = parts
         super().__init__(self.message)
-
-    @property
-    def message(self) -> str:
-        return self.worded(str)
-
-    def worded(self, option: Callable[[Option], str]) -> str:
-        """The message, each ``Option`` spelled by ``option``."""
-        return "".join(part if isinstance(part, str) else option(part) for part in self.parts)
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class UsageError(EmbinspectError):
@@ -100,7 +107,7 @@ class NetworkError(EmbinspectError):
     exit_code = EXIT_NETWORK
 
 
-class EmbinspectWarning(UserWarning):
+class EmbinspectWarning(_Worded, UserWarning):
     """A note about what was read or left out (a tied output head, a -k larger than the
     table): ``kind`` is "note" or "warning" (something is missing or broken); the message
     comes in parts, as ``EmbinspectError``'s does, and ``str()`` words it for the API."""
@@ -109,16 +116,6 @@ class EmbinspectWarning(UserWarning):
         self.parts = parts
         self.kind = kind
         super().__init__(self.message)
-
-    @property
-    def message(self) -> str:
-        return self.worded(str)
-
-    def worded(self, option: Callable[[Option], str]) -> str:
-        return "".join(part if isinstance(part, str) else option(part) for part in self.parts)
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def note(*parts: str | Option, kind: str = "note") -> None:
