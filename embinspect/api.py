@@ -137,9 +137,8 @@ class Model:
         )
         self._checkpoint = open_checkpoint(self.source, revision, tensor, hub=self._hub)
         self._info_checkpoint: Checkpoint | None = None
-        self._vocabulary_loaded = False
-        self._vocabulary_value: Vocabulary | None = None
-        self._vocabulary_error: UsageError | None = None
+        # The tokenizer, or why there is none: loaded on first need, once.
+        self._vocabulary_memo: Vocabulary | UsageError | None = None
         self._searchers: dict[tuple[Any, ...], Searcher] = {}
 
     def __repr__(self) -> str:
@@ -569,24 +568,26 @@ class Model:
 
     def _vocabulary_or_none(self) -> Vocabulary | None:
         """The tokenizer, or None when the checkpoint has none (rows are then #ids)."""
+        memo = self._loaded_vocabulary()
+        return None if isinstance(memo, UsageError) else memo
+
+    def _vocabulary(self) -> Vocabulary:
+        memo = self._loaded_vocabulary()
+        if isinstance(memo, UsageError):
+            raise UsageError(*memo.parts)
+        return memo
+
+    def _loaded_vocabulary(self) -> Vocabulary | UsageError:
         from embinspect.model.tokenizer import load_vocabulary
 
-        if not self._vocabulary_loaded:
+        if self._vocabulary_memo is None:
             try:
-                self._vocabulary_value = load_vocabulary(
+                self._vocabulary_memo = load_vocabulary(
                     self._checkpoint.files, self._tokenizer, offline=self._hub.offline
                 )
             except UsageError as err:
-                self._vocabulary_error = err
-            self._vocabulary_loaded = True
-        return self._vocabulary_value
-
-    def _vocabulary(self) -> Vocabulary:
-        vocabulary = self._vocabulary_or_none()
-        if vocabulary is None:
-            assert self._vocabulary_error is not None
-            raise UsageError(*self._vocabulary_error.parts)
-        return vocabulary
+                self._vocabulary_memo = err
+        return self._vocabulary_memo
 
     def _table(self, table: str) -> EmbeddingTable:
         from embinspect.tables.table import EmbeddingTable

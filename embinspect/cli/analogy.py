@@ -82,6 +82,8 @@ def analogy(
 ) -> None:
     """A - B + C: the rows nearest to it, with A, B and C left out of the results; or a
     whole analogy suite (--file)."""
+    from embinspect.analyses.analogy import analogies
+
     if file is not None:
         if queries:
             raise UsageError("give A B C or --file FILE, not both")
@@ -100,8 +102,6 @@ def analogy(
         leading_space=not no_space, pool=pool.value, batch_size=batch_size, restrict=restrict,
     )  # fmt: skip
     k = searcher.limit_k(k)
-    from embinspect.analyses.analogy import analogies
-
     failed = output.stream(analogies(searcher, questions, k, method.value), ANALOGY_RESULT_VIEW)
     searcher.note_left_out()
     if failed:

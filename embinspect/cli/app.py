@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -81,16 +82,17 @@ for _command in (
     app.command()(_command)
 
 
-_show_other_warning = warnings.showwarning
+def _notes_on_stderr(show_other: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints the library's notes as ``embinspect: note:
+    ...`` lines and leaves other warnings to ``show_other`` (the one in place before)."""
 
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        if isinstance(message, EmbinspectWarning):
+            report_note(f"{message.kind}: {message.worded(flag)}")
+        else:
+            show_other(message, category, filename, lineno, file, line)
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    """The library's notes as ``embinspect: note: ...`` lines; other warnings as Python
-    shows them."""
-    if isinstance(message, EmbinspectWarning):
-        report_note(f"{message.kind}: {message.worded(flag)}")
-    else:
-        _show_other_warning(message, category, filename, lineno, file, line)
+    return show
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         with warnings.catch_warnings():
             # The library's notes, each once, as one line on stderr.
             warnings.simplefilter("always", EmbinspectWarning)
-            warnings.showwarning = _show_warning
+            warnings.showwarning = _notes_on_stderr(warnings.showwarning)
             # Not standalone: Click would print a usage error as several lines; we print one.
             code = app(args=args, prog_name="embinspect", standalone_mode=False)
     except NoArgsIsHelpError as err:

@@ -72,6 +72,8 @@ def compare(
 ) -> None:
     """Pairwise cosine similarity (or dot, or L2 distance) of two or more queries, or a
     word-pair suite scored against human judgement (--pairs)."""
+    from embinspect.analyses.compare import compare as pairwise_scores
+
     if pairs is not None:
         if queries:
             raise UsageError("give queries or --pairs FILE, not both")
@@ -92,8 +94,6 @@ def compare(
         table=table.value, device="cpu", center=center, leading_space=not no_space,
         pool=pool.value,
     )  # fmt: skip
-    from embinspect.analyses.compare import compare as pairwise_scores
-
     result = pairwise_scores(searcher, items, metric.value)
     for failure in result.errors:
         report_error(failure["error"])

@@ -59,14 +59,14 @@ def neighbors(
     output: Output,
 ) -> None:
     """The k nearest rows to each QUERY (cosine by default), exact, the query's tokens left out."""
+    from embinspect.analyses.neighbors import neighbors as nearest
+
     searcher = source.searcher(
         model,
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         keep_query=keep_query, leading_space=not no_space, pool=pool.value, batch_size=batch_size,
     )  # fmt: skip
     k = searcher.limit_k(k)
-    from embinspect.analyses.neighbors import neighbors as nearest
-
     results = nearest(searcher, read_queries(queries), k, metric.value)
     failed = output.stream(results, VIEW)
     searcher.note_left_out()
