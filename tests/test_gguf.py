@@ -4,16 +4,25 @@ GGUF tokenizer, and the safetensors folder the fixtures build from the same file
 
 from __future__ import annotations
 
+import hashlib
 import json
+import signal
 import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import checkpoints
 import numpy as np
 import pytest
+from conftest import _cli_env
 from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
 from gguf.constants import GGML_QUANT_SIZES, LlamaFileType
 from gguf.quants import dequantize
 from reference import cos_add, cosines, ranked
+from test_environment import WITH_CTRL_C
 from test_errors import EXIT_MODEL, assert_one_line_error
 from test_imports import imported_heavy_modules
 
@@ -586,8 +595,6 @@ def content_swapped(entry):
 
 
 def another_sources_entry(entry):
-    import hashlib
-
     record = json.loads(entry.read_text())
     record["content"] = another_vocabulary()
     record["sha256"] = hashlib.sha256(record["content"].encode()).hexdigest()  # consistent
@@ -627,9 +634,6 @@ def test_a_gguf_tokenizer_cache_that_does_not_match_its_record_is_rebuilt(
 
 
 def test_the_gguf_tokenizer_cache_records_what_it_was_derived_from(cli, tiny_gguf, tmp_path):
-    import hashlib
-
-    from gguf import GGUFReader
     from transformers import __version__ as transformers_version
 
     cache = tmp_path / "cache"
@@ -652,3 +656,70 @@ def test_the_gguf_tokenizer_cache_records_what_it_was_derived_from(cli, tiny_ggu
     }  # fmt: skip
     assert record["sha256"] == hashlib.sha256(record["content"].encode()).hexdigest()
     assert json.loads(record["content"])["model"]["vocab"]["Ġking"] == TINY_TOKENS.index("Ġking")
+
+
+def interrupt_the_conversion(monkeypatch, temporary):
+    from transformers import AutoTokenizer
+
+    def interrupted(*args, **kwargs):
+        assert [p.name.startswith("embinspect-gguf-") for p in temporary.iterdir()] == [True]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", staticmethod(interrupted))
+
+
+def interrupt_the_cache_write(monkeypatch, temporary):
+    """Ctrl-C once the entry is written under its temporary name, before the rename."""
+    import embinspect.sources.files
+
+    def interrupted(source, target):
+        assert Path(source).name.endswith(".incomplete") and Path(source).stat().st_size > 0
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(embinspect.sources.files.os, "replace", interrupted)
+
+
+@pytest.mark.parametrize(
+    "interrupt",
+    [interrupt_the_conversion, interrupt_the_cache_write],
+    ids=["during-the-conversion", "during-the-cache-write"],
+)
+def test_an_interrupted_gguf_tokenizer_build_leaves_nothing_behind(
+    cli, tiny_gguf, tmp_path, monkeypatch, interrupt
+):
+    temporary, cache = tmp_path / "tmp", tmp_path / "cache"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    env = {"EMBINSPECT_CACHE": str(cache)}
+    interrupt(monkeypatch, temporary)
+    assert cli("tokens", tiny_gguf, "king", env=env).returncode == 130
+    assert list(temporary.iterdir()) == []
+    assert [p for p in cache.rglob("*") if not p.is_dir()] == []
+    monkeypatch.undo()  # the next run is not interrupted, and needs no cleaning up first
+    ids = [
+        t["token_id"]
+        for t in cli("tokens", tiny_gguf, "king", "-f", "json", env=env).json()["tokens"]
+    ]
+    assert ids == [TINY_TOKENS.index("king")]
+    assert len(cache_entries(cache)) == 1
+
+
+@pytest.mark.slow  # a process converting SmolLM2's 49,152-token vocabulary (seconds)
+def test_ctrl_c_during_a_gguf_tokenizer_build_leaves_nothing_behind(gguf_path, tmp_path):
+    temporary, cache = tmp_path / "tmp", tmp_path / "cache"
+    temporary.mkdir()
+    env = _cli_env({"EMBINSPECT_CACHE": str(cache), "TMPDIR": str(temporary)})
+    process = subprocess.Popen(  # Ctrl-C raises KeyboardInterrupt even under `pytest &`
+        [sys.executable, "-c", WITH_CTRL_C, "tokens", gguf_path, "king"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(temporary.glob("embinspect-gguf-*")):  # the build has begun
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert list(temporary.iterdir()) == []
+    assert [p for p in cache.rglob("*") if not p.is_dir()] == []
