@@ -712,3 +712,28 @@ def test_undertrained_with_a_tokenizer_panicking_on_a_token(cli, tmp_path):
     reachable = {t["token"]: t["reachable"] for t in result["tokens"]}
     assert reachable == {"cat": True, "dog": True, RUN_OF_A: None, "fish": True}
     assert result["unreachable"] == 0
+
+
+def test_a_tokenizer_panic_through_the_api_from_many_threads(minilm, tmp_path):
+    """The API raises QueryError for the text the tokenizer panics on; threads tokenizing
+    at once leave file descriptor 2 where it was (it is hidden while tokenizers runs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import embinspect
+
+    model = embinspect.load(minilm, tokenizer=str(panicking_on_runs_of_a(minilm, tmp_path)))
+    with pytest.raises(embinspect.QueryError, match="the tokenizer failed on it"):
+        model.tokens(RUN_OF_A)
+    before = os.fstat(2)
+
+    def tokenize(i: int) -> str:
+        try:
+            return model.tokens("queen" if i % 2 else RUN_OF_A).tokens[0].token
+        except embinspect.QueryError:
+            return "failed"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(tokenize, range(16)))
+    assert answers == ["failed", "queen"] * 8
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -177,6 +178,59 @@ def _quoted(text: str, limit: int = 60) -> str:
     return quoted if len(text) <= limit else quoted + f"... ({len(text):,} characters)"
 
 
+class _HiddenStderr:
+    """File descriptor 2 pointed at the null device while any thread is inside a
+    ``hidden()`` block, and back where it was when the last one leaves: threads tokenizing
+    at once cannot leave it hidden, whatever order they leave in."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0  # blocks inside, in all threads
+        self.saved: int | None = None  # a duplicate of the real fd 2 while it is hidden
+
+    @contextmanager
+    def hidden(self) -> Iterator[None]:
+        entered = self._enter()
+        try:
+            yield
+        finally:
+            if entered:
+                self._leave()
+
+    def _enter(self) -> bool:
+        with self.lock:
+            if self.depth == 0:
+                try:
+                    if sys.stderr is not None:
+                        sys.stderr.flush()  # what Python holds goes out first, and is seen
+                    saved = os.dup(2)
+                except (OSError, ValueError):  # no fd 2, a closed sys.stderr: leave them
+                    return False
+                try:
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    try:
+                        os.dup2(null, 2)
+                    finally:
+                        os.close(null)
+                except OSError:
+                    os.close(saved)
+                    return False
+                self.saved = saved
+            self.depth += 1
+            return True
+
+    def _leave(self) -> None:
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0 and self.saved is not None:
+                os.dup2(self.saved, 2)
+                os.close(self.saved)
+                self.saved = None
+
+
+_STDERR = _HiddenStderr()
+
+
 @contextmanager
 def _rust_panics_unprinted() -> Iterator[None]:
     """While ``tokenizers`` runs, file descriptor 2 points at the null device.
@@ -185,29 +239,15 @@ def _rust_panics_unprinted() -> Iterator[None]:
     '<unnamed>' panicked at ...", and a whole backtrace when RUST_BACKTRACE is set) before
     PyO3 raises it in Python, where embinspect reports it in one line of its own. No hook
     can be set from Python, and RUST_BACKTRACE=0 still prints the message, so the bytes are
-    sent nowhere. Only the tokenizers library runs meanwhile (no Python code writes to
-    stderr); a process with no fd 2 is left as it is.
+    sent nowhere. Only the tokenizers library runs meanwhile (no Python code of this thread
+    writes to stderr); a process with no fd 2 is left as it is. With EMBINSPECT_DEBUG set,
+    Rust's report is printed.
     """
     if os.environ.get("EMBINSPECT_DEBUG", "") not in {"", "0"}:
-        yield  # debugging: Rust's own report, backtrace included, is wanted
-        return
-    try:
-        if sys.stderr is not None:
-            sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no fd 2, or a closed sys.stderr: nothing to keep clean
         yield
         return
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, 2)
-        finally:
-            os.close(null)
+    with _STDERR.hidden():
         yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 class Vocabulary:
