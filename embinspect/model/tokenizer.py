@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -201,10 +200,8 @@ class _HiddenStderr:
         with self.lock:
             if self.depth == 0:
                 try:
-                    if sys.stderr is not None:
-                        sys.stderr.flush()  # what Python holds goes out first, and is seen
                     saved = os.dup(2)
-                except (OSError, ValueError):  # no fd 2, a closed sys.stderr: leave them
+                except OSError:  # no fd 2: nothing to keep clean
                     return False
                 try:
                     null = os.open(os.devnull, os.O_WRONLY)
