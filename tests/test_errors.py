@@ -580,3 +580,162 @@ def test_a_one_megabyte_line_and_invalid_utf8(minilm):
     assert [r["query"] for r in records] == [
         "king", "a" * (1 << 20), "\\xff\\xfe caf\\xe9", "queen", "naïve",
     ]  # fmt: skip
+
+
+# --- a hostile tokenizer ------------------------------------------------------------------
+
+# Catastrophic backtracking: Oniguruma gives up on a long run of "a" (its retry limit), and
+# tokenizers panics ("retry-limit-in-match over"); other text never matches and is fine.
+BACKTRACKING = {"type": "Split", "pattern": {"Regex": "(a+)+b"}, "behavior": "Isolated"}
+RUN_OF_A = "a" * 40
+TOKENIZER_FAILS = "the tokenizer failed on it"
+
+
+def minilm_tokenizer_with(minilm, tmp_path, **changes) -> Path:
+    """MiniLM's own tokenizer.json with ``changes`` to its top-level fields, in tmp_path."""
+    spec = json.loads((minilm / "tokenizer.json").read_text())
+    spec.update(changes)
+    path = tmp_path / "hostile-tokenizer.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def panicking_on_runs_of_a(minilm, tmp_path) -> Path:
+    """MiniLM's tokenizer, its BERT pre-tokenizer preceded by the backtracking Split: the
+    same ids as MiniLM's for any text but a long run of "a", on which it panics."""
+    sequence = [{**BACKTRACKING, "invert": False}, {"type": "BertPreTokenizer"}]
+    pre_tokenizer = {"type": "Sequence", "pretokenizers": sequence}
+    return minilm_tokenizer_with(minilm, tmp_path, pre_tokenizer=pre_tokenizer)
+
+
+def erring_on_unknown_words(minilm, tmp_path) -> Path:
+    """A word-level tokenizer of two words, at MiniLM's ids, whose unknown token is missing:
+    tokenizers raises an Exception for any other word."""
+    model = {"type": "WordLevel", "vocab": {"king": 2332, "queen": 3035}, "unk_token": "[UNK]"}
+    return minilm_tokenizer_with(
+        minilm,
+        tmp_path,
+        model=model,
+        normalizer=None,
+        pre_tokenizer={"type": "WhitespaceSplit"},
+        post_processor=None,
+        decoder=None,
+        added_tokens=[],
+    )
+
+
+@pytest.mark.parametrize(
+    ("hostile", "bad", "reason"),
+    [
+        (panicking_on_runs_of_a, RUN_OF_A, "Onig: Regex search error: retry-limit-in-match over"),
+        (
+            erring_on_unknown_words,
+            "prince",
+            "WordLevel error: Missing [UNK] token from the vocabulary",
+        ),
+    ],
+    ids=["panic-in-pre-tokenizer-regex", "error-on-unknown-word"],
+)
+def test_a_tokenizer_failing_on_one_stdin_line_fails_that_line(
+    minilm, tmp_path, hostile, bad, reason
+):
+    tokenizer = hostile(minilm, tmp_path)
+    lines = f"king\n{bad}\nqueen\n".encode()
+    args = ["neighbors", minilm, "-", "-k", "3", "-f", "jsonl", "--tokenizer", tokenizer]
+    run = stdin_run(args, lines)
+    assert run.returncode == 4, run.stderr
+    message = f"{bad!r}: {TOKENIZER_FAILS} ({reason})"
+    assert run.stderr.splitlines() == [f"embinspect: error: {message}"]
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert records[1] == {"query": bad, "error": message}
+    # The other lines are answered as they are without the failing one.
+    assert [records[0], records[2]] == stdin_run(args, b"king\nqueen\n").jsonl()
+
+
+def test_a_tokenizer_panicking_on_the_text_of_tokens(cli, minilm, tmp_path):
+    tokenizer = panicking_on_runs_of_a(minilm, tmp_path)
+    run = cli("tokens", minilm, f"the {RUN_OF_A}", "--tokenizer", tokenizer)
+    assert_one_line_error(run, 4, f"'the {RUN_OF_A}': {TOKENIZER_FAILS}", "retry-limit")
+    assert "PanicException" not in run.stderr
+    # Text it can tokenize is answered, as MiniLM's own tokenizer answers it.
+    answered = cli("tokens", minilm, "the king", "--tokenizer", tokenizer, "-f", "json").json()
+    assert answered["tokens"] == cli("tokens", minilm, "the king", "-f", "json").json()["tokens"]
+    assert [t["token_id"] for t in answered["tokens"]] == [1996, 2332]
+
+
+def test_a_tokenizer_panicking_while_loading(cli, minilm, tmp_path):
+    """A Precompiled normalizer whose character map is one byte: tokenizers panics while
+    parsing the file."""
+    charsmap = {"type": "Precompiled", "precompiled_charsmap": "AQ=="}  # base64 of b"\x01"
+    tokenizer = minilm_tokenizer_with(minilm, tmp_path, normalizer=charsmap)
+    for command in (["neighbors", minilm, "king"], ["tokens", minilm, "king"]):
+        run = cli(*command, "--tokenizer", tokenizer)
+        assert_one_line_error(
+            run, EXIT_MODEL, f"{tokenizer}: cannot load tokenizer (Precompiled: ", "charsmap"
+        )
+        assert "PanicException" not in run.stderr
+
+
+def test_a_tokenizer_panic_prints_one_line_and_no_rust_report(cli_process, minilm, tmp_path):
+    """In a process of its own: Rust prints its panic report on file descriptor 2."""
+    tokenizer = panicking_on_runs_of_a(minilm, tmp_path)
+    run = cli_process(
+        "neighbors", minilm, "-", "-k", "1", "-f", "jsonl", "--tokenizer", tokenizer,
+        input=f"king\n{RUN_OF_A}\nqueen\n",
+        env={"RUST_BACKTRACE": "1"},  # Rust's report would be a whole backtrace
+    )  # fmt: skip
+    assert run.returncode == 4, run.stderr
+    assert run.stderr.splitlines() == [
+        f"embinspect: error: {RUN_OF_A!r}: {TOKENIZER_FAILS} "
+        "(Onig: Regex search error: retry-limit-in-match over)"
+    ]
+    assert [r["query"] for r in map(json.loads, run.stdout.splitlines())] == [
+        "king", RUN_OF_A, "queen",
+    ]  # fmt: skip
+
+
+def test_undertrained_with_a_tokenizer_panicking_on_a_token(cli, tmp_path):
+    """Whether each token's text encodes back to it: unknown (null) for the token the
+    tokenizer panics on, known for the others; the command answers."""
+    table = torch.randn(6, 8, generator=torch.Generator().manual_seed(3))
+    save_file({"wte.weight": table}, str(tmp_path / "tiny.safetensors"))
+    words = ["[unused0]", "[unused1]", "cat", "dog", RUN_OF_A, "fish"]
+    spec = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+        "normalizer": None, "pre_tokenizer": {**BACKTRACKING, "invert": False},
+        "post_processor": None, "decoder": None,
+        "model": {"type": "WordLevel", "vocab": {w: i for i, w in enumerate(words)},
+                  "unk_token": "[unused0]"},
+    }  # fmt: skip
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    run = cli("undertrained", tmp_path / "tiny.safetensors", "--tokenizer",
+              tmp_path / "tokenizer.json", "-k", "4", "-f", "json")  # fmt: skip
+    result = run.json()
+    reachable = {t["token"]: t["reachable"] for t in result["tokens"]}
+    assert reachable == {"cat": True, "dog": True, RUN_OF_A: None, "fish": True}
+    assert result["unreachable"] == 0
+
+
+def test_a_tokenizer_panic_through_the_api_from_many_threads(minilm, tmp_path):
+    """The API raises QueryError for the text the tokenizer panics on; threads tokenizing
+    at once leave file descriptor 2 where it was (it is hidden while tokenizers runs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import embinspect
+
+    model = embinspect.load(minilm, tokenizer=str(panicking_on_runs_of_a(minilm, tmp_path)))
+    with pytest.raises(embinspect.QueryError, match="the tokenizer failed on it"):
+        model.tokens(RUN_OF_A)
+    before = os.fstat(2)
+
+    def tokenize(i: int) -> str:
+        try:
+            return model.tokens("queen" if i % 2 else RUN_OF_A).tokens[0].token
+        except embinspect.QueryError:
+            return "failed"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(tokenize, range(16)))
+    assert answers == ["failed", "queen"] * 8
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

@@ -4,16 +4,25 @@ GGUF tokenizer, and the safetensors folder the fixtures build from the same file
 
 from __future__ import annotations
 
+import hashlib
 import json
+import signal
 import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import checkpoints
 import numpy as np
 import pytest
+from conftest import _cli_env
 from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
 from gguf.constants import GGML_QUANT_SIZES, LlamaFileType
 from gguf.quants import dequantize
 from reference import cos_add, cosines, ranked
+from test_environment import WITH_CTRL_C
 from test_errors import EXIT_MODEL, assert_one_line_error
 from test_imports import imported_heavy_modules
 
@@ -522,3 +531,195 @@ def test_deeply_nested_metadata(cli, gguf_path, tmp_path):
     path = tmp_path / "nested.gguf"
     path.write_bytes(magic_and_version + counts + entry)
     assert_one_line_error(cli("info", path), EXIT_MODEL, "'x.nested' (arrays nested too deep)")
+
+
+# --- the GGUF tokenizer cache: verified before use, never left half-built ----------------
+
+# A byte-level BPE vocabulary small enough to convert in milliseconds.
+TINY_TOKENS = ["<unk>", "<s>", "</s>", "k", "i", "n", "g", "q", "u", "e", "Ġ", "in", "ing",
+               "king", "Ġking", "qu", "que", "en", "queen", "Ġqueen"]  # fmt: skip
+TINY_MERGES = ["i n", "in g", "k ing", "Ġ king", "q u", "qu e", "e n", "que en", "Ġ queen"]
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path):
+    """A small F32 GGUF whose metadata holds a GPT-2-style tokenizer of 20 tokens."""
+    writer = GGUFWriter(tmp_path / "tiny.gguf", "llama")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(TINY_TOKENS)
+    writer.add_token_types([1] * len(TINY_TOKENS))
+    writer.add_token_merges(TINY_MERGES)
+    rows = np.random.default_rng(0).standard_normal((len(TINY_TOKENS), 16))
+    writer.add_tensor(TOKEN_TABLE, rows.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return tmp_path / "tiny.gguf"
+
+
+def tiny_answers(cli, gguf, env) -> tuple[list[int], list[dict], str]:
+    """(ids of "king queen", neighbors of king and queen, both runs' stderr) from one GGUF."""
+    tokens = cli("tokens", gguf, "king queen", "-f", "json", env=env)
+    ids = [t["token_id"] for t in tokens.json()["tokens"]]
+    neighbors = cli("neighbors", gguf, "king", "queen", "-k", "3", "-f", "json", env=env)
+    return ids, neighbors.json(), tokens.stderr + neighbors.stderr
+
+
+def cache_entries(cache) -> list:
+    return (
+        sorted((cache / "gguf-tokenizers").iterdir())
+        if (cache / "gguf-tokenizers").exists()
+        else []
+    )
+
+
+def another_vocabulary() -> str:
+    """A valid tokenizer.json that reads "king" and "queen" as other ids (3 and 7)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel({"<unk>": 0, "king": 3, "queen": 7}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return tokenizer.to_str()
+
+
+def tampered_vocabulary(entry):
+    entry.write_text(another_vocabulary())  # a bare tokenizer.json under the entry's name
+
+
+def content_swapped(entry):
+    record = json.loads(entry.read_text())
+    record["content"] = another_vocabulary()  # the recorded digest left as it was
+    entry.write_text(json.dumps(record))
+
+
+def another_sources_entry(entry):
+    record = json.loads(entry.read_text())
+    record["content"] = another_vocabulary()
+    record["sha256"] = hashlib.sha256(record["content"].encode()).hexdigest()  # consistent
+    record["source"]["gguf_metadata_sha256"] = "0" * 64  # ... but derived from another file
+    entry.write_text(json.dumps(record))
+
+
+def truncated(entry):
+    entry.write_bytes(entry.read_bytes()[:1000])
+
+
+def emptied(entry):
+    entry.write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [tampered_vocabulary, content_swapped, another_sources_entry, truncated, emptied],
+    ids=["tampered-vocabulary", "content-swapped", "another-sources-entry", "truncated", "empty"],
+)
+def test_a_gguf_tokenizer_cache_that_does_not_match_its_record_is_rebuilt(
+    cli, tiny_gguf, tmp_path, tamper
+):
+    cache = tmp_path / "cache"
+    env = {"EMBINSPECT_CACHE": str(cache)}
+    ids, neighbors, stderr = tiny_answers(cli, tiny_gguf, env)
+    assert ids == [TINY_TOKENS.index("king"), TINY_TOKENS.index("Ġqueen")]
+    assert stderr == ""
+    [entry] = cache_entries(cache)
+    tamper(entry)
+    rebuilt = tiny_answers(cli, tiny_gguf, env)
+    assert rebuilt[:2] == (ids, neighbors)  # the answers of a fresh build
+    note = f"cached tokenizer of {tiny_gguf} ({entry}) does not match its record; building it again"
+    assert rebuilt[2].splitlines() == [f"embinspect: note: {note}"]
+    assert cache_entries(cache) == [entry]
+    assert tiny_answers(cli, tiny_gguf, env) == (ids, neighbors, "")  # kept again, and trusted
+
+
+def test_the_gguf_tokenizer_cache_records_what_it_was_derived_from(cli, tiny_gguf, tmp_path):
+    from transformers import __version__ as transformers_version
+
+    cache = tmp_path / "cache"
+    cli("tokens", tiny_gguf, "king", env={"EMBINSPECT_CACHE": str(cache)})
+    [entry] = cache_entries(cache)
+    record = json.loads(entry.read_text())
+    # The metadata: the header up to the end of its last key-value field, as gguf reads it.
+    fields = GGUFReader(tiny_gguf).fields.values()
+    metadata_end = max(f.offset + sum(part.nbytes for part in f.parts) for f in fields)
+    metadata = tiny_gguf.read_bytes()[:metadata_end]
+    assert record["source"]["gguf_metadata_sha256"] == hashlib.sha256(metadata).hexdigest()
+    assert record["source"]["transformers"] == transformers_version
+    assert entry.name == (
+        f"{record['source']['gguf_metadata_sha256']}-transformers-{transformers_version}"
+        ".tokenizer.json"
+    )
+    stat = tiny_gguf.stat()
+    assert record["provenance"] == {
+        "path": str(tiny_gguf), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+    }  # fmt: skip
+    assert record["sha256"] == hashlib.sha256(record["content"].encode()).hexdigest()
+    assert json.loads(record["content"])["model"]["vocab"]["Ġking"] == TINY_TOKENS.index("Ġking")
+
+
+def interrupt_the_conversion(monkeypatch, temporary):
+    from transformers import AutoTokenizer
+
+    def interrupted(*args, **kwargs):
+        assert [p.name.startswith("embinspect-gguf-") for p in temporary.iterdir()] == [True]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", staticmethod(interrupted))
+
+
+def interrupt_the_cache_write(monkeypatch, temporary):
+    """Ctrl-C once the entry is written under its temporary name, before the rename."""
+    import embinspect.sources.files
+
+    def interrupted(source, target):
+        assert Path(source).name.endswith(".incomplete") and Path(source).stat().st_size > 0
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(embinspect.sources.files.os, "replace", interrupted)
+
+
+@pytest.mark.parametrize(
+    "interrupt",
+    [interrupt_the_conversion, interrupt_the_cache_write],
+    ids=["during-the-conversion", "during-the-cache-write"],
+)
+def test_an_interrupted_gguf_tokenizer_build_leaves_nothing_behind(
+    cli, tiny_gguf, tmp_path, monkeypatch, interrupt
+):
+    temporary, cache = tmp_path / "tmp", tmp_path / "cache"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    env = {"EMBINSPECT_CACHE": str(cache)}
+    interrupt(monkeypatch, temporary)
+    assert cli("tokens", tiny_gguf, "king", env=env).returncode == 130
+    assert list(temporary.iterdir()) == []
+    assert [p for p in cache.rglob("*") if not p.is_dir()] == []
+    monkeypatch.undo()  # the next run is not interrupted, and needs no cleaning up first
+    ids = [
+        t["token_id"]
+        for t in cli("tokens", tiny_gguf, "king", "-f", "json", env=env).json()["tokens"]
+    ]
+    assert ids == [TINY_TOKENS.index("king")]
+    assert len(cache_entries(cache)) == 1
+
+
+@pytest.mark.slow  # a process converting SmolLM2's 49,152-token vocabulary (seconds)
+def test_ctrl_c_during_a_gguf_tokenizer_build_leaves_nothing_behind(gguf_path, tmp_path):
+    temporary, cache = tmp_path / "tmp", tmp_path / "cache"
+    temporary.mkdir()
+    env = _cli_env({"EMBINSPECT_CACHE": str(cache), "TMPDIR": str(temporary)})
+    process = subprocess.Popen(  # Ctrl-C raises KeyboardInterrupt even under `pytest &`
+        [sys.executable, "-c", WITH_CTRL_C, "tokens", gguf_path, "king"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(temporary.glob("embinspect-gguf-*")):  # the build has begun
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert list(temporary.iterdir()) == []
+    assert [p for p in cache.rglob("*") if not p.is_dir()] == []

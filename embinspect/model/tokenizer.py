@@ -10,12 +10,16 @@ neither ``tokenizers`` nor ``transformers``. ``load_vocabulary`` prefers the fas
 from __future__ import annotations
 
 import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import ModelError, Option, QueryError, UsageError, reading
-from embinspect.sources.cache import cached_file, keep
+from embinspect.sources.cache import cached_file, keep_derived, read_derived
 from embinspect.sources.files import load_json
 from embinspect.sources.locate import CheckpointFiles
 
@@ -153,6 +157,96 @@ def _added_token_ids(files: CheckpointFiles) -> set[int]:
     return ids
 
 
+def _tokenizer_failed(err: BaseException) -> bool:
+    """Whether ``err`` is the tokenizer library failing on its input: an Exception, or a
+    Rust panic (a hostile regex, a malformed normalizer), which PyO3 raises as
+    ``pyo3_runtime.PanicException``: a BaseException, so ``except Exception`` misses it, of
+    a module no one can import. KeyboardInterrupt and SystemExit are not failures."""
+    return isinstance(err, Exception) or type(err).__name__ == "PanicException"
+
+
+def _reason(err: BaseException) -> str:
+    """The library's own words for a failure, on one line and cut short."""
+    words = " ".join(str(err).split()) or type(err).__name__
+    return words if len(words) <= 200 else words[:200] + "..."
+
+
+def _quoted(text: str, limit: int = 60) -> str:
+    """The text a query names, quoted on one line, cut when long."""
+    quoted = repr(text[:limit])
+    return quoted if len(text) <= limit else quoted + f"... ({len(text):,} characters)"
+
+
+class _HiddenStderr:
+    """File descriptor 2 pointed at the null device while any thread is inside a
+    ``hidden()`` block, and back where it was when the last one leaves: threads tokenizing
+    at once cannot leave it hidden, whatever order they leave in."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0  # blocks inside, in all threads
+        self.saved: int | None = None  # a duplicate of the real fd 2 while it is hidden
+
+    @contextmanager
+    def hidden(self) -> Iterator[None]:
+        entered = self._enter()
+        try:
+            yield
+        finally:
+            if entered:
+                self._leave()
+
+    def _enter(self) -> bool:
+        with self.lock:
+            if self.depth == 0:
+                try:
+                    saved = os.dup(2)
+                except OSError:  # no fd 2: nothing to keep clean
+                    return False
+                try:
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    try:
+                        os.dup2(null, 2)
+                    finally:
+                        os.close(null)
+                except OSError:
+                    os.close(saved)
+                    return False
+                self.saved = saved
+            self.depth += 1
+            return True
+
+    def _leave(self) -> None:
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0 and self.saved is not None:
+                os.dup2(self.saved, 2)
+                os.close(self.saved)
+                self.saved = None
+
+
+_STDERR = _HiddenStderr()
+
+
+@contextmanager
+def _rust_panics_unprinted() -> Iterator[None]:
+    """While ``tokenizers`` runs, file descriptor 2 points at the null device.
+
+    A Rust panic inside it is printed by Rust's panic hook straight to fd 2 ("thread
+    '<unnamed>' panicked at ...", and a whole backtrace when RUST_BACKTRACE is set) before
+    PyO3 raises it in Python, where embinspect reports it in one line of its own. No hook
+    can be set from Python, and RUST_BACKTRACE=0 still prints the message, so the bytes are
+    sent nowhere. Only the tokenizers library runs meanwhile (no Python code of this thread
+    writes to stderr); a process with no fd 2 is left as it is. With EMBINSPECT_DEBUG set,
+    Rust's report is printed.
+    """
+    if os.environ.get("EMBINSPECT_DEBUG", "") not in {"", "0"}:
+        yield
+        return
+    with _STDERR.hidden():
+        yield
+
+
 class Vocabulary:
     """A loaded tokenizer: text to ids, ids to stored tokens, stored tokens to text."""
 
@@ -169,8 +263,21 @@ class Vocabulary:
         self.special_ids = {t["id"] for t in spec.get("added_tokens") or [] if t.get("special")}
         self.lowercases = _lowercases(spec.get("normalizer"))
 
-    def encode(self, text: str, special_tokens: bool = False) -> list[int]:
-        return list(self.backend.encode(text, add_special_tokens=special_tokens).ids)
+    def encode(
+        self, text: str, special_tokens: bool = False, *, query: str | None = None
+    ) -> list[int]:
+        """Token ids of ``text``; QueryError naming ``query`` (default: the text) when the
+        tokenizer fails on it, with an error or a panic (as a hostile pre-tokenizer regex
+        does on some inputs)."""
+        try:
+            with _rust_panics_unprinted():
+                encoding = self.backend.encode(text, add_special_tokens=special_tokens)
+        except BaseException as err:
+            if not _tokenizer_failed(err):
+                raise
+            named = _quoted(text if query is None else query)
+            raise QueryError(f"{named}: the tokenizer failed on it ({_reason(err)})") from None
+        return list(encoding.ids)
 
     def id_to_token(self, token_id: int) -> str | None:
         return self.backend.id_to_token(token_id)
@@ -181,9 +288,16 @@ class Vocabulary:
     def round_trips(self, ids: list[int]) -> list[bool | None]:
         """For each id: whether encoding the token's own text gives back exactly that token
         (if not, no text reaches it). None for a WordPiece continuation (``##ing``), which
-        only ever follows another piece of a word."""
-        texts = self.backend.decode_batch([[i] for i in ids], skip_special_tokens=False)
-        encoded = self.backend.encode_batch(texts, add_special_tokens=False)
+        only ever follows another piece of a word, or for a token the tokenizer fails on
+        (unknown)."""
+        try:
+            with _rust_panics_unprinted():
+                texts = self.backend.decode_batch([[i] for i in ids], skip_special_tokens=False)
+                encoded = self.backend.encode_batch(texts, add_special_tokens=False)
+        except BaseException as err:
+            if not _tokenizer_failed(err):
+                raise
+            return [self._round_trips_alone(token_id) for token_id in ids]
         answers: list[bool | None] = []
         for token_id, encoding in zip(ids, encoded, strict=True):
             token = self.backend.id_to_token(token_id) or ""
@@ -192,6 +306,21 @@ class Vocabulary:
             else:
                 answers.append(list(encoding.ids) == [token_id])
         return answers
+
+    def _round_trips_alone(self, token_id: int) -> bool | None:
+        """``round_trips`` of one token, for when the batch failed: None where it fails."""
+        token = self.backend.id_to_token(token_id) or ""
+        if self.scheme == WORDPIECE and token.startswith("##"):
+            return None
+        try:
+            with _rust_panics_unprinted():
+                text = self.backend.decode([token_id], skip_special_tokens=False)
+                encoding = self.backend.encode(text, add_special_tokens=False)
+        except BaseException as err:
+            if not _tokenizer_failed(err):
+                raise
+            return None
+        return list(encoding.ids) == [token_id]
 
     def token_text(self, token_id: int) -> str:
         """What a token reads as: ``Ġcat`` is ' cat', ``##ing`` is 'ing', ``▁the`` is ' the'."""
@@ -225,7 +354,9 @@ class WordKeys:
         for row, word in enumerate(words):
             self.rows.setdefault(word, row)
 
-    def encode(self, text: str, special_tokens: bool = False) -> list[int]:
+    def encode(
+        self, text: str, special_tokens: bool = False, *, query: str | None = None
+    ) -> list[int]:
         """The rows of a key, or of each key of a phrase; QueryError naming the missing word
         (and the spelling the file has, when only case differs)."""
         text = text.strip()
@@ -375,9 +506,12 @@ def _from_tokenizer_json(path: Path) -> Vocabulary:
     from tokenizers import Tokenizer
 
     try:
-        return Vocabulary(Tokenizer.from_file(str(path)), str(path))
-    except Exception as err:  # tokenizers raises plain Exception on a bad file
-        raise ModelError(f"{path}: cannot load tokenizer ({err})") from None
+        with _rust_panics_unprinted():
+            return Vocabulary(Tokenizer.from_file(str(path)), str(path))
+    except BaseException as err:  # an Exception on a bad file, a panic on a hostile one
+        if not _tokenizer_failed(err):
+            raise
+        raise ModelError(f"{path}: cannot load tokenizer ({_reason(err)})") from None
 
 
 def _from_gguf(gguf: GgufFile) -> Vocabulary:
@@ -385,8 +519,10 @@ def _from_gguf(gguf: GgufFile) -> Vocabulary:
     builds it (``AutoTokenizer`` given ``gguf_file``).
 
     Building takes seconds (transformers converts the vocabulary and merges); the result is
-    kept as a tokenizer.json in embinspect's cache, named by the metadata's SHA-256 and the
-    transformers version, and read back in milliseconds on later runs.
+    kept in embinspect's cache, named by the metadata's SHA-256 and the transformers
+    version, and read back in milliseconds on later runs. The entry records both, and the
+    SHA-256 of the tokenizer.json it holds: one that does not match (tampered, truncated,
+    another entry's) is built again, never used.
     """
     from importlib.metadata import version
 
@@ -398,14 +534,40 @@ def _from_gguf(gguf: GgufFile) -> Vocabulary:
             "(#1234) or pass ",
             Option("tokenizer", metavar="PATH_OR_ID"),
         )
-    key = f"{gguf.metadata_digest()}-transformers-{version('transformers')}"
-    cached = cached_file("gguf-tokenizers", f"{key}.json")
+    derived_from = {"gguf_metadata_sha256": gguf.metadata_digest()}
+    derived_from["transformers"] = version("transformers")
+    key = f"{derived_from['gguf_metadata_sha256']}-transformers-{derived_from['transformers']}"
+    cached = cached_file("gguf-tokenizers", f"{key}.tokenizer.json")
     source = f"{gguf.path} (GGUF metadata)"
-    if cached.is_file():
+    kept = read_derived(cached, derived_from, f"tokenizer of {gguf.path}")
+    if kept is not None:
         try:
-            return Vocabulary(Tokenizer.from_file(str(cached)), source)
-        except Exception:  # a damaged cache entry: build it again
-            pass
+            with _rust_panics_unprinted():
+                return Vocabulary(Tokenizer.from_str(kept), source)
+        except BaseException as err:  # one another tokenizers version wrote: build it again
+            if not _tokenizer_failed(err):
+                raise
+    backend = _build_gguf_tokenizer(gguf)
+    try:
+        with _rust_panics_unprinted():
+            vocabulary = Vocabulary(backend, source)
+            text = backend.to_str()
+    except BaseException as err:
+        if not _tokenizer_failed(err):
+            raise
+        raise ModelError(f"{gguf.path}: cannot build its tokenizer ({_reason(err)})") from None
+    stat = gguf.path.stat()
+    provenance = {"path": str(gguf.path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    keep_derived(cached, text, derived_from, provenance)
+    return vocabulary
+
+
+def _build_gguf_tokenizer(gguf: GgufFile) -> Tokenizer:
+    """transformers' conversion of a GGUF file's tokenizer metadata, as a ``Tokenizer``.
+
+    Built in a temporary folder (``embinspect-gguf-*``) that is removed however the build
+    ends: an error, a panic, Ctrl-C or SIGTERM (which the CLI turns into an exception).
+    """
     import tempfile
 
     from transformers import AutoTokenizer
@@ -419,12 +581,11 @@ def _from_gguf(gguf: GgufFile) -> Vocabulary:
             tokenizer = AutoTokenizer.from_pretrained(
                 alone, gguf_file=link.name, trust_remote_code=False
             )
-        except Exception as err:  # transformers raises many types for what it cannot convert
-            message = " ".join(str(err).split())
-            raise ModelError(f"{gguf.path}: cannot build its tokenizer ({message})") from None
-    backend = tokenizer.backend_tokenizer
-    keep(cached, backend.to_str())
-    return Vocabulary(backend, source)
+        except BaseException as err:  # transformers raises many types; tokenizers panics
+            if not _tokenizer_failed(err):
+                raise
+            raise ModelError(f"{gguf.path}: cannot build its tokenizer ({_reason(err)})") from None
+    return tokenizer.backend_tokenizer
 
 
 def _load_override(override: str, offline: bool = False) -> Vocabulary:
@@ -450,9 +611,17 @@ def _from_transformers(
         tokenizer = AutoTokenizer.from_pretrained(
             name_or_path, revision=revision, trust_remote_code=False, local_files_only=offline
         )
-    except Exception as err:  # transformers raises many types for an unusable folder
-        raise ModelError(f"{name_or_path}: cannot build a tokenizer ({err})") from None
+    except BaseException as err:  # transformers raises many types; tokenizers panics
+        if not _tokenizer_failed(err):
+            raise
+        raise ModelError(f"{name_or_path}: cannot build a tokenizer ({_reason(err)})") from None
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ModelError(f"{name_or_path}: only a slow tokenizer is available; add tokenizer.json")
-    return Vocabulary(backend, name_or_path)
+    try:
+        with _rust_panics_unprinted():
+            return Vocabulary(backend, name_or_path)
+    except BaseException as err:
+        if not _tokenizer_failed(err):
+            raise
+        raise ModelError(f"{name_or_path}: cannot build a tokenizer ({_reason(err)})") from None

@@ -127,7 +127,7 @@ class QueryResolver:
             raise QueryError(f"{text!r}: empty query (give a word, #id or =entry)")
         vocabulary = self._require_vocabulary(text)
         if vocabulary.scheme == BYTE_LEVEL and self.leading_space and not text.startswith(" "):
-            ids = vocabulary.encode(" " + text)
+            ids = vocabulary.encode(" " + text, query=text)
         else:
             ids = vocabulary.encode(text)
             if vocabulary.scheme == METASPACE and not self.leading_space:
