@@ -79,6 +79,7 @@ from embinspect.sources.hub_http import (
     SMALL_FILE_BYTES,
     Compressed,
     ServerBusy,
+    TooLong,
     Tripped,
     bounded,
     causes,
@@ -596,6 +597,11 @@ class HubRepo:
             return (
                 f"{self.where}: the server sent {what} compressed ({quote(transport)}), though "
                 "asked for the bytes as stored; nothing was kept",
+            )
+        if isinstance(transport, TooLong):
+            return (
+                f"{self.where}: the Hub at {self.endpoint} answered {what} at too great a "
+                f"length ({quote(transport)}); nothing was kept",
             )
         if isinstance(transport, Tripped):
             return (

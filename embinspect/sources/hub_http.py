@@ -192,12 +192,14 @@ def _on_response(response: httpx2.Response) -> None:
             f"a range answered with Content-Encoding {quote(encoding)}", request=request
         )
     metadata = policy.metadata or request.method == "HEAD" or request.url.path.startswith("/api/")
+    # A range's length is checked against the range by its reader; any other answer's here.
+    limit = METADATA_MAX_BYTES if metadata and "range" not in request.headers else None
     length = response.headers.get("Content-Length", "").strip()
-    if metadata and length.isdigit() and int(length) > METADATA_MAX_BYTES:
+    if limit is not None and length.isdigit() and int(length) > limit:
         response.close()
-        raise TooLong(f"an answer of {int(length):,} bytes (at most {METADATA_MAX_BYTES:,})")
+        raise TooLong(f"an answer of {int(length):,} bytes (at most {limit:,})")
     started = request.extensions.get(_STARTED, time.monotonic())
-    response.stream = _GuardedStream(response.stream, policy.timeout, metadata, started)
+    response.stream = _GuardedStream(response.stream, policy.timeout, metadata, started, limit)
 
 
 def _retry_after(value: str | None, cap: float) -> float | None:
@@ -211,9 +213,15 @@ class _GuardedStream(httpx2.SyncByteStream):
     """A response body that raises a Tripped error as soon as a bound is passed."""
 
     def __init__(
-        self, inner: httpx2.SyncByteStream, timeout: float, metadata: bool, started: float
+        self,
+        inner: httpx2.SyncByteStream,
+        timeout: float,
+        metadata: bool,
+        started: float,
+        limit: int | None,
     ) -> None:
         self._inner = inner
+        self._limit = limit
         self._timeout = timeout
         self._metadata = metadata
         self._started = started
@@ -233,8 +241,8 @@ class _GuardedStream(httpx2.SyncByteStream):
             if self._metadata:
                 if now - self._started > self._timeout:
                     raise DeadlinePassed(f"not answered within {self._timeout:g} s")
-                if total > METADATA_MAX_BYTES:
-                    raise TooLong(f"an answer over {METADATA_MAX_BYTES:,} bytes")
+                if self._limit is not None and total > self._limit:
+                    raise TooLong(f"an answer over {self._limit:,} bytes")
             else:
                 window += len(chunk)
                 if now - window_start >= self._timeout:
