@@ -80,7 +80,7 @@ class Fault:
     - ``too-long``: a 200 whose Content-Length says 100 MB (and whose body is zeros);
     - ``ignore-range``: the whole file with 200, whatever Range asked;
     - ``gzip``: the range asked, labelled ``Content-Encoding: gzip``;
-    - ``overlong``: the range asked and ``extra`` bytes more, with no Content-Length;
+    - ``overlong``: what was asked and ``extra`` bytes more, with no Content-Length;
     - ``trickle``: one byte every ``interval`` seconds;
     - ``stall``: ``after`` bytes, then nothing until released;
     - ``pause``: as ``stall``, setting ``FakeHub.paused`` when it starts.
@@ -384,8 +384,6 @@ class _Handler(BaseHTTPRequestHandler):
             headers.pop("Content-Range", None)
         elif fault.kind == "gzip":
             headers["Content-Encoding"] = "gzip"
-        elif fault.kind == "overlong":
-            stop = min(stop + fault.extra, size)
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
@@ -413,6 +411,8 @@ class _Handler(BaseHTTPRequestHandler):
                     if not written:
                         break
                     sent += written
+                if fault.kind == "overlong":  # past what was asked (past the file's end too)
+                    self._write(handle.read(fault.extra).ljust(fault.extra, b"\0"))
         self._log(status, file, (start, sent), fault=fault.kind)
 
     def _write(self, data: bytes) -> int:

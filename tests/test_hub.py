@@ -574,27 +574,39 @@ def test_range_ignored_with_full_download_answers(cli, hub, env, hf_home, minilm
     assert [p.name for p in (hf_home / "hub").rglob("*.safetensors")] == ["model.safetensors"]
 
 
+def where_args(minilm: Path, where: str) -> tuple[int, tuple[str, ...]]:
+    """The first byte a fault answers from, and the arguments: the header's range, the
+    table's range, or the whole file (``--full-download``)."""
+    if where == "table":
+        return table_start(minilm), ()
+    return 0, ("--full-download",) if where == "whole-file" else ()
+
+
 @pytest.mark.parametrize(
     ("where", "expected"),
     [
         pytest.param("header", "not answered within 1 s", id="header-deadline"),
         pytest.param("table", "bytes a second", id="table-trickle"),
+        pytest.param("whole-file", "bytes a second", id="whole-file-trickle"),
     ],
 )
 def test_trickle_ends_within_the_deadline(cli, hub, env, hf_home, minilm, where, expected):
-    start = 0 if where == "header" else table_start(minilm)
+    start, extra = where_args(minilm, where)
     hub.faults.append(Fault("trickle", "model.safetensors", from_byte=start, interval=0.3))
-    run, took = timed(cli, "neighbors", "test-org/minilm", "king", env=bounded_env(env))
+    args = ("neighbors", "test-org/minilm", "king", *extra)
+    run, took = timed(cli, *args, env=bounded_env(env))
     one_line_error(run, EXIT_NETWORK, "too slow", expected, "EMBINSPECT_HTTP_TIMEOUT=1")
     # A window of T to notice, a byte's interval, and the rest of the command.
     assert took < 2 * T + SLACK
     assert not leftovers(hf_home)
 
 
-def test_stall_mid_body_ends_after_the_timeout(cli, hub, env, hf_home, minilm):
-    fault = Fault("stall", "model.safetensors", from_byte=table_start(minilm), after=100_000)
-    hub.faults.append(fault)
-    run, took = timed(cli, "neighbors", "test-org/minilm", "king", env=bounded_env(env))
+@pytest.mark.parametrize("where", ["table", "whole-file"])
+def test_stall_mid_body_ends_after_the_timeout(cli, hub, env, hf_home, minilm, where):
+    start, extra = where_args(minilm, where)
+    hub.faults.append(Fault("stall", "model.safetensors", from_byte=start, after=100_000))
+    args = ("neighbors", "test-org/minilm", "king", *extra)
+    run, took = timed(cli, *args, env=bounded_env(env))
     one_line_error(run, EXIT_NETWORK, "too slow", "no byte for 1 s", "nothing partial")
     assert took < T + SLACK
     assert not leftovers(hf_home) and not list(assets(hf_home).rglob("tensors/*/*"))
@@ -621,7 +633,7 @@ def test_bad_json_from_the_model_api(cli, hub, env, payload):
 def test_over_long_answer_from_the_model_api(cli, hub, env):
     hub.faults.append(Fault("too-long", "api"))
     run = cli("info", "test-org/minilm", env=bounded_env(env))
-    one_line_error(run, EXIT_NETWORK, "too great a length", "104,857,600 bytes")
+    one_line_error(run, EXIT_NETWORK, "too long an answer", "104,857,600 bytes")
 
 
 @pytest.mark.parametrize("where", ["api", "config.json"])
@@ -669,6 +681,14 @@ def test_500_forever_ends_after_bounded_attempts(cli, hub, env):
     assert took < T + SLACK
 
 
+def test_a_4xx_answer_is_refused_without_retrying(cli, hub, env):
+    hub.faults.append(Fault("status", "api", status=400))
+    run = cli("info", "test-org/minilm", env=bounded_env(env))
+    one_line_error(run, EXIT_MODEL, "the Hub refused revision main (400)")
+    hub.settle()
+    assert [r.status for r in hub.requests] == [400]
+
+
 def test_compressed_range_is_refused(cli, hub, env, hf_home):
     hub.faults.append(Fault("gzip", "model.safetensors"))
     run = cli("info", "test-org/minilm", env=bounded_env(env))
@@ -678,13 +698,21 @@ def test_compressed_range_is_refused(cli, hub, env, hf_home):
     assert not leftovers(hf_home)
 
 
-@pytest.mark.parametrize("where", ["header", "table"])
-def test_over_long_range_body_is_refused(cli, hub, env, hf_home, minilm, where):
-    start = 0 if where == "header" else table_start(minilm)
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        pytest.param("header", "more bytes than asked for", id="header"),
+        pytest.param("table", "more bytes than asked for", id="table"),
+        pytest.param("whole-file", "more than 90,868,376 bytes", id="whole-file"),
+    ],
+)
+def test_over_long_body_is_refused(cli, hub, env, hf_home, minilm, where, expected):
+    start, extra = where_args(minilm, where)
     hub.faults.append(Fault("overlong", "model.safetensors", from_byte=start, extra=1 << 20))
-    run = cli("neighbors", "test-org/minilm", "king", env=bounded_env(env))
-    one_line_error(run, EXIT_NETWORK, "more bytes than asked for")
+    run = cli("neighbors", "test-org/minilm", "king", *extra, env=bounded_env(env, 10))
+    one_line_error(run, EXIT_NETWORK, expected)
     assert not leftovers(hf_home) and not list(assets(hf_home).rglob("tensors/*/*"))
+    assert not list((hf_home / "hub").rglob("*.safetensors"))
 
 
 def test_dns_failure_and_tls_to_a_plain_server(cli, hub, env):

@@ -249,6 +249,7 @@ class HubRepo:
                     library_version=__version__,
                 ),
                 metadata=small,
+                limit=size,
             )
         )
 
@@ -478,9 +479,12 @@ class HubRepo:
 
     # --- plumbing --------------------------------------------------------------------
 
-    def _call(self, what: str, call: Callable[[], R], *, metadata: bool = True) -> R:
-        """``call()`` bounded in time (hub_http), retried on 408/429/5xx, errors worded."""
-        with self._errors(what), bounded(self.timeout, metadata=metadata):
+    def _call(
+        self, what: str, call: Callable[[], R], *, metadata: bool = True, limit: int | None = None
+    ) -> R:
+        """``call()`` bounded in time and size (hub_http), retried on 408/429/5xx, errors
+        worded; ``limit``: the most bytes a whole file may bring (its listed size)."""
+        with self._errors(what), bounded(self.timeout, metadata=metadata, limit=limit):
             return with_retries(call, self.timeout)
 
     def _api_call(self, what: str, call: Callable[[], R]) -> R:
@@ -492,8 +496,8 @@ class HubRepo:
         except (ValueError, TypeError, KeyError, AttributeError, AssertionError) as err:
             # huggingface_hub parses the answer itself: `{not json` is a JSONDecodeError there.
             raise NetworkError(
-                f"{self.where}: the Hub at {self.endpoint} answered {what} with something that "
-                f"is not its JSON ({type(err).__name__}: {quote(err)})"
+                f"{self.where}: the Hub at {self.endpoint} sent something that is not its JSON "
+                f"for {what} ({type(err).__name__}: {quote(err)})"
             ) from None
 
     def _url(self, name: str) -> str:
@@ -564,8 +568,6 @@ class HubRepo:
             if self.offline:
                 raise ModelError(*self._offline_message(what)) from None
             raise NetworkError(*self._network_message(what, err)) from None
-        except (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError) as err:
-            raise NetworkError(*self._network_message(what, err)) from None
         except HfHubHTTPError as err:
             status = err.response.status_code if err.response is not None else 0
             if status >= 500 or status == 429:
@@ -573,6 +575,9 @@ class HubRepo:
                     f"{self.where}: the Hub answered {status} for {what}; try again later"
                 ) from None
             raise ModelError(f"{self.where}: the Hub refused {what} ({status})") from None
+        # After HfHubHTTPError, which is one too: redirect loops, bad headers, guards.
+        except (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError) as err:
+            raise NetworkError(*self._network_message(what, err)) from None
         except OSError as err:
             if any(isinstance(e, httpx2.HTTPError) for e in causes(err)):
                 raise NetworkError(*self._network_message(what, err)) from None
@@ -600,8 +605,8 @@ class HubRepo:
             )
         if isinstance(transport, TooLong):
             return (
-                f"{self.where}: the Hub at {self.endpoint} answered {what} at too great a "
-                f"length ({quote(transport)}); nothing was kept",
+                f"{self.where}: the Hub at {self.endpoint} sent too long an answer for {what} "
+                f"({quote(transport)}); nothing was kept",
             )
         if isinstance(transport, Tripped):
             return (
@@ -613,8 +618,8 @@ class HubRepo:
             return (f"{self.where}: the Hub at {self.endpoint} redirected {what} in a loop",)
         if not isinstance(transport, httpx2.TransportError):
             return (
-                f"{self.where}: the Hub at {self.endpoint} answered {what} with something "
-                f"unreadable ({reason}: {quote(transport)})",
+                f"{self.where}: the Hub at {self.endpoint} sent an unreadable answer for "
+                f"{what} ({reason}: {quote(transport)})",
             )
         if isinstance(transport, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return (

@@ -21,6 +21,7 @@ process are unaffected.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ BACKOFF_VARIABLE = "EMBINSPECT_HTTP_BACKOFF"
 QUOTE_CHARS = 200
 _RETRY_STATUSES = frozenset({408, 429})
 _STARTED = "embinspect.started"
+_INSTALLING = threading.Lock()
 
 T = TypeVar("T")
 
@@ -86,16 +88,18 @@ class ServerBusy(Tripped):
 class _Policy:
     timeout: float
     metadata: bool  # an overall deadline and a size cap, rather than the trickle guard
+    limit: int | None  # the most bytes a successful answer may bring (a file's listed size)
 
 
 _policy: ContextVar[_Policy | None] = ContextVar("embinspect_http_policy", default=None)
 
 
 @contextmanager
-def bounded(timeout: float, *, metadata: bool) -> Iterator[None]:
-    """Every request made in this thread inside the block is bounded as the module says."""
+def bounded(timeout: float, *, metadata: bool, limit: int | None = None) -> Iterator[None]:
+    """Every request made in this thread inside the block is bounded as the module says;
+    ``limit``: the most bytes of a successful answer (a whole file's size, when known)."""
     _install(get_session())
-    token = _policy.set(_Policy(timeout, metadata))
+    token = _policy.set(_Policy(timeout, metadata, limit))
     try:
         yield
     finally:
@@ -151,12 +155,15 @@ def _first_backoff() -> float:
 
 def _install(session: httpx2.Client) -> None:
     """Add the hooks to huggingface_hub's shared session (once; it may be recreated)."""
-    hooks = session.event_hooks
-    if _on_request not in hooks["request"]:
-        hooks["request"].append(_on_request)
-    if _on_response not in hooks["response"]:
-        hooks["response"].append(_on_response)
-    session.event_hooks = hooks
+    with _INSTALLING:  # header reads run in threads
+        hooks = session.event_hooks
+        if _on_request in hooks["request"] and _on_response in hooks["response"]:
+            return
+        if _on_request not in hooks["request"]:
+            hooks["request"].append(_on_request)
+        if _on_response not in hooks["response"]:
+            hooks["response"].append(_on_response)
+        session.event_hooks = hooks
 
 
 def _on_request(request: httpx2.Request) -> None:
@@ -193,7 +200,11 @@ def _on_response(response: httpx2.Response) -> None:
         )
     metadata = policy.metadata or request.method == "HEAD" or request.url.path.startswith("/api/")
     # A range's length is checked against the range by its reader; any other answer's here.
-    limit = METADATA_MAX_BYTES if metadata and "range" not in request.headers else None
+    limit = None
+    if "range" not in request.headers and 200 <= status <= 299:
+        limit = policy.limit if policy.limit is not None else METADATA_MAX_BYTES
+        if not metadata and policy.limit is None:
+            limit = None  # a body of unknown size: the trickle guard only
     length = response.headers.get("Content-Length", "").strip()
     if limit is not None and length.isdigit() and int(length) > limit:
         response.close()
@@ -238,11 +249,11 @@ class _GuardedStream(httpx2.SyncByteStream):
                 raise Stalled(f"no byte for {self._timeout:g} s") from err
             now = time.monotonic()
             total += len(chunk)
+            if self._limit is not None and total > self._limit:
+                raise TooLong(f"more than {self._limit:,} bytes")
             if self._metadata:
                 if now - self._started > self._timeout:
                     raise DeadlinePassed(f"not answered within {self._timeout:g} s")
-                if self._limit is not None and total > self._limit:
-                    raise TooLong(f"an answer over {self._limit:,} bytes")
             else:
                 window += len(chunk)
                 if now - window_start >= self._timeout:
