@@ -630,6 +630,22 @@ def test_bad_json_from_the_model_api(cli, hub, env, payload):
     assert took < T + SLACK
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n{}", id="bad-length"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-\x00: y\r\n\r\n", id="bad-header-name"),
+        pytest.param(b"SMTP ready\r\n\r\n", id="not-http"),
+        pytest.param(b"HTTP/1.1 302 Found\r\nLocation: ftp://x/\r\n\r\n", id="odd-redirect"),
+    ],
+)
+def test_invalid_headers_from_the_model_api(cli, hub, env, answer):
+    hub.faults.append(Fault("garbage", "api", payload=answer))
+    run, took = timed(cli, "info", "test-org/minilm", env=bounded_env(env))
+    one_line_error(run, EXIT_NETWORK, "test-org/minilm")
+    assert took < T + SLACK
+
+
 def test_over_long_answer_from_the_model_api(cli, hub, env):
     hub.faults.append(Fault("too-long", "api"))
     run = cli("info", "test-org/minilm", env=bounded_env(env))

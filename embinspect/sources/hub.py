@@ -593,6 +593,9 @@ class HubRepo:
         chain = list(causes(err))
         transport = next((e for e in chain if isinstance(e, httpx2.HTTPError)), err)
         reason = type(transport).__name__
+        detail = quote(transport)  # the library's words, with the server's text bounded
+        if detail and detail != reason:
+            reason = f"{reason}: {detail}"
         if isinstance(transport, ServerBusy):
             return (
                 f"{self.where}: the Hub answered {transport.status} for {what}, {ATTEMPTS} "
@@ -619,7 +622,7 @@ class HubRepo:
         if not isinstance(transport, httpx2.TransportError):
             return (
                 f"{self.where}: the Hub at {self.endpoint} sent an unreadable answer for "
-                f"{what} ({reason}: {quote(transport)})",
+                f"{what} ({reason})",
             )
         if isinstance(transport, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return (
