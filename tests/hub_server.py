@@ -79,6 +79,7 @@ class Fault:
     - ``payload``: a 200 whose body is ``payload`` (bad JSON);
     - ``too-long``: a 200 whose Content-Length says 100 MB (and whose body is zeros);
     - ``garbage``: ``payload`` as the whole answer, status line and headers included;
+    - ``silent``: no answer at all until released;
     - ``ignore-range``: the whole file with 200, whatever Range asked;
     - ``gzip``: the range asked, labelled ``Content-Encoding: gzip``;
     - ``overlong``: what was asked and ``extra`` bytes more, with no Content-Length;
@@ -363,6 +364,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "payload":
             headers["Content-Type"] = "application/json"
             return self._send(200, fault.payload, headers, fault=fault.kind)
+        if fault.kind == "silent":
+            self.fake.wait(60)
+            self.close_connection = True
+            return self._log(0, fault=fault.kind)
         if fault.kind == "garbage":
             self._write(fault.payload)
             self.close_connection = True

@@ -612,6 +612,16 @@ def test_stall_mid_body_ends_after_the_timeout(cli, hub, env, hf_home, minilm, w
     assert not leftovers(hf_home) and not list(assets(hf_home).rglob("tensors/*/*"))
 
 
+@pytest.mark.parametrize("where", ["api", "config.json", "model.safetensors"])
+def test_silent_server_ends_after_the_timeout(cli, hub, env, where):
+    """No answer at all: huggingface_hub's own retries (half a minute for a file's HEAD)
+    are not sent on top."""
+    hub.faults.append(Fault("silent", where))
+    run, took = timed(cli, "info", "test-org/minilm", env=bounded_env(env))
+    one_line_error(run, EXIT_NETWORK, "too slow", "EMBINSPECT_HTTP_TIMEOUT=1")
+    assert took < 2 * T + SLACK
+
+
 @pytest.mark.parametrize(
     "payload",
     [

@@ -611,10 +611,10 @@ class HubRepo:
                 f"{self.where}: the Hub at {self.endpoint} sent too long an answer for {what} "
                 f"({quote(transport)}); nothing was kept",
             )
-        if isinstance(transport, Tripped):
+        if isinstance(transport, (Tripped, httpx2.TimeoutException)):
             return (
                 f"{self.where}: the Hub at {self.endpoint} was too slow fetching {what} "
-                f"({quote(transport)}; {TIMEOUT_VARIABLE}={self.timeout:g}); nothing partial "
+                f"({reason}; {TIMEOUT_VARIABLE}={self.timeout:g}); nothing partial "
                 "was kept: run again",
             )
         if isinstance(transport, httpx2.TooManyRedirects):

@@ -6,6 +6,8 @@ One number, ``EMBINSPECT_HTTP_TIMEOUT`` seconds (T), bounds every wait:
 - connecting, and each read: T seconds (a stalled body ends there);
 - a metadata answer (the model API, a HEAD, a header range, a small JSON file) has an
   overall deadline of T seconds from its request, and at most ``METADATA_MAX_BYTES``;
+- a request that got no answer at all (a timeout, a dropped connection) is not sent
+  again in the same call: huggingface_hub would, for half a minute;
 - a file or tensor body has no overall deadline, so a large download finishes, but it
   must bring at least ``MIN_RATE`` bytes a second over each T-second window: a server
   that trickles a byte every two seconds never stalls a read, and is stopped here.
@@ -26,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import httpx2
@@ -59,6 +61,11 @@ class Stalled(Tripped):
     """No byte came for T seconds."""
 
 
+class NoAnswer(Tripped):
+    """A request sent again after its last try got no answer at all (a timeout, a refused
+    or dropped connection): huggingface_hub retries those itself, for half a minute."""
+
+
 class Trickle(Tripped):
     """A body came slower than MIN_RATE over a T-second window."""
 
@@ -89,6 +96,8 @@ class _Policy:
     timeout: float
     metadata: bool  # an overall deadline and a size cap, rather than the trickle guard
     limit: int | None  # the most bytes a successful answer may bring (a file's listed size)
+    # Requests (method, URL) sent and not answered yet, in this block.
+    unanswered: set[tuple[str, str]] = field(default_factory=set)
 
 
 _policy: ContextVar[_Policy | None] = ContextVar("embinspect_http_policy", default=None)
@@ -178,6 +187,10 @@ def _on_request(request: httpx2.Request) -> None:
         "pool": seconds,
     }
     request.extensions.setdefault(_STARTED, time.monotonic())
+    key = (request.method, str(request.url))
+    if key in policy.unanswered:
+        raise NoAnswer(f"no answer within {seconds:g} s", request=request)
+    policy.unanswered.add(key)
     if "range" in request.headers:
         request.headers["Accept-Encoding"] = "identity"
 
@@ -187,6 +200,7 @@ def _on_response(response: httpx2.Response) -> None:
     if policy is None:
         return
     request = response.request
+    policy.unanswered.discard((request.method, str(request.url)))
     status = response.status_code
     if status in _RETRY_STATUSES or 500 <= status <= 599:
         retry_after = _retry_after(response.headers.get("Retry-After"), policy.timeout)
