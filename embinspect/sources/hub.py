@@ -54,6 +54,7 @@ from huggingface_hub import (
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
+    HFValidationError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RemoteEntryNotFoundError,
@@ -127,6 +128,15 @@ class TensorFetch:
 
 class RangeIgnored(Exception):
     """The server answered a range request with something else than that range."""
+
+    def __init__(self, response: httpx2.Response) -> None:
+        super().__init__(response.status_code)
+        content_range = response.headers.get("Content-Range")
+        self.answer = (
+            "the whole file"
+            if response.status_code == 200
+            else f"{response.status_code}, Content-Range {quote(content_range or 'none')}"
+        )
 
 
 class RangeTooLong(Exception):
@@ -457,7 +467,7 @@ class HubRepo:
             if response.status_code != 206 or not content_range.startswith(
                 f"bytes {start}-{stop - 1}/"
             ):
-                raise RangeIgnored(what)
+                raise RangeIgnored(response)
             expected, count = stop - start, 0
             length = response.headers.get("Content-Length", "").strip()
             if length.isdigit() and int(length) > expected:
@@ -491,8 +501,8 @@ class HubRepo:
         """A model API call: as ``_call``, and an answer that is not the Hub's JSON is exit 5."""
         try:
             return self._call(what, call)
-        except EmbinspectError:
-            raise
+        except (EmbinspectError, HFValidationError):
+            raise  # worded already; or a repo id or revision huggingface_hub refuses to send
         except (ValueError, TypeError, KeyError, AttributeError, AssertionError) as err:
             # huggingface_hub parses the answer itself: `{not json` is a JSONDecodeError there.
             raise NetworkError(
@@ -538,10 +548,10 @@ class HubRepo:
             yield
         except EmbinspectError:
             raise
-        except RangeIgnored:
+        except RangeIgnored as err:
             raise NetworkError(
                 f"{self.where}: the server at {self.endpoint} ignored the byte range asked for "
-                f"{what} (it answered with the whole file); run again with ",
+                f"{what} (it answered {err.answer}); run again with ",
                 Option("full-download"),
                 " to fetch whole files instead",
             ) from None
