@@ -622,22 +622,36 @@ def test_silent_server_ends_after_the_timeout(cli, hub, env, where):
     assert took < 2 * T + SLACK
 
 
+NOT_JSON = "sent something that is not its JSON for revision main"
+
+
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "expected"),
     [
-        pytest.param(b"{not json", id="not-json"),
-        pytest.param(b"[1, 2]", id="a-list"),
-        pytest.param(b'{"sha": "../../etc/passwd", "siblings": []}', id="bad-commit"),
-        pytest.param(b'{"sha": "' + b"a" * 40 + b'", "siblings": 5}', id="bad-siblings"),
-        pytest.param(b"\xff\xfe" + b"x" * 5000, id="binary"),
+        pytest.param(b"{not json", (NOT_JSON, "JSONDecodeError"), id="not-json"),
+        pytest.param(b"[1, 2]", (NOT_JSON, "TypeError"), id="a-list"),
+        pytest.param(b'{"sha": "' + b"a" * 40 + b'"}', (NOT_JSON, "KeyError"), id="no-id"),
+        pytest.param(
+            b'{"id": "x", "sha": "../../etc/passwd", "siblings": []}',
+            ("named a commit that is not one", "../../etc/passwd"),
+            id="bad-commit",
+        ),
+        pytest.param(
+            b'{"id": "x", "sha": "' + b"a" * 40 + b'", "siblings": 5}',
+            (NOT_JSON, "TypeError"),
+            id="bad-siblings",
+        ),
+        pytest.param(b"\xff\xfe" + b"x" * 5000, (NOT_JSON,), id="binary"),
+        pytest.param(b'{"error": "' + b"x" * 100_000 + b'"}', (NOT_JSON,), id="long"),
     ],
 )
-def test_bad_json_from_the_model_api(cli, hub, env, payload):
+def test_bad_json_from_the_model_api(cli, hub, env, hf_home, payload, expected):
     hub.faults.append(Fault("payload", "api", payload=payload))
     run, took = timed(cli, "info", "test-org/minilm", env=bounded_env(env))
-    line = one_line_error(run, EXIT_NETWORK, "test-org/minilm")
+    line = one_line_error(run, EXIT_NETWORK, "test-org/minilm", *expected)
     assert len(line) < 500  # the server's text is quoted 200 characters at most
     assert took < T + SLACK
+    assert not (hf_home / "assets").exists()  # nothing kept under a name the server chose
 
 
 @pytest.mark.parametrize(
