@@ -4,7 +4,9 @@ Each test runs the real CLI, with the real huggingface_hub client, against real
 checkpoint folders served in the Hub's URL layout on 127.0.0.1 (``HF_ENDPOINT``), with a
 fresh ``HF_HOME`` in ``tmp_path``. The server logs which bytes of which file it sent, so
 the tests assert what each command fetched, and compare every answer with the same
-command on the local folder.
+command on the local folder. The last section makes the server hostile or broken
+(``hub_server.Fault``) and checks each case ends within its deadline, with exit 5, one
+line, and nothing partial left behind.
 """
 
 from __future__ import annotations
