@@ -19,6 +19,12 @@ Every request is logged (``requests``), with the byte range of a file actually s
 tests can assert what was fetched. ``break_at[file] = offset`` makes every response that
 reaches that byte of the file stop there and close the connection, as a network that
 drops mid-download.
+
+A hostile or broken server: ``faults`` holds ``Fault``s, each answering the requests it
+matches its own way (see ``Fault``): a status with ``Retry-After``, a redirect loop, bad
+JSON, an answer too long, a Range ignored, a compressed range, more bytes than asked, a
+trickle, a stall, or a pause mid-body (``paused`` is set when one starts; ``release()``
+or ``reset()`` ends every stall and pause).
 """
 
 from __future__ import annotations
@@ -61,6 +67,46 @@ class Repo:
         return self.refs.get(revision)
 
 
+@dataclass
+class Fault:
+    """How the server misbehaves on the requests that ``where`` names.
+
+    ``where``: ``api`` (the model API) or a repo file name (its resolve and CDN requests).
+    ``kind``:
+
+    - ``status``: answer ``status`` (with ``Retry-After: retry_after`` when set);
+    - ``redirect-loop``: a 302 to the same URL, forever;
+    - ``payload``: a 200 whose body is ``payload`` (bad JSON);
+    - ``too-long``: a 200 whose Content-Length says 100 MB (and whose body is zeros);
+    - ``garbage``: ``payload`` as the whole answer, status line and headers included;
+    - ``silent``: no answer at all until released;
+    - ``ignore-range``: the whole file with 200, whatever Range asked;
+    - ``gzip``: the range asked, labelled ``Content-Encoding: gzip``;
+    - ``overlong``: what was asked and ``extra`` bytes more, with no Content-Length;
+    - ``trickle``: one byte every ``interval`` seconds;
+    - ``stall``: ``after`` bytes, then nothing until released;
+    - ``pause``: as ``stall``, setting ``FakeHub.paused`` when it starts.
+
+    Body faults apply to GET requests whose range starts at ``from_byte`` or later.
+    ``times``: how many requests it answers (None: all of them).
+    """
+
+    kind: str
+    where: str
+    times: int | None = None
+    status: int = 503
+    retry_after: str | None = None
+    payload: bytes = b"{not json"
+    from_byte: int = 0
+    after: int = 0
+    extra: int = 4096
+    interval: float = 0.3
+
+    @property
+    def on_body(self) -> bool:
+        return self.kind in {"ignore-range", "gzip", "overlong", "trickle", "stall", "pause"}
+
+
 @dataclass(frozen=True)
 class Request:
     method: str
@@ -71,6 +117,8 @@ class Request:
     file: str | None = None  # the repo file whose bytes were sent (resolve or CDN)
     sent: tuple[int, int] | None = None  # [start, stop) of the file's bytes actually sent
     authorized: bool = False  # an Authorization header came with it
+    accept_encoding: str | None = None  # the Accept-Encoding header sent
+    fault: str | None = None  # the kind of the Fault that answered it
 
 
 @dataclass
@@ -78,7 +126,12 @@ class FakeHub:
     repos: dict[str, Repo] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     break_at: dict[str, int] = field(default_factory=dict)  # file name -> byte offset
+    faults: list[Fault] = field(default_factory=list)
+    paused: threading.Event = field(default_factory=threading.Event)
     port: int = 0
+    active: int = 0  # requests being answered now
+    busy: threading.Condition = field(default_factory=threading.Condition)
+    _released: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -115,7 +168,37 @@ class FakeHub:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.faults.clear()
         self.break_at.clear()
+        self.release()
+
+    def release(self) -> None:
+        """End every stall and pause now, and let later ones stall again."""
+        released, self._released = self._released, threading.Event()
+        released.set()
+        self.paused.clear()
+
+    def settle(self, timeout: float = 10) -> None:
+        """Wait until every request is answered (and logged): a client may go before that."""
+        with self.busy:
+            self.busy.wait_for(lambda: self.active == 0, timeout)
+
+    def take(self, where: str, *, body: bool, start: int = 0) -> Fault | None:
+        """The first fault that answers this request (counting it), if any."""
+        with self._lock:
+            for fault in self.faults:
+                if fault.where != where or fault.on_body != body or start < fault.from_byte:
+                    continue
+                if fault.times is not None:
+                    if fault.times <= 0:
+                        continue
+                    fault.times -= 1
+                return fault
+        return None
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` (a stall: until released); True when released meanwhile."""
+        return self._released.wait(seconds)
 
     def log(self, request: Request) -> None:
         with self._lock:
@@ -156,6 +239,16 @@ class _Handler(BaseHTTPRequestHandler):
     # --- routing -----------------------------------------------------------------------
 
     def _dispatch(self, body: bool) -> None:
+        with self.fake.busy:
+            self.fake.active += 1
+        try:
+            self._answer(body)
+        finally:
+            with self.fake.busy:
+                self.fake.active -= 1
+                self.fake.busy.notify_all()
+
+    def _answer(self, body: bool) -> None:
         parts = urlsplit(self.path)
         self.query = parse_qs(parts.query)
         raw = parts.path
@@ -164,6 +257,11 @@ class _Handler(BaseHTTPRequestHandler):
             # huggingface_hub's daily fetch of AI-agent names for its user agent: not
             # embinspect's doing, so left out of the log.
             return self._error(404, None, "Not Found", log=False)
+        where = "api" if raw.startswith("/api/models/") else None
+        if match := _CDN.match(raw) or _RESOLVE.match(raw):
+            where = unquote(match["file"])
+        if where and (fault := self.fake.take(where, body=False)):
+            return self._fault(fault)
         if raw.startswith("/api/models/"):
             return self._api(unquote(raw[len("/api/models/") :]))
         if match := _CDN.match(raw):
@@ -252,6 +350,90 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, None, "NoSuchKey")
         self._send_file(path, file, {"ETag": f'"{_etag(path)}"'}, body)
 
+    # --- faults ------------------------------------------------------------------------
+
+    def _fault(self, fault: Fault) -> None:
+        headers: dict[str, str] = {}
+        if fault.kind == "status":
+            if fault.retry_after is not None:
+                headers["Retry-After"] = fault.retry_after
+            return self._send(fault.status, b'{"error": "busy"}', headers, fault=fault.kind)
+        if fault.kind == "redirect-loop":
+            headers["Location"] = self.path
+            return self._send(302, b"", headers, fault=fault.kind)
+        if fault.kind == "payload":
+            headers["Content-Type"] = "application/json"
+            return self._send(200, fault.payload, headers, fault=fault.kind)
+        if fault.kind == "silent":
+            self.fake.wait(60)
+            self.close_connection = True
+            return self._log(0, fault=fault.kind)
+        if fault.kind == "garbage":
+            self._write(fault.payload)
+            self.close_connection = True
+            return self._log(0, fault=fault.kind)
+        if fault.kind == "too-long":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(100 << 20))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self._write(b"\0" * 65536)
+            self.close_connection = True
+            return self._log(200, fault=fault.kind)
+        raise ValueError(f"not a request fault: {fault.kind}")
+
+    def _send_faulty_file(
+        self, fault: Fault, path: Path, file: str, headers: dict[str, str], start: int, stop: int
+    ) -> None:
+        """Answer a GET of ``file`` (asked: ``start..stop``) as ``fault`` says."""
+        size = path.stat().st_size
+        status = 206 if "Content-Range" in headers else 200
+        if fault.kind == "ignore-range":
+            start, stop, status = 0, size, 200
+            headers.pop("Content-Range", None)
+        elif fault.kind == "gzip":
+            headers["Content-Encoding"] = "gzip"
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        if fault.kind != "overlong":  # overlong: the body runs until the connection closes
+            self.send_header("Content-Length", str(stop - start))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        sent = start
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            if fault.kind in {"stall", "pause"}:
+                sent += self._write(handle.read(min(fault.after, stop - start)))
+                if fault.kind == "pause":
+                    self.fake.paused.set()
+                self.fake.wait(60)
+            elif fault.kind == "trickle":
+                while sent < stop and not self.fake.wait(fault.interval):
+                    if not self._write(handle.read(1)):
+                        break
+                    sent += 1
+            else:
+                while sent < stop:
+                    written = self._write(handle.read(min(1 << 20, stop - sent)))
+                    if not written:
+                        break
+                    sent += written
+                if fault.kind == "overlong":  # past what was asked (past the file's end too)
+                    self._write(handle.read(fault.extra).ljust(fault.extra, b"\0"))
+        self._log(status, file, (start, sent), fault=fault.kind)
+
+    def _write(self, data: bytes) -> int:
+        """Send ``data``; 0 once the client has gone (it closed the connection)."""
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return 0
+        return len(data)
+
     # --- responses ---------------------------------------------------------------------
 
     def _send_file(self, path: Path, file: str, headers: dict[str, str], body: bool) -> None:
@@ -267,6 +449,10 @@ class _Handler(BaseHTTPRequestHandler):
             stop = min(int(match[2]) + 1, size) if match[2] else size
             status = 206
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        fault = self.fake.take(file, body=True, start=start) if body else None
+        if fault is not None:
+            headers["Accept-Ranges"] = "bytes"
+            return self._send_faulty_file(fault, path, file, headers, start, stop)
         headers.update({"Accept-Ranges": "bytes", "Content-Length": str(stop - start)})
         self.send_response(status)
         for key, value in headers.items():
@@ -287,7 +473,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # cut short: the client sees fewer bytes than promised
         self._log(status, file, (start, sent_stop))
 
-    def _send(self, status: int, payload: bytes, headers: dict[str, str], log: bool = True) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: bytes,
+        headers: dict[str, str],
+        log: bool = True,
+        fault: str | None = None,
+    ) -> None:
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
@@ -298,7 +491,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         self.close_connection = True
         if log:
-            self._log(status)
+            self._log(status, fault=fault)
 
     def _error(
         self, status: int, code: str | None, message: str, commit: str | None = None, log=True
@@ -310,7 +503,13 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-Repo-Commit"] = commit
         self._send(status, json.dumps({"error": message}).encode(), headers, log)
 
-    def _log(self, status: int, file: str | None = None, sent: tuple[int, int] | None = None):
+    def _log(
+        self,
+        status: int,
+        file: str | None = None,
+        sent: tuple[int, int] | None = None,
+        fault: str | None = None,
+    ):
         self.fake.log(
             Request(
                 method=self.command,
@@ -321,5 +520,7 @@ class _Handler(BaseHTTPRequestHandler):
                 file=file,
                 sent=sent,
                 authorized="Authorization" in self.headers,
+                accept_encoding=self.headers.get("Accept-Encoding"),
+                fault=fault,
             )
         )

@@ -17,7 +17,10 @@ file when the tensor is at least ``WHOLE_FILE_SHARE`` of it (little to save, and
 then serves transformers too), or with ``--full-download``; its range otherwise.
 
 Every download goes to a temporary name and is renamed into place only once its length
-checks out, so a download that broke off is never taken for a complete one.
+checks out, so a download that broke off (or was interrupted: the name is removed on the
+way out) is never taken for a complete one. Every request is bounded in time and size and
+retried on 408, 429 and 5xx by ``hub_http``; a server that ignores ``Range`` is an error
+naming ``--full-download``, never a reason to read a whole file into memory.
 
 huggingface_hub's ``parse_safetensors_file_metadata`` is not used for headers: it always
 reads the first 100,000 bytes (tensor data, for a small header) and does not return the
@@ -28,13 +31,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx2
 from huggingface_hub import (
@@ -49,6 +54,7 @@ from huggingface_hub import (
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
+    HFValidationError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RemoteEntryNotFoundError,
@@ -67,9 +73,21 @@ from huggingface_hub.utils import logging as hf_logging
 from huggingface_hub.utils import tqdm as hf_tqdm
 
 from embinspect import __version__
-from embinspect.errors import ModelError, NetworkError, Option
+from embinspect.errors import EmbinspectError, ModelError, NetworkError, Option
 from embinspect.sources.files import temporary_beside, write_atomically
-from embinspect.sources.hub_options import HubOptions
+from embinspect.sources.hub_http import (
+    ATTEMPTS,
+    SMALL_FILE_BYTES,
+    Compressed,
+    ServerBusy,
+    TooLong,
+    Tripped,
+    bounded,
+    causes,
+    quote,
+    with_retries,
+)
+from embinspect.sources.hub_options import TIMEOUT_VARIABLE, HubOptions, http_timeout
 from embinspect.sources.safetensors_header import (
     MAX_HEADER_BYTES,
     read_header,
@@ -87,6 +105,11 @@ WHOLE_FILE_SHARE = 0.9
 RANGE_ATTEMPTS = 4
 # Shard headers read at once: a 50-shard repo answers in a few round trips.
 HEADER_WORKERS = 8
+# The most of an error answer read to word the error (a 4xx body is a short JSON).
+ERROR_BODY_BYTES = 1 << 20
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -104,7 +127,28 @@ class TensorFetch:
 
 
 class RangeIgnored(Exception):
-    """The server answered a range request with the whole file."""
+    """The server answered a range request with something else than that range."""
+
+    def __init__(self, response: httpx2.Response) -> None:
+        super().__init__(response.status_code)
+        content_range = response.headers.get("Content-Range")
+        self.answer = (
+            "the whole file"
+            if response.status_code == 200
+            else f"{response.status_code}, Content-Range {quote(content_range or 'none')}"
+        )
+
+
+class RangeTooLong(Exception):
+    """The server sent more bytes than the range asked for."""
+
+
+class _Refused(Exception):
+    """A 4xx answer too large to read for its wording."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class HubRepo:
@@ -113,6 +157,7 @@ class HubRepo:
     def __init__(self, repo_id: str, revision: str | None, options: HubOptions) -> None:
         self.repo_id = repo_id
         self.options = options
+        self.timeout = http_timeout()  # EMBINSPECT_HTTP_TIMEOUT: a usage error before any request
         self.offline = options.offline or constants.is_offline_mode()
         self.where = f"{repo_id}@{revision}" if revision else repo_id
         self.endpoint = constants.ENDPOINT
@@ -123,15 +168,22 @@ class HubRepo:
         # outcome is embinspect's to report, in one line.
         hf_logging.set_verbosity_error()
         self._api = HfApi(library_name="embinspect", library_version=__version__)
-        with self._errors(f"revision {revision or 'main'}"):
-            # One commit for every file of this run, and refs/<revision> written for offline use.
-            self.revision = self._api.resolve_revision(
+        # One commit for every file of this run, and refs/<revision> written for offline use.
+        self.revision = self._api_call(
+            f"revision {revision or 'main'}",
+            lambda: self._api.resolve_revision(
                 repo_id,
                 revision=revision,
                 cache_dir=options.cache_dir,
                 local_files_only=self.offline,
-            )
+            ),
+        )
         self.commit = self.revision.resolved
+        if not isinstance(self.commit, str) or not _COMMIT.fullmatch(self.commit):
+            raise NetworkError(
+                f"{self.where}: the Hub at {self.endpoint} named a commit that is not one "
+                f"({quote(repr(self.commit))})"
+            )
         self._assets = cached_assets_path(
             "embinspect", repo_folder_name(repo_id=repo_id, repo_type="model"), self.commit
         )
@@ -145,14 +197,26 @@ class HubRepo:
         saved = self._assets / "files.json"
         try:
             files = json.loads(saved.read_text(encoding="utf-8"))
-            if isinstance(files, dict):
+            if _is_listing(files):
                 return files
         except (OSError, ValueError):
             pass  # not saved yet (or unreadable): ask the Hub again
         if not self.offline:
-            with self._errors("the file list"):
-                info = self._api.model_info(self.repo_id, revision=self.commit, files_metadata=True)
-            files = {s.rfilename: s.size for s in info.siblings or []}
+            info = self._api_call(
+                "the file list",
+                lambda: self._api.model_info(
+                    self.repo_id, revision=self.commit, files_metadata=True
+                ),
+            )
+            try:
+                files = {s.rfilename: s.size for s in info.siblings or []}
+            except (AttributeError, TypeError):
+                files = None
+            if not _is_listing(files):
+                raise NetworkError(
+                    f"{self.where}: the Hub at {self.endpoint} answered the file list with "
+                    "something that is not one"
+                )
             write_atomically(saved, json.dumps(files, indent=0).encode())
             return files
         # Offline, in a cache that other tools filled: what the snapshot holds is all we know.
@@ -180,17 +244,24 @@ class HubRepo:
             return cached
         if self.offline:
             raise ModelError(*self._offline_message(name))
-        with self._errors(name):
-            return Path(
-                hf_hub_download(
+        size = self.files.get(name)
+        # A small file (config.json) has a deadline; a large one (a shard) only must not trickle.
+        small = size is not None and size <= SMALL_FILE_BYTES
+        return Path(
+            self._call(
+                name,
+                lambda: hf_hub_download(
                     self.repo_id,
                     name,
                     revision=self.revision,
                     cache_dir=self.options.cache_dir,
                     library_name="embinspect",
                     library_version=__version__,
-                )
+                ),
+                metadata=small,
+                limit=size,
             )
+        )
 
     # --- safetensors headers ---------------------------------------------------------
 
@@ -209,6 +280,8 @@ class HubRepo:
     def header(self, name: str) -> dict[str, TensorHeader]:
         """The tensors of one safetensors file, from the cache or by range request."""
         cached = self.cached_path(name)
+        if cached is None and self.options.full_download and not self.offline:
+            cached = self.require(name)  # whole files, never ranges: the header too
         if cached is not None:
             tensors = read_header(cached, file_label=name)
         else:
@@ -290,10 +363,8 @@ class HubRepo:
             if whole is not None:
                 return whole, header
         elif how == "range":
-            try:
-                self._download_range(header)
-            except RangeIgnored:
-                how = "file"  # a server without range support: the whole file it is
+            # A server that ignores Range is an error naming --full-download (RangeIgnored).
+            self._download_range(header)
         if how == "file":
             return self.require(header.file), header
         local = self._open_range(header)
@@ -336,17 +407,30 @@ class HubRepo:
         dest.parent.mkdir(parents=True, exist_ok=True)
         start, stop = header.offset, header.offset + header.nbytes
         url = self._url(header.file)
+        what = f"{header.name} (bytes of {header.file})"
         tmp = temporary_beside(dest)
-        try:
-            with open(tmp, "wb") as out, self._bar(header) as bar, self._errors(header.file):
+        try:  # the temporary file goes on any way out: an error, Ctrl-C, SIGTERM's exception
+            with (
+                open(tmp, "wb") as out,
+                self._bar(header) as bar,
+                self._errors(what),
+                bounded(self.timeout, metadata=False),
+            ):
                 out.write(_one_tensor_header(header, f"{self.repo_id}@{self.commit}", start, stop))
                 received, failures = 0, 0
+
+                def attempt() -> None:
+                    nonlocal received
+                    for chunk in self._stream_range(url, start + received, stop, what):
+                        out.write(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+
                 while received < header.nbytes:
                     try:
-                        for chunk in self._stream_range(url, start + received, stop):
-                            out.write(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
+                        with_retries(attempt, self.timeout)
+                    except Tripped:
+                        raise  # a stall, a trickle, a busy server: worded by _errors
                     except (httpx2.TransportError, _ShortRange):
                         # Resume where the broken connection stopped, as huggingface_hub does.
                         failures += 1
@@ -356,54 +440,75 @@ class HubRepo:
                                 f"fetching {header.name} from {header.file} ({received:,} of "
                                 f"{header.nbytes:,} bytes); nothing partial was kept: run again"
                             ) from None
-                        time.sleep(0.5 * failures)
+                        time.sleep(min(0.5 * failures, self.timeout))
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
         if self._open_range(header) is None:
             raise ModelError(f"{self.where}: the range file of {header.name} does not check out")
 
-    def _stream_range(self, url: str, start: int, stop: int) -> Iterator[bytes]:
+    def _stream_range(self, url: str, start: int, stop: int, what: str) -> Iterator[bytes]:
         """The bytes ``start..stop-1`` of a file, in chunks: exactly those, or an exception.
 
-        Raises RangeIgnored when the server sends anything but that range, and _ShortRange
-        when it closes the response early.
+        Raises RangeIgnored when the server answers anything but that range (a 200 with the
+        whole file is closed unread), RangeTooLong as soon as it sends more than asked, and
+        _ShortRange when it closes the response early. The time each takes is hub_http's.
         """
-        headers = {**self._http_headers(), "Range": f"bytes={start}-{stop - 1}"}
-        timeout = constants.HF_HUB_DOWNLOAD_TIMEOUT
-        with get_session().stream("GET", url, headers=headers, timeout=timeout) as response:
+        headers = {
+            **self._http_headers(),
+            "Range": f"bytes={start}-{stop - 1}",
+            # A compressed body's length says nothing about the range (hub_http refuses one).
+            "Accept-Encoding": "identity",
+        }
+        with get_session().stream("GET", url, headers=headers) as response:
             if response.status_code >= 400:
-                response.read()
-                hf_raise_for_status(response)
+                _raise_for_status(response)
             content_range = response.headers.get("Content-Range", "")
             if response.status_code != 206 or not content_range.startswith(
                 f"bytes {start}-{stop - 1}/"
             ):
-                raise RangeIgnored(url)
+                raise RangeIgnored(response)
             expected, count = stop - start, 0
-            # As the bytes arrive: a chunk held back for size would be lost if the connection drops.
-            for chunk in response.iter_bytes():
+            length = response.headers.get("Content-Length", "").strip()
+            if length.isdigit() and int(length) > expected:
+                raise RangeTooLong(what)
+            # As the bytes arrive: a chunk held back for size would be lost if the connection
+            # drops, and one past the range is refused before the next is read.
+            for chunk in response.iter_raw():
                 count += len(chunk)
                 if count > expected:
-                    raise ModelError(f"{self.where}: the server sent more bytes than asked for")
+                    raise RangeTooLong(what)
                 yield chunk
             if count < expected:
                 raise _ShortRange(url)
 
     def _read_range(self, name: str, url: str, start: int, stop: int) -> bytes:
-        """A few bytes of a file (a header), in one request."""
-        headers = {**self._http_headers(), "Range": f"bytes={start}-{stop - 1}"}
-        with self._errors(f"the header of {name}"):
-            response = get_session().get(
-                url, headers=headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT
-            )
-            hf_raise_for_status(response)
-        data = response.content
-        if response.status_code == 200:  # range ignored: the whole file came
-            data = data[start:stop]
-        return data
+        """A few bytes of a file (a header), in one request under the metadata deadline."""
+        what = f"the header of {name}"
+        return self._call(what, lambda: b"".join(self._stream_range(url, start, stop, what)))
 
     # --- plumbing --------------------------------------------------------------------
+
+    def _call(
+        self, what: str, call: Callable[[], R], *, metadata: bool = True, limit: int | None = None
+    ) -> R:
+        """``call()`` bounded in time and size (hub_http), retried on 408/429/5xx, errors
+        worded; ``limit``: the most bytes a whole file may bring (its listed size)."""
+        with self._errors(what), bounded(self.timeout, metadata=metadata, limit=limit):
+            return with_retries(call, self.timeout)
+
+    def _api_call(self, what: str, call: Callable[[], R]) -> R:
+        """A model API call: as ``_call``, and an answer that is not the Hub's JSON is exit 5."""
+        try:
+            return self._call(what, call)
+        except (EmbinspectError, HFValidationError):
+            raise  # worded already; or a repo id or revision huggingface_hub refuses to send
+        except (ValueError, TypeError, KeyError, AttributeError, AssertionError) as err:
+            # huggingface_hub parses the answer itself: `{not json` is a JSONDecodeError there.
+            raise NetworkError(
+                f"{self.where}: the Hub at {self.endpoint} sent something that is not its JSON "
+                f"for {what} ({type(err).__name__}: {quote(err)})"
+            ) from None
 
     def _url(self, name: str) -> str:
         return hf_hub_url(self.repo_id, name, revision=self.commit)
@@ -441,6 +546,21 @@ class HubRepo:
         """Turn huggingface_hub's and httpx's exceptions into one line for the user."""
         try:
             yield
+        except EmbinspectError:
+            raise
+        except RangeIgnored as err:
+            raise NetworkError(
+                f"{self.where}: the server at {self.endpoint} ignored the byte range asked for "
+                f"{what} (it answered {err.answer}); run again with ",
+                Option("full-download"),
+                " to fetch whole files instead",
+            ) from None
+        except RangeTooLong:
+            raise NetworkError(
+                f"{self.where}: the server sent more bytes than asked for {what}; nothing was kept"
+            ) from None
+        except _Refused as err:
+            raise ModelError(f"{self.where}: the Hub refused {what} ({err.status})") from None
         except GatedRepoError as err:
             raise ModelError(self._gated_message(err)) from None
         except RevisionNotFoundError:
@@ -458,8 +578,6 @@ class HubRepo:
             if self.offline:
                 raise ModelError(*self._offline_message(what)) from None
             raise NetworkError(*self._network_message(what, err)) from None
-        except httpx2.TransportError as err:
-            raise NetworkError(*self._network_message(what, err)) from None
         except HfHubHTTPError as err:
             status = err.response.status_code if err.response is not None else 0
             if status >= 500 or status == 429:
@@ -467,7 +585,12 @@ class HubRepo:
                     f"{self.where}: the Hub answered {status} for {what}; try again later"
                 ) from None
             raise ModelError(f"{self.where}: the Hub refused {what} ({status})") from None
+        # After HfHubHTTPError, which is one too: redirect loops, bad headers, guards.
+        except (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError) as err:
+            raise NetworkError(*self._network_message(what, err)) from None
         except OSError as err:
+            if any(isinstance(e, httpx2.HTTPError) for e in causes(err)):
+                raise NetworkError(*self._network_message(what, err)) from None
             if "Consistency check failed" not in str(err):
                 raise
             # huggingface_hub's size check on a whole-file download: nothing was kept.
@@ -477,11 +600,40 @@ class HubRepo:
             ) from None
 
     def _network_message(self, what: str, err: BaseException) -> tuple[str | Option, ...]:
-        chain = [err]
-        while chain[-1].__cause__ is not None:
-            chain.append(chain[-1].__cause__)
-        transport = next((e for e in chain if isinstance(e, httpx2.TransportError)), err)
+        chain = list(causes(err))
+        transport = next((e for e in chain if isinstance(e, httpx2.HTTPError)), err)
         reason = type(transport).__name__
+        detail = quote(transport)  # the library's words, with the server's text bounded
+        if detail and detail != reason:
+            reason = f"{reason}: {detail}"
+        if isinstance(transport, ServerBusy):
+            return (
+                f"{self.where}: the Hub answered {transport.status} for {what}, {ATTEMPTS} "
+                "times; try again later",
+            )
+        if isinstance(transport, Compressed):
+            return (
+                f"{self.where}: the server sent {what} compressed ({quote(transport)}), though "
+                "asked for the bytes as stored; nothing was kept",
+            )
+        if isinstance(transport, TooLong):
+            return (
+                f"{self.where}: the Hub at {self.endpoint} sent too long an answer for {what} "
+                f"({quote(transport)}); nothing was kept",
+            )
+        if isinstance(transport, (Tripped, httpx2.TimeoutException)):
+            return (
+                f"{self.where}: the Hub at {self.endpoint} was too slow fetching {what} "
+                f"({reason}; {TIMEOUT_VARIABLE}={self.timeout:g}); nothing partial "
+                "was kept: run again",
+            )
+        if isinstance(transport, httpx2.TooManyRedirects):
+            return (f"{self.where}: the Hub at {self.endpoint} redirected {what} in a loop",)
+        if not isinstance(transport, httpx2.TransportError):
+            return (
+                f"{self.where}: the Hub at {self.endpoint} sent an unreadable answer for "
+                f"{what} ({reason})",
+            )
         if isinstance(transport, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return (
                 f"{self.where}: the connection to the Hub broke off while fetching {what} "
@@ -511,6 +663,24 @@ class HubRepo:
 
 class _ShortRange(Exception):
     """The server closed a range response before its last byte."""
+
+
+def _raise_for_status(response: httpx2.Response) -> None:
+    """huggingface_hub's error for a 4xx answer, its body read only when it is short."""
+    length = response.headers.get("Content-Length", "").strip()
+    if not (length.isdigit() and int(length) <= ERROR_BODY_BYTES):
+        raise _Refused(response.status_code)
+    response.read()
+    hf_raise_for_status(response)
+
+
+def _is_listing(files: object) -> bool:
+    """Whether ``files`` is a file list as saved: ``{name: size in bytes or None}``."""
+    return isinstance(files, dict) and all(
+        isinstance(name, str)
+        and (size is None or (isinstance(size, int) and not isinstance(size, bool) and size >= 0))
+        for name, size in files.items()
+    )
 
 
 def _one_tensor_header(header: TensorHeader, source: str, start: int, stop: int) -> bytes:
