@@ -1,10 +1,11 @@
 """How a result shows itself outside the CLI: plain text for a REPL (``str``) and an HTML
 table for Jupyter (``_repr_html_``), both drawn from ``to_dict()``.
 
-Ground floor: imports nothing of embinspect, so every result module may use it. A result
+Ground floor: imports only ``embinspect.text``, so every result module may use it. A result
 that deserves a better picture than the generic one (a ranked list, a matrix) returns a
 ``Grid`` from ``_grid()``. Every string that came from a checkpoint is treated as hostile:
-escaped for HTML, and its control characters written as escapes in plain text.
+escaped for HTML, and its control characters written as escapes in plain text, as the
+CLI writes them (``embinspect.text``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import html
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from embinspect.text import terminal_cell, terminal_line
 
 # Long lists of numbers (a whole row with vectors=True) are cut to this many in pictures;
 # to_dict() always has them all.
@@ -68,7 +71,8 @@ class Displayable:
 
 def cell_text(value: Any) -> str:
     """One value as plain text: floats to 6 significant digits, None as '-', strings with
-    control and other unprintable characters escaped (a token may hold ANSI escapes)."""
+    control and other unprintable characters escaped and backslashes doubled (a token may
+    hold ANSI escapes), as the CLI's table cells."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -76,13 +80,13 @@ def cell_text(value: Any) -> str:
     if isinstance(value, float):
         return _float(value)
     if isinstance(value, str):
-        return value if value.isprintable() else _escaped(value)
+        return terminal_cell(value)
     if isinstance(value, (list, tuple)):
         if all(not isinstance(v, (dict, list, tuple)) for v in value):
             shown = ", ".join(cell_text(v) for v in value[:SHOWN_VALUES])
             more = f", … ({len(value)} values)" if len(value) > SHOWN_VALUES else ""
             return f"[{shown}{more}]"
-        return _escaped(json.dumps(value, ensure_ascii=False, default=str))
+        return terminal_line(json.dumps(value, ensure_ascii=False, default=str))
     if isinstance(value, dict):
         parts = ", ".join(f"{cell_text(k)}: {cell_text(v)}" for k, v in value.items())
         return "{" + parts + "}"
@@ -91,11 +95,6 @@ def cell_text(value: Any) -> str:
 
 def _float(value: float) -> str:
     return f"{value:.6g}"
-
-
-def _escaped(text: str) -> str:
-    """Unprintable characters as Python writes them in a string literal (\\n, \\x1b)."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _is_records(value: Any) -> bool:

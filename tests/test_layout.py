@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "embinspect"
 
 # Bottom to top; a module may import its own layer and those before it.
-LAYERS = ["errors", "result", "sources", "model", "tables", "analyses", "api", "cli"]
+LAYERS = ["text", "errors", "result", "sources", "model", "tables", "analyses", "api", "cli"]
 
 
 def _module_name(path: Path) -> str:

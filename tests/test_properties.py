@@ -1,5 +1,6 @@
 """Property tests: whatever bytes a checkpoint or a query holds, the readers answer validly or
-raise embinspect's own error, never any other exception.
+raise embinspect's own error, never any other exception; and whatever a string holds, what
+the printing layer makes of it holds no character a terminal would act on.
 
 Example counts (``EXAMPLES``) are chosen to keep this file near half a minute on a 2-core
 CI machine; the README's Reliability section quotes them.
@@ -7,8 +8,11 @@ CI machine; the README's Reliability section quotes them.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -22,13 +26,14 @@ from safetensors.torch import save_file
 
 from embinspect.analyses.info import inspect_checkpoint
 from embinspect.cli.info import describe_position_scheme
-from embinspect.cli.render import _json
+from embinspect.cli.render import _FORMULA_START, _csv_cell, _json, console, report_error
 from embinspect.errors import EmbinspectError, EmbinspectWarning, ModelError, QueryError
 from embinspect.model.checkpoint import open_checkpoint
 from embinspect.model.tokenizer import Vocabulary
 from embinspect.sources.safetensors_header import read_header
 from embinspect.sources.tensor import DTYPE_BYTES
 from embinspect.tables.queries import MAX_QUERY_CHARS, QueryResolver, printable, shown
+from embinspect.text import terminal_cell, terminal_line
 
 pytestmark = pytest.mark.slow  # thousands of examples in all: `make test-fast` leaves them out
 
@@ -40,6 +45,8 @@ EXAMPLES = {
     "config": 800,
     "tokenizer files": 400,
     "queries": 3000,
+    "terminal forms": 1000,
+    "table cells": 400,
 }
 
 
@@ -366,3 +373,84 @@ def test_query_parser(vocabularies, query, which, rows, pool, leading_space):
     assert resolved.pooled == (pool if len(resolved.token_ids) > 1 else None)
     assert printable(query) == query and len(query) <= MAX_QUERY_CHARS
     assert not math.isnan(len(shown(query)))
+
+
+# ---------------------------------------------------------------------------------------
+# The printing layer (embinspect.text, cli/render): any Unicode string, lone surrogates (from
+# undecodable argv or stdin), C1 controls, bidi controls and whole escape sequences included.
+
+SEQUENCES = [
+    "\x1b[31m", "\x1b[2J", "\x1b]8;;https://evil.example\x1b\\", "\x1b]52;c;AA==\x07",
+    "\x9b31m", "\x07", "\x08", "\r", "\n", "\t", "\x7f", "\x00", "\\", "\\x1b",
+    "\u202e", "\u2066", "\u2069", "\u200e", "\u200f", "\u061c", "\u2028", "\x85", "\udcff",
+    "\ud800", "\U000e0001", "[/x]", ":smile:", "=", "+", "-", "@", "'", '"',
+]  # fmt: skip
+any_text = st.lists(
+    st.characters(exclude_categories=()) | st.sampled_from(SEQUENCES), max_size=12
+).map("".join)
+
+_ESCAPE = re.compile(r"\\(?:\\|t|n|r|x([0-9a-f]{2})|u([0-9a-f]{4})|U([0-9a-f]{8}))")
+
+
+def from_cell(cell: str) -> str:
+    """The string a cell stands for: the README's escapes read back (``\\xNN`` is ASCII
+    below 0x80, else the byte that was not UTF-8, kept as surrogateescape keeps it)."""
+
+    def one(match: re.Match) -> str:
+        byte, bmp, astral = match.groups()
+        if byte is not None:
+            code = int(byte, 16)
+            return chr(code if code < 0x80 else 0xDC00 + code)
+        if bmp is not None or astral is not None:
+            return chr(int(bmp or astral, 16))
+        return {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}[match.group()]
+
+    assert _ESCAPE.sub("", cell).count("\\") == 0, cell  # no stray backslash
+    return _ESCAPE.sub(one, cell)
+
+
+@examples("terminal forms")
+@given(text=any_text)
+def test_terminal_forms_of_any_string(text):
+    """A cell (table, TSV, CSV) holds no unprintable character at all and reads back to the
+    string (so distinct strings stay distinct); a message line holds none either; CSV quotes
+    exactly the text that starts like a formula; JSON holds the exact string, escaped."""
+    cell = terminal_cell(text)
+    assert cell.isprintable() and from_cell(cell) == text
+    assert terminal_line(text).isprintable()
+    quoted, raw = _csv_cell(text, raw=False), _csv_cell(text, raw=True)
+    assert raw == cell and quoted == ("'" + cell if cell.startswith(_FORMULA_START) else cell)
+    assert not quoted.startswith(_FORMULA_START)
+    for indent in (None, 2):
+        document = _json({"token": text, "tokens": [text]}, indent=indent)
+        assert document.replace("\n", " ").isprintable()
+        assert json.loads(document) == {"token": text, "tokens": [text]}
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        report_error(text)
+    line = stderr.getvalue()
+    assert line.endswith("\n") and line[:-1].isprintable()  # one line, nothing raw
+
+
+@examples("table cells")
+@given(text=any_text)
+def test_table_cells_of_any_string(text):
+    """Through the table format's console (a title, a cell, a printed line), a string shows as
+    its cell form, never as markup, and no unprintable character reaches the terminal."""
+    from rich.table import Table
+
+    shown = terminal_cell(text)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        screen = console()
+        screen.width = 4 * len(shown) + 40  # nothing wraps
+        table = Table(title=text)
+        table.add_column(text)
+        table.add_row(text)
+        screen.print(table)
+        screen.print(text)
+    printed = stdout.getvalue()
+    assert printed.replace("\n", " ").isprintable()
+    lines = printed.splitlines()
+    assert lines[-1].rstrip() == shown.rstrip()  # the line printed last, as it is
+    assert sum(f"┃ {shown}" in line or f"│ {shown}" in line for line in lines) == 2

@@ -196,7 +196,6 @@ def analogy_result_table(result: AnalogyResult) -> None:
 
 def analogy_evaluation_table(result: AnalogyEvaluation) -> None:
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
 
     method = "3CosAdd" if result.method == "add" else "3CosMul"
@@ -216,7 +215,7 @@ def analogy_evaluation_table(result: AnalogyEvaluation) -> None:
             table.add_section()
         accuracy = row["accuracy"]
         cells = [
-            escape(str(row["section"])),
+            str(row["section"]),
             f"{row['questions']:,}",
             f"{row['scored']:,}",
             f"{row['correct']:,}",
@@ -226,7 +225,7 @@ def analogy_evaluation_table(result: AnalogyEvaluation) -> None:
         table.add_row(*cells)
     screen = console()
     screen.print(table)
-    screen.print(escape(_analogy_summary(result)))
+    screen.print(_analogy_summary(result))
 
 
 ANALOGY_RESULT_VIEW = View(rows=analogy_result_rows, table=analogy_result_table)

@@ -30,7 +30,7 @@ from embinspect.cli import (
     tokens,
     undertrained,
 )
-from embinspect.cli.render import flag, redact_secrets, report_error, report_note
+from embinspect.cli.render import flag, message_line, report_error, report_note
 from embinspect.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:
         if debug:
             raise
-        message = redact_secrets(" ".join(f"{type(err).__name__}: {err}".split()))
+        message = message_line(" ".join(f"{type(err).__name__}: {err}".split()))
         print(
             f"embinspect: internal error: {message} (EMBINSPECT_DEBUG=1 shows the traceback)",
             file=sys.stderr,

@@ -28,6 +28,7 @@ from embinspect.cli.render import (
     console,
     report_error,
     resolved_line,
+    styled,
 )
 from embinspect.cli.source import Source, command
 from embinspect.errors import EXIT_QUERY, UsageError
@@ -171,7 +172,6 @@ def _pairs_summary(result: PairsEvaluation) -> str:
 
 
 def comparison_table(result: Comparison) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     screen = console()
@@ -179,10 +179,10 @@ def comparison_table(result: Comparison) -> None:
     table = Table(title=f"{result.metric} between items", title_justify="left")
     table.add_column("")
     for name in names:
-        table.add_column(escape(name), justify="right")
+        table.add_column(name, justify="right")
     for i, name in enumerate(names):
         cells = [_coloured(result.metric, result.matrix[i][j], i == j) for j in range(len(names))]
-        table.add_row(escape(name), *cells)
+        table.add_row(name, *cells)
     screen.print(table)
     for item in result.items:
         screen.print(
@@ -191,7 +191,6 @@ def comparison_table(result: Comparison) -> None:
 
 
 def pairs_evaluation_table(result: PairsEvaluation) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     folding = "case-insensitive" if result.case_insensitive else "case-sensitive"
@@ -201,7 +200,7 @@ def pairs_evaluation_table(result: PairsEvaluation) -> None:
     for column in ("file", "pairs", "scored", "skipped", "Pearson", "Spearman"):
         table.add_column(column, justify="left" if column == "file" else "right")
     table.add_row(
-        escape(Path(result.file).name),
+        Path(result.file).name,
         f"{len(result.pairs):,}",
         f"{result.scored:,}",
         f"{result.skipped:,} ({result.oov_ratio:.1f}%)",
@@ -212,13 +211,13 @@ def pairs_evaluation_table(result: PairsEvaluation) -> None:
     print("embinspect: --format tsv or json lists every pair's cosine", file=sys.stderr)
 
 
-def _coloured(metric: str, score: float, diagonal: bool) -> str:
+def _coloured(metric: str, score: float, diagonal: bool) -> Any:
     text = f"{score:.4f}"
     if diagonal or metric != "cosine":
-        return f"[dim]{text}[/dim]" if diagonal else text
+        return styled(text, "dim") if diagonal else text
     # Cosine: green for similar, red for opposite, plain around zero.
     style = "green" if score >= 0.5 else "yellow" if score >= 0.2 else "red" if score < -0.1 else ""
-    return f"[{style}]{text}[/{style}]" if style else text
+    return styled(text, style) if style else text
 
 
 COMPARISON_VIEW = View(rows=comparison_rows, records=comparison_records, table=comparison_table)

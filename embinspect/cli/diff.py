@@ -144,15 +144,14 @@ def _side_line(side: Any) -> str:
 
 
 def table_diff_table(result: TableDiff) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     screen = console()
     summary = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")
-    summary.add_row("A", escape(_side_line(result.a)))
-    summary.add_row("B", escape(_side_line(result.b)))
+    summary.add_row("A", _side_line(result.a))
+    summary.add_row("B", _side_line(result.b))
     paired = f"{result.compared:,} rows by {result.paired_by}"
     vocabulary = result.vocabulary
     if result.paired_by == "token id" and vocabulary["same"]:
@@ -195,7 +194,7 @@ def table_diff_table(result: TableDiff) -> None:
         ("added", result.added_count, result.added),
         ("removed", result.removed_count, result.removed),
     ):
-        shown = ", ".join(f"{escape(r.token or '')} #{r.token_id}" for r in rows)
+        shown = ", ".join(f"{r.token or ''} #{r.token_id}" for r in rows)
         more = f" and {count - len(rows):,} more" if count > len(rows) else ""
         side = "only in B" if label == "added" else "only in A"
         summary.add_row(label, f"{count:,} rows {side}" + (f": {shown}{more}" if rows else ""))
@@ -217,7 +216,7 @@ def table_diff_table(result: TableDiff) -> None:
         if aligned:
             cells.append(str(row.token_id_b))
         cells += [
-            escape(row.token) if row.token is not None else "",
+            row.token if row.token is not None else "",
             _cosine(row.cosine),
             f"{row.norm_a:.4f}",
             f"{row.norm_b:.4f}",

@@ -15,6 +15,7 @@ from embinspect.cli.render import (
     Output,
     View,
     console,
+    styled,
 )
 from embinspect.cli.source import Source, command
 
@@ -158,7 +159,6 @@ def _positions_summary(result: PositionReport) -> str:
 
 
 def position_report_table(result: PositionReport) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     screen = console()
@@ -168,10 +168,8 @@ def position_report_table(result: PositionReport) -> None:
     learned, rotary = result.learned, result.rotary
     if learned is not None:
         screen.print(
-            escape(
-                f"Learned positions of {result.model}: {learned.tensor} "
-                f"({learned.rows:,} × {learned.dim}, {learned.dtype})"
-            )
+            f"Learned positions of {result.model}: {learned.tensor} "
+            f"({learned.rows:,} × {learned.dim}, {learned.dtype})"
         )
         first = learned.first_position_id
         summary.add_row(
@@ -194,7 +192,7 @@ def position_report_table(result: PositionReport) -> None:
             table.add_row(f"{o.offset:,}", f"{o.pairs:,}", *cells)
         screen.print(table)
     else:
-        screen.print(escape(f"Rotary positions (RoPE) of {result.model}"))
+        screen.print(f"Rotary positions (RoPE) of {result.model}")
         theta = f"{rotary.theta:g}" + (" (default)" if rotary.theta_is_default else "")
         summary.add_row("theta", theta)
         summary.add_row(
@@ -209,10 +207,10 @@ def position_report_table(result: PositionReport) -> None:
             scaling = f"{json.dumps(rotary.scaling)} ({how})"
             if rotary.attention_factor != 1:
                 scaling += f"; attention factor {rotary.attention_factor:.4f}"
-            summary.add_row("scaling", escape(scaling))
+            summary.add_row("scaling", scaling)
         else:
             summary.add_row("scaling", "none")
-        summary.add_row("layout", escape(rotary.check.layout))
+        summary.add_row("layout", rotary.check.layout)
         summary.add_row("check", _check_line(rotary.check))
         screen.print(summary)
         # Titles above the tables: a title would wrap at a narrow table's width.
@@ -231,7 +229,7 @@ def position_report_table(result: PositionReport) -> None:
                 f"{p.dims[0]}, {p.dims[1]}",
                 f"{p.inv_freq:.6g}",
                 f"{p.wavelength:,.1f}",
-                f"[yellow]{turns}[/yellow]" if slow else turns,  # never a full turn
+                styled(turns, "yellow") if slow else turns,  # never a full turn
             ]
             if rotary.scaling_applied:
                 cells.append(f"{2 * math.pi / p.unscaled_inv_freq:,.1f}")
@@ -245,7 +243,7 @@ def position_report_table(result: PositionReport) -> None:
             offsets.add_row(f"{o.offset:,}", _signed(o.expected_cosine))
         screen.print(offsets)
     if result.plot:
-        screen.print(escape(f"picture: {result.plot}"))
+        screen.print(f"picture: {result.plot}")
 
 
 def _turns(turns: float | None) -> str:

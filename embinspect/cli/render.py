@@ -4,11 +4,19 @@ Every format is drawn from the same result object, so they never disagree. Each 
 describes its result's shapes once, as a ``View`` (in the command's own module), and
 hands it to ``Output.emit`` / ``Output.stream`` with the result. Data goes to stdout;
 notes and errors go to stderr, so ``--format json`` output stays parseable.
+
+Nothing from outside reaches the terminal raw (``embinspect.text`` says how it is written):
+TSV and CSV cells go through ``terminal_cell``, messages through ``message_line``, and the
+table format through ``console()``, whose every plain string is escaped and never read as
+Rich markup, emoji codes or highlighting. A view hands the console plain strings, data
+included; ``styled`` is the one way to colour a piece of text. JSON keeps the exact
+strings, with every unprintable character written as a JSON ``\\uNNNN`` escape.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -21,6 +29,7 @@ from enum import Enum
 from typing import Any
 
 from embinspect.errors import Option
+from embinspect.text import terminal_cell, terminal_line
 
 
 class OutputFormat(str, Enum):
@@ -40,9 +49,12 @@ def resolve_format(requested: OutputFormat | None) -> OutputFormat:
 
 @dataclass(frozen=True)
 class Output:
-    """Where a command's results go, in the format asked for (``--format``)."""
+    """Where a command's results go, in the format asked for (``--format``); ``csv_raw``
+    (``--csv-raw``): CSV cells without the quote that keeps a spreadsheet from reading
+    a formula."""
 
     format: OutputFormat
+    csv_raw: bool = False
 
     def emit(self, result: Any, view: View) -> None:
         """Print one result."""
@@ -54,7 +66,7 @@ class Output:
         Returns how many results carried an error, so the caller can set the exit code.
         """
         try:
-            return _stream(results, self.format, view, as_array)
+            return _stream(results, self, view, as_array)
         except BrokenPipeError:
             # `embinspect ... | head`: the reader has what it wanted. Stop quietly with 0, as
             # Unix tools do; point stdout at /dev/null so the exit-time flush cannot fail.
@@ -62,7 +74,8 @@ class Output:
             raise SystemExit(0) from None
 
 
-def _stream(results: Iterable[Any], fmt: OutputFormat, view: View, as_array: bool) -> int:
+def _stream(results: Iterable[Any], output: Output, view: View, as_array: bool) -> int:
+    fmt = output.format
     out = sys.stdout
     failed = 0
     first = True
@@ -83,13 +96,13 @@ def _stream(results: Iterable[Any], fmt: OutputFormat, view: View, as_array: boo
             header, rows = view.rows(result)
             if writer is not None:
                 if first:
-                    writer.writerow(header)
-                writer.writerows([[_cell(v) for v in row] for row in rows])
+                    writer.writerow([_csv_cell(h, output.csv_raw) for h in header])
+                writer.writerows([[_csv_cell(v, output.csv_raw) for v in row] for row in rows])
             else:
                 if first:
-                    out.write("\t".join(header) + "\n")
+                    out.write("\t".join(terminal_cell(h) for h in header) + "\n")
                 for row in rows:
-                    out.write("\t".join(_tsv_escape(_cell(v)) for v in row) + "\n")
+                    out.write("\t".join(terminal_cell(_cell(v)) for v in row) + "\n")
             for note in view.notes(result):
                 report_note(note)
         first = False
@@ -102,8 +115,22 @@ def _stream(results: Iterable[Any], fmt: OutputFormat, view: View, as_array: boo
 
 
 def _json(document: Any, indent: int | None = None) -> str:
-    """Strict JSON: NaN and infinities (which JSON has no words for) become null."""
-    return json.dumps(_finite(document), ensure_ascii=False, indent=indent, allow_nan=False)
+    """Strict JSON: NaN and infinities (which JSON has no words for) become null. Strings
+    keep their exact value; a character a terminal would act on (C1 controls, bidi
+    controls, lone surrogates: JSON itself escapes only C0) is written ``\\uNNNN``."""
+    text = json.dumps(_finite(document), ensure_ascii=False, indent=indent, allow_nan=False)
+    if text.replace("\n", " ").isprintable():
+        return text
+    # Outside strings JSON holds only printable ASCII and the newlines of the indent.
+    return "".join(c if c.isprintable() or c == "\n" else _json_escape(c) for c in text)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # a UTF-16 surrogate pair, as JSON spells characters above U+FFFF
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _finite(value: Any) -> Any:
@@ -168,14 +195,20 @@ def flag(option: Option) -> str:
     return f"{name} {option.metavar}" if option.metavar is not None else name
 
 
+def message_line(text: str) -> str:
+    """A message as printed on stderr: one line, Hub tokens hidden, and no character a
+    terminal would act on (a file name or a token may hold ESC, CR, bidi controls...)."""
+    return terminal_line(redact_secrets(one_line(text)))
+
+
 def report_error(message: str) -> None:
     """One line on stderr: how every user-facing error is reported."""
-    print(f"embinspect: error: {redact_secrets(one_line(message))}", file=sys.stderr)
+    print(f"embinspect: error: {message_line(message)}", file=sys.stderr)
 
 
 def report_note(note: str) -> None:
     """A note or warning on stderr (``note: ...``, ``warning: ...``), one line."""
-    print(f"embinspect: {redact_secrets(one_line(note))}", file=sys.stderr)
+    print(f"embinspect: {message_line(note)}", file=sys.stderr)
 
 
 def _cell(value: Any) -> str:
@@ -192,9 +225,27 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _tsv_escape(text: str) -> str:
-    # One record per line: tabs and newlines inside a token must not split it.
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+# OWASP's list of the first characters that make a spreadsheet read a CSV cell as a
+# formula (tab and CR cannot start an escaped cell, but stay listed).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any, raw: bool) -> str:
+    """A CSV cell: escaped as a TSV cell (one record per line, no control character), and a
+    cell that holds text starting as a formula (``=cmd|...``, and real tokens ``-``, ``+``,
+    ``=``) quoted with a leading ``'``, as OWASP advises, unless ``raw``. Numbers are never
+    quoted: ``-0.25`` stays a number."""
+    text = terminal_cell(_cell(value))
+    if not raw and text.startswith(_FORMULA_START) and _holds_text(value):
+        return "'" + text
+    return text
+
+
+def _holds_text(value: Any) -> bool:
+    """Whether a cell's value is (or holds) a string, rather than numbers, bools or None."""
+    if isinstance(value, (list, tuple)):
+        return any(_holds_text(v) for v in value)
+    return isinstance(value, (str, dict))
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -225,7 +276,9 @@ def _no_notes(result: Any) -> list[str]:
 
 
 def _json_table(result: Any) -> None:
-    console().print_json(json.dumps(result.to_dict()))
+    from rich.text import Text
+
+    console().print(Text(_json(result.to_dict(), indent=2)))  # _json leaves nothing raw
 
 
 @dataclass(frozen=True)
@@ -241,42 +294,70 @@ class View:
 
 
 def console() -> Any:
-    from rich.console import Console
-
-    console = Console(highlight=False)
+    """The Rich console of the table format, on stdout: every plain string it is given
+    (printed, a cell, a title) is escaped with ``terminal_cell`` and never read as markup,
+    emoji codes (``:smile:``) or highlighting. Rich ``Text`` passes as it is: build it with
+    ``styled``."""
+    console = _safe_console_class()(highlight=False, markup=False, emoji=False)
     # Rich ends the process with exit 1 on a closed pipe; emit_stream ends it with 0.
     console.on_broken_pipe = _raise_broken_pipe
     return console
+
+
+@functools.cache
+def _safe_console_class() -> Any:
+    from rich.console import Console
+    from rich.text import Text
+
+    class SafeConsole(Console):
+        def render_str(self, text: str, **options: Any) -> Text:
+            options.update(markup=False, emoji=False, highlight=False)
+            return super().render_str(terminal_cell(text), **options)
+
+    return SafeConsole
+
+
+def styled(text: str, style: str) -> Any:
+    """``text`` (escaped as any cell) in a Rich style, e.g. ``styled(score, "green")``."""
+    from rich.text import Text
+
+    return Text(terminal_cell(text), style=style)
+
+
+def plain(text: str) -> Any:
+    """``text`` escaped as a Rich ``Text``, for a view that measures its cells as printed."""
+    return styled(text, "")
 
 
 def _raise_broken_pipe() -> None:
     raise BrokenPipeError
 
 
-def shown(text: str) -> str:
-    """A token's text with spaces and control characters made visible, and Rich markup escaped."""
-    from rich.markup import escape
+def shown(text: str) -> Any:
+    """A token's text in double quotes, so leading and trailing spaces show: escaped as
+    any cell, and ``"`` as ``\\"`` (a Rich ``Text``: the console must not escape it again)."""
+    from rich.text import Text
 
-    return escape(json.dumps(text, ensure_ascii=False))
+    return Text('"' + terminal_cell(text).replace('"', '\\"') + '"')
 
 
 def resolved_line(query: str, token_ids: list[int], tokens: list[str], pooled: str | None) -> str:
+    """``'king' = king #2332``: how a query resolved (plain text, for the console)."""
     pieces = " ".join(f"{t} #{i}" for t, i in zip(tokens, token_ids, strict=True))
-    return f"{query!r} = {pieces}" + (f" (pooled: {pooled})" if pooled else "")
+    return f"'{query}' = {pieces}" + (f" (pooled: {pooled})" if pooled else "")
 
 
 def ranked_table(title: str, neighbors: list[Any], score_name: str) -> Any:
     """Print the title line; return a table of ranked tokens."""
-    from rich.markup import escape
     from rich.table import Table
 
-    console().print(escape(title))  # above the table: a title would wrap at its width
+    console().print(title)  # above the table: a title would wrap at its width
     table = Table()
     table.add_column("rank", justify="right")
     table.add_column("id", justify="right")
     table.add_column("token")
     table.add_column(score_name, justify="right")
     for n in neighbors:
-        token = escape(n.token) if n.token is not None else ""
+        token = n.token if n.token is not None else ""
         table.add_row(str(n.rank), str(n.token_id), token, f"{n.score:.4f}")
     return table

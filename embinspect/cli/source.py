@@ -1,9 +1,11 @@
 """The source options every command shares (``--revision``, ``--cache-dir``, ``--offline``,
-``--full-download``, ``--tensor``, ``--tokenizer``) and ``--format``, declared once.
+``--full-download``, ``--tensor``, ``--tokenizer``), ``--format`` and ``--csv-raw``,
+declared once.
 
 A command asks for them with ``@command(...)`` and two parameters, ``source: Source`` and
 ``output: Output``; the decorator puts the options in their place in its signature (last,
-before ``--format``) and hands the command one ``Source`` and one ``Output``.
+before ``--format`` and ``--csv-raw``) and hands the command one ``Source`` and one
+``Output``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from embinspect.cli.options import (
     CacheDirOpt,
@@ -25,7 +29,7 @@ from embinspect.cli.options import (
     TensorOpt,
     TokenizerOpt,
 )
-from embinspect.cli.render import Output, resolve_format
+from embinspect.cli.render import Output, OutputFormat, resolve_format
 from embinspect.errors import UsageError
 
 if TYPE_CHECKING:
@@ -105,6 +109,16 @@ class Source:
         return checkpoint, EmbeddingTable(checkpoint.files, header), vocabulary
 
 
+CsvRawOpt = Annotated[
+    bool,
+    typer.Option(
+        "--csv-raw",
+        help="With --format csv: no ' before a text cell that starts like a spreadsheet "
+        "formula (=, +, -, @).",
+    ),
+]
+
+
 # name -> (annotation, default), in the order --help lists them.
 _SOURCE_OPTIONS: dict[str, tuple[Any, Any]] = {
     "revision": (RevisionOpt, None),
@@ -120,7 +134,8 @@ def command(
     *, revision: bool = True, tensor: bool = True, tokenizer: bool = True
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Give a command the source options (those it takes: ``diff`` has a revision per
-    side and no --tensor or --tokenizer) and ``--format``, as ``source`` and ``output``."""
+    side and no --tensor or --tokenizer), ``--format`` and ``--csv-raw``, as ``source``
+    and ``output``."""
     skip = {
         name
         for name, wanted in (("revision", revision), ("tensor", tensor), ("tokenizer", tokenizer))
@@ -138,11 +153,14 @@ def command(
             if name in names
         ]
         added.append(inspect.Parameter("fmt", keyword, default=None, annotation=FormatOpt))
+        added.append(inspect.Parameter("csv_raw", keyword, default=False, annotation=CsvRawOpt))
 
         @functools.wraps(func)
         def run(**arguments: Any) -> None:
             source = Source(**{name: arguments.pop(name) for name in names})
-            output = Output(resolve_format(arguments.pop("fmt")))
+            output = Output(resolve_format(arguments.pop("fmt")), arguments.pop("csv_raw"))
+            if output.csv_raw and output.format is not OutputFormat.csv:
+                raise UsageError("--csv-raw goes with --format csv")
             func(source=source, output=output, **arguments)
 
         parameters = own + added

@@ -94,7 +94,6 @@ def table_stats_records(result: TableStats) -> list[dict[str, Any]]:
 
 
 def table_stats_table(result: TableStats) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     screen = console()
@@ -105,7 +104,7 @@ def table_stats_table(result: TableStats) -> None:
     summary.add_column(style="bold")
     summary.add_column()
     for label, text in _stats_summary(result):
-        summary.add_row(label, escape(text))
+        summary.add_row(label, text)
     screen.print(summary)
     histogram = Table(title="row norms", title_justify="left", box=None, padding=(0, 1, 0, 0))
     for column in ("from", "to", "rows"):

@@ -13,6 +13,7 @@ from embinspect.cli.render import (
     Output,
     View,
     console,
+    plain,
     shown,
 )
 from embinspect.cli.source import Source, command
@@ -84,7 +85,6 @@ def token_lookup_notes(result: TokenLookup) -> list[str]:
 
 
 def token_lookup_table(result: TokenLookup) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     screen = console()
@@ -97,7 +97,7 @@ def token_lookup_table(result: TokenLookup) -> None:
         cells = [
             str(row.position),
             str(row.token_id),
-            escape(row.token),
+            plain(row.token),  # Text, measured below as printed
             shown(row.text),
             f"{row.norm:.4f}",
             " ".join(f"{v:+.4f}" for v in row.head),

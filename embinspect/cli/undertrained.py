@@ -98,7 +98,6 @@ def undertrained_result_notes(result: UndertrainedResult) -> list[str]:
 
 
 def undertrained_result_table(result: UndertrainedResult) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     screen = console()
@@ -117,7 +116,7 @@ def undertrained_result_table(result: UndertrainedResult) -> None:
         reachable = {True: "yes", False: "no", None: "?"}[s.reachable]
         suspects.add_row(str(s.rank), str(s.token_id), token, cosine, f"{s.norm:.4f}", reachable)
     screen.print(suspects)
-    screen.print(escape(_undertrained_summary(result)))
+    screen.print(_undertrained_summary(result))
 
 
 VIEW = View(
