@@ -1,0 +1,107 @@
+"""Rows scaled by a power of two, so float64 arithmetic on them never overflows or
+underflows, whatever the stored magnitudes (a float32 row of 1e20 or 1e-40, a float64 row
+of 1e-300).
+
+Each row is multiplied by 2^-e, where 2^e is just above its largest |value|: its largest
+component then lies in [0.5, 1), its squares and dot products in float64 are far from
+both ends of the range, and the scaling itself is exact (a power of two only moves the
+exponent). Cosines are scale-invariant, so they come out of the scaled rows directly;
+a dot product or a distance is a scaled value and an exponent, ``mantissa·2^exponent``,
+compared exactly by ``order_key`` and rounded to float64 only when reported.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+def exponents(rows: torch.Tensor) -> torch.Tensor:
+    """e per row of ``rows`` (n, dim) float64: the largest |value| lies in [2^(e-1), 2^e);
+    0 for a row of zeros (and for a row with NaN or infinity: no scale helps it)."""
+    import torch
+
+    biggest = rows.abs().amax(dim=1) if rows.shape[1] else torch.zeros(rows.shape[0])
+    usable = torch.isfinite(biggest) & (biggest > 0)
+    _, exponent = torch.frexp(torch.where(usable, biggest, 1.0).double())
+    return torch.where(usable, exponent.long(), 0)
+
+
+def scaled(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows·2^-e, e)``: each row of ``rows`` (n, dim) float64 with its largest |value|
+    in [0.5, 1), and e (n,) int64. Exact: numpy's ldexp moves exponents in one step, even
+    from a subnormal row to 2^0, beyond what one float64 power of two could hold."""
+    exponent = exponents(rows)
+    return _ldexp(rows, -exponent), exponent
+
+
+def norms(rows: torch.Tensor) -> torch.Tensor:
+    """|x| of each row (n, dim) in float64, without the overflow or underflow of squaring
+    (|x| = 2^e·|x·2^-e|); inf only where |x| itself is beyond float64, NaN for a row with
+    NaN, inf for one with an infinity."""
+    import torch
+
+    values, exponent = scaled(rows)
+    length = _ldexp(torch.linalg.vector_norm(values, dim=1), exponent)
+    finite = torch.isfinite(rows).all(dim=1)
+    bad = torch.where(torch.isnan(rows).any(dim=1), torch.nan, torch.inf)
+    return torch.where(finite, length, bad.double())
+
+
+def units(rows: torch.Tensor) -> torch.Tensor:
+    """Each row (n, dim) over its own length, in float64: a unit vector for any finite
+    nonzero row, however large or small; NaN for a zero row."""
+    import torch
+
+    values, _ = scaled(rows)
+    return values / torch.linalg.vector_norm(values, dim=1, keepdim=True)
+
+
+def mean(rows: torch.Tensor) -> torch.Tensor:
+    """The mean of ``rows`` (n, dim) float64, shape (dim,), summed scaled by the largest
+    row's power of two so that a sum of huge rows cannot overflow."""
+    import torch
+
+    exponent = int(exponents(rows).max()) if rows.shape[0] else 0
+    values = _ldexp(rows, torch.tensor(-exponent))
+    return _ldexp(values.mean(dim=0), torch.tensor(exponent))
+
+
+def _ldexp(values: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """values·2^exponent (float64, exponent broadcast over the last axis when it has one
+    entry per row), exact: numpy's ldexp moves the exponent in one step, where a float64
+    power of two cannot hold 2^±1074."""
+    import numpy as np
+    import torch
+
+    power = exponent.numpy().astype(np.int32)
+    if values.dim() == 2 and power.ndim == 1:
+        power = power[:, None]
+    with np.errstate(over="ignore"):  # beyond float64: inf, as the caller expects
+        return torch.from_numpy(np.ldexp(values.double().numpy(), power))
+
+
+def order_key(mantissa: np.ndarray, exponent: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Keys that sort the values ``mantissa·2^exponent`` (float64, int) in ascending order,
+    exactly, however far apart: (sign class, signed binary exponent, mantissa), for
+    ``numpy.lexsort`` (last key first: pass them reversed)."""
+    import numpy as np
+
+    fraction, power = np.frexp(mantissa)
+    power = power.astype(np.int64) + exponent.astype(np.int64)
+    sign = np.sign(mantissa).astype(np.int64)
+    # Positive: a larger power is larger; negative: a larger power is smaller; zero: 0.
+    return sign, np.where(sign == 0, 0, sign * power), fraction
+
+
+def value(mantissa: float, exponent: int) -> float:
+    """``mantissa·2^exponent`` rounded to float64 (inf when beyond its range)."""
+    import math
+
+    try:
+        return math.ldexp(mantissa, exponent)
+    except OverflowError:
+        return math.copysign(math.inf, mantissa)
