@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import ModelError, Option, UsageError
 from embinspect.result import Displayable
+from embinspect.tables import scaling
 from embinspect.tables.queries import QueryResolver
 
 if TYPE_CHECKING:
@@ -125,7 +126,8 @@ def rank_undertrained(
         values = chunk.double()
         ok = torch.isfinite(values).all(dim=1)
         finite[start : start + len(values)] = ok.numpy()
-        norms[start : start + len(values)] = values.norm(dim=1).numpy()
+        # Scaled by each row's power of two: a row of 1e-200 has a norm, not 0.
+        norms[start : start + len(values)] = scaling.norms(values).numpy()
         good = values[ok]
         total += good.sum(dim=0)
         gram += good.T @ good

@@ -35,7 +35,7 @@ def scaled(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     in [0.5, 1), and e (n,) int64. Exact: numpy's ldexp moves exponents in one step, even
     from a subnormal row to 2^0, beyond what one float64 power of two could hold."""
     exponent = exponents(rows)
-    return _ldexp(rows, -exponent), exponent
+    return ldexp(rows, -exponent), exponent
 
 
 def norms(rows: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,7 @@ def norms(rows: torch.Tensor) -> torch.Tensor:
     import torch
 
     values, exponent = scaled(rows)
-    length = _ldexp(torch.linalg.vector_norm(values, dim=1), exponent)
+    length = ldexp(torch.linalg.vector_norm(values, dim=1), exponent)
     finite = torch.isfinite(rows).all(dim=1)
     bad = torch.where(torch.isnan(rows).any(dim=1), torch.nan, torch.inf)
     return torch.where(finite, length, bad.double())
@@ -66,13 +66,13 @@ def mean(rows: torch.Tensor) -> torch.Tensor:
     import torch
 
     exponent = int(exponents(rows).max()) if rows.shape[0] else 0
-    values = _ldexp(rows, torch.tensor(-exponent))
-    return _ldexp(values.mean(dim=0), torch.tensor(exponent))
+    values = ldexp(rows, torch.tensor(-exponent))
+    return ldexp(values.mean(dim=0), torch.tensor(exponent))
 
 
-def _ldexp(values: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
-    """values·2^exponent (float64, exponent broadcast over the last axis when it has one
-    entry per row), exact: numpy's ldexp moves the exponent in one step, where a float64
+def ldexp(values: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """values·2^exponent (float64; an exponent per row of a 2-D ``values`` is broadcast
+    over its columns), exact: numpy's ldexp moves the exponent in one step, where a float64
     power of two cannot hold 2^±1074."""
     import numpy as np
     import torch

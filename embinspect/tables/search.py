@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from embinspect.errors import Option, QueryError, UsageError, note
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary, whole_word
-from embinspect.tables.device import resolve_device
 from embinspect.tables import scaling
+from embinspect.tables.device import resolve_device
 from embinspect.tables.queries import QueryResolver, ResolvedQuery, printable, query_vector
 from embinspect.tables.scoring import CosineScorer, CosMulScorer, top_k
 from embinspect.tables.table import EmbeddingTable
