@@ -7,7 +7,7 @@ component then lies in [0.5, 1), its squares and dot products in float64 are far
 both ends of the range, and the scaling itself is exact (a power of two only moves the
 exponent). Cosines are scale-invariant, so they come out of the scaled rows directly;
 a dot product or a distance is a scaled value and an exponent, ``mantissa·2^exponent``,
-compared exactly by ``order_key`` and rounded to float64 only when reported.
+rounded to float64 once, when reported (``rounded``).
 """
 
 from __future__ import annotations
@@ -84,24 +84,10 @@ def ldexp(values: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.ldexp(values.double().numpy(), power))
 
 
-def order_key(mantissa: np.ndarray, exponent: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Keys that sort the values ``mantissa·2^exponent`` (float64, int) in ascending order,
-    exactly, however far apart: (sign class, signed binary exponent, mantissa), for
-    ``numpy.lexsort`` (last key first: pass them reversed)."""
+def rounded(mantissa: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """``mantissa·2^exponent`` (float64, int arrays) rounded to float64: ±inf beyond its
+    range, 0 or a subnormal below it."""
     import numpy as np
 
-    fraction, power = np.frexp(mantissa)
-    power = power.astype(np.int64) + exponent.astype(np.int64)
-    sign = np.sign(mantissa).astype(np.int64)
-    # Positive: a larger power is larger; negative: a larger power is smaller; zero: 0.
-    return sign, np.where(sign == 0, 0, sign * power), fraction
-
-
-def value(mantissa: float, exponent: int) -> float:
-    """``mantissa·2^exponent`` rounded to float64 (inf when beyond its range)."""
-    import math
-
-    try:
-        return math.ldexp(mantissa, exponent)
-    except OverflowError:
-        return math.copysign(math.inf, mantissa)
+    with np.errstate(over="ignore"):
+        return np.ldexp(mantissa, exponent.astype(np.int32))

@@ -37,6 +37,7 @@ from embinspect.errors import Option, QueryError, UsageError
 from embinspect.tables import scaling
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from embinspect.tables.table import EmbeddingTable
@@ -210,6 +211,7 @@ class Scorer:
 
     batch: int
     what = "score"  # named in the error when a score is beyond float64
+    ascending = False  # how reported scores rank: higher first (L2: lower first)
 
     def bounds(self, chunk: torch.Tensor, known: RowStats | None = None) -> BlockScores:
         """The block's scores; ``known`` holds the rows' norms when a scan has them."""
@@ -228,9 +230,10 @@ class Scorer:
         ``SAFE_NORMS``): scored against every row in float64."""
         return []
 
-    def report(self, mantissa: float, exponent: int) -> float:
-        """The reported float64 score; inf or NaN when it is beyond float64."""
-        return scaling.value(mantissa, exponent)
+    def report(self, mantissa: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+        """The reported float64 scores of ``mantissa·2^exponent``, rounded once (±inf
+        beyond float64); results rank on these, ties to the lower id."""
+        return scaling.rounded(mantissa, exponent)
 
     @property
     def centered(self) -> bool:
@@ -436,8 +439,13 @@ class L2Scorer(Scorer):
         queries, center, device = self.args
         return L2Scorer(queries[indices], center, device)
 
+    ascending = True  # a smaller distance is nearer
+
     def report(self, mantissa, exponent):
-        return scaling.value(math.sqrt(max(-mantissa, 0.0)), exponent // 2)
+        """The distances sqrt(|d|²), from -|d|² = mantissa·2^exponent (exponent even)."""
+        import numpy as np
+
+        return scaling.rounded(np.sqrt(np.maximum(-mantissa, 0.0)), exponent // 2)
 
 
 class CosMulScorer(Scorer):
@@ -661,34 +669,33 @@ def _exact_rows(table, scorer, queries, rows, k, exclude, found) -> None:
                 if token_id not in exclude[query] and math.isfinite(m)
             )
             if len(pairs) > 4 * k + piece:
-                found[query] = [pairs[i] for i in _order(*zip(*pairs, strict=True))[:k]]
+                found[query] = [pairs[i] for i in _order(scorer, pairs)[0][:k]]
 
 
-def _order(ids, mantissa, exponent):
-    """Positions that sort scores ``mantissa·2^exponent`` best first, ties by lower id."""
+def _order(scorer, pairs):
+    """(positions of ``pairs`` (id, mantissa, exponent) best first, ties by lower id;
+    their reported scores): ranked on the scores as reported, each rounded once."""
     import numpy as np
 
-    ids, mantissa, exponent = np.asarray(ids), np.asarray(mantissa), np.asarray(exponent)
-    if not exponent.any():  # plain float64 scores (every cosine): one sort
-        return np.lexsort((ids, -mantissa))
-    sign, power, fraction = scaling.order_key(mantissa, exponent)
-    return np.lexsort((ids, -fraction, -power, -sign))
+    ids, mantissa, exponent = (np.asarray(column) for column in zip(*pairs, strict=True))
+    scores = scorer.report(mantissa, exponent)
+    return np.lexsort((ids, scores if scorer.ascending else -scores)), scores
 
 
 def _ranked(scorer, pairs, k) -> list[Scored] | QueryError:
-    """The k best of ``pairs`` (id, mantissa, exponent) as reported scores, or the
-    QueryError of a score among them that float64 cannot hold."""
+    """The k best of ``pairs`` (id, mantissa, exponent) as reported scores (distances for
+    L2), or the QueryError of a score among them beyond float64."""
     if not pairs:
         return []
-    ids, mantissa, exponent = zip(*pairs, strict=True)
+    order, scores = _order(scorer, pairs)
     results = []
-    for at in _order(ids, mantissa, exponent)[:k]:
-        score = scorer.report(mantissa[at], exponent[at])
+    for at in order[:k].tolist():
+        token_id, score = pairs[at][0], float(scores[at])
         if not math.isfinite(score):
             return QueryError(
-                f"its {scorer.what} with #{ids[at]} is beyond float64's range (about 1.8e308)"
+                f"its {scorer.what} with #{token_id} is beyond float64's range (about 1.8e308)"
             )
-        results.append(Scored(ids[at], score))
+        results.append(Scored(token_id, score))
     return results
 
 
