@@ -91,3 +91,13 @@ def rounded(mantissa: np.ndarray, exponent: np.ndarray) -> np.ndarray:
 
     with np.errstate(over="ignore"):
         return np.ldexp(mantissa, exponent.astype(np.int32))
+
+
+def value(mantissa: float, exponent: int) -> float:
+    """``mantissa·2^exponent`` rounded to float64 (±inf beyond its range)."""
+    import math
+
+    try:
+        return math.ldexp(mantissa, exponent)
+    except OverflowError:
+        return math.inf if mantissa > 0 else -math.inf

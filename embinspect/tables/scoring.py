@@ -212,14 +212,21 @@ class Scorer:
     batch: int
     what = "score"  # named in the error when a score is beyond float64
     ascending = False  # how reported scores rank: higher first (L2: lower first)
+    plain = False  # True where every score is a float64 (exponent 0) reported as it is
 
     def bounds(self, chunk: torch.Tensor, known: RowStats | None = None) -> BlockScores:
         """The block's scores; ``known`` holds the rows' norms when a scan has them."""
         raise NotImplementedError
 
-    def exact(self, rows: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def exact(
+        self, rows: torch.Tensor, index: torch.Tensor, scaled: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Float64 scores of ``rows`` (P, dim), row i against query ``index[i]``: mantissas
-        (P,) float64 and exponents (P,) int64, each score ``mantissa·2^exponent``."""
+        (P,) float64 and exponents (P,) int64, each score ``mantissa·2^exponent``.
+
+        ``scaled``: rows are scaled by their own power of two first; the fast pass's
+        candidates, inside ``SAFE_NORMS``, need not be (the scaling is exact, so the
+        scores are the same bits either way)."""
         raise NotImplementedError
 
     def select(self, indices: list[int]) -> Scorer:
@@ -234,6 +241,10 @@ class Scorer:
         """The reported float64 scores of ``mantissa·2^exponent``, rounded once (±inf
         beyond float64); results rank on these, ties to the lower id."""
         return scaling.rounded(mantissa, exponent)
+
+    def report_one(self, mantissa: float, exponent: int) -> float:
+        """``report`` of one score."""
+        return scaling.value(mantissa, exponent)
 
     @property
     def centered(self) -> bool:
@@ -274,6 +285,8 @@ class _Centered:
 
 
 class CosineScorer(Scorer):
+    plain = True
+
     def __init__(self, queries: torch.Tensor, center: torch.Tensor | None, device) -> None:
         import torch
 
@@ -330,10 +343,12 @@ class CosineScorer(Scorer):
         per_query = per_query + STORED_TINY[_dtype_name(block.dtype)] * 1.01 / floor
         return _monotone(cosines, 2.02 * roundoff, per_query, unusable, known)
 
-    def exact(self, rows, index):
+    def exact(self, rows, index, scaled=True):
         import torch
 
-        rows, _ = scaling.scaled(self.base.shift64(rows))
+        rows = self.base.shift64(rows)
+        if scaled:
+            rows, _ = scaling.scaled(rows)
         cosines = _row_dots(rows, self.unit64[index]) / rows.norm(dim=1)
         return cosines, torch.zeros(cosines.shape[0], dtype=torch.long)
 
@@ -376,8 +391,14 @@ class DotScorer(Scorer):
         products, slack = _stored_products(self, self.base.queries64, block, known.norms, row_error)
         return _widened(products, slack, known.excluded | ~torch.isfinite(known.norms), known)
 
-    def exact(self, rows, index):
-        rows, exponent = scaling.scaled(self.base.shift64(rows))
+    def exact(self, rows, index, scaled=True):
+        import torch
+
+        rows = self.base.shift64(rows)
+        if not scaled:
+            dots = _row_dots(rows, self.base.queries64[index])
+            return dots, torch.zeros(dots.shape[0], dtype=torch.long)
+        rows, exponent = scaling.scaled(rows)
         return _row_dots(rows, self.scaled[index]), exponent + self.exponent[index]
 
     def select(self, indices):
@@ -430,9 +451,14 @@ class L2Scorer(Scorer):
         slack = 2 * dot_slack + (2 * self.base.dim + 16) * U32 * 1.01 * reach * reach
         return _widened(approx, slack, known.excluded | ~torch.isfinite(norms), known)
 
-    def exact(self, rows, index):
+    def exact(self, rows, index, scaled=True):
+        import torch
+
+        difference = self.base.shift64(rows) - self.base.queries64[index]
+        if not scaled:
+            return -(difference**2).sum(dim=1), torch.zeros(rows.shape[0], dtype=torch.long)
         # -|d|² = -|d·2^-e|²·2^(2e): the difference scaled before it is squared.
-        difference, exponent = scaling.scaled(self.base.shift64(rows) - self.base.queries64[index])
+        difference, exponent = scaling.scaled(difference)
         return -(difference**2).sum(dim=1), 2 * exponent
 
     def select(self, indices):
@@ -447,10 +473,15 @@ class L2Scorer(Scorer):
 
         return scaling.rounded(np.sqrt(np.maximum(-mantissa, 0.0)), exponent // 2)
 
+    def report_one(self, mantissa, exponent):
+        return scaling.value(math.sqrt(max(-mantissa, 0.0)), exponent // 2)
+
 
 class CosMulScorer(Scorer):
     """3CosMul (Levy & Goldberg 2014) for A - B + C, as gensim's most_similar_cosmul:
     cos'(x,A)·cos'(x,C) / (cos'(x,B) + ε), with cos' = (1 + cos) / 2 in [0, 1]."""
+
+    plain = True
 
     def __init__(self, triples: torch.Tensor, center: torch.Tensor | None, device) -> None:
         import torch
@@ -474,8 +505,8 @@ class CosMulScorer(Scorer):
         lower = lower * (1 - self.tiny)
         return _widened((upper + lower) / 2, (upper - lower) / 2, unusable, stats)
 
-    def exact(self, rows, index):
-        cos = [(1 + self.cosine.exact(rows, 3 * index + j)[0]) / 2 for j in range(3)]
+    def exact(self, rows, index, scaled=True):
+        cos = [(1 + self.cosine.exact(rows, 3 * index + j, scaled)[0]) / 2 for j in range(3)]
         import torch
 
         scores = cos[0] * cos[2] / (cos[1] + COSMUL_EPSILON)
@@ -669,28 +700,33 @@ def _exact_rows(table, scorer, queries, rows, k, exclude, found) -> None:
                 if token_id not in exclude[query] and math.isfinite(m)
             )
             if len(pairs) > 4 * k + piece:
-                found[query] = [pairs[i] for i in _order(scorer, pairs)[0][:k]]
+                found[query] = [pairs[i] for i in _order(scorer, pairs)[:k]]
 
 
 def _order(scorer, pairs):
-    """(positions of ``pairs`` (id, mantissa, exponent) best first, ties by lower id;
-    their reported scores): ranked on the scores as reported, each rounded once."""
+    """Positions of ``pairs`` (id, mantissa, exponent) best first, ties by lower id, on the
+    scores as reported (each rounded once), as ``_ranked`` ranks them."""
     import numpy as np
 
     ids, mantissa, exponent = (np.asarray(column) for column in zip(*pairs, strict=True))
     scores = scorer.report(mantissa, exponent)
-    return np.lexsort((ids, scores if scorer.ascending else -scores)), scores
+    return np.lexsort((ids, scores if scorer.ascending else -scores))
 
 
 def _ranked(scorer, pairs, k) -> list[Scored] | QueryError:
     """The k best of ``pairs`` (id, mantissa, exponent) as reported scores (distances for
-    L2), or the QueryError of a score among them beyond float64."""
-    if not pairs:
-        return []
-    order, scores = _order(scorer, pairs)
+    L2), or the QueryError of a score among them beyond float64. A few dozen pairs a
+    query: plain Python sorts them faster than numpy would."""
+    if scorer.plain:  # cosines: every exponent 0, reported as they are
+        scored = sorted(((m, token_id) for token_id, m, _ in pairs), key=lambda p: (-p[0], p[1]))
+    else:
+        report, sign = scorer.report_one, 1 if scorer.ascending else -1
+        scored = sorted(
+            ((report(m, e), token_id) for token_id, m, e in pairs),
+            key=lambda p: (sign * p[0], p[1]),
+        )
     results = []
-    for at in order[:k].tolist():
-        token_id, score = pairs[at][0], float(scores[at])
+    for score, token_id in scored[:k]:
         if not math.isfinite(score):
             return QueryError(
                 f"its {scorer.what} with #{token_id} is beyond float64's range (about 1.8e308)"
@@ -987,7 +1023,7 @@ def _finish(table, scorer, k, kept: _Kept) -> list[list[tuple[int, float, int]] 
     exponents: list[int] = []
     for begin in range(0, len(ids), piece):
         rows = table.gather(ids[begin : begin + piece].tolist())
-        mantissa, exponent = scorer.exact(rows, queries[begin : begin + piece])
+        mantissa, exponent = scorer.exact(rows, queries[begin : begin + piece], scaled=False)
         mantissas.extend(mantissa.tolist())
         exponents.extend(exponent.tolist())
     found: list[list[tuple[int, float, int]]] = [[] for _ in range(upper.shape[0])]

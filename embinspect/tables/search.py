@@ -159,10 +159,12 @@ class Searcher:
         import torch
 
         vector = query_vector(self.table, resolved)
-        if not bool(torch.isfinite(vector).all()) and resolved.pooled == "mean":
+        finite = bool(torch.isfinite(vector).all())
+        if not finite and resolved.pooled == "mean":
             # The sum of huge finite rows can overflow where their mean does not.
             vector = scaling.mean(self.table.gather(resolved.token_ids))
-        if not bool(torch.isfinite(vector).all()):
+            finite = bool(torch.isfinite(vector).all())
+        if not finite:
             raise QueryError(f"{resolved.query}: its row holds NaN or infinite values")
         moved = vector - self.center if self.center is not None else vector
         # Zero only when every component is: the norm of a row of 1e-200 underflows.
