@@ -559,3 +559,31 @@ def test_stats_norms_at_any_scale(cli, scaled_tables, case):
     assert result["norm_quantiles"]["max"] == pytest.approx(norms.max(), rel=1e-14)
     assert [t["token_id"] for t in result["largest"]] == list(np.argsort(-norms, kind="stable")[:5])
     assert result["norm_mean"] == pytest.approx(norms.mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("case", ["F32-x1e20", "F64-x1e-200", "BF16-x1e30"])
+def test_centred_scores_at_any_scale(cli, scaled_tables, case, metric):
+    """--center moves every row by the mean, itself of the extreme rows' size."""
+    path, table = scaled_tables[case]
+    shifted = table - table.mean(axis=0)
+    args = ["-k", "10", "--center", "--metric", metric, "-f", "json"]
+    run = cli("neighbors", path, f"#{EXTREME}", f"#{ORDINARY}", *args)
+    assert run.returncode == 0, run.stderr
+    for answer, query in zip(run.json(), (EXTREME, ORDINARY), strict=True):
+        ids, scores = expected_neighbors(shifted, query, metric, 10)
+        assert [n["token_id"] for n in answer["neighbors"]] == ids, f"#{query}"
+        assert [n["score"] for n in answer["neighbors"]] == pytest.approx(scores, rel=1e-12)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("case", SCALES)
+def test_cuda_scores_at_any_scale_equal_cpu(cli, scaled_tables, case, metric):
+    """The GPU path shares the float64 scoring of extreme rows: the same answers."""
+    path, _ = scaled_tables[case]
+    args = ["neighbors", path, f"#{EXTREME}", f"#{ORDINARY}", "-k", "10", "--metric", metric]
+    cpu = cli(*args, "--device", "cpu", "-f", "json")
+    gpu = cli(*args, "--device", "cuda", "-f", "json")
+    assert (gpu.returncode, gpu.stdout) == (cpu.returncode, cpu.stdout)
