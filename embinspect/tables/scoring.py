@@ -29,7 +29,7 @@ import functools
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -229,6 +229,17 @@ class Scorer:
         scores are the same bits either way)."""
         raise NotImplementedError
 
+    def exact_many(
+        self, rows: torch.Tensor, queries: list[int]
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(query, mantissas, exponents)``: ``exact`` of all ``rows`` (P, dim), scaled,
+        for each of ``queries`` in turn; a scorer may prepare the rows once for all."""
+        import torch
+
+        for query in queries:
+            index = torch.full((rows.shape[0],), query, dtype=torch.long)
+            yield query, *self.exact(rows, index)
+
     def select(self, indices: list[int]) -> Scorer:
         raise NotImplementedError
 
@@ -352,6 +363,15 @@ class CosineScorer(Scorer):
         cosines = _row_dots(rows, self.unit64[index]) / rows.norm(dim=1)
         return cosines, torch.zeros(cosines.shape[0], dtype=torch.long)
 
+    def exact_many(self, rows, queries):
+        import torch
+
+        rows, _ = scaling.scaled(self.base.shift64(rows))  # once for every query
+        lengths = rows.norm(dim=1)
+        zeros = torch.zeros(rows.shape[0], dtype=torch.long)
+        for query in queries:
+            yield query, _row_dots(rows, self.unit64[query].expand_as(rows)) / lengths, zeros
+
     def select(self, indices):
         queries, center, device = self.args
         return CosineScorer(queries[indices], center, device)
@@ -400,6 +420,12 @@ class DotScorer(Scorer):
             return dots, torch.zeros(dots.shape[0], dtype=torch.long)
         rows, exponent = scaling.scaled(rows)
         return _row_dots(rows, self.scaled[index]), exponent + self.exponent[index]
+
+    def exact_many(self, rows, queries):
+        rows, exponent = scaling.scaled(self.base.shift64(rows))  # once for every query
+        for query in queries:
+            dots = _row_dots(rows, self.scaled[query].expand_as(rows))
+            yield query, dots, exponent + self.exponent[query]
 
     def select(self, indices):
         queries, center, device = self.args
@@ -511,6 +537,17 @@ class CosMulScorer(Scorer):
 
         scores = cos[0] * cos[2] / (cos[1] + COSMUL_EPSILON)
         return scores, torch.zeros(scores.shape[0], dtype=torch.long)
+
+    def exact_many(self, rows, queries):
+        import torch
+
+        # The three cosines of each question, from rows scaled once.
+        every = [3 * query + j for query in queries for j in range(3)]
+        cosines = self.cosine.exact_many(rows, every)
+        zeros = torch.zeros(rows.shape[0], dtype=torch.long)
+        for query in queries:
+            a, b, c = ((1 + next(cosines)[1]) / 2 for _ in range(3))
+            yield query, a * c / (b + COSMUL_EPSILON), zeros
 
     def select(self, indices):
         triples, center, device = self.args
@@ -679,38 +716,47 @@ def _settled_stats(table, scorer, device) -> RowStats:
 
 def _exact_rows(table, scorer, queries, rows, k, exclude, found) -> None:
     """Score the rows of mask ``rows`` (bool, (rows,)) for each of ``queries`` in float64,
-    scaled (``Scorer.exact``), adding (id, mantissa, exponent) to ``found[query]``: the
-    extreme rows for every query, or every row for a query the fast pass cannot bound.
-    A piece of rows at a time, each query's list cut back to its best k."""
-    import torch
+    scaled (``Scorer.exact_many``), adding each query's best k (id, mantissa, exponent)
+    to ``found[query]``: the extreme rows for every query, or every row for a query the
+    fast pass cannot bound. A piece of rows at a time, in numpy: a table of nothing but
+    extreme rows is a float64 scan, not a Python loop over its rows."""
+    import numpy as np
 
     ids = rows.nonzero().flatten()
     piece = max(1, EXACT_BLOCK_BYTES // (8 * table.dim))
+    empty = (np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+    best = {query: empty for query in queries}
     for begin in range(0, ids.numel(), piece):
         part = ids[begin : begin + piece]
         values = table.gather(part.tolist())
-        for query in queries:
-            index = torch.full((part.numel(),), query, dtype=torch.long)
-            mantissa, exponent = scorer.exact(values, index)
-            pairs = found[query]
-            scored = zip(part.tolist(), mantissa.tolist(), exponent.tolist(), strict=True)
-            pairs.extend(
-                (token_id, m, e)
-                for token_id, m, e in scored
-                if token_id not in exclude[query] and math.isfinite(m)
-            )
-            if len(pairs) > 4 * k + piece:
-                found[query] = [pairs[i] for i in _order(scorer, pairs)[:k]]
+        numbers = part.numpy()
+        for query, mantissa, exponent in scorer.exact_many(values, queries):
+            m, e = mantissa.numpy(), exponent.numpy()
+            keep = np.isfinite(m)  # NaN: a zero row's cosine
+            if exclude[query]:
+                keep &= ~np.isin(numbers, list(exclude[query]))
+            joined = [
+                np.concatenate([old, new[keep]])
+                for old, new in zip(best[query], (numbers, m, e), strict=True)
+            ]
+            order = _order(scorer, *joined, k)
+            best[query] = tuple(column[order] for column in joined)
+    for query, (token_ids, m, e) in best.items():
+        found[query].extend(zip(token_ids.tolist(), m.tolist(), e.tolist(), strict=True))
 
 
-def _order(scorer, pairs):
-    """Positions of ``pairs`` (id, mantissa, exponent) best first, ties by lower id, on the
-    scores as reported (each rounded once), as ``_ranked`` ranks them."""
+def _order(scorer, ids, mantissa, exponent, k: int):
+    """Positions of the k best scores ``mantissa·2^exponent`` (numpy arrays), best first,
+    ties by lower id, ranked on the scores as reported (each rounded once), as
+    ``_ranked`` ranks them."""
     import numpy as np
 
-    ids, mantissa, exponent = (np.asarray(column) for column in zip(*pairs, strict=True))
     scores = scorer.report(mantissa, exponent)
-    return np.lexsort((ids, scores if scorer.ascending else -scores))
+    key = scores if scorer.ascending else -scores  # lower is better
+    if key.size > k:  # only the k best and their ties need sorting
+        inside = np.flatnonzero(key <= np.partition(key, k - 1)[k - 1])
+        return inside[np.lexsort((ids[inside], key[inside]))][:k]
+    return np.lexsort((ids, key))[:k]
 
 
 def _ranked(scorer, pairs, k) -> list[Scored] | QueryError:
