@@ -587,3 +587,17 @@ def test_cuda_scores_at_any_scale_equal_cpu(cli, scaled_tables, case, metric):
     cpu = cli(*args, "--device", "cpu", "-f", "json")
     gpu = cli(*args, "--device", "cuda", "-f", "json")
     assert (gpu.returncode, gpu.stdout) == (cpu.returncode, cpu.stdout)
+
+
+@pytest.mark.parametrize("case", ["F32-x1e20", "F32-subnormal-x1e-40", "BF16-x1e-30"])
+def test_batches_in_half_precision_at_any_scale(cli, scaled_tables, case):
+    """A batch of 64 queries or more scans in bf16 (the stored rows, or a bf16 copy of a
+    float32 table): extreme rows are scored apart, the others within bf16's bounds."""
+    path, table = scaled_tables[case]
+    queries = [i % 40 for i in range(80)]
+    run = cli("neighbors", path, *[f"#{q}" for q in queries], "-k", "10", "-f", "jsonl")
+    assert run.returncode == 0, run.stderr
+    for query, answer in zip(queries, run.jsonl(), strict=True):
+        ids, scores = expected_neighbors(table, query, "cosine", 10)
+        assert [n["token_id"] for n in answer["neighbors"]] == ids, f"#{query}"
+        assert [n["score"] for n in answer["neighbors"]] == pytest.approx(scores, rel=1e-12)

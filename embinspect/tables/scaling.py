@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+# Norms (of rows, and of dot and L2 queries) that the float32 and half-precision passes of
+# ``scoring`` take: between them a row's squares and products stay far inside float32
+# (and bf16), and the absolute error of underflow, n·2^-150, stays below 2^-60 of their
+# relative bounds. Rows outside are few in any real table; they are scored in float64.
+SAFE_NORMS = (2.0**-40, 2.0**40)
+
 
 def exponents(rows: torch.Tensor) -> torch.Tensor:
     """e per row of ``rows`` (n, dim) float64: the largest |value| lies in [2^(e-1), 2^e);

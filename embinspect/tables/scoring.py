@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from embinspect.errors import Option, QueryError, UsageError
 from embinspect.tables import scaling
+from embinspect.tables.scaling import SAFE_NORMS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -57,11 +58,6 @@ SHADOW_MIN_BATCH = 64
 # ... and only when the copy is close (bf16 rounding is 2^-9 relative; values beyond
 # bf16's range would round to infinity and leave bounds too wide to help).
 SHADOW_MAX_ERROR = 2.0**-8
-# Norms (of rows, and of dot and L2 queries) that the float32 and half-precision passes
-# take: between them a row's squares and products stay far inside float32 (and bf16),
-# and the absolute error of underflow, n·2^-150, stays below 2^-60 of the relative
-# bounds. Rows outside are few in any real table; they are scored in float64.
-SAFE_NORMS = (2.0**-40, 2.0**40)
 # float16 products come back rounded to float16 (range 6e-8 .. 65504): on the stored path
 # a row's norm times the query's must stay below this, and each product may be off by
 # half a subnormal step besides its relative rounding.
