@@ -601,3 +601,37 @@ def test_batches_in_half_precision_at_any_scale(cli, scaled_tables, case):
         ids, scores = expected_neighbors(table, query, "cosine", 10)
         assert [n["token_id"] for n in answer["neighbors"]] == ids, f"#{query}"
         assert [n["score"] for n in answer["neighbors"]] == pytest.approx(scores, rel=1e-12)
+
+
+def undertrained_reference(rows: np.ndarray, reference: list[int]) -> np.ndarray:
+    """Magikarp's cos(x', u) (as tests/test_undertrained_command.py computes it), with the
+    principal component of the whole table taken over one common power of ten (it is not
+    scale-invariant) and each row's cosine on the row over its own maximum (it is)."""
+    common = rows / np.abs(rows).max()
+    centred = common - common.mean(axis=0)
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    pc = vectors[:, -1]
+    u = by_max_abs((common[reference] - np.outer(common[reference] @ pc, pc)).mean(axis=0))
+    own = by_max_abs(rows)
+    projected = own - np.outer(own @ pc, pc)
+    return projected @ u / (np.linalg.norm(projected, axis=1) * np.linalg.norm(u))
+
+
+@pytest.mark.parametrize("case", ["F32-x1e20", "F64-x1e-200", "F64-x1e300"])
+def test_undertrained_at_any_scale(cli, scaled_tables, case):
+    """Norms, the principal component and cos(x', u) of tables of huge or tiny rows: no
+    row counted as zero, no overflow in the covariance (1e300 rows squared)."""
+    path, table = scaled_tables[case]
+    reference = [35, 36]
+    run = cli("undertrained", path, "--reference", "#35", "--reference", "#36", "-k", "10",
+              "-f", "json")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout, parse_constant=reject)
+    cosines = undertrained_reference(table, reference)
+    ids = np.setdiff1d(np.arange(40), reference)
+    expected = ids[np.lexsort((ids, -cosines[ids]))][:10].tolist()
+    assert result["zero_rows"] == 0
+    assert [t["token_id"] for t in result["tokens"]] == expected
+    assert [t["cosine"] for t in result["tokens"]] == pytest.approx(cosines[expected], rel=1e-9)
+    norms = np.abs(table).max(axis=1) * np.linalg.norm(by_max_abs(table), axis=1)
+    assert [t["norm"] for t in result["tokens"]] == pytest.approx(norms[expected], rel=1e-14)
