@@ -6,6 +6,8 @@ These use safetensors' and the tokenizers' own APIs directly, never embinspect c
 from __future__ import annotations
 
 import json
+import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +75,77 @@ def cos_mul(table: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> n
     pos_c = (1 + normed @ unit(c)) / 2
     neg_b = (1 + normed @ unit(b)) / 2
     return pos_a * pos_c / (neg_b + 1e-6)
+
+
+# --- any scale: rows normalised by their own maximum, and exact rational arithmetic -----
+
+
+def by_max_abs(rows: np.ndarray) -> np.ndarray:
+    """Each row (n, dim), or one vector, over its own largest |value|: float64 squares and
+    products of the result neither overflow nor underflow, whatever the row's scale (all-zero
+    rows stay zero)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    biggest = np.abs(rows).max(axis=-1, keepdims=True)
+    return rows / np.where(biggest == 0, 1.0, biggest)
+
+
+def scaled_cosines(table: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """Cosines computed on rows normalised by their own maximum (cosine is scale-invariant)."""
+    return cosines(by_max_abs(table), by_max_abs(vector))
+
+
+def scaled_unit(vector: np.ndarray) -> np.ndarray:
+    return unit(by_max_abs(vector))
+
+
+def scaled_cos_add(table, a, b, c) -> np.ndarray:
+    """3CosAdd (``cos_add``) with every vector normalised by its maximum first."""
+    return cos_add(by_max_abs(table), by_max_abs(a), by_max_abs(b), by_max_abs(c))
+
+
+def scaled_cos_mul(table, a, b, c) -> np.ndarray:
+    """3CosMul (``cos_mul``) with every vector normalised by its maximum first."""
+    return cos_mul(by_max_abs(table), by_max_abs(a), by_max_abs(b), by_max_abs(c))
+
+
+def exact_dots(table: np.ndarray, vector: np.ndarray) -> list[Fraction]:
+    """Each row's dot product with ``vector`` as an exact rational (no rounding at all)."""
+    q = [Fraction(float(v)) for v in vector]
+    return [sum((Fraction(float(x)) * y for x, y in zip(row, q, strict=True)), Fraction(0))
+            for row in table]  # fmt: skip
+
+
+def exact_squared_distances(table: np.ndarray, vector: np.ndarray) -> list[Fraction]:
+    """|row - vector|² of each row, exact."""
+    q = [Fraction(float(v)) for v in vector]
+    return [sum(((Fraction(float(x)) - y) ** 2 for x, y in zip(row, q, strict=True)), Fraction(0))
+            for row in table]  # fmt: skip
+
+
+def rounded(value: Fraction) -> float:
+    """``value`` rounded to float64 (correctly; ±inf beyond its range)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def rounded_sqrt(value: Fraction) -> float:
+    """sqrt(``value``) in float64, for a value of any size: an even power of two taken out."""
+    if value == 0:
+        return 0.0
+    shift = (value.numerator.bit_length() - value.denominator.bit_length()) // 2
+    inner = value / Fraction(2) ** (2 * shift)
+    try:
+        return math.ldexp(math.sqrt(float(inner)), shift)
+    except OverflowError:
+        return math.inf
+
+
+def ranked_exact(values: list[Fraction], k: int, exclude=(), ascending=False, rounding=rounded):
+    """Top-k ids and their float64 scores from exact values: each rounded once
+    (``rounding``), then ranked best first, ties by lower id, as reported scores rank."""
+    scores = [rounding(v) for v in values]
+    order = sorted(range(len(values)), key=lambda i: (scores[i] if ascending else -scores[i], i))
+    keep = [i for i in order if i not in exclude][:k]
+    return keep, [scores[i] for i in keep]

@@ -8,11 +8,24 @@ scan's candidate buffer overflows, so this exercises the wider rescans too.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
-from reference import cosines, ranked
+from reference import (
+    by_max_abs,
+    cosines,
+    exact_dots,
+    exact_squared_distances,
+    ranked,
+    ranked_exact,
+    rounded,
+    rounded_sqrt,
+    scaled_cos_add,
+    scaled_cos_mul,
+    scaled_cosines,
+)
 from safetensors.torch import save_file
 
 
@@ -286,3 +299,339 @@ def test_float8_rows_read_exactly(cli, minilm, minilm_rows, tmp_path, dtype):
     assert [r["token_id"] for r in rows] == [1996, 2332]
     for row in rows:
         assert row["vector"] == stored[row["token_id"]].double().tolist()
+
+
+# --- rows at any scale: tiny, huge and subnormal rows score as float64 -------------------
+#
+# Each table holds 30 rows scaled into an extreme range of their dtype (rows 0..29) and 10
+# ordinary rows (30..39), every row first normalised to a largest |value| of 1. Cosines
+# are compared with a float64 reference on rows normalised by their own maximum; dot
+# products and distances with exact rational arithmetic (fractions), rounded once; a score
+# beyond float64 must be that query's error (exit 4), the others answered.
+
+SCALES = {
+    "F32-x1e-24": (torch.float32, 1e-24),
+    "F32-x1e20": (torch.float32, 1e20),
+    "F32-subnormal-x1e-40": (torch.float32, 1e-40),
+    "F64-x1e-200": (torch.float64, 1e-200),
+    "F64-x1e25": (torch.float64, 1e25),
+    "F64-x1e300": (torch.float64, 1e300),
+    "F64-subnormal-x1e-310": (torch.float64, 1e-310),
+    "F16-subnormal-x1e-6": (torch.float16, 1e-6),
+    "F16-x65000": (torch.float16, 65000.0),
+    "BF16-x1e30": (torch.bfloat16, 1e30),
+    "BF16-x1e-30": (torch.bfloat16, 1e-30),
+    "BF16-subnormal-x1e-39": (torch.bfloat16, 1e-39),
+    "F8_E4M3-subnormal-x2e-7": (torch.float8_e4m3fn, 2.0**-7),
+    "F8_E5M2-subnormal-x2e-15": (torch.float8_e5m2, 2.0**-15),
+}
+EXTREME, ORDINARY = 3, 35  # a query row of each kind
+
+
+def scaled_rows(scale: float, seed: int = 17) -> np.ndarray:
+    """40 × 8 float64 rows, each with a largest |value| of 1; rows 0..29 times ``scale``."""
+    rows = np.random.default_rng(seed).standard_normal((40, 8))
+    rows /= np.abs(rows).max(axis=1, keepdims=True)
+    rows[:30] *= scale
+    return rows
+
+
+@pytest.fixture(scope="module")
+def scaled_tables(tmp_path_factory):
+    """{case: (path, stored rows as float64)}, each table written once."""
+    folder = tmp_path_factory.mktemp("scales")
+    tables = {}
+    for case, (dtype, scale) in SCALES.items():
+        stored = torch.from_numpy(scaled_rows(scale)).to(dtype)
+        path = folder / f"{case}.safetensors"
+        save_file({"wte.weight": stored}, str(path))
+        tables[case] = (path, stored.double().numpy())
+    return tables
+
+
+def expected_neighbors(table, query: int, metric: str, k: int):
+    """(ids, reported scores) of the float64 reference, or None when one of them is beyond
+    float64 (the query's answer is then an error)."""
+    vector = table[query]
+    if metric == "cosine":
+        return ranked(scaled_cosines(table, vector), k, exclude={query})
+    if metric == "dot":
+        ids, scores = ranked_exact(exact_dots(table, vector), k, exclude={query})
+    else:
+        squares = exact_squared_distances(table, vector)
+        ids, scores = ranked_exact(squares, k, {query}, ascending=True, rounding=rounded_sqrt)
+    return None if not all(map(math.isfinite, scores)) else (ids, scores)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("case", SCALES)
+def test_neighbors_at_any_scale(cli, scaled_tables, case, metric):
+    path, table = scaled_tables[case]
+    run = cli("neighbors", path, f"#{EXTREME}", f"#{ORDINARY}", "-k", "10", "--metric", metric,
+              "-f", "json")  # fmt: skip
+    answers = json.loads(run.stdout, parse_constant=reject)
+    failed = 0
+    for answer, query in zip(answers, (EXTREME, ORDINARY), strict=True):
+        expected = expected_neighbors(table, query, metric, 10)
+        if expected is None:
+            failed += 1
+            what = "dot product" if metric == "dot" else "distance"
+            assert answer["error"].startswith(f"#{query}: its {what} with #")
+            assert answer["error"].endswith("is beyond float64's range (about 1.8e308)")
+            continue
+        assert [n["token_id"] for n in answer["neighbors"]] == expected[0], f"#{query}"
+        assert [n["score"] for n in answer["neighbors"]] == pytest.approx(expected[1], rel=1e-12)
+    assert run.returncode == (4 if failed else 0), run.stderr
+    assert "left out of results" not in run.stderr  # no row is zero or NaN
+
+
+def test_dot_beyond_float64_is_an_error_of_that_query_only(cli, scaled_tables):
+    """Rows of 1e300: their dot products overflow float64, a normal row's do not."""
+    path, _ = scaled_tables["F64-x1e300"]
+    run = cli("neighbors", path, f"#{EXTREME}", f"#{ORDINARY}", "--metric", "dot", "-f", "json")
+    assert run.returncode == 4
+    first, second = json.loads(run.stdout, parse_constant=reject)
+    assert "error" in first and "neighbors" not in first
+    assert len(second["neighbors"]) == 10
+    assert run.stderr.splitlines() == [f"embinspect: error: {first['error']}"]
+
+
+def expected_matrix(table, ids: list[int], metric: str):
+    """(kept ids, matrix) of ``compare``: a query whose score with itself or a kept
+    earlier query is beyond float64 is left out (reported as its error)."""
+
+    def score(i, j):
+        if metric == "cosine":
+            return float(scaled_cosines(table[[i]], table[j])[0])
+        if metric == "dot":
+            return rounded(exact_dots(table[[i]], table[j])[0])
+        return rounded_sqrt(exact_squared_distances(table[[i]], table[j])[0])
+
+    kept: list[int] = []
+    for i in ids:
+        if all(math.isfinite(score(i, j)) for j in [*kept, i]):
+            kept.append(i)
+    return kept, [[score(i, j) for j in kept] for i in kept]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("case", SCALES)
+def test_compare_at_any_scale(cli, scaled_tables, case, metric):
+    path, table = scaled_tables[case]
+    ids = [EXTREME, ORDINARY, 7]
+    run = cli("compare", path, *[f"#{i}" for i in ids], "--metric", metric, "-f", "json")
+    result = json.loads(run.stdout, parse_constant=reject)
+    kept, matrix = expected_matrix(table, ids, metric)
+    assert [item["token_ids"] for item in result["items"]] == [[i] for i in kept]
+    for got, want in zip(result["matrix"], matrix, strict=True):
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-300 if metric == "dot" else 0)
+    assert [e["query"] for e in result.get("errors", [])] == [f"#{i}" for i in ids if i not in kept]
+    assert run.returncode == (0 if kept == ids else 4)
+
+
+@pytest.mark.parametrize("method", ["add", "mul"])
+@pytest.mark.parametrize("case", SCALES)
+def test_analogy_at_any_scale(cli, scaled_tables, case, method):
+    """3CosAdd and 3CosMul are built from cosines, so they are scale-invariant: exact means
+    equal to gensim's formulas on rows normalised by their own maximum."""
+    path, table = scaled_tables[case]
+    a, b, c = EXTREME, ORDINARY, 7
+    run = cli("analogy", path, f"#{a}", f"#{b}", f"#{c}", "-k", "8", "--method", method,
+              "-f", "json")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    formula = scaled_cos_add if method == "add" else scaled_cos_mul
+    ids, scores = ranked(formula(table, table[a], table[b], table[c]), 8, exclude={a, b, c})
+    results = run.json()[0]["results"]
+    assert [n["token_id"] for n in results] == ids
+    assert [n["score"] for n in results] == pytest.approx(scores, rel=1e-12, abs=1e-15)
+
+
+@pytest.fixture(scope="module")
+def scaled_word_vectors(tmp_path_factory):
+    """A GloVe-style text file of float32 rows: w0..w29 of 1e-40 (subnormal), w30..w39 of 1."""
+    rows = scaled_rows(1e-40, seed=23).astype(np.float32)
+    path = tmp_path_factory.mktemp("scaled-words") / "vectors.txt"
+    lines = [f"w{i} " + " ".join(repr(float(v)) for v in row) for i, row in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path, rows.astype(np.float64)
+
+
+@pytest.mark.parametrize("query", ["w3", "w3 w4", "w3 w35"], ids=["tiny", "pooled-tiny", "pooled"])
+def test_word_vector_queries_of_tiny_rows(cli, scaled_word_vectors, query):
+    """A tiny row as a query, and the mean of tiny rows (a pooled query), work for cosine."""
+    path, table = scaled_word_vectors
+    words = [int(w[1:]) for w in query.split()]
+    vector = table[words].mean(axis=0)
+    run = cli("neighbors", path, query, "-k", "6", "-f", "json")
+    assert run.returncode == 0, run.stderr
+    ids, scores = ranked(scaled_cosines(table, vector), 6, exclude=set(words))
+    answer = run.json()[0]
+    assert [n["token_id"] for n in answer["neighbors"]] == ids
+    assert [n["score"] for n in answer["neighbors"]] == pytest.approx(scores, rel=1e-12)
+
+
+def write_gguf_table(path, data: np.ndarray, qtype=None) -> None:
+    """A GGUF file holding one token table, no tokenizer."""
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(path, "llama")
+    writer.add_tensor("token_embd.weight", data, raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def q8_0_rows(scales: np.ndarray, seed: int = 29) -> np.ndarray:
+    """Q8_0 rows of one 32-value block each: a float16 scale, then 32 int8 values."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(-127, 128, size=(len(scales), 32)).astype(np.int8)
+    values[:, 0] = 127  # no all-zero row
+    halves = scales.astype(np.float16).view(np.uint8).reshape(-1, 2)
+    return np.concatenate([halves, values.view(np.uint8)], axis=1)
+
+
+@pytest.mark.parametrize(
+    "kind", ["F32-x1e20", "F32-x1e-24", "Q8_0-extreme-scales"], ids=lambda kind: kind
+)
+def test_gguf_tables_at_any_scale(cli, tmp_path, kind):
+    """GGUF rows: a float32 table of huge or tiny rows, and Q8_0 blocks whose float16
+    scales span float16's range (65504 down to the subnormal 2^-24)."""
+    path = tmp_path / "table.gguf"
+    if kind.startswith("F32"):
+        table = scaled_rows(1e20 if kind == "F32-x1e20" else 1e-24, seed=31)
+        stored = np.ascontiguousarray(np.hstack([table] * 4).astype(np.float32))
+        write_gguf_table(path, stored)
+        table = stored.astype(np.float64)
+    else:
+        from gguf import GGMLQuantizationType
+        from gguf.quants import dequantize
+
+        scales = np.geomspace(2.0**-24, 65504.0, 40)
+        blocks = q8_0_rows(scales)
+        write_gguf_table(path, blocks, GGMLQuantizationType.Q8_0)
+        table = np.asarray(dequantize(blocks, GGMLQuantizationType.Q8_0), dtype=np.float64)
+    for metric in ("cosine", "dot", "l2"):
+        run = cli("neighbors", path, "#0", "#39", "-k", "5", "--metric", metric, "-f", "json")
+        assert run.returncode == 0, run.stderr
+        for answer, query in zip(run.json(), (0, 39), strict=True):
+            ids, scores = expected_neighbors(table, query, metric, 5)
+            assert [n["token_id"] for n in answer["neighbors"]] == ids, (metric, query)
+            assert [n["score"] for n in answer["neighbors"]] == pytest.approx(scores, rel=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_truly_bad_rows_are_still_left_out_beside_extreme_ones(cli, tmp_path, metric):
+    """Rows of 1e20 and 1e-40 are answers; rows of zeros, NaN or infinity are not, and the
+    note counts only those."""
+    rows = scaled_rows(1e20, seed=37)
+    rows[10:20] *= 1e-60  # 1e-40: float32 subnormals
+    rows[20], rows[21], rows[22, 3], rows[23, 5] = 0.0, 0.0, np.nan, -np.inf
+    stored = torch.from_numpy(rows).float()
+    path = tmp_path / "table.safetensors"
+    save_file({"wte.weight": stored}, str(path))
+    table = stored.double().numpy()
+    good = [i for i in range(40) if i not in {20, 21, 22, 23}]
+    run = cli("neighbors", path, "#12", "#33", "-k", "40", "--metric", metric, "-f", "json")
+    assert run.returncode == 0, run.stderr
+    for answer, query in zip(run.json(), (12, 33), strict=True):
+        ids, scores = expected_neighbors(table[good], good.index(query), metric, 40)
+        assert [n["token_id"] for n in answer["neighbors"]] == [good[i] for i in ids]
+        assert [n["score"] for n in answer["neighbors"]] == pytest.approx(scores, rel=1e-12)
+    assert run.stderr.splitlines() == [
+        "embinspect: note: 4 rows of wte.weight left out of results: 2 all zeros, "
+        "2 with NaN or infinite values"
+    ]
+
+
+@pytest.mark.parametrize("case", ["F32-x1e20", "F32-subnormal-x1e-40", "F64-x1e-200", "F64-x1e300"])
+def test_stats_norms_at_any_scale(cli, scaled_tables, case):
+    """Norms of tiny rows are not zeros and those of huge rows not infinite: each equals
+    max|x|·|x / max|x|| in float64."""
+    path, table = scaled_tables[case]
+    run = cli("stats", path, "-f", "json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout, parse_constant=reject)
+    biggest = np.abs(table).max(axis=1)
+    norms = biggest * np.linalg.norm(by_max_abs(table), axis=1)
+    assert result["zero_rows"] == 0 and result["nonfinite_rows"] == 0
+    assert result["norm_quantiles"]["min"] == pytest.approx(norms.min(), rel=1e-14)
+    assert result["norm_quantiles"]["max"] == pytest.approx(norms.max(), rel=1e-14)
+    assert [t["token_id"] for t in result["largest"]] == list(np.argsort(-norms, kind="stable")[:5])
+    assert result["norm_mean"] == pytest.approx(norms.mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("case", ["F32-x1e20", "F64-x1e-200", "BF16-x1e30"])
+def test_centred_scores_at_any_scale(cli, scaled_tables, case, metric):
+    """--center moves every row by the mean, itself of the extreme rows' size."""
+    path, table = scaled_tables[case]
+    shifted = table - table.mean(axis=0)
+    args = ["-k", "10", "--center", "--metric", metric, "-f", "json"]
+    run = cli("neighbors", path, f"#{EXTREME}", f"#{ORDINARY}", *args)
+    assert run.returncode == 0, run.stderr
+    for answer, query in zip(run.json(), (EXTREME, ORDINARY), strict=True):
+        ids, scores = expected_neighbors(shifted, query, metric, 10)
+        assert [n["token_id"] for n in answer["neighbors"]] == ids, f"#{query}"
+        assert [n["score"] for n in answer["neighbors"]] == pytest.approx(scores, rel=1e-12)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("case", SCALES)
+def test_cuda_scores_at_any_scale_equal_cpu(cli, scaled_tables, case, metric):
+    """The GPU path shares the float64 scoring of extreme rows: the same answers."""
+    path, _ = scaled_tables[case]
+    args = ["neighbors", path, f"#{EXTREME}", f"#{ORDINARY}", "-k", "10", "--metric", metric]
+    cpu = cli(*args, "--device", "cpu", "-f", "json")
+    gpu = cli(*args, "--device", "cuda", "-f", "json")
+    assert (gpu.returncode, gpu.stdout) == (cpu.returncode, cpu.stdout)
+
+
+@pytest.mark.parametrize("case", ["F32-x1e20", "F32-subnormal-x1e-40", "BF16-x1e-30"])
+def test_batches_in_half_precision_at_any_scale(cli, scaled_tables, case):
+    """A batch of 64 queries or more scans in bf16 (the stored rows, or a bf16 copy of a
+    float32 table): extreme rows are scored apart, the others within bf16's bounds."""
+    path, table = scaled_tables[case]
+    queries = [i % 40 for i in range(80)]
+    run = cli("neighbors", path, *[f"#{q}" for q in queries], "-k", "10", "-f", "jsonl")
+    assert run.returncode == 0, run.stderr
+    for query, answer in zip(queries, run.jsonl(), strict=True):
+        ids, scores = expected_neighbors(table, query, "cosine", 10)
+        assert [n["token_id"] for n in answer["neighbors"]] == ids, f"#{query}"
+        assert [n["score"] for n in answer["neighbors"]] == pytest.approx(scores, rel=1e-12)
+
+
+def undertrained_reference(rows: np.ndarray, reference: list[int]) -> np.ndarray:
+    """Magikarp's cos(x', u) (as tests/test_undertrained_command.py computes it), with the
+    principal component of the whole table taken over one common power of ten (it is not
+    scale-invariant) and each row's cosine on the row over its own maximum (it is)."""
+    common = rows / np.abs(rows).max()
+    centred = common - common.mean(axis=0)
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    pc = vectors[:, -1]
+    u = by_max_abs((common[reference] - np.outer(common[reference] @ pc, pc)).mean(axis=0))
+    own = by_max_abs(rows)
+    projected = own - np.outer(own @ pc, pc)
+    return projected @ u / (np.linalg.norm(projected, axis=1) * np.linalg.norm(u))
+
+
+@pytest.mark.parametrize("case", ["F32-x1e20", "F64-x1e-200", "F64-x1e300"])
+def test_undertrained_at_any_scale(cli, scaled_tables, case):
+    """Norms, the principal component and cos(x', u) of tables of huge or tiny rows: no
+    row counted as zero, no overflow in the covariance (1e300 rows squared)."""
+    path, table = scaled_tables[case]
+    reference = [35, 36]
+    run = cli("undertrained", path, "--reference", "#35", "--reference", "#36", "-k", "10",
+              "-f", "json")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout, parse_constant=reject)
+    cosines = undertrained_reference(table, reference)
+    ids = np.setdiff1d(np.arange(40), reference)
+    expected = ids[np.lexsort((ids, -cosines[ids]))][:10].tolist()
+    assert result["zero_rows"] == 0
+    assert [t["token_id"] for t in result["tokens"]] == expected
+    assert [t["cosine"] for t in result["tokens"]] == pytest.approx(cosines[expected], rel=1e-9)
+    norms = np.abs(table).max(axis=1) * np.linalg.norm(by_max_abs(table), axis=1)
+    assert [t["norm"] for t in result["tokens"]] == pytest.approx(norms[expected], rel=1e-14)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import Option, QueryError, UsageError
 from embinspect.result import Displayable, Grid
+from embinspect.tables import scaling
 from embinspect.tables.queries import printable
 from embinspect.tables.scoring import METRICS
 from embinspect.tables.search import Searcher
@@ -62,17 +64,40 @@ def compare(searcher: Searcher, queries: list[str], metric: str = "cosine") -> C
     if searcher.center is not None:
         stacked = stacked - searcher.center
     matrix = pairwise(stacked, metric)
-    return Comparison(metric, [r.echo() for r in items], matrix.tolist(), errors)
+    # A query whose score with itself or an earlier query is beyond float64 (the dot
+    # product of two rows of 1e200) is an error of its own; the others are answered.
+    kept: list[int] = []
+    for i, resolved in enumerate(items):
+        beyond = [j for j in [*kept, i] if not math.isfinite(float(matrix[i, j]))]
+        if beyond:
+            what = "dot product" if metric == "dot" else "distance"
+            other = "itself" if beyond[0] == i else printable(items[beyond[0]].query)
+            message = f"{printable(resolved.query)}: its {what} with {other} is beyond "
+            errors.append({"query": printable(resolved.query), "error": message + _RANGE})
+        else:
+            kept.append(i)
+    matrix = matrix[kept][:, kept]
+    return Comparison(metric, [items[i].echo() for i in kept], matrix.tolist(), errors)
+
+
+_RANGE = "float64's range (about 1.8e308)"
 
 
 def pairwise(vectors: torch.Tensor, metric: str) -> torch.Tensor:
-    """(n, n) float64 scores between rows of ``vectors`` (n, dim)."""
+    """(n, n) float64 scores between rows of ``vectors`` (n, dim), computed on rows scaled
+    by their own power of two (``tables.scaling``): exact for rows of any finite size,
+    inf only where the score itself is beyond float64."""
+    import torch
+
     if metric == "cosine":
-        units = vectors / vectors.norm(dim=1, keepdim=True)
+        units = scaling.units(vectors)
         return units @ units.T
     if metric == "dot":
-        return vectors @ vectors.T
+        values, exponent = scaling.scaled(vectors)
+        return scaling.ldexp(values @ values.T, exponent[:, None] + exponent[None, :])
     if metric == "l2":
         # Direct differences: cdist's matmul shortcut loses digits for close vectors.
-        return ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(dim=2).sqrt()
+        count = vectors.shape[0]
+        differences = (vectors[:, None, :] - vectors[None, :, :]).reshape(count * count, -1)
+        return scaling.norms(differences).reshape(count, count).to(torch.float64)
     raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")

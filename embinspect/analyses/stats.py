@@ -8,7 +8,9 @@ vocabulary (GPT-2's 50,257 tokens in a 50,304-row table).
 
 Two passes over the table in chunks (norms, sums and row hashes; then cosines to the
 mean row) and one gather of the sampled pairs: memory stays at a chunk plus a few
-numbers per row. Every figure is computed in float64 from the stored values.
+numbers per row. Every figure is computed in float64 from the stored values, norms and
+cosines on rows scaled by their own power of two (``tables.scaling``), so that a row of
+1e-200 is no zero row and one of 1e300 has a finite norm.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import ModelError, Option, UsageError
 from embinspect.result import Displayable
+from embinspect.tables import scaling
 
 if TYPE_CHECKING:
     import numpy as np
@@ -103,7 +106,7 @@ def table_stats(
     for start, chunk in table.chunks(torch.device("cpu"), stored=True):
         values = chunk.double()
         stop = start + values.shape[0]
-        norms[start:stop] = values.norm(dim=1).numpy()
+        norms[start:stop] = scaling.norms(values).numpy()
         ok = torch.isfinite(values).all(dim=1)
         finite[start:stop] = ok.numpy()
         token_rows = slice(0, max(0, min(stop, with_token) - start))
@@ -126,7 +129,7 @@ def table_stats(
     zero = token & finite & (norms == 0)
     broken = token & ~finite
     mean_row = total / int(counted.sum())
-    to_mean = _cosines_to(table, mean_row, usable, norms)
+    to_mean = _cosines_to(table, mean_row, usable)
     token_norms = norms[counted]
     order = np.lexsort((np.arange(rows)[counted], token_norms))
     ids = np.flatnonzero(counted)
@@ -135,7 +138,10 @@ def table_stats(
         return [TokenNorm(int(i), _token(vocabulary, int(i)), float(norms[i])) for i in picks]
 
     counts, edges = np.histogram(token_norms, bins=HISTOGRAM_BINS)
-    mean_norm = float(token_norms.mean())
+    # Over the largest norm first: a sum or a square of norms of 1e300 overflows.
+    top = float(token_norms.max()) or 1.0
+    mean_norm = float((token_norms / top).mean()) * top
+    norm_std = float((token_norms / top).std()) * top
     return TableStats(
         model=model,
         tensor=table.name,
@@ -153,7 +159,7 @@ def table_stats(
         duplicate_examples=[groups[first] for first in sorted(groups)[:EXAMPLES]],
         norm_rows=int(counted.sum()),
         norm_mean=mean_norm,
-        norm_std=float(token_norms.std()),
+        norm_std=norm_std,
         norm_quantiles={k: float(np.quantile(token_norms, q)) for k, q in QUANTILES.items()},
         histogram=[
             {"low": float(edges[i]), "high": float(edges[i + 1]), "count": int(counts[i])}
@@ -162,7 +168,7 @@ def table_stats(
         smallest=listed(ids[order[:EXTREMES]]),
         largest=listed(ids[order[::-1][:EXTREMES]]),
         pair_cosine=_pair_cosine(table, np.flatnonzero(usable), pairs, seed),
-        mean_row_norm=float(mean_row.norm()) / mean_norm if mean_norm else 0.0,
+        mean_row_norm=float(scaling.norms(mean_row[None])[0]) / mean_norm if mean_norm else 0.0,
         cosine_to_mean={
             "mean": float(to_mean.mean()),
             "min": float(to_mean.min()),
@@ -172,21 +178,21 @@ def table_stats(
     )
 
 
-def _cosines_to(table: EmbeddingTable, vector, usable: np.ndarray, norms: np.ndarray):
+def _cosines_to(table: EmbeddingTable, vector, usable: np.ndarray):
     """cos(row, vector) for the usable rows, in row order (float64), a chunk at a time."""
     import numpy as np
     import torch
 
-    length = float(vector.norm())
-    if length == 0:
+    if not bool(vector.any()):
         return np.zeros(int(usable.sum()))
+    direction = scaling.units(vector[None])[0]
     parts = []
     for start, chunk in table.chunks(torch.device("cpu"), stored=True):
         stop = start + chunk.shape[0]
         keep = usable[start:stop]
         if keep.any():
-            dots = (chunk.double() @ vector).numpy()
-            parts.append(dots[keep] / (norms[start:stop][keep] * length))
+            rows, _ = scaling.scaled(chunk.double()[torch.from_numpy(keep)])
+            parts.append((rows @ direction / torch.linalg.vector_norm(rows, dim=1)).numpy())
     return np.concatenate(parts)
 
 
@@ -203,8 +209,8 @@ def _pair_cosine(table: EmbeddingTable, ids: np.ndarray, pairs: int, seed: int) 
     second = (first + rng.integers(1, len(ids), size=pairs)) % len(ids)
     cosines = np.empty(pairs)
     for begin in range(0, pairs, PAIR_PIECE):
-        a = table.gather(ids[first[begin : begin + PAIR_PIECE]].tolist())
-        b = table.gather(ids[second[begin : begin + PAIR_PIECE]].tolist())
+        a, _ = scaling.scaled(table.gather(ids[first[begin : begin + PAIR_PIECE]].tolist()))
+        b, _ = scaling.scaled(table.gather(ids[second[begin : begin + PAIR_PIECE]].tolist()))
         dots = (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1))
         cosines[begin : begin + PAIR_PIECE] = dots.numpy()
     std = float(cosines.std(ddof=1)) if pairs > 1 else 0.0

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import ModelError, Option, UsageError
 from embinspect.result import Displayable
+from embinspect.tables import scaling
 from embinspect.tables.queries import QueryResolver
 
 if TYPE_CHECKING:
@@ -121,12 +122,26 @@ def rank_undertrained(
     gram = torch.zeros((dim, dim), dtype=torch.float64)
     norms = np.empty(rows)
     finite = np.empty(rows, dtype=bool)
+    # The sums are kept for the rows times 2^-power, the power of two of the largest
+    # value so far (rescaled, exactly, when a larger one comes): squares of rows of
+    # 1e300 would overflow, of 1e-200 underflow. Directions and shares do not change.
+    power: int | None = None
     for start, chunk in table.chunks(torch.device("cpu"), stored=True):
         values = chunk.double()
         ok = torch.isfinite(values).all(dim=1)
         finite[start : start + len(values)] = ok.numpy()
-        norms[start : start + len(values)] = values.norm(dim=1).numpy()
+        # Scaled by each row's power of two: a row of 1e-200 has a norm, not 0.
+        norms[start : start + len(values)] = scaling.norms(values).numpy()
         good = values[ok]
+        if not good.shape[0]:
+            continue
+        largest = int(scaling.exponents(good).max())
+        if power is None or largest > power:
+            if power is not None:
+                total = scaling.ldexp(total, torch.tensor(power - largest))
+                gram = scaling.ldexp(gram, torch.tensor(2 * (power - largest)))
+            power = largest
+        good = scaling.ldexp(good, torch.tensor(-power))
         total += good.sum(dim=0)
         gram += good.T @ good
     usable = finite & (np.arange(rows) < with_token)
@@ -143,18 +158,22 @@ def rank_undertrained(
     if not reference:
         raise UsageError("every reference row holds NaN or infinite values")
     ref_rows = table.gather(reference)
-    u = (ref_rows - torch.outer(ref_rows @ pc, pc)).mean(dim=0)  # u is orthogonal to pc
-    if float(u.norm()) == 0:
+    u = scaling.mean(ref_rows - torch.outer(ref_rows @ pc, pc))  # u is orthogonal to pc
+    if not bool(u.any()):
         raise UsageError("the reference rows average to zero once the first component is removed")
-    dots, along = np.empty(rows), np.empty(rows)
+    direction = scaling.units(u[None])[0]
+    # Each row scaled by its own power of two (a cosine does not see it): x·u and x·pc of
+    # rows of 1e-200 do not underflow, nor their squares of 1e300 overflow.
+    dots, along, lengths = np.empty(rows), np.empty(rows), np.empty(rows)
     for start, chunk in table.chunks(torch.device("cpu"), stored=True):
-        values = chunk.double()
-        dots[start : start + len(values)] = (values @ u).numpy()
+        values, _ = scaling.scaled(chunk.double())
+        dots[start : start + len(values)] = (values @ direction).numpy()
         along[start : start + len(values)] = (values @ pc).numpy()
+        lengths[start : start + len(values)] = values.norm(dim=1).numpy()
     # x'·u = x·u (u ⟂ pc), and |x'|² = |x|² - (x·pc)², clipped at 0 against rounding.
-    projected = np.sqrt(np.clip(norms**2 - along**2, 0, None))
+    projected = np.sqrt(np.clip(lengths**2 - along**2, 0, None))
     with np.errstate(divide="ignore", invalid="ignore"):
-        cosine = dots / (projected * float(u.norm()))
+        cosine = dots / projected
     zero = usable & (norms == 0)
     candidates = usable.copy()
     if not keep_reference:

@@ -9,6 +9,15 @@ therefore equal a float64 reference computed on the same rows; ties go to the lo
 If the candidate buffer overflows (a crowd of near-ties), the query is scanned again with
 a larger buffer, so the guarantee never depends on luck.
 
+The bounds assume relative rounding, which holds while a row's norm stays inside
+``SAFE_NORMS``: there no square or product overflows float32, and what underflow takes
+(2^-150 a product at most) is negligible next to them. A finite nonzero row outside it
+(a float32 row of 1e20 or 1e-40, a float64 row of 1e-200: "extreme") is left out of the
+fast pass and scored in float64 directly, scaled by its own power of two (``scaling``),
+as is a dot or L2 query outside it against every row; the exact scores of both kinds
+merge with the fast pass's. Cosines are scale-invariant; a dot product or distance too
+large for float64 is a per-query error, never a wrong or missing answer.
+
 Extra memory is one float32 chunk plus a (queries × chunk rows) score block, a small
 fraction of the table: the full table is never converted to float32 at once.
 """
@@ -20,13 +29,16 @@ import functools
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from embinspect.errors import Option, UsageError
+from embinspect.errors import Option, QueryError, UsageError
+from embinspect.tables import scaling
+from embinspect.tables.scaling import SAFE_NORMS
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from embinspect.tables.table import EmbeddingTable
@@ -46,6 +58,11 @@ SHADOW_MIN_BATCH = 64
 # ... and only when the copy is close (bf16 rounding is 2^-9 relative; values beyond
 # bf16's range would round to infinity and leave bounds too wide to help).
 SHADOW_MAX_ERROR = 2.0**-8
+# float16 products come back rounded to float16 (range 6e-8 .. 65504): on the stored path
+# a row's norm times the query's must stay below this, and each product may be off by
+# half a subnormal step besides its relative rounding.
+FLOAT16_PRODUCT_MAX = 2.0**14
+STORED_TINY = {"bfloat16": 2.0**-134, "float16": 2.0**-25}
 
 
 @dataclass(frozen=True)
@@ -57,31 +74,63 @@ class Scored:
 @dataclass(frozen=True)
 class RowStats:
     """Per-row float32 facts a scorer needs: norms of the (centred) rows, the centring
-    error bound (None when not centred), and which stored rows are all zeros or hold NaN
-    or infinity (never results, for any metric)."""
+    error bound (None when not centred), which stored rows are all zeros or hold NaN or
+    infinity (never results, for any metric), and which are extreme: finite and nonzero
+    but with a norm outside ``SAFE_NORMS`` (scored in float64 apart from the fast pass).
+
+    Computed from float32 rows, a zero or non-finite norm may hide a row that is only
+    extreme (a float32 row of 1e-24 squares to 0, one of 1e20 to infinity): ``settle``
+    reads those rows in float64 and says which they are."""
 
     norms: torch.Tensor
     drift: torch.Tensor | None
     zero: torch.Tensor  # bool, (rows,)
     broken: torch.Tensor  # bool, (rows,)
+    extreme: torch.Tensor  # bool, (rows,)
 
     @property
     def excluded(self) -> torch.Tensor:
-        return self.zero | self.broken
+        """Rows the fast pass never ranks."""
+        return self.zero | self.broken | self.extreme
 
     def part(self, first: int, count: int) -> RowStats:
         """The stats of rows first .. first + count - 1."""
         drift = self.drift[first : first + count] if self.drift is not None else None
         rows = slice(first, first + count)
-        return RowStats(self.norms[rows], drift, self.zero[rows], self.broken[rows])
+        return RowStats(
+            self.norms[rows], drift, self.zero[rows], self.broken[rows], self.extreme[rows]
+        )
+
+    def settle(self, table: EmbeddingTable) -> None:
+        """Read the rows whose float32 norm is 0 or not finite in float64, and move those
+        that are finite and nonzero from ``zero``/``broken`` to ``extreme``."""
+        import torch
+
+        suspects = (self.zero | self.broken).nonzero().flatten().cpu()
+        piece = max(1, EXACT_BLOCK_BYTES // (8 * table.dim))
+        for begin in range(0, suspects.numel(), piece):
+            ids = suspects[begin : begin + piece]
+            rows = table.gather(ids.tolist())
+            finite = torch.isfinite(rows).all(dim=1)
+            nonzero = (rows != 0).any(dim=1)
+            at = ids.to(self.zero.device)
+            self.zero[at] = (finite & ~nonzero).to(self.zero.device)
+            self.broken[at] = (~finite).to(self.zero.device)
+            self.extreme[at] = (finite & nonzero).to(self.zero.device)
 
 
 def raw_row_stats(norms: torch.Tensor, raw_norms: torch.Tensor, drift=None) -> RowStats:
-    """RowStats from the norms a scorer uses and the norms of the stored rows: a stored
-    norm of 0 is an all-zero row, a non-finite one a row with NaN or infinity."""
+    """RowStats from the float32 norms a scorer uses and those of the stored rows: a
+    stored norm of 0 is an all-zero row, a non-finite one a row with NaN or infinity
+    (until ``RowStats.settle``), and a norm outside ``SAFE_NORMS`` an extreme row."""
     import torch
 
-    return RowStats(norms, drift, raw_norms == 0, ~torch.isfinite(raw_norms))
+    zero, broken = raw_norms == 0, ~torch.isfinite(raw_norms)
+    low, high = SAFE_NORMS
+    outside = (raw_norms < low) | (raw_norms > high)
+    # Centred: a row near the mean is scored by the drift bound, one far from it is not.
+    outside |= (norms > high) | ~torch.isfinite(norms)
+    return RowStats(norms, drift, zero, broken, outside & ~zero & ~broken)
 
 
 @dataclass(frozen=True)
@@ -151,25 +200,58 @@ class Scorer:
 
     ``bounds`` scores a float32 chunk (``stored_bounds`` a chunk in its stored half
     precision) with rigorous bounds on how far off the scores may be; ``exact`` gives
-    float64 scores of given rows for one query. Higher is better for every scorer (L2
-    ranks by negative squared distance; ``report`` turns that back into a distance).
+    float64 scores of given rows for one query, as ``mantissa·2^exponent`` so that no
+    scale overflows. Higher is better for every scorer (L2 ranks by negative squared
+    distance; ``report`` turns that back into a distance).
     """
 
     batch: int
+    what = "score"  # named in the error when a score is beyond float64
+    ascending = False  # how reported scores rank: higher first (L2: lower first)
+    plain = False  # True where every score is a float64 (exponent 0) reported as it is
 
     def bounds(self, chunk: torch.Tensor, known: RowStats | None = None) -> BlockScores:
         """The block's scores; ``known`` holds the rows' norms when a scan has them."""
         raise NotImplementedError
 
-    def exact(self, rows: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-        """Float64 scores (P,) of ``rows`` (P, dim), row i against query ``queries[i]``."""
+    def exact(
+        self, rows: torch.Tensor, index: torch.Tensor, scaled: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float64 scores of ``rows`` (P, dim), row i against query ``index[i]``: mantissas
+        (P,) float64 and exponents (P,) int64, each score ``mantissa·2^exponent``.
+
+        ``scaled``: rows are scaled by their own power of two first; the fast pass's
+        candidates, inside ``SAFE_NORMS``, need not be (the scaling is exact, so the
+        scores are the same bits either way)."""
         raise NotImplementedError
+
+    def exact_many(
+        self, rows: torch.Tensor, queries: list[int]
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(query, mantissas, exponents)``: ``exact`` of all ``rows`` (P, dim), scaled,
+        for each of ``queries`` in turn; a scorer may prepare the rows once for all."""
+        import torch
+
+        for query in queries:
+            index = torch.full((rows.shape[0],), query, dtype=torch.long)
+            yield query, *self.exact(rows, index)
 
     def select(self, indices: list[int]) -> Scorer:
         raise NotImplementedError
 
-    def report(self, score: float) -> float:
-        return score
+    def far(self) -> list[int]:
+        """Queries the fast pass cannot bound (a dot or L2 query whose norm is outside
+        ``SAFE_NORMS``): scored against every row in float64."""
+        return []
+
+    def report(self, mantissa: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+        """The reported float64 scores of ``mantissa·2^exponent``, rounded once (±inf
+        beyond float64); results rank on these, ties to the lower id."""
+        return scaling.rounded(mantissa, exponent)
+
+    def report_one(self, mantissa: float, exponent: int) -> float:
+        """``report`` of one score."""
+        return scaling.value(mantissa, exponent)
 
     @property
     def centered(self) -> bool:
@@ -210,13 +292,16 @@ class _Centered:
 
 
 class CosineScorer(Scorer):
+    plain = True
+
     def __init__(self, queries: torch.Tensor, center: torch.Tensor | None, device) -> None:
         import torch
 
         self.args = (queries, center, device)
         self.base = _Centered(queries, center, device)
-        q = self.base.queries64
-        self.unit64 = q / q.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        # Scaled first: a float64 query of 1e-200 has a direction, though its norm
+        # underflows. A zero query (refused before this) would give zeros.
+        self.unit64 = torch.nan_to_num(scaling.units(self.base.queries64), nan=0.0)
         self.unit32 = self.unit64.float().to(device)
         self.batch = self.base.batch
         # dot error <= n·u·|x| for a unit query, the norm's relative error <= n·u, and the
@@ -259,11 +344,29 @@ class CosineScorer(Scorer):
         cosines = (q_low @ block.T).float().div_(norms)
         per_query = _per_query_error(self, q_error, q_low_norm, row_error) * 1.02 + self.slack
         unusable = known.excluded | ~torch.isfinite(norms) | (norms == 0)
+        # A product that rounds to a subnormal is off by up to STORED_TINY, whatever its
+        # size: over |x| that is largest for the block's smallest usable row.
+        floor = norms.masked_fill(unusable, torch.inf).amin()
+        per_query = per_query + STORED_TINY[_dtype_name(block.dtype)] * 1.01 / floor
         return _monotone(cosines, 2.02 * roundoff, per_query, unusable, known)
 
-    def exact(self, rows, index):
+    def exact(self, rows, index, scaled=True):
+        import torch
+
         rows = self.base.shift64(rows)
-        return _row_dots(rows, self.unit64[index]) / rows.norm(dim=1)
+        if scaled:
+            rows, _ = scaling.scaled(rows)
+        cosines = _row_dots(rows, self.unit64[index]) / rows.norm(dim=1)
+        return cosines, torch.zeros(cosines.shape[0], dtype=torch.long)
+
+    def exact_many(self, rows, queries):
+        import torch
+
+        rows, _ = scaling.scaled(self.base.shift64(rows))  # once for every query
+        lengths = rows.norm(dim=1)
+        zeros = torch.zeros(rows.shape[0], dtype=torch.long)
+        for query in queries:
+            yield query, _row_dots(rows, self.unit64[query].expand_as(rows)) / lengths, zeros
 
     def select(self, indices):
         queries, center, device = self.args
@@ -278,6 +381,12 @@ class DotScorer(Scorer):
         self.qnorm = self.base.queries64.norm(dim=1).float().to(device)
         self.batch = self.base.batch
         self.factor = (self.base.dim + 16) * U32
+        self.scaled, self.exponent = scaling.scaled(self.base.queries64)
+
+    what = "dot product"
+
+    def far(self):
+        return _far(self.base.queries64)
 
     def bounds(self, chunk, known=None):
         import torch
@@ -298,8 +407,21 @@ class DotScorer(Scorer):
         products, slack = _stored_products(self, self.base.queries64, block, known.norms, row_error)
         return _widened(products, slack, known.excluded | ~torch.isfinite(known.norms), known)
 
-    def exact(self, rows, index):
-        return _row_dots(self.base.shift64(rows), self.base.queries64[index])
+    def exact(self, rows, index, scaled=True):
+        import torch
+
+        rows = self.base.shift64(rows)
+        if not scaled:
+            dots = _row_dots(rows, self.base.queries64[index])
+            return dots, torch.zeros(dots.shape[0], dtype=torch.long)
+        rows, exponent = scaling.scaled(rows)
+        return _row_dots(rows, self.scaled[index]), exponent + self.exponent[index]
+
+    def exact_many(self, rows, queries):
+        rows, exponent = scaling.scaled(self.base.shift64(rows))  # once for every query
+        for query in queries:
+            dots = _row_dots(rows, self.scaled[query].expand_as(rows))
+            yield query, dots, exponent + self.exponent[query]
 
     def select(self, indices):
         queries, center, device = self.args
@@ -317,6 +439,11 @@ class L2Scorer(Scorer):
         self.qnorm = self.base.queries64.norm(dim=1).float().to(device)
         self.batch = self.base.batch
         self.factor = (2 * self.base.dim + 16) * U32
+
+    what = "distance"
+
+    def far(self):
+        return _far(self.base.queries64)
 
     def bounds(self, chunk, known=None):
         import torch
@@ -346,20 +473,37 @@ class L2Scorer(Scorer):
         slack = 2 * dot_slack + (2 * self.base.dim + 16) * U32 * 1.01 * reach * reach
         return _widened(approx, slack, known.excluded | ~torch.isfinite(norms), known)
 
-    def exact(self, rows, index):
-        return -((self.base.shift64(rows) - self.base.queries64[index]) ** 2).sum(dim=1)
+    def exact(self, rows, index, scaled=True):
+        import torch
+
+        difference = self.base.shift64(rows) - self.base.queries64[index]
+        if not scaled:
+            return -(difference**2).sum(dim=1), torch.zeros(rows.shape[0], dtype=torch.long)
+        # -|d|² = -|d·2^-e|²·2^(2e): the difference scaled before it is squared.
+        difference, exponent = scaling.scaled(difference)
+        return -(difference**2).sum(dim=1), 2 * exponent
 
     def select(self, indices):
         queries, center, device = self.args
         return L2Scorer(queries[indices], center, device)
 
-    def report(self, score):
-        return math.sqrt(max(-score, 0.0))
+    ascending = True  # a smaller distance is nearer
+
+    def report(self, mantissa, exponent):
+        """The distances sqrt(|d|²), from -|d|² = mantissa·2^exponent (exponent even)."""
+        import numpy as np
+
+        return scaling.rounded(np.sqrt(np.maximum(-mantissa, 0.0)), exponent // 2)
+
+    def report_one(self, mantissa, exponent):
+        return scaling.value(math.sqrt(max(-mantissa, 0.0)), exponent // 2)
 
 
 class CosMulScorer(Scorer):
     """3CosMul (Levy & Goldberg 2014) for A - B + C, as gensim's most_similar_cosmul:
     cos'(x,A)·cos'(x,C) / (cos'(x,B) + ε), with cos' = (1 + cos) / 2 in [0, 1]."""
+
+    plain = True
 
     def __init__(self, triples: torch.Tensor, center: torch.Tensor | None, device) -> None:
         import torch
@@ -383,13 +527,34 @@ class CosMulScorer(Scorer):
         lower = lower * (1 - self.tiny)
         return _widened((upper + lower) / 2, (upper - lower) / 2, unusable, stats)
 
-    def exact(self, rows, index):
-        cos = [(1 + self.cosine.exact(rows, 3 * index + j)) / 2 for j in range(3)]
-        return cos[0] * cos[2] / (cos[1] + COSMUL_EPSILON)
+    def exact(self, rows, index, scaled=True):
+        cos = [(1 + self.cosine.exact(rows, 3 * index + j, scaled)[0]) / 2 for j in range(3)]
+        import torch
+
+        scores = cos[0] * cos[2] / (cos[1] + COSMUL_EPSILON)
+        return scores, torch.zeros(scores.shape[0], dtype=torch.long)
+
+    def exact_many(self, rows, queries):
+        import torch
+
+        # The three cosines of each question, from rows scaled once.
+        every = [3 * query + j for query in queries for j in range(3)]
+        cosines = self.cosine.exact_many(rows, every)
+        zeros = torch.zeros(rows.shape[0], dtype=torch.long)
+        for query in queries:
+            a, b, c = ((1 + next(cosines)[1]) / 2 for _ in range(3))
+            yield query, a * c / (b + COSMUL_EPSILON), zeros
 
     def select(self, indices):
         triples, center, device = self.args
         return CosMulScorer(triples[indices], center, device)
+
+
+def _far(queries64: torch.Tensor) -> list[int]:
+    """Indices of the queries (B, dim) whose float64 norm is outside ``SAFE_NORMS``."""
+    low, high = SAFE_NORMS
+    lengths = scaling.norms(queries64)
+    return [i for i, n in enumerate(lengths.tolist()) if not low <= n <= high]
 
 
 def _stored_products(scorer, queries64, block, norms, row_error=0.0):
@@ -406,7 +571,12 @@ def _stored_products(scorer, queries64, block, norms, row_error=0.0):
     products = (q_low @ block.T).float()
     per_query = _per_query_error(scorer, q_error, q_low_norm, row_error)
     slack = per_query.unsqueeze(1) * norms.unsqueeze(0) * 1.02
-    return products, slack + 2.02 * roundoff * products.abs()
+    tiny = STORED_TINY[_dtype_name(block.dtype)]  # a subnormal result's rounding
+    return products, slack + 2.02 * roundoff * products.abs() + tiny
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _per_query_error(scorer, q_error, q_low_norm, row_error: float):
@@ -428,7 +598,7 @@ def _stored_query(scorer, queries64, dtype):
             low.to(scorer.base.device),
             error.to(scorer.base.device),
             low.double().norm(dim=1).float().to(scorer.base.device),
-            STORED_ROUNDOFF[str(dtype).removeprefix("torch.")],
+            STORED_ROUNDOFF[_dtype_name(dtype)],
         )
     return cache[dtype]
 
@@ -486,15 +656,18 @@ def top_k(
     exclude: Sequence[set[int]],
     allowed: torch.Tensor | None,
     device,
-) -> list[list[Scored]]:
+) -> list[list[Scored] | QueryError]:
     """The k best rows for each query of ``scorer``, exact, best first, ties by lower id.
 
     ``exclude[i]`` holds ids never returned for query i; ``allowed`` (bool, shape (rows,))
-    masks rows for every query. Returns reported scores (distances for L2).
+    masks rows for every query. Returns reported scores (distances for L2), or for a query
+    whose k best include a score beyond float64 (the dot product of two rows of 1e200) a
+    QueryError saying so, in place of its list.
     """
     _prepare(device)
-    results: list[list[Scored]] = [[] for _ in range(scorer.batch)]
-    pending = list(range(scorer.batch))
+    found: list[list[tuple[int, float, int]]] = [[] for _ in range(scorer.batch)]
+    far = scorer.far()
+    pending = [query for query in range(scorer.batch) if query not in far]
     # Rows kept per query beyond k: bf16 bounds leave ~40 to 90 rows whose intervals
     # reach the 10th best on 128k-row tables, and each overflow costs another scan;
     # float32 bounds are a thousand times narrower.
@@ -507,9 +680,100 @@ def top_k(
             if answer is None:
                 retry.append(query)
             else:
-                results[query] = answer
+                found[query] = answer
         pending = retry
         buffer *= 4  # a buffer of every row cannot overflow, so this loop ends
+    stats = _settled_stats(table, scorer, device)
+    extreme = stats.extreme.cpu()
+    if far or bool(extreme.any()):
+        usable = ~(stats.zero | stats.broken).cpu()
+        if allowed is not None:
+            extreme, usable = extreme & allowed, usable & allowed
+        near = [query for query in range(scorer.batch) if query not in far]
+        for queries, rows in ((near, extreme), (far, usable)):
+            if queries and bool(rows.any()):
+                _exact_rows(table, scorer, queries, rows, k, exclude, found)
+    return [_ranked(scorer, pairs, k) for pairs in found]
+
+
+def _settled_stats(table, scorer, device) -> RowStats:
+    """The table's row stats for this scorer, settled (``RowStats.settle``); computed in
+    one float32 pass when no scan has (every query was scored in float64)."""
+    key = (scorer.centered, str(device))
+    if key not in table.row_stats:
+        whole = _empty_stats(table.rows, scorer.centered, device)
+        for start, chunk in table.chunks(device):
+            rows = scorer.base.shift(chunk)
+            _store_part(whole, start, scorer.base.stats(chunk, rows, None))
+        whole.settle(table)
+        table.row_stats[key] = whole
+    return table.row_stats[key]
+
+
+def _exact_rows(table, scorer, queries, rows, k, exclude, found) -> None:
+    """Score the rows of mask ``rows`` (bool, (rows,)) for each of ``queries`` in float64,
+    scaled (``Scorer.exact_many``), adding each query's best k (id, mantissa, exponent)
+    to ``found[query]``: the extreme rows for every query, or every row for a query the
+    fast pass cannot bound. A piece of rows at a time, in numpy: a table of nothing but
+    extreme rows is a float64 scan, not a Python loop over its rows."""
+    import numpy as np
+
+    ids = rows.nonzero().flatten()
+    piece = max(1, EXACT_BLOCK_BYTES // (8 * table.dim))
+    empty = (np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+    best = {query: empty for query in queries}
+    for begin in range(0, ids.numel(), piece):
+        part = ids[begin : begin + piece]
+        values = table.gather(part.tolist())
+        numbers = part.numpy()
+        for query, mantissa, exponent in scorer.exact_many(values, queries):
+            m, e = mantissa.numpy(), exponent.numpy()
+            keep = np.isfinite(m)  # NaN: a zero row's cosine
+            if exclude[query]:
+                keep &= ~np.isin(numbers, list(exclude[query]))
+            joined = [
+                np.concatenate([old, new[keep]])
+                for old, new in zip(best[query], (numbers, m, e), strict=True)
+            ]
+            order = _order(scorer, *joined, k)
+            best[query] = tuple(column[order] for column in joined)
+    for query, (token_ids, m, e) in best.items():
+        found[query].extend(zip(token_ids.tolist(), m.tolist(), e.tolist(), strict=True))
+
+
+def _order(scorer, ids, mantissa, exponent, k: int):
+    """Positions of the k best scores ``mantissa·2^exponent`` (numpy arrays), best first,
+    ties by lower id, ranked on the scores as reported (each rounded once), as
+    ``_ranked`` ranks them."""
+    import numpy as np
+
+    scores = scorer.report(mantissa, exponent)
+    key = scores if scorer.ascending else -scores  # lower is better
+    if key.size > k:  # only the k best and their ties need sorting
+        inside = np.flatnonzero(key <= np.partition(key, k - 1)[k - 1])
+        return inside[np.lexsort((ids[inside], key[inside]))][:k]
+    return np.lexsort((ids, key))[:k]
+
+
+def _ranked(scorer, pairs, k) -> list[Scored] | QueryError:
+    """The k best of ``pairs`` (id, mantissa, exponent) as reported scores (distances for
+    L2), or the QueryError of a score among them beyond float64. A few dozen pairs a
+    query: plain Python sorts them faster than numpy would."""
+    if scorer.plain:  # cosines: every exponent 0, reported as they are
+        scored = sorted(((m, token_id) for token_id, m, _ in pairs), key=lambda p: (-p[0], p[1]))
+    else:
+        report, sign = scorer.report_one, 1 if scorer.ascending else -1
+        scored = sorted(
+            ((report(m, e), token_id) for token_id, m, e in pairs),
+            key=lambda p: (sign * p[0], p[1]),
+        )
+    results = []
+    for score, token_id in scored[:k]:
+        if not math.isfinite(score):
+            return QueryError(
+                f"its {scorer.what} with #{token_id} is beyond float64's range (about 1.8e308)"
+            )
+        results.append(Scored(token_id, score))
     return results
 
 
@@ -549,7 +813,9 @@ def _pin_malloc_threshold() -> None:
         pass  # not glibc (musl): nothing to pin
 
 
-def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Scored] | None]:
+def _scan(
+    table, scorer, k, buffer, exclude, allowed, device
+) -> list[list[tuple[int, float, int]] | None]:
     """One pass over the table keeping, per query, the ``buffer`` rows of highest upper
     bound, their lower bounds, and the highest upper bound of any row let go."""
     import torch
@@ -568,6 +834,8 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
     stored = low is not None
     if stored and cache is None:
         cache = _row_stats_pass(table, scorer, device)
+    if low == "float16" and not _float16_fits(cache, scorer):
+        low, stored = None, False
     filling = _empty_stats(table.rows, scorer.centered, device) if cache is None else None
     if stored:
         row_error = table.low_precision(low)[1]
@@ -594,6 +862,7 @@ def _scan(table, scorer, k, buffer, exclude, allowed, device) -> list[list[Score
             key[excluded_rows[inside], excluded_ids[inside] - first] = -torch.inf
         state.merge(scored, key, first, k, keep)
     if cache is None:
+        filling.settle(table)
         table.row_stats[(scorer.centered, str(device))] = filling
     return _finish(table, scorer, k, state)
 
@@ -724,13 +993,25 @@ def _low_precision(table, scorer, device) -> str | None:
     return None
 
 
+def _float16_fits(stats: RowStats, scorer) -> bool:
+    """Whether every product of the scorer's queries with the usable rows stays inside
+    float16 (|q·x| <= |q|·|x| below FLOAT16_PRODUCT_MAX): else the stored float16 path
+    could overflow to infinity, and the scan takes float32."""
+    import torch
+
+    norms = stats.norms.masked_fill(stats.excluded | ~torch.isfinite(stats.norms), 0)
+    longest = float(norms.amax()) if norms.numel() else 0.0
+    qnorm = float(scorer.qnorm.amax()) if hasattr(scorer, "qnorm") else 1.0  # cosine: unit
+    return longest * qnorm * 1.01 < FLOAT16_PRODUCT_MAX
+
+
 def _empty_stats(rows: int, centered: bool, device) -> RowStats:
     """RowStats for ``rows`` rows, to be filled block by block during the first scan."""
     import torch
 
     drift = torch.empty(rows, device=device) if centered else None
     zero = torch.zeros(rows, dtype=torch.bool, device=device)
-    return RowStats(torch.empty(rows, device=device), drift, zero, zero.clone())
+    return RowStats(torch.empty(rows, device=device), drift, zero, zero.clone(), zero.clone())
 
 
 def _store_part(whole: RowStats, first: int, part: RowStats) -> None:
@@ -738,6 +1019,7 @@ def _store_part(whole: RowStats, first: int, part: RowStats) -> None:
     whole.norms[rows] = part.norms
     whole.zero[rows] = part.zero
     whole.broken[rows] = part.broken
+    whole.extreme[rows] = part.extreme
     if part.drift is not None:
         whole.drift[rows] = part.drift
 
@@ -750,14 +1032,16 @@ def _row_stats_pass(table, scorer, device) -> RowStats:
     for start, chunk in table.chunks(device):
         norms[start : start + chunk.shape[0]] = chunk.norm(dim=1)
     stats = raw_row_stats(norms, norms)
+    stats.settle(table)
     table.row_stats[(scorer.centered, str(device))] = stats
     return stats
 
 
-def _finish(table, scorer, k, kept: _Kept) -> list[list[Scored] | None]:
-    """Each query's top k from its kept rows: the rows whose upper bound reaches the k-th
-    best lower bound are rescored exactly in float64 (the whole batch's candidates read
-    together), or None when a row let go might have been among them (scan again, wider)."""
+def _finish(table, scorer, k, kept: _Kept) -> list[list[tuple[int, float, int]] | None]:
+    """Each query's candidates from its kept rows: the rows whose upper bound reaches the
+    k-th best lower bound, rescored exactly in float64 (the whole batch's candidates read
+    together) as (id, mantissa, exponent); or None when a row let go might have been among
+    them (scan again, wider)."""
     import torch
 
     upper, lower, dropped = kept.upper.cpu(), kept.lower.cpu(), kept.dropped.cpu()
@@ -777,22 +1061,19 @@ def _finish(table, scorer, k, kept: _Kept) -> list[list[Scored] | None]:
     # In pieces: (pairs × dim) float64 rows, times three in the arithmetic, would be a GB
     # for a batch of 256 queries with 50 candidates each on a 4096-wide table.
     piece = max(1, EXACT_BLOCK_BYTES // (8 * table.dim))
-    exact: list[float] = []
+    mantissas: list[float] = []
+    exponents: list[int] = []
     for begin in range(0, len(ids), piece):
         rows = table.gather(ids[begin : begin + piece].tolist())
-        exact.extend(scorer.exact(rows, queries[begin : begin + piece]).tolist())
-    found: list[list[tuple[int, float]]] = [[] for _ in range(upper.shape[0])]
-    for query, token_id, score in zip(queries.tolist(), ids.tolist(), exact, strict=True):
-        if math.isfinite(score):
-            found[query].append((token_id, score))
-    results: list[list[Scored] | None] = []
-    for query, pairs in enumerate(found):
-        if bool(retry[query]):
-            results.append(None)
-            continue
-        ranked = sorted(pairs, key=lambda p: (-p[1], p[0]))
-        results.append([Scored(token_id, scorer.report(score)) for token_id, score in ranked[:k]])
-    return results
+        mantissa, exponent = scorer.exact(rows, queries[begin : begin + piece], scaled=False)
+        mantissas.extend(mantissa.tolist())
+        exponents.extend(exponent.tolist())
+    found: list[list[tuple[int, float, int]]] = [[] for _ in range(upper.shape[0])]
+    scored = zip(queries.tolist(), ids.tolist(), mantissas, exponents, strict=True)
+    for query, token_id, mantissa, exponent in scored:
+        if math.isfinite(mantissa):
+            found[query].append((token_id, mantissa, exponent))
+    return [None if bool(retry[query]) else pairs for query, pairs in enumerate(found)]
 
 
 def _score_rows(batch: int) -> int:

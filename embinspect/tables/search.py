@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 from embinspect.errors import Option, QueryError, UsageError, note
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary, whole_word
+from embinspect.tables import scaling
 from embinspect.tables.device import resolve_device
-from embinspect.tables.queries import QueryResolver, ResolvedQuery, query_vector
+from embinspect.tables.queries import QueryResolver, ResolvedQuery, printable, query_vector
 from embinspect.tables.scoring import CosineScorer, CosMulScorer, top_k
 from embinspect.tables.table import EmbeddingTable
 
@@ -158,10 +159,16 @@ class Searcher:
         import torch
 
         vector = query_vector(self.table, resolved)
-        if not bool(torch.isfinite(vector).all()):
+        finite = bool(torch.isfinite(vector).all())
+        if not finite and resolved.pooled == "mean":
+            # The sum of huge finite rows can overflow where their mean does not.
+            vector = scaling.mean(self.table.gather(resolved.token_ids))
+            finite = bool(torch.isfinite(vector).all())
+        if not finite:
             raise QueryError(f"{resolved.query}: its row holds NaN or infinite values")
         moved = vector - self.center if self.center is not None else vector
-        if needs_direction and float(moved.norm()) == 0.0:
+        # Zero only when every component is: the norm of a row of 1e-200 underflows.
+        if needs_direction and not bool(moved.any()):
             raise QueryError(f"{resolved.query}: a zero vector has no direction to compare")
         return vector
 
@@ -181,10 +188,12 @@ class Searcher:
 
     def in_batches(self, items, resolve, score):
         """For each item, in input order and a batch at a time: ``(item, resolved,
-        ranked)``, or ``(item, QueryError, None)`` when it could not be resolved.
+        ranked)``, or ``(item, QueryError, None)`` when it could not be resolved or
+        scored.
 
         ``resolve(item)`` gives (resolved queries, vectors); ``score(good)`` gives one
-        top-k list per resolvable item of the batch, in one pass over the table.
+        top-k list (or QueryError) per resolvable item of the batch, in one pass over
+        the table.
         """
         iterator = iter(items)
         while batch := list(islice(iterator, self.batch_size)):
@@ -199,8 +208,13 @@ class Searcher:
             for item, answer in zip(batch, answered, strict=True):
                 if isinstance(answer, QueryError):
                     yield item, answer, None
+                    continue
+                ranked = next(scored)
+                if isinstance(ranked, QueryError):  # a score beyond float64
+                    named = item if isinstance(item, str) else " ".join(item)
+                    yield item, QueryError(f"{printable(named)}: {ranked.message}"), None
                 else:
-                    yield item, answer[0], self._ranked(next(scored))
+                    yield item, answer[0], self._ranked(ranked)
 
     def analogies_of_rows(
         self, triples: Iterable[tuple[int, int, int]], k: int, method: str = "add"
@@ -216,8 +230,8 @@ class Searcher:
         while batch := list(islice(iterator, self.batch_size)):
             vectors = self.table.gather([i for t in batch for i in t]).reshape(len(batch), 3, -1)
             moved = vectors - self.center if self.center is not None else vectors
-            norms = moved.norm(dim=2)
-            usable = (torch.isfinite(norms) & (norms > 0)).all(dim=1).tolist()
+            # Nonzero by its components, not its norm, which underflows for tiny rows.
+            usable = (torch.isfinite(moved).all(dim=2) & moved.any(dim=2)).all(dim=1).tolist()
             good = [i for i, ok in enumerate(usable) if ok]
             answers: list[list[int] | str] = [
                 "a row is zero or holds NaN or infinite values: it has no direction"
@@ -227,7 +241,10 @@ class Searcher:
                 exclude = [set(batch[i]) for i in good]
                 ranked = top_k(self.table, scorer, k, exclude, self.allowed, self.device)
                 for i, scored in zip(good, ranked, strict=True):
-                    answers[i] = [s.token_id for s in scored]
+                    if isinstance(scored, QueryError):
+                        answers[i] = scored.message
+                    else:
+                        answers[i] = [s.token_id for s in scored]
             yield from answers
 
     def analogy_scorer(self, triples: torch.Tensor, method: str):
@@ -235,7 +252,8 @@ class Searcher:
             return CosMulScorer(triples, self.center, self.device)
         # 3CosAdd as gensim's most_similar: the mean of unit vectors, +A -B +C.
         centered = triples - self.center if self.center is not None else triples
-        units = centered / centered.norm(dim=2, keepdim=True)
+        # Unit vectors scaled first, so rows of 1e-200 or 1e300 have their direction.
+        units = scaling.units(centered.reshape(-1, centered.shape[2])).reshape(centered.shape)
         combined = units[:, 0] - units[:, 1] + units[:, 2]
         if self.center is not None:
             combined = combined + self.center  # the scorer subtracts the mean again

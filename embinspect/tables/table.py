@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from embinspect.errors import ModelError
 from embinspect.sources.locate import CheckpointFiles
 from embinspect.sources.tensor import TensorHeader
+from embinspect.tables.scaling import SAFE_NORMS
 
 if TYPE_CHECKING:
     import torch
@@ -153,6 +154,7 @@ class EmbeddingTable:
         if dtype_name == self._torch_dtype:
             return None, 0.0
         if dtype_name not in self._low:
+            low_norm, high_norm = SAFE_NORMS
             dtype = getattr(torch, dtype_name)
             copy = torch.empty((self.rows, self.dim), dtype=dtype)
             worst = 0.0
@@ -160,8 +162,11 @@ class EmbeddingTable:
                 low = chunk.to(dtype)
                 copy[start : start + chunk.shape[0]] = low
                 # x - x' is exact in float32; its norm and |x| carry n·u relative error.
-                ratio = (chunk - low.float()).norm(dim=1) / chunk.norm(dim=1)
-                ratio = torch.where(torch.isnan(ratio), 0.0, ratio)  # 0/0: a zero row
+                norms = chunk.norm(dim=1)
+                ratio = (chunk - low.float()).norm(dim=1) / norms
+                # Zero, non-finite and extreme rows never reach the fast pass: only rows
+                # inside the safe norms count (a subnormal row would spoil the bound).
+                ratio = torch.where((norms >= low_norm) & (norms <= high_norm), ratio, 0.0)
                 worst = max(worst, float(ratio.max()))
             self._low[dtype_name] = (copy, worst * (1 + (self.dim + 16) * 2.0**-22))
         return self._low[dtype_name]

@@ -1,0 +1,109 @@
+"""Rows scaled by a power of two, so float64 arithmetic on them never overflows or
+underflows, whatever the stored magnitudes (a float32 row of 1e20 or 1e-40, a float64 row
+of 1e-300).
+
+Each row is multiplied by 2^-e, where 2^e is just above its largest |value|: its largest
+component then lies in [0.5, 1), its squares and dot products in float64 are far from
+both ends of the range, and the scaling itself is exact (a power of two only moves the
+exponent). Cosines are scale-invariant, so they come out of the scaled rows directly;
+a dot product or a distance is a scaled value and an exponent, ``mantissa·2^exponent``,
+rounded to float64 once, when reported (``rounded``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+# Norms (of rows, and of dot and L2 queries) that the float32 and half-precision passes of
+# ``scoring`` take: between them a row's squares and products stay far inside float32
+# (and bf16), and the absolute error of underflow, n·2^-150, stays below 2^-60 of their
+# relative bounds. Rows outside are few in any real table; they are scored in float64.
+SAFE_NORMS = (2.0**-40, 2.0**40)
+
+
+def exponents(rows: torch.Tensor) -> torch.Tensor:
+    """e per row of ``rows`` (n, dim) float64: the largest |value| lies in [2^(e-1), 2^e);
+    0 for a row of zeros (and for a row with NaN or infinity: no scale helps it)."""
+    import torch
+
+    biggest = rows.abs().amax(dim=1) if rows.shape[1] else torch.zeros(rows.shape[0])
+    usable = torch.isfinite(biggest) & (biggest > 0)
+    _, exponent = torch.frexp(torch.where(usable, biggest, 1.0).double())
+    return torch.where(usable, exponent.long(), 0)
+
+
+def scaled(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows·2^-e, e)``: each row of ``rows`` (n, dim) float64 with its largest |value|
+    in [0.5, 1), and e (n,) int64. Exact: numpy's ldexp moves exponents in one step, even
+    from a subnormal row to 2^0, beyond what one float64 power of two could hold."""
+    exponent = exponents(rows)
+    return ldexp(rows, -exponent), exponent
+
+
+def norms(rows: torch.Tensor) -> torch.Tensor:
+    """|x| of each row (n, dim) in float64, without the overflow or underflow of squaring
+    (|x| = 2^e·|x·2^-e|); inf only where |x| itself is beyond float64, NaN for a row with
+    NaN, inf for one with an infinity."""
+    import torch
+
+    values, exponent = scaled(rows)
+    length = ldexp(torch.linalg.vector_norm(values, dim=1), exponent)
+    finite = torch.isfinite(rows).all(dim=1)
+    bad = torch.where(torch.isnan(rows).any(dim=1), torch.nan, torch.inf)
+    return torch.where(finite, length, bad.double())
+
+
+def units(rows: torch.Tensor) -> torch.Tensor:
+    """Each row (n, dim) over its own length, in float64: a unit vector for any finite
+    nonzero row, however large or small; NaN for a zero row."""
+    import torch
+
+    values, _ = scaled(rows)
+    return values / torch.linalg.vector_norm(values, dim=1, keepdim=True)
+
+
+def mean(rows: torch.Tensor) -> torch.Tensor:
+    """The mean of ``rows`` (n, dim) float64, shape (dim,), summed scaled by the largest
+    row's power of two so that a sum of huge rows cannot overflow."""
+    import torch
+
+    exponent = int(exponents(rows).max()) if rows.shape[0] else 0
+    values = ldexp(rows, torch.tensor(-exponent))
+    return ldexp(values.mean(dim=0), torch.tensor(exponent))
+
+
+def ldexp(values: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """values·2^exponent (float64; an exponent per row of a 2-D ``values`` is broadcast
+    over its columns), exact: numpy's ldexp moves the exponent in one step, where a float64
+    power of two cannot hold 2^±1074."""
+    import numpy as np
+    import torch
+
+    power = exponent.numpy().astype(np.int32)
+    if values.dim() == 2 and power.ndim == 1:
+        power = power[:, None]
+    with np.errstate(over="ignore"):  # beyond float64: inf, as the caller expects
+        return torch.from_numpy(np.ldexp(values.double().numpy(), power))
+
+
+def rounded(mantissa: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """``mantissa·2^exponent`` (float64, int arrays) rounded to float64: ±inf beyond its
+    range, 0 or a subnormal below it."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        return np.ldexp(mantissa, exponent.astype(np.int32))
+
+
+def value(mantissa: float, exponent: int) -> float:
+    """``mantissa·2^exponent`` rounded to float64 (±inf beyond its range)."""
+    import math
+
+    try:
+        return math.ldexp(mantissa, exponent)
+    except OverflowError:
+        return math.inf if mantissa > 0 else -math.inf
