@@ -29,7 +29,9 @@ def info_table(result: Info) -> None:
     from rich.table import Table
 
     screen = console()
-    tensors = Table(title=f"Embedding tensors of {result.model}", title_justify="left")
+    # Titles that name the model go above their table: one would wrap at the table's width.
+    screen.print(f"Embedding tensors of {result.model}")
+    tensors = Table()
     for column in ("role", "name", "shape", "dtype", "file", "bytes"):
         # Names and shard files are what users copy into --tensor: fold, never cut them.
         tensors.add_column(

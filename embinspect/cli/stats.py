@@ -97,10 +97,8 @@ def table_stats_table(result: TableStats) -> None:
     from rich.table import Table
 
     screen = console()
-    summary = Table(
-        title=f"{result.tensor} of {result.model}", title_justify="left", show_header=False,
-        box=None, padding=(0, 2, 0, 0),
-    )  # fmt: skip
+    screen.print(f"{result.tensor} of {result.model}")  # above: it would wrap at the table's width
+    summary = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     summary.add_column(style="bold")
     summary.add_column()
     for label, text in _stats_summary(result):

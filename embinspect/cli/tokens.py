@@ -105,7 +105,8 @@ def token_lookup_table(result: TokenLookup) -> None:
         if with_positions:
             cells += [str(row.position_id), f"{row.position_norm:.4f}", f"{row.input_norm:.4f}"]
         rows.append(cells)
-    table = Table(title=f"{result.tensor} of {result.model}", title_justify="left")
+    screen.print(f"{result.tensor} of {result.model}")  # above: it would wrap at the table's width
+    table = Table()
     for index, column in enumerate(columns):
         if column == "first components":
             table.add_column(column)  # the one column that wraps on a narrow terminal

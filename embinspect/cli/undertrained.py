@@ -101,10 +101,9 @@ def undertrained_result_table(result: UndertrainedResult) -> None:
     from rich.table import Table
 
     screen = console()
-    suspects = Table(
-        title=f"Likely under-trained tokens of {result.tensor} ({result.model})",
-        title_justify="left",
-    )
+    # Above the table: a title naming the model would wrap at the table's width.
+    screen.print(f"Likely under-trained tokens of {result.tensor} ({result.model})")
+    suspects = Table()
     for column in ("rank", "id", "token", "cosine", "norm", "reachable"):
         justify = "left" if column in ("token", "reachable") else "right"
         suspects.add_column(column, justify=justify)
