@@ -635,3 +635,51 @@ def test_undertrained_at_any_scale(cli, scaled_tables, case):
     assert [t["cosine"] for t in result["tokens"]] == pytest.approx(cosines[expected], rel=1e-9)
     norms = np.abs(table).max(axis=1) * np.linalg.norm(by_max_abs(table), axis=1)
     assert [t["norm"] for t in result["tokens"]] == pytest.approx(norms[expected], rel=1e-14)
+
+
+# --- sums of rows near float64's largest value -----------------------------------------
+
+
+def exact_norm(row: np.ndarray) -> float:
+    """|row| rounded once to float64, from its exact squared length."""
+    return rounded_sqrt(exact_dots(row[None], row)[0])
+
+
+@pytest.fixture(scope="module")
+def near_float64_max(tmp_path_factory):
+    """F64 rows of positive values up to 2^1021 (4.5e307): their sum, and any sum of their
+    squares, is beyond float64; their mean is not."""
+    rows = np.ldexp(np.abs(scaled_rows(1.0, seed=43)), 1021)
+    path = tmp_path_factory.mktemp("near-max") / "table.safetensors"
+    save_file({"wte.weight": torch.from_numpy(rows)}, str(path))
+    mean = np.ldexp(np.ldexp(rows, -1021).mean(axis=0), 1021)  # exact scaling
+    return path, rows, mean
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_centred_rows_near_float64_max(cli, near_float64_max, metric):
+    """--center's mean row, summed at a power-of-two scale, is finite: every row answers."""
+    path, table, mean = near_float64_max
+    shifted = table - mean
+    args = ["-k", "10", "--center", "--metric", metric, "-f", "json"]
+    run = cli("neighbors", path, f"#{EXTREME}", f"#{ORDINARY}", *args)
+    assert run.returncode == 0, run.stderr
+    for answer, query in zip(run.json(), (EXTREME, ORDINARY), strict=True):
+        ids, scores = expected_neighbors(shifted, query, metric, 10)
+        assert [n["token_id"] for n in answer["neighbors"]] == ids, f"#{query}"
+        assert [n["score"] for n in answer["neighbors"]] == pytest.approx(scores, rel=1e-12)
+
+
+def test_stats_mean_row_near_float64_max(cli, near_float64_max):
+    """stats' mean row (|mean row| / mean norm, cosines to the mean) of rows near 1e308."""
+    path, table, mean = near_float64_max
+    run = cli("stats", path, "-f", "json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout, parse_constant=reject)
+    norms = np.array([exact_norm(row) for row in table])
+    mean_norm = float(np.ldexp(np.ldexp(norms, -1021).mean(), 1021))
+    assert result["mean_row_norm"] == pytest.approx(exact_norm(mean) / mean_norm, rel=1e-12, abs=0)
+    to_mean = scaled_cosines(table, mean)
+    assert result["cosine_to_mean"]["min"] == pytest.approx(to_mean.min(), rel=1e-12)
+    assert result["cosine_to_mean"]["max"] == pytest.approx(to_mean.max(), rel=1e-12)
+    assert result["cosine_to_mean"]["mean"] == pytest.approx(to_mean.mean(), rel=1e-12)
