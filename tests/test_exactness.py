@@ -555,10 +555,10 @@ def test_stats_norms_at_any_scale(cli, scaled_tables, case):
     biggest = np.abs(table).max(axis=1)
     norms = biggest * np.linalg.norm(by_max_abs(table), axis=1)
     assert result["zero_rows"] == 0 and result["nonfinite_rows"] == 0
-    assert result["norm_quantiles"]["min"] == pytest.approx(norms.min(), rel=1e-14)
-    assert result["norm_quantiles"]["max"] == pytest.approx(norms.max(), rel=1e-14)
+    assert result["norm_quantiles"]["min"] == pytest.approx(norms.min(), rel=1e-14, abs=0)
+    assert result["norm_quantiles"]["max"] == pytest.approx(norms.max(), rel=1e-14, abs=0)
     assert [t["token_id"] for t in result["largest"]] == list(np.argsort(-norms, kind="stable")[:5])
-    assert result["norm_mean"] == pytest.approx(norms.mean(), rel=1e-12)
+    assert result["norm_mean"] == pytest.approx(norms.mean(), rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
@@ -634,7 +634,7 @@ def test_undertrained_at_any_scale(cli, scaled_tables, case):
     assert [t["token_id"] for t in result["tokens"]] == expected
     assert [t["cosine"] for t in result["tokens"]] == pytest.approx(cosines[expected], rel=1e-9)
     norms = np.abs(table).max(axis=1) * np.linalg.norm(by_max_abs(table), axis=1)
-    assert [t["norm"] for t in result["tokens"]] == pytest.approx(norms[expected], rel=1e-14)
+    assert [t["norm"] for t in result["tokens"]] == pytest.approx(norms[expected], rel=1e-14, abs=0)
 
 
 # --- sums of rows near float64's largest value -----------------------------------------
@@ -683,3 +683,42 @@ def test_stats_mean_row_near_float64_max(cli, near_float64_max):
     assert result["cosine_to_mean"]["min"] == pytest.approx(to_mean.min(), rel=1e-12)
     assert result["cosine_to_mean"]["max"] == pytest.approx(to_mean.max(), rel=1e-12)
     assert result["cosine_to_mean"]["mean"] == pytest.approx(to_mean.mean(), rel=1e-12)
+
+
+# --- tokens, compare --pairs and diff at any scale ----------------------------------------
+
+ROW_FIGURE_SCALES = [
+    "F32-x1e20", "F32-x1e-24", "F32-subnormal-x1e-40",
+    "F64-x1e-200", "F64-x1e300", "F64-subnormal-x1e-310",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer(tmp_path_factory):
+    """A tokenizer.json that spells row i of a scaled table as the word ``w<i>``."""
+    vocab = {f"w{i}": i for i in range(40)}
+    split = {"type": "Split", "pattern": {"String": " "}, "behavior": "Removed", "invert": False}
+    spec = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+        "normalizer": None, "pre_tokenizer": split, "post_processor": None, "decoder": None,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"},
+    }  # fmt: skip
+    path = tmp_path_factory.mktemp("words") / "tokenizer.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+@pytest.mark.parametrize("case", ROW_FIGURE_SCALES)
+def test_tokens_norms_at_any_scale(cli, scaled_tables, word_tokenizer, case):
+    """A row of 1e-200 has its norm, not 0; a row of 1e300 its norm, not infinity."""
+    path, table = scaled_tables[case]
+    words = [EXTREME, ORDINARY, 7, 29]
+    text = " ".join(f"w{i}" for i in words)
+    run = cli("tokens", path, text, "--tokenizer", word_tokenizer, "--vectors", "-f", "json")
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout, parse_constant=reject)["tokens"]
+    assert [r["token_id"] for r in rows] == words
+    assert [r["vector"] for r in rows] == table[words].tolist()  # the stored values
+    norms = [exact_norm(table[i]) for i in words]
+    assert all(0 < n < math.inf for n in norms)
+    assert [r["norm"] for r in rows] == pytest.approx(norms, rel=1e-14, abs=0)
