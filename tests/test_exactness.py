@@ -722,3 +722,21 @@ def test_tokens_norms_at_any_scale(cli, scaled_tables, word_tokenizer, case):
     norms = [exact_norm(table[i]) for i in words]
     assert all(0 < n < math.inf for n in norms)
     assert [r["norm"] for r in rows] == pytest.approx(norms, rel=1e-14, abs=0)
+
+
+@pytest.mark.parametrize("case", ROW_FIGURE_SCALES)
+def test_compare_pairs_at_any_scale(cli, scaled_tables, word_tokenizer, tmp_path, case):
+    """Word-pair cosines of tiny and huge rows, and of one of each with an ordinary row:
+    equal to the float64 reference on rows over their own maximum, so Pearson is too."""
+    path, table = scaled_tables[case]
+    pairs = [(3, 4, 1.5), (3, 35, 2.0), (31, 32, 3.0), (10, 20, 0.5), (29, 0, 4.0), (7, 7, 5.0)]
+    suite = tmp_path / "pairs.tsv"
+    suite.write_text("".join(f"w{a}\tw{b}\t{human}\n" for a, b, human in pairs))
+    run = cli("compare", path, "--tokenizer", word_tokenizer, "--pairs", suite, "-f", "json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout, parse_constant=reject)
+    cosines = [float(scaled_cosines(table[[a]], table[b])[0]) for a, b, _ in pairs]
+    assert result["scored"] == len(pairs)
+    assert [p["cosine"] for p in result["pairs"]] == pytest.approx(cosines, rel=1e-12, abs=1e-15)
+    humans = [human for *_, human in pairs]
+    assert result["pearson"] == pytest.approx(np.corrcoef(humans, cosines)[0, 1], rel=1e-10)
