@@ -740,3 +740,52 @@ def test_compare_pairs_at_any_scale(cli, scaled_tables, word_tokenizer, tmp_path
     assert [p["cosine"] for p in result["pairs"]] == pytest.approx(cosines, rel=1e-12, abs=1e-15)
     humans = [human for *_, human in pairs]
     assert result["pearson"] == pytest.approx(np.corrcoef(humans, cosines)[0, 1], rel=1e-10)
+
+
+def other_rows(case: str) -> np.ndarray:
+    """Table B of a ``diff``: each row of the scaled table moved by up to 30%, at the same
+    scale (rows 0..29 extreme), row 5 left equal; stored in the same dtype."""
+    dtype, scale = SCALES[case]
+    rows = scaled_rows(1.0)
+    rows += 0.3 * np.random.default_rng(41).standard_normal(rows.shape)
+    rows /= np.abs(rows).max(axis=1, keepdims=True)
+    rows[:30] *= scale
+    stored = torch.from_numpy(rows).to(dtype)
+    stored[5] = torch.from_numpy(scaled_rows(scale)[5]).to(dtype)
+    return stored
+
+
+@pytest.mark.parametrize("case", ROW_FIGURE_SCALES)
+def test_diff_at_any_scale(cli, scaled_tables, tmp_path, case):
+    """Per-row cosine, norms and |a - b| / |a|, and the drift ||B - A|| / ||A||, of tables
+    of tiny, huge or subnormal rows: no row left out as zero, nothing overflows."""
+    path_a, a = scaled_tables[case]
+    stored = other_rows(case)
+    path_b = tmp_path / "b.safetensors"
+    save_file({"wte.weight": stored}, str(path_b))
+    b = stored.double().numpy()
+    run = cli("diff", path_a, path_b, "-k", "40", "-f", "json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout, parse_constant=reject)
+    assert (result["compared"], result["scored"], result["identical"]) == (40, 40, 1)
+    assert result["left_out"]["total"] == 0
+    cos = np.array([1.0 if i == 5 else scaled_cosines(a[[i]], b[i])[0] for i in range(40)])
+    squares_a = [exact_dots(a[[i]], a[i])[0] for i in range(40)]
+    squares_apart = [exact_squared_distances(a[[i]], b[i])[0] for i in range(40)]
+    relative = [rounded_sqrt(d / n) for d, n in zip(squares_apart, squares_a, strict=True)]
+    order = np.lexsort((np.arange(40), cos)).tolist()
+    moved = result["moved"]
+    assert [m["token_id"] for m in moved] == order
+    assert [m["cosine"] for m in moved] == pytest.approx(cos[order], rel=1e-12, abs=1e-15)
+    for side, rows in (("norm_a", a), ("norm_b", b)):
+        norms = [exact_norm(rows[i]) for i in order]
+        assert [m[side] for m in moved] == pytest.approx(norms, rel=1e-14, abs=0), side
+    assert [m["relative_change"] for m in moved] == pytest.approx(
+        [relative[i] for i in order], rel=1e-13, abs=0
+    )
+    assert result["cosine"]["min"] == pytest.approx(cos.min(), rel=1e-12)
+    assert result["cosine"]["mean"] == pytest.approx(cos.mean(), rel=1e-12)
+    assert result["relative_change"]["max"] == pytest.approx(max(relative), rel=1e-13)
+    assert result["relative_change"]["mean"] == pytest.approx(np.mean(relative), rel=1e-13)
+    drift = rounded_sqrt(sum(squares_apart) / sum(squares_a))
+    assert result["drift"] == pytest.approx(drift, rel=1e-13)
