@@ -555,10 +555,10 @@ def test_stats_norms_at_any_scale(cli, scaled_tables, case):
     biggest = np.abs(table).max(axis=1)
     norms = biggest * np.linalg.norm(by_max_abs(table), axis=1)
     assert result["zero_rows"] == 0 and result["nonfinite_rows"] == 0
-    assert result["norm_quantiles"]["min"] == pytest.approx(norms.min(), rel=1e-14)
-    assert result["norm_quantiles"]["max"] == pytest.approx(norms.max(), rel=1e-14)
+    assert result["norm_quantiles"]["min"] == pytest.approx(norms.min(), rel=1e-14, abs=0)
+    assert result["norm_quantiles"]["max"] == pytest.approx(norms.max(), rel=1e-14, abs=0)
     assert [t["token_id"] for t in result["largest"]] == list(np.argsort(-norms, kind="stable")[:5])
-    assert result["norm_mean"] == pytest.approx(norms.mean(), rel=1e-12)
+    assert result["norm_mean"] == pytest.approx(norms.mean(), rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
@@ -634,4 +634,158 @@ def test_undertrained_at_any_scale(cli, scaled_tables, case):
     assert [t["token_id"] for t in result["tokens"]] == expected
     assert [t["cosine"] for t in result["tokens"]] == pytest.approx(cosines[expected], rel=1e-9)
     norms = np.abs(table).max(axis=1) * np.linalg.norm(by_max_abs(table), axis=1)
-    assert [t["norm"] for t in result["tokens"]] == pytest.approx(norms[expected], rel=1e-14)
+    assert [t["norm"] for t in result["tokens"]] == pytest.approx(norms[expected], rel=1e-14, abs=0)
+
+
+# --- sums of rows near float64's largest value -----------------------------------------
+
+
+def exact_norm(row: np.ndarray) -> float:
+    """|row| rounded once to float64, from its exact squared length."""
+    return rounded_sqrt(exact_dots(row[None], row)[0])
+
+
+@pytest.fixture(scope="module")
+def near_float64_max(tmp_path_factory):
+    """F64 rows of positive values up to 2^1021 (4.5e307): their sum, and any sum of their
+    squares, is beyond float64; their mean is not."""
+    rows = np.ldexp(np.abs(scaled_rows(1.0, seed=43)), 1021)
+    path = tmp_path_factory.mktemp("near-max") / "table.safetensors"
+    save_file({"wte.weight": torch.from_numpy(rows)}, str(path))
+    mean = np.ldexp(np.ldexp(rows, -1021).mean(axis=0), 1021)  # exact scaling
+    return path, rows, mean
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_centred_rows_near_float64_max(cli, near_float64_max, metric):
+    """--center's mean row, summed at a power-of-two scale, is finite: every row answers."""
+    path, table, mean = near_float64_max
+    shifted = table - mean
+    args = ["-k", "10", "--center", "--metric", metric, "-f", "json"]
+    run = cli("neighbors", path, f"#{EXTREME}", f"#{ORDINARY}", *args)
+    assert run.returncode == 0, run.stderr
+    for answer, query in zip(run.json(), (EXTREME, ORDINARY), strict=True):
+        ids, scores = expected_neighbors(shifted, query, metric, 10)
+        assert [n["token_id"] for n in answer["neighbors"]] == ids, f"#{query}"
+        assert [n["score"] for n in answer["neighbors"]] == pytest.approx(scores, rel=1e-12)
+
+
+def test_stats_mean_row_near_float64_max(cli, near_float64_max):
+    """stats' mean row (|mean row| / mean norm, cosines to the mean) of rows near 1e308."""
+    path, table, mean = near_float64_max
+    run = cli("stats", path, "-f", "json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout, parse_constant=reject)
+    norms = np.array([exact_norm(row) for row in table])
+    mean_norm = float(np.ldexp(np.ldexp(norms, -1021).mean(), 1021))
+    assert result["mean_row_norm"] == pytest.approx(exact_norm(mean) / mean_norm, rel=1e-12, abs=0)
+    to_mean = scaled_cosines(table, mean)
+    assert result["cosine_to_mean"]["min"] == pytest.approx(to_mean.min(), rel=1e-12)
+    assert result["cosine_to_mean"]["max"] == pytest.approx(to_mean.max(), rel=1e-12)
+    assert result["cosine_to_mean"]["mean"] == pytest.approx(to_mean.mean(), rel=1e-12)
+
+
+# --- tokens, compare --pairs and diff at any scale ----------------------------------------
+
+ROW_FIGURE_SCALES = [
+    "F32-x1e20", "F32-x1e-24", "F32-subnormal-x1e-40",
+    "F64-x1e-200", "F64-x1e300", "F64-subnormal-x1e-310",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer(tmp_path_factory):
+    """A tokenizer.json that spells row i of a scaled table as the word ``w<i>``."""
+    vocab = {f"w{i}": i for i in range(40)}
+    split = {"type": "Split", "pattern": {"String": " "}, "behavior": "Removed", "invert": False}
+    spec = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+        "normalizer": None, "pre_tokenizer": split, "post_processor": None, "decoder": None,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"},
+    }  # fmt: skip
+    path = tmp_path_factory.mktemp("words") / "tokenizer.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+@pytest.mark.parametrize("case", ROW_FIGURE_SCALES)
+def test_tokens_norms_at_any_scale(cli, scaled_tables, word_tokenizer, case):
+    """A row of 1e-200 has its norm, not 0; a row of 1e300 its norm, not infinity."""
+    path, table = scaled_tables[case]
+    words = [EXTREME, ORDINARY, 7, 29]
+    text = " ".join(f"w{i}" for i in words)
+    run = cli("tokens", path, text, "--tokenizer", word_tokenizer, "--vectors", "-f", "json")
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout, parse_constant=reject)["tokens"]
+    assert [r["token_id"] for r in rows] == words
+    assert [r["vector"] for r in rows] == table[words].tolist()  # the stored values
+    norms = [exact_norm(table[i]) for i in words]
+    assert all(0 < n < math.inf for n in norms)
+    assert [r["norm"] for r in rows] == pytest.approx(norms, rel=1e-14, abs=0)
+
+
+@pytest.mark.parametrize("case", ROW_FIGURE_SCALES)
+def test_compare_pairs_at_any_scale(cli, scaled_tables, word_tokenizer, tmp_path, case):
+    """Word-pair cosines of tiny and huge rows, and of one of each with an ordinary row:
+    equal to the float64 reference on rows over their own maximum, so Pearson is too."""
+    path, table = scaled_tables[case]
+    pairs = [(3, 4, 1.5), (3, 35, 2.0), (31, 32, 3.0), (10, 20, 0.5), (29, 0, 4.0), (7, 7, 5.0)]
+    suite = tmp_path / "pairs.tsv"
+    suite.write_text("".join(f"w{a}\tw{b}\t{human}\n" for a, b, human in pairs))
+    run = cli("compare", path, "--tokenizer", word_tokenizer, "--pairs", suite, "-f", "json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout, parse_constant=reject)
+    cosines = [float(scaled_cosines(table[[a]], table[b])[0]) for a, b, _ in pairs]
+    assert result["scored"] == len(pairs)
+    assert [p["cosine"] for p in result["pairs"]] == pytest.approx(cosines, rel=1e-12, abs=1e-15)
+    humans = [human for *_, human in pairs]
+    assert result["pearson"] == pytest.approx(np.corrcoef(humans, cosines)[0, 1], rel=1e-10)
+
+
+def other_rows(case: str) -> np.ndarray:
+    """Table B of a ``diff``: each row of the scaled table moved by up to 30%, at the same
+    scale (rows 0..29 extreme), row 5 left equal; stored in the same dtype."""
+    dtype, scale = SCALES[case]
+    rows = scaled_rows(1.0)
+    rows += 0.3 * np.random.default_rng(41).standard_normal(rows.shape)
+    rows /= np.abs(rows).max(axis=1, keepdims=True)
+    rows[:30] *= scale
+    stored = torch.from_numpy(rows).to(dtype)
+    stored[5] = torch.from_numpy(scaled_rows(scale)[5]).to(dtype)
+    return stored
+
+
+@pytest.mark.parametrize("case", ROW_FIGURE_SCALES)
+def test_diff_at_any_scale(cli, scaled_tables, tmp_path, case):
+    """Per-row cosine, norms and |a - b| / |a|, and the drift ||B - A|| / ||A||, of tables
+    of tiny, huge or subnormal rows: no row left out as zero, nothing overflows."""
+    path_a, a = scaled_tables[case]
+    stored = other_rows(case)
+    path_b = tmp_path / "b.safetensors"
+    save_file({"wte.weight": stored}, str(path_b))
+    b = stored.double().numpy()
+    run = cli("diff", path_a, path_b, "-k", "40", "-f", "json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout, parse_constant=reject)
+    assert (result["compared"], result["scored"], result["identical"]) == (40, 40, 1)
+    assert result["left_out"]["total"] == 0
+    cos = np.array([1.0 if i == 5 else scaled_cosines(a[[i]], b[i])[0] for i in range(40)])
+    squares_a = [exact_dots(a[[i]], a[i])[0] for i in range(40)]
+    squares_apart = [exact_squared_distances(a[[i]], b[i])[0] for i in range(40)]
+    relative = [rounded_sqrt(d / n) for d, n in zip(squares_apart, squares_a, strict=True)]
+    order = np.lexsort((np.arange(40), cos)).tolist()
+    moved = result["moved"]
+    assert [m["token_id"] for m in moved] == order
+    assert [m["cosine"] for m in moved] == pytest.approx(cos[order], rel=1e-12, abs=1e-15)
+    for side, rows in (("norm_a", a), ("norm_b", b)):
+        norms = [exact_norm(rows[i]) for i in order]
+        assert [m[side] for m in moved] == pytest.approx(norms, rel=1e-14, abs=0), side
+    assert [m["relative_change"] for m in moved] == pytest.approx(
+        [relative[i] for i in order], rel=1e-13, abs=0
+    )
+    assert result["cosine"]["min"] == pytest.approx(cos.min(), rel=1e-12)
+    assert result["cosine"]["mean"] == pytest.approx(cos.mean(), rel=1e-12)
+    assert result["relative_change"]["max"] == pytest.approx(max(relative), rel=1e-13)
+    assert result["relative_change"]["mean"] == pytest.approx(np.mean(relative), rel=1e-13)
+    drift = rounded_sqrt(sum(squares_apart) / sum(squares_a))
+    assert result["drift"] == pytest.approx(drift, rel=1e-13)

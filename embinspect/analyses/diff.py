@@ -17,6 +17,7 @@ from embinspect.errors import Option, UsageError, note
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary
 from embinspect.result import Displayable
+from embinspect.tables import scaling
 from embinspect.tables.table import EmbeddingTable
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def diff_tables(
     ids_a, ids_b = pairs["ids_a"], pairs["ids_b"]
 
     figures = _row_figures(table_a, table_b, ids_a, ids_b, center)
-    cos, dist = figures["cos"], figures["dist"]
+    cos, relative = figures["cos"], figures["relative"]
     norm_a, norm_b = figures["norm_a"], figures["norm_b"]
     scored = figures["scored"]
     left_out = {
@@ -172,7 +173,6 @@ def diff_tables(
     drift: float | None = None
     below = [{"threshold": t, "rows": int((cos_kept < t).sum())} for t in THRESHOLDS]
     if len(kept):
-        relative = dist[kept] / norm_a[kept]
         quantiles = np.quantile(cos_kept, QUANTILES)
         summary = {
             "mean": float(cos_kept.mean()),
@@ -184,11 +184,11 @@ def diff_tables(
             ],
         }
         change = {
-            "mean": float(relative.mean()),
-            "median": float(np.median(relative)),
-            "max": float(relative.max()),
+            "mean": _mean(relative[kept]),
+            "median": float(np.median(relative[kept])),
+            "max": float(relative[kept].max()),
         }
-        drift = float(np.sqrt((dist[kept] ** 2).sum()) / np.sqrt((norm_a[kept] ** 2).sum()))
+        drift = _drift(figures, kept)
         # Lowest cosine first; ties go to the lower id of A.
         order = kept[np.lexsort((ids_a[kept], cos_kept))[:k]]
         for rank, i in enumerate(order.tolist(), start=1):
@@ -202,7 +202,7 @@ def diff_tables(
                     cosine=float(cos[i]),
                     norm_a=float(norm_a[i]),
                     norm_b=float(norm_b[i]),
-                    relative_change=float(dist[i] / norm_a[i]),
+                    relative_change=float(relative[i]),
                 )
             )
 
@@ -379,8 +379,11 @@ def _row_figures(
     ids_b: np.ndarray,
     center: bool,
 ) -> dict[str, np.ndarray]:
-    """Per pair of rows, in float64: cosine, both norms, the L2 distance, whether the pair
-    is scored (finite and non-zero in both), equal, and why it was left out.
+    """Per pair of rows, in float64: cosine, both norms, ||a - b|| / ||a||, the lengths
+    ||a - b|| and ||a|| as ``scaling.lengths`` gives them (``dist_m``·2^``dist_e``,
+    ``norm_a_m``·2^``norm_a_e``), whether the pair is scored (finite and non-zero in
+    both), equal, and why it was left out. Every figure is computed on rows scaled by a
+    power of two: exact for rows of 1e-300 or 1e300 as for rows of 1.
 
     Rows are read a block at a time (the float32 chunk budget of ``EmbeddingTable``, so
     each float64 block is near 16 MB) and dequantized, for GGUF, as read."""
@@ -390,7 +393,10 @@ def _row_figures(
     mean_a = table_a.mean_row() if center else None
     mean_b = table_b.mean_row() if center else None
     count = len(ids_a)
-    out = {name: np.empty(count, dtype=np.float64) for name in ("cos", "norm_a", "norm_b", "dist")}
+    figures = ("cos", "norm_a", "norm_b", "relative", "dist_m", "norm_a_m")
+    out = {name: np.empty(count, dtype=np.float64) for name in figures}
+    for name in ("dist_e", "norm_a_e"):
+        out[name] = np.zeros(count, dtype=np.int64)
     for name in ("scored", "identical", "zero_a", "zero_b", "broken_a", "broken_b"):
         out[name] = np.zeros(count, dtype=bool)
     step = max(256, table_a.chunk_rows() // 4)  # float64 blocks of 16 MB: a few alive at once
@@ -402,28 +408,49 @@ def _row_figures(
         if mean_a is not None:
             rows_a -= mean_a
             rows_b -= mean_b
-        norm_a = torch.linalg.vector_norm(rows_a, dim=1)
-        norm_b = torch.linalg.vector_norm(rows_b, dim=1)
-        # Values of every stored dtype but F64 are at most float32's 3.4e38: their squares
-        # cannot overflow a float64 sum, so a norm is finite exactly when its row is (an F64
-        # row whose norm overflows cannot be scored either).
-        finite_a, finite_b = torch.isfinite(norm_a), torch.isfinite(norm_b)
-        dot = torch.linalg.vecdot(rows_a, rows_b, dim=1)
-        dist = torch.linalg.vector_norm(rows_a - rows_b, dim=1)
-        scored = finite_a & finite_b & (norm_a > 0) & (norm_b > 0)
-        cos = (dot / (norm_a * norm_b)).clamp(-1.0, 1.0)
+        finite_a = torch.isfinite(rows_a).all(dim=1)
+        finite_b = torch.isfinite(rows_b).all(dim=1)
+        # Nonzero by the components, not the norm: rows of 1e-200 are rows, not zeros.
+        nonzero_a, nonzero_b = rows_a.any(dim=1), rows_b.any(dim=1)
+        scored = finite_a & finite_b & nonzero_a & nonzero_b
+        # Lengths as m·2^e (tables.scaling): no overflow or underflow at any scale, and
+        # |a - b| / |a| a ratio of the mantissas, even where a norm is beyond float64.
+        norm_a_m, norm_a_e = scaling.lengths(rows_a)
+        norm_b_m, norm_b_e = scaling.lengths(rows_b)
+        dist_m, dist_e = scaling.lengths_apart(rows_a, rows_b)
+        cos = scaling.paired_cosines(rows_a, rows_b).clamp(-1.0, 1.0)
         # Equal rows have cosine 1 exactly, whatever the rounding of dot / (|a| |b|).
         same = identical if mean_a is None else (rows_a == rows_b).all(dim=1)
         cos = torch.where(same & scored, 1.0, cos)
         part = slice(start, stop)
         out["cos"][part] = cos.numpy()
-        out["norm_a"][part] = norm_a.numpy()
-        out["norm_b"][part] = norm_b.numpy()
-        out["dist"][part] = dist.numpy()
+        out["norm_a"][part] = scaling.ldexp(norm_a_m, norm_a_e).numpy()
+        out["norm_b"][part] = scaling.ldexp(norm_b_m, norm_b_e).numpy()
+        out["relative"][part] = scaling.ldexp(dist_m / norm_a_m, dist_e - norm_a_e).numpy()
+        out["dist_m"][part], out["dist_e"][part] = dist_m.numpy(), dist_e.numpy()
+        out["norm_a_m"][part], out["norm_a_e"][part] = norm_a_m.numpy(), norm_a_e.numpy()
         out["scored"][part] = scored.numpy()
         out["identical"][part] = identical.numpy()
         out["broken_a"][part] = (~finite_a).numpy()
         out["broken_b"][part] = (~finite_b).numpy()
-        out["zero_a"][part] = (finite_a & (norm_a == 0)).numpy()
-        out["zero_b"][part] = (finite_b & (norm_b == 0)).numpy()
+        out["zero_a"][part] = (finite_a & ~nonzero_a).numpy()
+        out["zero_b"][part] = (finite_b & ~nonzero_b).numpy()
     return out
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean of non-negative ``values`` over their largest: a sum of values near 1e308
+    does not overflow."""
+    top = float(values.max())
+    if not 0 < top < float("inf"):
+        return float(values.mean())
+    return float((values / top).mean()) * top
+
+
+def _drift(figures: dict[str, np.ndarray], kept: np.ndarray) -> float:
+    """||B - A||_F / ||A||_F over the ``kept`` rows, summed at powers of two
+    (``scaling.root_sum_squares``): squares of rows of 1e300 or 1e-200 neither overflow
+    nor vanish."""
+    apart, apart_e = scaling.root_sum_squares(figures["dist_m"][kept], figures["dist_e"][kept])
+    base, base_e = scaling.root_sum_squares(figures["norm_a_m"][kept], figures["norm_a_e"][kept])
+    return scaling.value(apart / base, apart_e - base_e)

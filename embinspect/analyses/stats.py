@@ -100,7 +100,7 @@ def table_stats(
     with_token = min(rows, vocab_size) if vocab_size else rows
     norms = np.empty(rows)
     finite = np.empty(rows, dtype=bool)
-    total = torch.zeros(dim, dtype=torch.float64)
+    total = scaling.RunningSum(dim)  # rows near 1e308 add up without overflow
     first_of: dict[bytes, int] = {}
     groups: dict[int, list[int]] = {}
     for start, chunk in table.chunks(torch.device("cpu"), stored=True):
@@ -110,7 +110,7 @@ def table_stats(
         ok = torch.isfinite(values).all(dim=1)
         finite[start:stop] = ok.numpy()
         token_rows = slice(0, max(0, min(stop, with_token) - start))
-        total += values[token_rows][ok[token_rows]].sum(dim=0)
+        total.add(values[token_rows][ok[token_rows]])
         # Exact duplicates, by a digest of each row's stored bytes.
         raw = chunk.contiguous().view(torch.uint8).numpy()
         for offset in range(raw.shape[0]):
@@ -128,7 +128,7 @@ def table_stats(
         raise ModelError(f"{table.name}: no row with a token holds a finite, non-zero vector")
     zero = token & finite & (norms == 0)
     broken = token & ~finite
-    mean_row = total / int(counted.sum())
+    mean_row = total.mean()  # of the counted rows
     to_mean = _cosines_to(table, mean_row, usable)
     token_norms = norms[counted]
     order = np.lexsort((np.arange(rows)[counted], token_norms))

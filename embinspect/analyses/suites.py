@@ -35,6 +35,7 @@ from embinspect.model.tokenizer import (
     stored_to_text,
 )
 from embinspect.result import Displayable
+from embinspect.tables import scaling
 
 if TYPE_CHECKING:
     from embinspect.tables.search import Searcher
@@ -477,12 +478,16 @@ def evaluate_pairs(searcher: Searcher, index: WordIndex, suite: PairsFile) -> Pa
     if searcher.center is not None and vectors is not None:
         vectors = vectors - searcher.center
     position = {token_id: i for i, token_id in enumerate(ids)}
+    both = [(position[a], position[b]) for *_, a, b in resolved if a is not None and b is not None]
+    values: list[float] = []
+    if vectors is not None:
+        # Rows scaled by their own power of two: exact for rows of 1e-200 or of 1e300.
+        left, right = vectors[[i for i, _ in both]], vectors[[j for _, j in both]]
+        values = scaling.paired_cosines(left, right).tolist()
+    found = iter(values)
     pairs = []
     for first, second, human, a, b in resolved:
-        cosine = None
-        if a is not None and b is not None:
-            x, y = vectors[position[a]], vectors[position[b]]
-            cosine = float((x * y).sum() / (x.norm() * y.norm()))
+        cosine = next(found) if a is not None and b is not None else None
         pairs.append(PairScore(first, second, human, cosine))
     scored = [(p.human, p.cosine) for p in pairs if p.cosine is not None]
     if not scored:

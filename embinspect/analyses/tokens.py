@@ -11,13 +11,15 @@ from embinspect.model.position_scheme import first_position_id
 from embinspect.model.tensor_names import POSITION, TOKEN_TYPE
 from embinspect.model.tokenizer import Vocabulary
 from embinspect.result import Displayable
+from embinspect.tables import scaling
 from embinspect.tables.queries import printable, shown
 from embinspect.tables.rows import read_rows
 
 
 @dataclass(frozen=True)
 class TokenRow:
-    """One token of the text. Norms are L2, computed in float64 from the stored row."""
+    """One token of the text. Norms are L2, computed in float64 from the stored row, scaled
+    by its power of two (exact for rows of any size)."""
 
     position: int  # index in the text's token sequence
     token_id: int
@@ -70,6 +72,11 @@ def lookup_tokens(
     position_ids: list[int | None] = [None] * len(ids)
     if positions:
         added, position_ids, note = _position_rows(checkpoint, scheme, len(ids))
+    # Scaled by each row's power of two: rows of 1e-200 or 1e300 have their norm, not 0 or inf.
+    token_norms = scaling.norms(token_rows).tolist()
+    if added is not None:
+        position_norms = scaling.norms(added[0]).tolist()
+        input_norms = scaling.norms(token_rows + added[1]).tolist()
     result = []
     for index, token_id in enumerate(ids):
         row = token_rows[index]
@@ -78,8 +85,8 @@ def lookup_tokens(
         if added is not None:
             extra = {
                 "position_id": position_ids[index],
-                "position_norm": float(added[0][index].norm()),
-                "input_norm": float((row + added[1][index]).norm()),
+                "position_norm": position_norms[index],
+                "input_norm": input_norms[index],
             }
         result.append(
             TokenRow(
@@ -87,7 +94,7 @@ def lookup_tokens(
                 token_id=token_id,
                 token=stored,
                 text=vocabulary.token_text(token_id),
-                norm=float(row.norm()),
+                norm=token_norms[index],
                 head=_floats(row[:components]),
                 vector=_floats(row) if vectors else None,
                 **extra,

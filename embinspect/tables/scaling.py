@@ -44,14 +44,24 @@ def scaled(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return ldexp(rows, -exponent), exponent
 
 
+def lengths(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """|x| of each row (n, dim) float64 as ``(m, e)``, |x| = m·2^e with m = |x·2^-e| in
+    [0.5, sqrt(dim)] (0 for a row of zeros): never rounded to float64's range, for a
+    ratio of lengths (``lengths_apart``) or a sum of their squares (``root_sum_squares``).
+    NaN or inf for a row with NaN or an infinity."""
+    import torch
+
+    values, exponent = scaled(rows)
+    return torch.linalg.vector_norm(values, dim=1), exponent
+
+
 def norms(rows: torch.Tensor) -> torch.Tensor:
     """|x| of each row (n, dim) in float64, without the overflow or underflow of squaring
     (|x| = 2^e·|x·2^-e|); inf only where |x| itself is beyond float64, NaN for a row with
     NaN, inf for one with an infinity."""
     import torch
 
-    values, exponent = scaled(rows)
-    length = ldexp(torch.linalg.vector_norm(values, dim=1), exponent)
+    length = ldexp(*lengths(rows))
     finite = torch.isfinite(rows).all(dim=1)
     bad = torch.where(torch.isnan(rows).any(dim=1), torch.nan, torch.inf)
     return torch.where(finite, length, bad.double())
@@ -64,6 +74,74 @@ def units(rows: torch.Tensor) -> torch.Tensor:
 
     values, _ = scaled(rows)
     return values / torch.linalg.vector_norm(values, dim=1, keepdim=True)
+
+
+def lengths_apart(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """|a - b| of each pair of rows (n, dim) float64 as ``(m, e)``, as ``lengths``: both
+    rows scaled by the larger one's power of two first, so a - b cannot overflow (rows
+    near 1e308 of opposite signs) nor its squares underflow (rows of 1e-300)."""
+    import torch
+
+    exponent = torch.maximum(exponents(a), exponents(b))
+    apart = ldexp(a, -exponent) - ldexp(b, -exponent)
+    return torch.linalg.vector_norm(apart, dim=1), exponent
+
+
+def paired_cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """cos(a_i, b_i) of each pair of rows (n, dim) float64, on rows scaled by their own
+    power of two: exact at any scale; NaN where a row is zero or not finite."""
+    import torch
+
+    a, _ = scaled(a)
+    b, _ = scaled(b)
+    norms = torch.linalg.vector_norm(a, dim=1) * torch.linalg.vector_norm(b, dim=1)
+    return torch.linalg.vecdot(a, b, dim=1) / norms
+
+
+def root_sum_squares(mantissa: np.ndarray, exponent: np.ndarray) -> tuple[float, int]:
+    """sqrt(Σ (m_i·2^e_i)²) of lengths given as ``lengths`` gives them, as ``(m, e)``:
+    summed at the largest power of two, so squares of 1e300 cannot overflow (those far
+    below the largest vanish, as they would in any float64 sum)."""
+    import numpy as np
+
+    if not len(mantissa):
+        return 0.0, 0
+    top = int(exponent.max())
+    values = np.ldexp(mantissa, (exponent - top).astype(np.int32))
+    return float(np.sqrt(np.dot(values, values))), top
+
+
+class RunningSum:
+    """The sum and mean of rows (n, dim) float64 added a block at a time, kept times
+    2^-power, the power of two of the largest value so far (the sum rescaled, exactly,
+    when a larger one comes): rows near 1e308 add up without overflow."""
+
+    def __init__(self, dim: int) -> None:
+        import torch
+
+        self.total = torch.zeros(dim, dtype=torch.float64)
+        self.power: int | None = None
+        self.count = 0
+
+    def add(self, rows: torch.Tensor) -> None:
+        """Add finite rows (n, dim) float64."""
+        import torch
+
+        if not rows.shape[0]:
+            return
+        largest = int(exponents(rows).max())
+        if self.power is None or largest > self.power:
+            if self.power is not None:
+                self.total = ldexp(self.total, torch.tensor(self.power - largest))
+            self.power = largest
+        self.total += ldexp(rows, torch.tensor(-self.power)).sum(dim=0)
+        self.count += rows.shape[0]
+
+    def mean(self) -> torch.Tensor:
+        """The mean of the rows added (zeros if none)."""
+        import torch
+
+        return ldexp(self.total / max(self.count, 1), torch.tensor(self.power or 0))
 
 
 def mean(rows: torch.Tensor) -> torch.Tensor:

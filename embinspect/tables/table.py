@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from embinspect.errors import ModelError
 from embinspect.sources.locate import CheckpointFiles
 from embinspect.sources.tensor import TensorHeader
-from embinspect.tables.scaling import SAFE_NORMS
+from embinspect.tables.scaling import SAFE_NORMS, RunningSum
 
 if TYPE_CHECKING:
     import torch
@@ -219,24 +219,19 @@ class EmbeddingTable:
         """Mean of the finite rows in float64, shape (dim,), summed chunk by chunk.
 
         A row holding NaN or infinity would make every centred row NaN: it is left out
-        of the mean, as it is left out of every result."""
+        of the mean, as it is left out of every result. Summed at a power-of-two scale
+        (``scaling.RunningSum``): float64 rows near 1e308 do not overflow the sum."""
         import torch
 
-        total = torch.zeros(self.dim, dtype=torch.float64)
-        count = 0
+        total = RunningSum(self.dim)
         step = self.chunk_rows()
         for start in range(0, self.rows, step):
             block = self._view(self._array[start : start + step]).double()
             finite = torch.isfinite(block).all(dim=1)
-            if bool(finite.all()):
-                total += block.sum(dim=0)
-                count += block.shape[0]
-            else:
-                total += block[finite].sum(dim=0)
-                count += int(finite.sum())
-        if count == 0:
+            total.add(block if bool(finite.all()) else block[finite])
+        if total.count == 0:
             raise ModelError(f"{self.name}: every row holds NaN or infinity; nothing to centre on")
-        return total / count
+        return total.mean()
 
 
 def _dequantizer(header: TensorHeader):
