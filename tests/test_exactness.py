@@ -725,6 +725,17 @@ def test_tokens_norms_at_any_scale(cli, scaled_tables, word_tokenizer, case):
 
 
 @pytest.mark.parametrize("case", ROW_FIGURE_SCALES)
+def test_tokens_table_shows_extreme_norms(cli, scaled_tables, word_tokenizer, case):
+    """The table a person reads shows a norm of 1e-200 as such, not as 0.0000, and one
+    of 1e300 in four significant digits, not as a 300-digit number."""
+    path, table = scaled_tables[case]
+    run = cli("tokens", path, f"w{EXTREME}", "--tokenizer", word_tokenizer, "-f", "table")
+    assert run.returncode == 0, run.stderr
+    shown = f"{exact_norm(table[EXTREME]):.4e}"
+    assert f" {shown} " in run.stdout
+
+
+@pytest.mark.parametrize("case", ROW_FIGURE_SCALES)
 def test_compare_pairs_at_any_scale(cli, scaled_tables, word_tokenizer, tmp_path, case):
     """Word-pair cosines of tiny and huge rows, and of one of each with an ordinary row:
     equal to the float64 reference on rows over their own maximum, so Pearson is too."""

@@ -26,6 +26,7 @@ from embinspect.cli.render import (
     Output,
     View,
     console,
+    figure,
     report_error,
     resolved_line,
     styled,
@@ -212,7 +213,7 @@ def pairs_evaluation_table(result: PairsEvaluation) -> None:
 
 
 def _coloured(metric: str, score: float, diagonal: bool) -> Any:
-    text = f"{score:.4f}"
+    text = figure(score)
     if diagonal or metric != "cosine":
         return styled(text, "dim") if diagonal else text
     # Cosine: green for similar, red for opposite, plain around zero.

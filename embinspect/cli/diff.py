@@ -17,6 +17,7 @@ from embinspect.cli.render import (
     Output,
     View,
     console,
+    figure,
 )
 from embinspect.cli.source import Source, command
 
@@ -218,8 +219,8 @@ def table_diff_table(result: TableDiff) -> None:
         cells += [
             row.token if row.token is not None else "",
             _cosine(row.cosine),
-            f"{row.norm_a:.4f}",
-            f"{row.norm_b:.4f}",
+            figure(row.norm_a),
+            figure(row.norm_b),
             f"{row.relative_change:.2%}",
         ]
         moved.add_row(*cells)

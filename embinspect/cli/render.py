@@ -347,6 +347,16 @@ def resolved_line(query: str, token_ids: list[int], tokens: list[str], pooled: s
     return f"'{query}' = {pieces}" + (f" (pooled: {pooled})" if pooled else "")
 
 
+def figure(value: float, signed: bool = False) -> str:
+    """A score, norm or component for a person: four decimals, or four significant digits
+    with an exponent where four decimals would show 0.0000 or a 300-digit number (rows
+    of 1e-200 or 1e300 are scored exactly; their figures must show it)."""
+    sign = "+" if signed else ""
+    if value == 0 or not math.isfinite(value) or 1e-4 <= abs(value) < 1e9:
+        return f"{value:{sign}.4f}"
+    return f"{value:{sign}.4e}"
+
+
 def ranked_table(title: str, neighbors: list[Any], score_name: str) -> Any:
     """Print the title line; return a table of ranked tokens."""
     from rich.table import Table
@@ -359,5 +369,5 @@ def ranked_table(title: str, neighbors: list[Any], score_name: str) -> Any:
     table.add_column(score_name, justify="right")
     for n in neighbors:
         token = n.token if n.token is not None else ""
-        table.add_row(str(n.rank), str(n.token_id), token, f"{n.score:.4f}")
+        table.add_row(str(n.rank), str(n.token_id), token, figure(n.score))
     return table

@@ -15,6 +15,7 @@ from embinspect.cli.render import (
     Output,
     View,
     console,
+    figure,
     shown,
 )
 from embinspect.cli.source import Source, command
@@ -120,7 +121,7 @@ def table_stats_table(result: TableStats) -> None:
         for index, row in enumerate(picked):
             token = shown(row.token) if row.token is not None else f"#{row.token_id}"
             label = kind if index == 0 else ""
-            extremes.add_row(label, str(row.token_id), token, f"{row.norm:.4f}")
+            extremes.add_row(label, str(row.token_id), token, figure(row.norm))
     screen.print(extremes)
     if result.duplicate_examples:
         groups = "; ".join(" = ".join(f"#{i}" for i in g) for g in result.duplicate_examples[:5])

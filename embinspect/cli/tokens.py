@@ -13,6 +13,7 @@ from embinspect.cli.render import (
     Output,
     View,
     console,
+    figure,
     plain,
     shown,
 )
@@ -99,11 +100,11 @@ def token_lookup_table(result: TokenLookup) -> None:
             str(row.token_id),
             plain(row.token),  # Text, measured below as printed
             shown(row.text),
-            f"{row.norm:.4f}",
-            " ".join(f"{v:+.4f}" for v in row.head),
+            figure(row.norm),
+            " ".join(figure(v, signed=True) for v in row.head),
         ]
         if with_positions:
-            cells += [str(row.position_id), f"{row.position_norm:.4f}", f"{row.input_norm:.4f}"]
+            cells += [str(row.position_id), figure(row.position_norm), figure(row.input_norm)]
         rows.append(cells)
     screen.print(f"{result.tensor} of {result.model}")  # above: it would wrap at the table's width
     table = Table()

@@ -17,6 +17,7 @@ from embinspect.cli.render import (
     Output,
     View,
     console,
+    figure,
     shown,
 )
 from embinspect.cli.source import Source, command
@@ -113,7 +114,7 @@ def undertrained_result_table(result: UndertrainedResult) -> None:
             token += " (ref)"
         cosine = "zero row" if s.cosine is None else f"{s.cosine:.4f}"
         reachable = {True: "yes", False: "no", None: "?"}[s.reachable]
-        suspects.add_row(str(s.rank), str(s.token_id), token, cosine, f"{s.norm:.4f}", reachable)
+        suspects.add_row(str(s.rank), str(s.token_id), token, cosine, figure(s.norm), reachable)
     screen.print(suspects)
     screen.print(_undertrained_summary(result))
 
