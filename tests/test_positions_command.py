@@ -259,6 +259,24 @@ def test_unknown_scaling_is_reported_unscaled(cli, smollm2, tmp_path):
     assert "knows no rope scaling 'warp-drive'" in run.stderr and "unscaled" in run.stderr
 
 
+@pytest.mark.parametrize("claimed", [10**30, 2**53 + 1], ids=["1e30", "2^53+1"])
+def test_an_impossible_context_in_config_is_not_believed(cli, smollm2, tmp_path, claimed):
+    """A config claiming more positions than float64 counts exactly is ignored as a field of
+    the wrong kind (it crashed the rotary check's sampling, exit 1)."""
+    model = checkpoint_with_config(tmp_path, smollm2, max_position_embeddings=claimed)
+    run = cli("positions", model, "--format", "json")
+    assert run.returncode == 0, run.stderr
+    rotary = run.json()["rotary"]
+    assert rotary["max_positions"] is None
+    assert "gives no max_position_embeddings" in run.stderr
+
+
+def test_max_positions_beyond_2_to_the_53_is_a_usage_error(cli, smollm2):
+    run = cli("positions", smollm2, "--max-positions", str(2**53 + 1))
+    assert run.returncode == 2
+    assert run.stderr.strip().endswith("at most 9,007,199,254,740,992 (2^53) positions")
+
+
 def test_partial_rotary_factor(cli, smollm2, tmp_path):
     model = checkpoint_with_config(tmp_path, smollm2, partial_rotary_factor=0.25)
     rotary = cli("positions", model, "--format", "json", "--offsets", "1,5,300").json()["rotary"]

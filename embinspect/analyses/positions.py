@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 CHECK_VECTORS = 4  # random (q, k) pairs in the rotary check
 CHECK_PAIRS = 64  # position pairs (m, m + d) per offset and vector pair
 CHECK_CONTEXT = 4096  # positions the rotary check spans when config.json gives no context
+# The longest context a position check spans: positions are exact integers in float64
+# (and in numpy's int64 sampling) up to 2^53; a config claiming more is not believed.
+MAX_CONTEXT = 2**53
 TOP_COMPONENTS = 8  # principal directions whose share of variance is reported
 Note = tuple["str | Option", ...]  # the parts of a note, for errors.note
 PLOT_FORMATS = (".png", ".svg", ".pdf")
@@ -203,6 +206,10 @@ def inspect_positions(
     check); ``center`` subtracts the mean position vector before cosines; ``plot`` writes
     the cosine matrix (learned) or the wavelength of each pair (rotary).
     """
+    if max_positions is not None and max_positions > MAX_CONTEXT:
+        raise UsageError(
+            Option("max_positions", max_positions), f": at most {MAX_CONTEXT:,} (2^53) positions"
+        )
     scheme = checkpoint.position_scheme()
     model = checkpoint.files.model
     kind = scheme["kind"]

@@ -42,11 +42,16 @@ def text_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, **nested} if isinstance(nested, dict) else dict(config)
 
 
+# No real count (a context, a vocabulary, a width) comes near 2^53, where float64 stops
+# holding every integer; a config claiming more is hostile or broken, and ignored.
+MAX_COUNT = 2**53
+
+
 def config_count(config: dict[str, Any], *keys: str) -> int | None:
-    """The first of ``keys`` that holds a positive integer, else None."""
+    """The first of ``keys`` that holds a positive integer (at most 2^53), else None."""
     for key in keys:
         value = config.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_COUNT:
             return value
     return None
 
