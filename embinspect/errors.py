@@ -22,7 +22,9 @@ EXIT_USAGE = 2  # the same code Click uses for a bad option or argument
 EXIT_MODEL = 3
 EXIT_QUERY = 4
 EXIT_NETWORK = 5  # the Hub could not be reached: running again later may work
-EXIT_INTERRUPTED = 130
+EXIT_IO = 74  # a standard stream failed (a full disk, a closed descriptor): BSD's EX_IOERR
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as a shell reports a process it ended: 128 + 2
+EXIT_TERMINATED = 143  # SIGTERM, after cleaning up: 128 + 15
 
 
 _UNSET = object()
@@ -105,6 +107,19 @@ class NetworkError(EmbinspectError):
     """The Hub could not be reached, or a download broke off; nothing partial was kept."""
 
     exit_code = EXIT_NETWORK
+
+
+class StreamError(EmbinspectError):
+    """A standard stream failed: stdout on a full disk or a closed descriptor, stdin closed
+    when queries are to be read from it."""
+
+    exit_code = EXIT_IO
+
+
+class Terminated(BaseException):  # noqa: N818 (a signal, as KeyboardInterrupt is)
+    """SIGTERM arrived. Raised where the program was, as Ctrl-C raises KeyboardInterrupt,
+    so that every ``finally`` and context manager on the way out runs: partial files and
+    temporary folders are removed before the process ends (``EXIT_TERMINATED``)."""
 
 
 class EmbinspectWarning(_Worded, UserWarning):

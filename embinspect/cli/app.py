@@ -10,7 +10,9 @@ need them, so ``--help`` and ``info`` start fast.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Annotated
@@ -27,6 +29,7 @@ from embinspect.cli import (
     plot,
     positions,
     stats,
+    streams,
     tokens,
     undertrained,
 )
@@ -34,9 +37,12 @@ from embinspect.cli.render import flag, message_line, report_error, report_note
 from embinspect.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     EmbinspectError,
     EmbinspectWarning,
+    StreamError,
+    Terminated,
 )
 
 app = typer.Typer(
@@ -95,13 +101,55 @@ def _notes_on_stderr(show_other: Callable[..., None]) -> Callable[..., None]:
     return show
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM: unwind as Ctrl-C does, so that partial files and temp folders are removed.
+    A second SIGTERM while unwinding is ignored: the cleanup is short and must finish."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes become one line on stderr and a documented exit code.
 
     ``argv`` is the arguments after the program name (default ``sys.argv[1:]``). Always
-    ends with SystemExit carrying the exit code, as the installed script does.
+    ends with SystemExit carrying the exit code, as the installed script does. A failing
+    standard stream ends the run too (``embinspect.cli.streams``): quietly with 0 when the
+    reader of stdout left, with ``EXIT_IO`` otherwise; SIGTERM with ``EXIT_TERMINATED``.
     """
     args = sys.argv[1:] if argv is None else list(argv)
+    saved = streams.guard()
+    on_term = None
+    if threading.current_thread() is threading.main_thread():
+        on_term = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = _run(args)
+        code = _finish(code, sys.stdout.flush)  # here, not at exit, where a failure is not caught
+    except Terminated:
+        code = EXIT_TERMINATED
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
+        streams.restore(saved)
+    sys.exit(code)
+
+
+def _finish(code: int, flush: Callable[[], None]) -> int:
+    """``code``, unless the last of stdout cannot be written: then 0 (the reader left) or
+    ``EXIT_IO`` with its line."""
+    try:
+        flush()
+    except streams.ReaderGone:
+        streams.quiet_stdout()
+        return 0
+    except StreamError as err:
+        streams.quiet_stdout()
+        report_error(err.worded(flag))
+        return err.exit_code
+    return code
+
+
+def _run(args: list[str]) -> int:
+    """Run the app; the exit code, every error reported."""
     try:  # recent typer carries its own copy of click
         from typer._click.exceptions import ClickException, NoArgsIsHelpError
     except ImportError:  # pragma: no cover
@@ -119,23 +167,32 @@ def main(argv: list[str] | None = None) -> None:
             warnings.showwarning = _notes_on_stderr(warnings.showwarning)
             # Not standalone: Click would print a usage error as several lines; we print one.
             code = app(args=args, prog_name="embinspect", standalone_mode=False)
+    except SystemExit as done:
+        code = done.code
     except NoArgsIsHelpError as err:
         err.show()
-        sys.exit(EXIT_USAGE)
+        return EXIT_USAGE
     except ClickException as err:
         known = {c.callback.__name__ for c in app.registered_commands if c.callback}
         command = args[0] if args and args[0] in known else ""
         hint = f" (see embinspect {command} --help)".replace("  ", " ")
         report_error(err.format_message().replace("\n", " ") + hint)
-        sys.exit(err.exit_code)
+        return err.exit_code
     except (typer.Abort, KeyboardInterrupt):
         # Ctrl-C: typer turns it into exit 130 itself; this catches one outside a command.
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    except streams.ReaderGone:
+        # `embinspect ... | head`: the reader has what it wanted. Stop quietly with 0, as
+        # Unix tools do.
+        streams.quiet_stdout()
+        return 0
     except EmbinspectError as err:
         if debug:
             raise
+        if isinstance(err, StreamError):
+            streams.quiet_stdout()
         report_error(err.worded(flag))
-        sys.exit(err.exit_code)
+        return err.exit_code
     except Exception as err:
         if debug:
             raise
@@ -144,5 +201,5 @@ def main(argv: list[str] | None = None) -> None:
             f"embinspect: internal error: {message} (EMBINSPECT_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
-        sys.exit(EXIT_INTERNAL)
-    sys.exit(code if isinstance(code, int) else 0)
+        return EXIT_INTERNAL
+    return code if isinstance(code, int) else 0

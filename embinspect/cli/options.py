@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, BinaryIO, Optional
 
 import typer
 
 from embinspect.cli.render import OutputFormat
-from embinspect.errors import UsageError
+from embinspect.errors import StreamError, UsageError
 from embinspect.model.checkpoint import TABLES
-from embinspect.tables.queries import POOLS
+from embinspect.tables.queries import MAX_QUERY_CHARS, POOLS
 from embinspect.tables.scoring import METRICS
 from embinspect.tables.search import ANALOGY_METHODS, FILTERS
 
@@ -161,18 +161,69 @@ CaseOpt = Annotated[
 ]
 
 
-def _stdin_lines() -> Iterator[str]:
-    """Non-blank stdin lines, stripped, read lazily.
+class LongLine(str):
+    """A stdin line longer than any query can be, kept as its first characters only (the
+    rest was skipped unread into memory); ``length`` is the whole line's length in
+    characters, which the query's length check reports."""
+
+    length: int
+
+    def __new__(cls, prefix: str, length: int) -> LongLine:
+        line = super().__new__(cls, prefix)
+        line.length = length
+        return line
+
+
+# Bytes of a line kept whole: a UTF-8 character is at most 4 bytes, so a longer line holds
+# more than MAX_QUERY_CHARS characters. Longer lines are skipped in chunks, counted, never
+# stored: a 300 MB line costs no more memory than a short one.
+_LINE_BYTES = 4 * MAX_QUERY_CHARS + 64
+_SKIP_CHUNK = 1 << 20
+_QUOTED_CHARS = 60  # what is kept of a long line: what its error row shows
+# UTF-8 continuation bytes: every other byte starts a character.
+_CONTINUATION = bytes(range(0x80, 0xC0))
+
+
+def _characters(chunk: bytes) -> int:
+    return len(chunk.translate(None, _CONTINUATION))
+
+
+def _stdin_lines(queries_per_line: int = 1) -> Iterator[str]:
+    """Non-blank stdin lines, stripped, read lazily, each line's memory bounded.
 
     Read as bytes and decoded with surrogateescape, as Python decodes argv: a line that is
     not UTF-8 reaches the query parser, which refuses that line alone (the others are
     still answered) instead of the whole stream stopping at a decoding error. Stripped:
-    a trailing space would otherwise become a token and be pooled into the query.
+    a trailing space would otherwise become a token and be pooled into the query. A line
+    longer than ``queries_per_line`` queries can be comes as a ``LongLine``.
     """
-    for raw in sys.stdin.buffer:
-        line = raw.decode("utf-8", "surrogateescape").strip()
-        if line:
-            yield line
+    if sys.stdin is None:
+        raise StreamError("standard input: closed (- reads the queries from it)")
+    cap = queries_per_line * _LINE_BYTES
+    try:
+        source = sys.stdin.buffer
+        while raw := source.readline(cap + 1):
+            if len(raw) > cap and not raw.endswith(b"\n"):
+                yield _long_line(raw, source)
+                continue
+            line = raw.decode("utf-8", "surrogateescape").strip()
+            if line:
+                yield line
+    except (OSError, ValueError) as err:  # ValueError: stdin's file object was closed
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else "closed"
+        raise StreamError(f"standard input: cannot read ({reason})") from None
+
+
+def _long_line(start: bytes, source: BinaryIO) -> LongLine:
+    """The rest of a line that began with ``start`` (no newline in it), skipped in chunks."""
+    length = _characters(start)
+    while chunk := source.readline(_SKIP_CHUNK):
+        if chunk.endswith(b"\n"):
+            length += _characters(chunk.rstrip(b"\r\n"))
+            break
+        length += _characters(chunk)
+    prefix = start.decode("utf-8", "surrogateescape").lstrip()[:_QUOTED_CHARS]
+    return LongLine(prefix, length)
 
 
 def read_queries(arguments: list[str]) -> Iterator[str]:
@@ -189,8 +240,12 @@ def read_questions(arguments: list[str]) -> Iterator[list[str]]:
     or space-separated when there is no tab). A line of another length becomes an error
     result of its own; the other lines are still answered."""
     if arguments == ["-"]:
-        for line in _stdin_lines():
-            yield [part.strip() for part in line.split("\t")] if "\t" in line else line.split()
+        for line in _stdin_lines(queries_per_line=3):
+            if isinstance(line, LongLine):
+                # Too long for three queries: answered as its first, too long, query.
+                yield [line, "", ""]
+            else:
+                yield [part.strip() for part in line.split("\t")] if "\t" in line else line.split()
     elif len(arguments) == 3:
         yield list(arguments)
     else:

@@ -68,10 +68,11 @@ class Output:
         try:
             return _stream(results, self, view, as_array)
         except BrokenPipeError:
-            # `embinspect ... | head`: the reader has what it wanted. Stop quietly with 0, as
-            # Unix tools do; point stdout at /dev/null so the exit-time flush cannot fail.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise SystemExit(0) from None
+            # `embinspect ... | head` on a stdout main() did not guard (Rich reports EPIPE
+            # so too): the reader has what it wanted; main() ends the run quietly with 0.
+            from embinspect.cli.streams import ReaderGone
+
+            raise ReaderGone from None
 
 
 def _stream(results: Iterable[Any], output: Output, view: View, as_array: bool) -> int:

@@ -10,13 +10,16 @@ tensor it reads, and nothing else.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embinspect.errors import ModelError, Option
+from embinspect.errors import ModelError, NetworkError, Option
 from embinspect.sources.files import load_json
 from embinspect.sources.gguf_file import GgufFile, is_gguf, read_gguf
 from embinspect.sources.hub_options import HubOptions
@@ -195,22 +198,108 @@ def _locate(model: str, revision: str | None, hub: HubOptions | None) -> Checkpo
                 f"{model}: ", Option("revision"), " applies to Hub repos; give ollama:NAME:TAG"
             )
         return _locate_gguf(model, ollama_blob(model[len(OLLAMA_PREFIX) :]))
-    path = Path(model).expanduser()
-    if path.is_dir():
+    path = _local_path(model)
+    kind = _file_type(model, path)
+    if kind == "directory":
         if revision:
             raise ModelError(
                 f"{model}: ", Option("revision"), " applies to Hub repos, not to a local folder"
             )
         return _locate_directory(model, path)
-    if path.is_file():
+    if kind == "file":
         if revision:
             raise ModelError(
                 f"{model}: ", Option("revision"), " applies to Hub repos, not to a local file"
             )
         return _locate_file(model, path)
-    if _REPO_ID.match(model) and not model.endswith((".safetensors", ".json", ".gguf")):
-        return _locate_hub(model, revision, hub)
+    if kind is not None:
+        # Opening a FIFO or a terminal to sniff its first bytes would wait forever.
+        raise ModelError(f"{model}: is a {kind}, not a file or folder")
+    if _looks_like_path(model, path):
+        raise ModelError(f"{model}: no such file or directory")
+    if _REPO_ID.match(model):
+        # Both a relative path and a repo id: the path was tried first (not there).
+        try:
+            return _locate_hub(model, revision, hub)
+        except NetworkError as err:
+            raise NetworkError(
+                f"{model}: no such file or directory here, and as a Hub repo: ", *err.parts
+            ) from None
     raise ModelError(f"{model}: no such file or directory, and not a Hugging Face repo id")
+
+
+# Names that can only be paths: what embinspect reads (and refuses: pickles), and the
+# compressions a downloaded word-vector file comes in. A Hub repo id never ends so.
+PATH_SUFFIXES = (
+    ".safetensors",
+    ".json",
+    ".gguf",
+    *WORD_VECTOR_SUFFIXES,
+    *PICKLE_SUFFIXES,
+    ".gz",
+    ".bz2",
+    ".xz",
+    ".zip",
+    ".npy",
+    ".npz",
+)
+
+
+def _local_path(model: str) -> Path:
+    """MODEL as a local path, ``~`` and ``~user`` expanded."""
+    try:
+        return Path(model).expanduser()
+    except RuntimeError:  # no home folder, or no such user
+        user = model[1:].split("/", 1)[0]
+        raise ModelError(
+            f"{model}: no such file or directory (~{user}: no such user or home folder)"
+        ) from None
+
+
+def _file_type(model: str, path: Path) -> str | None:
+    """ "directory", "file", what else stands at ``path`` (a FIFO, a socket, a device), or
+    None when nothing does; never opens it."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError:
+        raise ModelError(f"{model}: permission denied") from None
+    except ValueError:  # a NUL byte: no path can hold one
+        raise ModelError(f"{model!r}: no such file or directory (a path holds no NUL)") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ModelError(f"{model}: a symbolic link loop (too many levels of links)") from None
+        if err.errno == errno.ENAMETOOLONG:
+            raise ModelError(f"{_shown_path(model)}: file name too long") from None
+        raise ModelError(f"{model}: cannot read ({err.strerror or err})") from None
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISFIFO(mode):
+        return "named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def _shown_path(model: str, limit: int = 80) -> str:
+    """A path for a one-line message, its middle cut when long."""
+    if len(model) <= limit:
+        return model
+    return f"{model[: limit // 2]}...{model[-limit // 2 :]} ({len(model):,} characters)"
+
+
+def _looks_like_path(model: str, path: Path) -> bool:
+    """Whether MODEL can only be a local path: it starts with ``.``, ``/`` or ``~``, ends
+    in a suffix embinspect reads, or names something inside a local folder
+    (``models/minilm`` where ``models/`` exists)."""
+    if model.startswith((".", "/", "~", "\\")) or model.lower().endswith(PATH_SUFFIXES):
+        return True
+    return "/" in model.rstrip("/") and path.parent.is_dir()
 
 
 def _locate_directory(model: str, root: Path) -> CheckpointFiles:

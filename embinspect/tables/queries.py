@@ -85,8 +85,13 @@ class QueryResolver:
 
     def resolve(self, query: str) -> ResolvedQuery:
         """Token ids of a query; raises QueryError when it names no row."""
-        if len(query) > MAX_QUERY_CHARS:
-            raise QueryError(f"{shown(query)}: a query is at most {MAX_QUERY_CHARS:,} characters")
+        # A stdin line too long to keep is its first characters and its whole ``length``.
+        length = getattr(query, "length", len(query))
+        if length > MAX_QUERY_CHARS:
+            raise QueryError(
+                f"{shown(query[:60])}... ({length:,} characters): a query is at most "
+                f"{MAX_QUERY_CHARS:,} characters"
+            )
         if _NOT_UTF8.search(query):
             raise QueryError(f"{shown(query)}: not valid UTF-8")
         if query.startswith("#") and len(query) > 1:
