@@ -60,3 +60,9 @@ def terminal_line(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def escaped_whole(text: str) -> str:
+    """Every character of ``text`` as its escape: for text a terminal would draw as
+    nothing (a lone combining mark or skin-tone modifier as a whole table cell)."""
+    return "".join(_escape(char) if char != "\\" else "\\\\" for char in text)

@@ -26,7 +26,14 @@ from safetensors.torch import save_file
 
 from embinspect.analyses.info import inspect_checkpoint
 from embinspect.cli.info import describe_position_scheme
-from embinspect.cli.render import _FORMULA_START, _csv_cell, _json, console, report_error
+from embinspect.cli.render import (
+    _FORMULA_START,
+    _csv_cell,
+    _json,
+    console,
+    drawn,
+    report_error,
+)
 from embinspect.errors import EmbinspectError, EmbinspectWarning, ModelError, QueryError
 from embinspect.model.checkpoint import open_checkpoint
 from embinspect.model.tokenizer import Vocabulary
@@ -436,10 +443,14 @@ def test_terminal_forms_of_any_string(text):
 @given(text=any_text)
 def test_table_cells_of_any_string(text):
     """Through the table format's console (a title, a cell, a printed line), a string shows as
-    its cell form, never as markup, and no unprintable character reaches the terminal."""
+    its cell form (every character escaped where a terminal would draw that as nothing),
+    never as markup, and no unprintable character reaches the terminal."""
+    from rich.cells import cell_len
     from rich.table import Table
 
-    shown = terminal_cell(text)
+    shown = drawn(text)
+    assert shown == terminal_cell(text) or cell_len(terminal_cell(text)) == 0
+    assert cell_len(shown) > 0 or not text
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         screen = console()

@@ -29,7 +29,7 @@ from enum import Enum
 from typing import Any
 
 from embinspect.errors import Option
-from embinspect.text import terminal_cell, terminal_line
+from embinspect.text import escaped_whole, terminal_cell, terminal_line
 
 
 class OutputFormat(str, Enum):
@@ -313,16 +313,26 @@ def _safe_console_class() -> Any:
     class SafeConsole(Console):
         def render_str(self, text: str, **options: Any) -> Text:
             options.update(markup=False, emoji=False, highlight=False)
-            return super().render_str(terminal_cell(text), **options)
+            return super().render_str(drawn(text), **options)
 
     return SafeConsole
+
+
+def drawn(text: str) -> str:
+    """``text`` as the table format draws it: its cell form, or, where a terminal would
+    draw that as nothing at all (a lone combining mark, a skin-tone modifier), every
+    character escaped, so no token shows as an empty cell."""
+    from rich.cells import cell_len
+
+    cell = terminal_cell(text)
+    return escaped_whole(text) if cell and cell_len(cell) == 0 else cell
 
 
 def styled(text: str, style: str) -> Any:
     """``text`` (escaped as any cell) in a Rich style, e.g. ``styled(score, "green")``."""
     from rich.text import Text
 
-    return Text(terminal_cell(text), style=style)
+    return Text(drawn(text), style=style)
 
 
 def plain(text: str) -> Any:
@@ -339,7 +349,7 @@ def shown(text: str) -> Any:
     any cell, and ``"`` as ``\\"`` (a Rich ``Text``: the console must not escape it again)."""
     from rich.text import Text
 
-    return Text('"' + terminal_cell(text).replace('"', '\\"') + '"')
+    return Text('"' + drawn(text).replace('"', '\\"') + '"')
 
 
 def resolved_line(query: str, token_ids: list[int], tokens: list[str], pooled: str | None) -> str:
