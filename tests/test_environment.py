@@ -288,6 +288,7 @@ def test_missing_path_that_could_be_a_repo_id(cli, empty_hub, no_hub_env, tmp_pa
     run = cli("info", model, env=no_hub_env, cwd=tmp_path)
     assert_one_line_error(run, EXIT_MODEL, f"{model}: no such file or directory")
     assert run.stderr == f"embinspect: error: {model}: no such file or directory\n"
+    empty_hub.settle()
     assert empty_hub.requests == []
 
 
@@ -296,6 +297,7 @@ def test_name_of_both_kinds_is_tried_locally_then_on_the_hub(cli, empty_hub, no_
     assert_one_line_error(
         run, EXIT_MODEL, "models/minilm: no such local path, and no such Hub repo at"
     )
+    empty_hub.settle()  # the server logs a request once it has answered it
     assert empty_hub.requests  # the Hub was asked, after the local path
 
 
@@ -320,6 +322,7 @@ def test_file_name_too_long(cli, empty_hub, no_hub_env):
     assert len(run.stderr) < 200
     deep = "/tmp/" + "d/" * 3000
     assert_one_line_error(cli("info", deep, env=no_hub_env), EXIT_MODEL, "file name too long")
+    empty_hub.settle()
     assert empty_hub.requests == []
 
 
@@ -329,6 +332,7 @@ def test_home_of_no_such_user(cli, empty_hub, no_hub_env):
         "embinspect: error: ~nosuchuser/x: no such file or directory "
         "(~nosuchuser: no such user or home folder)\n"
     )
+    empty_hub.settle()
     assert run.returncode == EXIT_MODEL and empty_hub.requests == []
 
 
