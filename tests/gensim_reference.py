@@ -8,8 +8,11 @@ second spelling of a word) gets a key with a space in it, which no question can 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import safe_open
@@ -63,3 +66,33 @@ def keyed_vectors(folder: Path, tensor: str, scheme: str):
     vectors = KeyedVectors(rows.shape[1])
     vectors.add_vectors(keys, rows)
     return rows, vectors
+
+
+def evaluate_word_analogies(vectors, path: Path, **options: Any) -> tuple[float, list[dict]]:
+    """gensim's ``vectors.evaluate_word_analogies(path, **options)``, kept on disk under the
+    test cache: gensim's loop takes 10-15 s a set, the same every run. The entry is named by
+    a digest of everything the answer depends on (the rows, the keys, the questions, the
+    options, gensim's version), so a change to any of them computes it afresh."""
+    import gensim
+    from checkpoints import cache_root  # tests/ is on sys.path, as for every test module
+
+    digest = hashlib.sha256()
+    digest.update(vectors.vectors.tobytes())
+    digest.update("\n".join(map(str, vectors.index_to_key)).encode())
+    digest.update(Path(path).read_bytes())
+    digest.update(json.dumps([options, gensim.__version__], sort_keys=True).encode())
+    entry = cache_root() / "gensim-reference" / f"analogies-{digest.hexdigest()[:32]}.json"
+    if entry.is_file():
+        score, sections = json.loads(entry.read_text())
+        return score, sections
+    score, sections = vectors.evaluate_word_analogies(path, **options)
+    record = [
+        float(score),
+        [{**s, "correct": [list(q) for q in s["correct"]],
+          "incorrect": [list(q) for q in s["incorrect"]]} for s in sections],
+    ]  # fmt: skip
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    partial = entry.with_name(f".{entry.name}.{os.getpid()}")
+    partial.write_text(json.dumps(record))
+    partial.replace(entry)
+    return record[0], record[1]

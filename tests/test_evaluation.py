@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("gensim")
-from gensim_reference import gensim_data, keyed_vectors  # noqa: E402
+from gensim_reference import evaluate_word_analogies, gensim_data, keyed_vectors  # noqa: E402
 
 GOOGLE = gensim_data("questions-words.txt")
 # gensim 4 calls its own deprecated init_sims inside evaluate_word_analogies.
@@ -48,7 +48,7 @@ def test_google_analogies_equal_gensim_on_minilm(cli, minilm, minilm_vectors):
     assert "questions-words.txt (gensim's test data)" in run.stderr
     # MiniLM's tokenizer lower-cases, so embinspect folds case as gensim does by default.
     assert result["case_insensitive"] is True
-    score, sections = vectors.evaluate_word_analogies(GOOGLE)
+    score, sections = evaluate_word_analogies(vectors, GOOGLE)
     by_name = {s["section"]: s for s in sections}
     for ours in result["sections"]:
         theirs = by_name[ours["section"]]
@@ -91,7 +91,7 @@ def test_google_analogies_equal_gensim_on_smollm2(cli, smollm2, smollm2_vectors,
     subset = _subset(GOOGLE, 60, tmp_path / "subset.txt")
     result = cli("analogy", smollm2, "--file", subset, "-f", "json").json()
     assert result["case_insensitive"] is False  # SmolLM2 keeps case
-    score, sections = vectors.evaluate_word_analogies(subset, case_insensitive=False)
+    score, sections = evaluate_word_analogies(vectors, subset, case_insensitive=False)
     assert result["total"]["accuracy"] == pytest.approx(score, abs=1e-12)
     by_name = {s["section"]: s for s in sections}
     for ours in result["sections"]:
@@ -157,7 +157,7 @@ def test_restrict_limits_words_and_candidates(cli, minilm, minilm_vectors):
     run = cli("analogy", minilm, "--file", "google", "--restrict", "5000", "-f", "json")
     result = run.json()
     assert result["restrict"] == 5000
-    score, sections = vectors.evaluate_word_analogies(GOOGLE, restrict_vocab=5000)
+    score, sections = evaluate_word_analogies(vectors, GOOGLE, restrict_vocab=5000)
     total = sections[-1]
     assert result["total"]["correct"] == len(total["correct"])
     assert result["total"]["incorrect"] == len(total["incorrect"])

@@ -10,7 +10,7 @@ import json
 import checkpoints
 import numpy as np
 import pytest
-from gensim_reference import gensim_data
+from gensim_reference import evaluate_word_analogies, gensim_data
 from reference import cos_add, cosines, ranked, unit
 from test_errors import EXIT_MODEL, assert_one_line_error
 from test_imports import imported_heavy_modules
@@ -114,7 +114,7 @@ def test_google_analogies_equal_gensim_on_glove(cli, glove, glove_kv, tmp_path):
     )
     result = cli("analogy", glove, "--file", suite, "-f", "json").json()
     assert result["case_insensitive"] is True  # gensim's default for word vectors
-    score, sections = glove_kv.evaluate_word_analogies(suite)
+    score, sections = evaluate_word_analogies(glove_kv, suite)
     theirs = {s["section"]: s for s in sections}
     for ours in result["sections"]:
         assert ours["correct"] == len(theirs[ours["section"]]["correct"]), ours["section"]
