@@ -71,6 +71,7 @@ def closed_stdout_runs(minilm):
     return {case: (process.returncode, stderrs[case]) for case, process in started.items()}
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 @pytest.mark.parametrize("case", list(CLOSED_STDOUT))
 def test_stdout_closed_before_the_first_write(closed_stdout_runs, case):
     """Every write fails with EPIPE: the run stops quietly with 0, as `| head` expects."""
@@ -79,6 +80,7 @@ def test_stdout_closed_before_the_first_write(closed_stdout_runs, case):
     assert stderr == ""
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_ctrl_c_while_streaming_exits_130_without_a_traceback(minilm):
     process = cli_process(
         ["neighbors", minilm, "-", "-k", "1", "--batch-size", "1", "-f", "jsonl"],
@@ -98,6 +100,7 @@ def test_ctrl_c_while_streaming_exits_130_without_a_traceback(minilm):
     assert "Traceback" not in stderr and "Exception" not in stderr
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_ctrl_c_while_waiting_for_stdin(minilm):
     process = cli_process(
         ["neighbors", minilm, "-", "-k", "1", "--batch-size", "1", "-f", "jsonl"],
@@ -158,6 +161,7 @@ def run_shell(redirections: str, args, **kwargs) -> tuple[int, str, str]:
     return process.returncode, stdout or "", stderr or ""
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 @pytest.mark.parametrize("fmt", ["table", "tsv", "csv", "json", "jsonl"])
 def test_stdout_is_dev_full(minilm, fmt):
     """A full disk under stdout: exit 74, one line on stderr, no traceback, in every format."""
@@ -170,6 +174,7 @@ def test_help_to_dev_full():
     assert (returncode, stderr) == (EXIT_IO, NO_SPACE)
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_streamed_results_to_dev_full(minilm):
     """Results streamed a line at a time (after torch was imported and a query answered)."""
     returncode, _, stderr = run_shell(">/dev/full", ["neighbors", minilm, "king", "-f", "jsonl"])
@@ -183,6 +188,7 @@ def test_stdout_closed(minilm):
     assert stderr == "embinspect: error: standard output: closed (nothing can be written to it)\n"
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_stdin_closed(minilm):
     """``<&-`` with ``-``: a closed descriptor is an I/O error (exit 74), not empty input."""
     returncode, stdout, stderr = run_shell("<&-", ["neighbors", minilm, "-", "-f", "jsonl"])
@@ -190,11 +196,13 @@ def test_stdin_closed(minilm):
     assert stderr == "embinspect: error: standard input: closed (- reads the queries from it)\n"
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_stdin_dev_null_is_no_queries(minilm):
     returncode, stdout, stderr = run_shell("</dev/null", ["neighbors", minilm, "-", "-f", "jsonl"])
     assert (returncode, stdout, stderr) == (0, "", "")
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_stderr_closed_keeps_the_exit_code(minilm, tmp_path):
     """``2>&-``: errors cannot be told, but the exit code still is, and nothing (no error)
     reaches stdout."""
@@ -361,6 +369,7 @@ def test_symlink_loop(cli, tmp_path):
 # SIGTERM: the run unwinds (temp files and folders removed) and ends with 143.
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_sigterm_while_streaming_exits_143_and_cleans_up(minilm, tmp_path):
     temp = tmp_path / "tmp"
     temp.mkdir()
@@ -385,6 +394,7 @@ def test_sigterm_while_streaming_exits_143_and_cleans_up(minilm, tmp_path):
     assert json.loads(again.stdout)["neighbors"][0]["token"] == "kings"
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_sigterm_while_waiting_for_stdin(minilm):
     process = cli_process(
         ["neighbors", minilm, "-", "-k", "1", "--batch-size", "1", "-f", "jsonl"],

@@ -676,6 +676,7 @@ def test_a_tokenizer_panicking_while_loading(cli, minilm, tmp_path):
         assert "PanicException" not in run.stderr
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_a_tokenizer_panic_prints_one_line_and_no_rust_report(cli_process, minilm, tmp_path):
     """In a process of its own: Rust prints its panic report on file descriptor 2."""
     tokenizer = panicking_on_runs_of_a(minilm, tmp_path)

@@ -592,6 +592,7 @@ def where_args(minilm: Path, where: str) -> tuple[int, tuple[str, ...]]:
         pytest.param("whole-file", "bytes a second", id="whole-file-trickle"),
     ],
 )
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_trickle_ends_within_the_deadline(cli, hub, env, hf_home, minilm, where, expected):
     start, extra = where_args(minilm, where)
     hub.faults.append(Fault("trickle", "model.safetensors", from_byte=start, interval=0.3))
@@ -603,6 +604,7 @@ def test_trickle_ends_within_the_deadline(cli, hub, env, hf_home, minilm, where,
     assert not leftovers(hf_home)
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 @pytest.mark.parametrize("where", ["table", "whole-file"])
 def test_stall_mid_body_ends_after_the_timeout(cli, hub, env, hf_home, minilm, where):
     start, extra = where_args(minilm, where)
@@ -614,6 +616,7 @@ def test_stall_mid_body_ends_after_the_timeout(cli, hub, env, hf_home, minilm, w
     assert not leftovers(hf_home) and not list(assets(hf_home).rglob("tensors/*/*"))
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 @pytest.mark.parametrize("where", ["api", "config.json", "model.safetensors"])
 def test_silent_server_ends_after_the_timeout(cli, hub, env, where):
     """No answer at all: huggingface_hub's own retries (half a minute for a file's HEAD)
@@ -686,6 +689,7 @@ def test_redirect_loop(cli, hub, env, where):
     assert took < T + SLACK
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_429_then_success_honours_retry_after(cli, hub, env, minilm):
     hub.faults.append(Fault("status", "api", status=429, retry_after="1", times=1))
     run, took = timed(cli, "info", "test-org/minilm", "-f", "json", env=bounded_env(env, 2))
@@ -698,6 +702,7 @@ def test_429_then_success_honours_retry_after(cli, hub, env, minilm):
     assert took >= 1.0  # it waited as asked
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_retry_after_is_capped_at_the_timeout(cli, hub, env):
     hub.faults.append(Fault("status", "api", status=503, retry_after="86400", times=1))
     run, took = timed(cli, "info", "test-org/minilm", "-f", "json", env=bounded_env(env))
@@ -705,6 +710,7 @@ def test_retry_after_is_capped_at_the_timeout(cli, hub, env):
     assert took < T + SLACK
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_503_three_times_then_success(cli, hub, env, minilm, local_answer):
     hub.faults.append(Fault("status", "model.safetensors", status=503, times=3))
     args = ("neighbors", *KING)
@@ -714,6 +720,7 @@ def test_503_three_times_then_success(cli, hub, env, minilm, local_answer):
     assert statuses[:3] == [503, 503, 503] and 503 not in statuses[3:]
 
 
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_500_forever_ends_after_bounded_attempts(cli, hub, env):
     hub.faults.append(Fault("status", "model.safetensors", status=500))
     run, took = timed(cli, "info", "test-org/minilm", env=bounded_env(env))
@@ -778,6 +785,7 @@ def test_dns_failure_and_tls_to_a_plain_server(cli, hub, env):
         pytest.param(signal.SIGTERM, 143, id="SIGTERM"),
     ],
 )
+@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
 def test_interrupted_download_leaves_nothing_behind(
     hub, env, hf_home, minilm, local_answer, how, signum, code
 ):
