@@ -269,6 +269,7 @@ def test_default_analogy_suite_is_gensims_google_set(cli, minilm, mini):
     )
 
 
+@pytest.mark.slow  # a second process or a whole GGUF: `make test` runs it
 def test_gguf_matches_the_cli_and_the_dequantized_rows(cli, gguf_file, gguf_model):
     from gguf import GGUFReader
     from gguf.quants import dequantize
@@ -582,6 +583,7 @@ print(json.dumps({"info": m.info().to_dict(), "neighbors": m.neighbors("king", k
 """
 
 
+@pytest.mark.slow  # a second process or a whole GGUF: `make test` runs it
 def test_hub_repo_id_online_then_offline(cli, loopback_hub, tmp_path):
     env = {
         **os.environ,

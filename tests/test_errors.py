@@ -345,6 +345,7 @@ def _set(name: str, field: str, value):
     ids=["truncated", "header-longer-than-file", "offsets-outside", "overlap", "size-mismatch",
          "negative-dim", "reversed-offsets", "string-offset", "dtype-not-a-name"],
 )  # fmt: skip
+@pytest.mark.slow  # nine copies of a real 90 MB shard: `make test` runs it
 def test_broken_real_shard(cli, minilm, tmp_path, edit, cut, fragment):
     folder = minilm_copy(minilm, tmp_path / "model", edit, cut)
     for command in (["info", folder], ["neighbors", folder, "king"], ["tokens", folder, "king"]):

@@ -72,6 +72,7 @@ def test_svg_tsv_and_mistakes(cli, minilm, tmp_path):
     assert [p["label"] for p in json.loads(bad.stdout)["points"]] == ["cat", "dog"]
 
 
+@pytest.mark.slow  # a second process or a whole GGUF: `make test` runs it
 def test_without_matplotlib(cli_process, minilm, tmp_path):
     # A process: PYTHONPATH is read at start-up, and this one has matplotlib imported.
     cli = cli_process
