@@ -26,6 +26,8 @@ Ground floor: imports nothing of embinspect.
 
 from __future__ import annotations
 
+import re
+
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -66,3 +68,21 @@ def escaped_whole(text: str) -> str:
     """Every character of ``text`` as its escape: for text a terminal would draw as
     nothing (a lone combining mark or skin-tone modifier as a whole table cell)."""
     return "".join(_escape(char) if char != "\\" else "\\\\" for char in text)
+
+
+def brief(text: object, limit: int = 200) -> str:
+    """Outside words (a library's error, a server's answer) for a message: on one line,
+    cut at ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+# A byte that was not UTF-8 as repr() writes it (a surrogateescape surrogate, \udcNN).
+_ESCAPED_BYTE = re.compile(r"\\udc([89a-f][0-9a-f])")
+
+
+def quoted(text: str, limit: int = 60) -> str:
+    """A query quoted for a one-line message, cut when long; bytes that were not UTF-8
+    show as ``\\xNN``."""
+    shown = _ESCAPED_BYTE.sub(r"\\x\1", repr(text[:limit]))
+    return shown if len(text) <= limit else shown + f"... ({len(text):,} characters)"

@@ -18,7 +18,8 @@ import torch
 from reference import cosines, ranked, table
 from test_errors import assert_one_line_error
 
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXIT_USAGE, EXIT_MODEL, EXIT_QUERY, EXIT_NETWORK, EXIT_IO = 2, 3, 4, 5, 74
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 # `python -m embinspect` with Ctrl-C raising KeyboardInterrupt, as at a terminal, even when
@@ -101,10 +102,16 @@ def test_ctrl_c_while_streaming_exits_130_without_a_traceback(minilm):
 
 
 @pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
-def test_ctrl_c_while_waiting_for_stdin(minilm):
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, EXIT_TERMINATED)],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_signal_while_waiting_for_stdin(minilm, signum, code):
+    """Ctrl-C ends with 130, SIGTERM with 143 and nothing said; neither prints a traceback."""
     process = cli_process(
         ["neighbors", minilm, "-", "-k", "1", "--batch-size", "1", "-f", "jsonl"],
-        ctrl_c=True,
+        ctrl_c=signum == signal.SIGINT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -113,10 +120,12 @@ def test_ctrl_c_while_waiting_for_stdin(minilm):
     process.stdin.write("king\n")
     process.stdin.flush()
     process.stdout.readline()  # answered; now blocked reading the next line
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == EXIT_INTERRUPTED
+    assert process.returncode == code
     assert "Traceback" not in stderr
+    if signum == signal.SIGTERM:
+        assert stderr == ""
 
 
 @pytest.mark.slow
@@ -143,7 +152,6 @@ def test_two_processes_read_one_checkpoint_at_once(smollm2):
 
 # --- hostile environments: standard streams, paths, signals, huge lines ----------------------
 
-EXIT_MODEL, EXIT_QUERY, EXIT_NETWORK, EXIT_IO, EXIT_TERMINATED = 3, 4, 5, 74, 143
 NO_SPACE = "embinspect: error: standard output: cannot write (No space left on device)\n"
 
 
@@ -392,23 +400,6 @@ def test_sigterm_while_streaming_exits_143_and_cleans_up(minilm, tmp_path):
     again = subprocess.run(start, env=env, input=b"king\n", capture_output=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["neighbors"][0]["token"] == "kings"
-
-
-@pytest.mark.slow  # a process, a signal or a slow server: `make test` runs it
-def test_sigterm_while_waiting_for_stdin(minilm):
-    process = cli_process(
-        ["neighbors", minilm, "-", "-k", "1", "--batch-size", "1", "-f", "jsonl"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    process.stdin.write("king\n")
-    process.stdin.flush()
-    process.stdout.readline()  # answered; now blocked reading the next line
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert (process.returncode, stderr) == (EXIT_TERMINATED, "")
 
 
 def test_an_interrupted_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ from embinspect.errors import ModelError, Option, QueryError, UsageError, readin
 from embinspect.sources.cache import cached_file, keep_derived, read_derived
 from embinspect.sources.files import load_json
 from embinspect.sources.locate import CheckpointFiles
+from embinspect.text import brief, quoted
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -167,14 +168,7 @@ def _tokenizer_failed(err: BaseException) -> bool:
 
 def _reason(err: BaseException) -> str:
     """The library's own words for a failure, on one line and cut short."""
-    words = " ".join(str(err).split()) or type(err).__name__
-    return words if len(words) <= 200 else words[:200] + "..."
-
-
-def _quoted(text: str, limit: int = 60) -> str:
-    """The text a query names, quoted on one line, cut when long."""
-    quoted = repr(text[:limit])
-    return quoted if len(text) <= limit else quoted + f"... ({len(text):,} characters)"
+    return brief(err) or type(err).__name__
 
 
 class _HiddenStderr:
@@ -275,7 +269,7 @@ class Vocabulary:
         except BaseException as err:
             if not _tokenizer_failed(err):
                 raise
-            named = _quoted(text if query is None else query)
+            named = quoted(text if query is None else query)
             raise QueryError(f"{named}: the tokenizer failed on it ({_reason(err)})") from None
         return list(encoding.ids)
 

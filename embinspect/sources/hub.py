@@ -84,7 +84,6 @@ from embinspect.sources.hub_http import (
     Tripped,
     bounded,
     causes,
-    quote,
     with_retries,
 )
 from embinspect.sources.hub_options import TIMEOUT_VARIABLE, HubOptions, http_timeout
@@ -94,6 +93,7 @@ from embinspect.sources.safetensors_header import (
     refuse_pickle_message,
 )
 from embinspect.sources.tensor import PICKLE_MAGICS, TensorHeader
+from embinspect.text import brief
 
 # A tensor that is at least this share of its file comes as the whole file: a range would
 # save little, and the whole file lands in the cache that transformers and others share.
@@ -135,7 +135,7 @@ class RangeIgnored(Exception):
         self.answer = (
             "the whole file"
             if response.status_code == 200
-            else f"{response.status_code}, Content-Range {quote(content_range or 'none')}"
+            else f"{response.status_code}, Content-Range {brief(content_range or 'none')}"
         )
 
 
@@ -182,7 +182,7 @@ class HubRepo:
         if not isinstance(self.commit, str) or not _COMMIT.fullmatch(self.commit):
             raise NetworkError(
                 f"{self.where}: the Hub at {self.endpoint} named a commit that is not one "
-                f"({quote(repr(self.commit))})"
+                f"({brief(repr(self.commit))})"
             )
         self._assets = cached_assets_path(
             "embinspect", repo_folder_name(repo_id=repo_id, repo_type="model"), self.commit
@@ -507,7 +507,7 @@ class HubRepo:
             # huggingface_hub parses the answer itself: `{not json` is a JSONDecodeError there.
             raise NetworkError(
                 f"{self.where}: the Hub at {self.endpoint} sent something that is not its JSON "
-                f"for {what} ({type(err).__name__}: {quote(err)})"
+                f"for {what} ({type(err).__name__}: {brief(err)})"
             ) from None
 
     def _url(self, name: str) -> str:
@@ -603,7 +603,7 @@ class HubRepo:
         chain = list(causes(err))
         transport = next((e for e in chain if isinstance(e, httpx2.HTTPError)), err)
         reason = type(transport).__name__
-        detail = quote(transport)  # the library's words, with the server's text bounded
+        detail = brief(transport)  # the library's words, with the server's text bounded
         if detail and detail != reason:
             reason = f"{reason}: {detail}"
         if isinstance(transport, ServerBusy):
@@ -613,13 +613,13 @@ class HubRepo:
             )
         if isinstance(transport, Compressed):
             return (
-                f"{self.where}: the server sent {what} compressed ({quote(transport)}), though "
+                f"{self.where}: the server sent {what} compressed ({brief(transport)}), though "
                 "asked for the bytes as stored; nothing was kept",
             )
         if isinstance(transport, TooLong):
             return (
                 f"{self.where}: the Hub at {self.endpoint} sent too long an answer for {what} "
-                f"({quote(transport)}); nothing was kept",
+                f"({brief(transport)}); nothing was kept",
             )
         if isinstance(transport, (Tripped, httpx2.TimeoutException)):
             return (

@@ -34,6 +34,8 @@ from typing import TypeVar
 import httpx2
 from huggingface_hub.utils import get_session
 
+from embinspect.text import brief
+
 # A body slower than this, averaged over a window of T seconds, is a trickle.
 MIN_RATE = 1024  # bytes per second
 # The largest metadata answer read (the file list of a repo of thousands of files is a few MB).
@@ -44,8 +46,6 @@ SMALL_FILE_BYTES = 1 << 20
 ATTEMPTS = 5
 # Test-only: the first backoff in seconds (doubling, capped at T); the suite sets it small.
 BACKOFF_VARIABLE = "EMBINSPECT_HTTP_BACKOFF"
-# The most characters of a server's own text quoted in a message.
-QUOTE_CHARS = 200
 _RETRY_STATUSES = frozenset({408, 429})
 _STARTED = "embinspect.started"
 _INSTALLING = threading.Lock()
@@ -146,12 +146,6 @@ def causes(err: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def quote(text: object) -> str:
-    """A server's text for a message: one line, at most QUOTE_CHARS characters."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= QUOTE_CHARS else flat[:QUOTE_CHARS] + "…"
-
-
 def _first_backoff() -> float:
     try:
         return max(0.0, float(os.environ.get(BACKOFF_VARIABLE, "") or 1.0))
@@ -210,7 +204,7 @@ def _on_response(response: httpx2.Response) -> None:
     if "range" in request.headers and encoding not in ("", "identity"):
         response.close()
         raise Compressed(
-            f"a range answered with Content-Encoding {quote(encoding)}", request=request
+            f"a range answered with Content-Encoding {brief(encoding)}", request=request
         )
     metadata = policy.metadata or request.method == "HEAD" or request.url.path.startswith("/api/")
     # A range's length is checked against the range by its reader; any other answer's here.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from embinspect.errors import Option, QueryError, UsageError
 from embinspect.model.tokenizer import BYTE_LEVEL, METASPACE, Vocabulary
+from embinspect.text import quoted as shown
 
 if TYPE_CHECKING:
     import torch
@@ -28,7 +29,6 @@ MAX_QUERY_CHARS = 4096
 # with surrogateescape, as Python does for argv and embinspect does for stdin.
 _NOT_UTF8 = re.compile("[\ud800-\udfff]")
 # How repr() writes a byte that surrogateescape decoding kept (0x80..0xff -> U+DC80..U+DCFF).
-_ESCAPED_BYTE = re.compile(r"\\udc([89a-f][0-9a-f])")
 
 
 def printable(text: str) -> str:
@@ -39,14 +39,6 @@ def printable(text: str) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate that no byte became
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def shown(text: str, limit: int = 60) -> str:
-    """A query quoted for a one-line message, cut when long; bytes that were not UTF-8
-    show as ``\\xNN``."""
-    quoted = repr(text[:limit])
-    quoted = _ESCAPED_BYTE.sub(r"\\x\1", quoted)
-    return quoted if len(text) <= limit else quoted + f"... ({len(text):,} characters)"
 
 
 @dataclass(frozen=True)
