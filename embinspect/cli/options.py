@@ -91,6 +91,14 @@ TokenizerOpt = Annotated[
         autocompletion=local_paths,
     ),
 ]
+TokenizerRevisionOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--tokenizer-revision",
+        help="Branch, tag or commit of the --tokenizer Hub repo (default: its main branch).",
+        show_default=False,
+    ),
+]
 FormatOpt = Annotated[
     Optional[OutputFormat],
     typer.Option(
