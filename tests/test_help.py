@@ -110,7 +110,10 @@ def folder(tmp_path) -> Path:
         ("embinspect to", ["tokens"]),
         ("embinspect p", ["positions", "plot"]),
         ("embinspect u", ["undertrained"]),
-        ("embinspect neighbors model king --to", ["--top-k", "--tokenizer"]),
+        (
+            "embinspect neighbors model king --to",
+            ["--top-k", "--tokenizer", "--tokenizer-revision"],
+        ),
         ("embinspect tokens model text --for", ["--format"]),
         ("embinspect diff a b --revision-", ["--revision-a", "--revision-b"]),
         ("embinspect --", ["--version", "--install-completion", "--show-completion", "--help"]),
