@@ -311,14 +311,17 @@ def _merged(log: list[tuple[str, bytes]], head: int | None) -> list[str]:
     for name, data in log:
         chunk = data.decode("utf-8")
         if name == "stdout" and head is not None:
-            kept = chunk.splitlines(keepends=True)[: max(head - stdout_lines, 0)]
+            room = head - stdout_lines  # lines head still passes on
+            pieces = chunk.split("\n")
+            if len(pieces) - 1 >= room:  # its room-th line ends in this chunk
+                chunk = "".join(piece + "\n" for piece in pieces[:room])
             stdout_lines += chunk.count("\n")
-            chunk = "".join(kept)
         text += chunk
     return [_PACKAGES.sub("…/site-packages/", line.rstrip()) for line in text.splitlines()]
 
 
-_PACKAGES = re.compile(r"(?<![\w/])/\S*/site-packages/")
+# A path into Python's packages (a venv's site-packages, Debian's dist-packages).
+_PACKAGES = re.compile(r"(?<![\w/])/\S*/(?:site|dist)-packages/")
 
 
 @contextlib.contextmanager

@@ -96,3 +96,14 @@ def test_a_line_is_run_as_the_shell_would_read_it(workdir):
 def test_only_head_may_follow_embinspect(workdir):
     with pytest.raises(ValueError, match="only `head -N`"):
         run_line("embinspect info model | sort", workdir)
+
+
+@pytest.mark.parametrize(
+    ("head", "shown"),
+    [(None, ["e", "a", "bc", "d", "f", "x"]), (2, ["e", "a", "bc", "f"]), (0, ["e", "f"])],
+    ids=["no-head", "head-2", "head-0"],
+)
+def test_head_passes_stdout_lines_and_all_of_stderr(head, shown):
+    # Writes as they came: a line of stdout may span two writes.
+    log = [("stderr", b"e\n"), ("stdout", b"a\nb"), ("stdout", b"c\nd\n"), ("stderr", b"f\n")]
+    assert readme_examples._merged([*log, ("stdout", b"x\n")], head) == shown
