@@ -36,7 +36,8 @@ An HTML comment on the line just before a block changes how it is treated:
 Output lines are compared and written without trailing spaces, and a path into Python's
 packages as ``…/site-packages/...`` (where gensim's test data lies differs by machine).
 
-``python tests/readme_examples.py`` (``make readme``) rewrites README.md's blocks in place;
+``python tests/readme_examples.py`` (``make readme``) rewrites README.md's blocks in place
+(``... readme_examples.py stats`` only the blocks whose command contains ``stats``);
 ``--check`` only reports the blocks that differ (exit 1). ``tests/test_readme.py`` runs each
 block and compares, exactly.
 """
@@ -173,9 +174,15 @@ def blocks(lines: list[str]) -> list[Block]:
             else:
                 commands[-1].output.append(line)
         block = Block(index, end, commands)
-        marker = MARKER.match(lines[index - 1].strip()) if index else None
+        above = lines[index - 1].strip() if index else ""
+        marker = MARKER.match(above)
+        if above.startswith("<!-- readme:") and not marker:
+            raise ValueError(f"README.md:{index}: not a readme marker (exempt (WHY), cut ...)")
         if marker and marker["what"] == "exempt":
-            block.exempt = marker["how"].strip("() ") or "exempt"
+            why = marker["how"]
+            if not (why.startswith("(") and why.endswith(")") and why[1:-1].strip()):
+                raise ValueError(f"README.md:{index}: say why a block is exempt, in ()")
+            block.exempt = why[1:-1]
         elif marker:
             if len(commands) != 1:
                 raise ValueError(f"README.md:{index + 1}: a cut applies to a one-command block")
@@ -350,13 +357,16 @@ def render(block: Block, cwd: Path) -> list[Command]:
 # --- rewriting the README ----------------------------------------------------------------------
 
 
-def rewrite(text: str, cwd: Path, verbose: bool = False) -> tuple[str, list[str]]:
-    """``text`` (a README) with every block's output regenerated, and the changed blocks."""
+def rewrite(
+    text: str, cwd: Path, only: list[str] | None = None, verbose: bool = False
+) -> tuple[str, list[str]]:
+    """``text`` (a README) with every block's output regenerated (or the blocks whose
+    first command contains one of ``only``), and the names of the blocks that changed."""
     lines = text.split("\n")
     changed = []
     # From the last block up, so earlier blocks' line indexes stay valid.
     for block in reversed(blocks(lines)):
-        if block.exempt:
+        if block.exempt or (only and not any(word in block.name for word in only)):
             continue
         began = time.perf_counter()
         new = Block(block.start, block.end, render(block, cwd))
@@ -372,10 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="report differences, write nothing")
     parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument(
+        "only", nargs="*", help="only the blocks whose first command contains this text"
+    )
     args = parser.parse_args(argv)
     old = args.readme.read_text(encoding="utf-8")
     with workdir() as cwd:
-        new, changed = rewrite(old, cwd, verbose=True)
+        new, changed = rewrite(old, cwd, args.only, verbose=True)
     for name in changed:
         print(f"{'differs' if args.check else 'rewritten'}: {name}")
     if args.check:

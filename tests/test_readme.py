@@ -74,9 +74,18 @@ def test_cut_marks_where_lines_were_left_out(spec, kept):
     assert cut(list("abcde"), parse_cut(spec)) == kept
 
 
-def test_a_bad_cut_is_refused():
-    with pytest.raises(ValueError, match="write line ranges"):
-        parse_cut("first 3")
+@pytest.mark.parametrize(
+    ("marker", "error"),
+    [
+        ("<!-- readme: cut first 3 -->", "write line ranges"),
+        ("<!-- readme: exempt -->", "say why"),
+        ("<!-- readme: skip -->", "not a readme marker"),
+    ],
+    ids=["cut-not-ranges", "exempt-without-why", "unknown"],
+)
+def test_a_bad_marker_is_refused(marker, error):
+    with pytest.raises(ValueError, match=error):
+        readme_examples.blocks([marker, "```console", "$ embinspect info model", "```"])
 
 
 def test_a_line_is_run_as_the_shell_would_read_it(workdir):
