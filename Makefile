@@ -59,3 +59,9 @@ format: install
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache *.egg-info
+
+# README.md's example outputs, rewritten from the program (tests/readme_examples.py);
+# tests/test_readme.py checks them.
+.PHONY: readme
+readme: install
+	$(PY) tests/readme_examples.py

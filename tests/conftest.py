@@ -324,11 +324,19 @@ def run_cli(
     fed from ``input`` (empty if None), stdout and stderr captured, the environment
     ``run_process`` gives, and SystemExit's code as the return code. An exception that
     escapes ``main`` fails the test."""
-    from embinspect.cli import main
-
     data = input.encode(ENCODING) if isinstance(input, str) else (input or b"")
     stdin = _stream(sys.__stdin__, data)
     stdout, stderr = _stream(sys.__stdout__), _stream(sys.__stderr__)
+    code = run_main(args, stdin, stdout, stderr, env=env, cwd=cwd)
+    return Run(code, _text(stdout), _text(stderr))
+
+
+def run_main(args, stdin, stdout, stderr, env: dict[str, str] | None = None, cwd=None) -> int:
+    """``embinspect.cli.main(args)`` in this process on the given text streams (as
+    ``run_cli``, which makes them; ``tests/readme_examples.py`` brings a terminal's),
+    returning the exit code."""
+    from embinspect.cli import main
+
     with (
         _environment(_cli_env(env)),
         _working_directory(cwd),
@@ -345,11 +353,11 @@ def run_cli(
         else:
             raise AssertionError("embinspect.cli.main returned instead of raising SystemExit")
     if code is None:
-        code = 0
-    elif not isinstance(code, int):  # as Python does for sys.exit("message")
+        return 0
+    if not isinstance(code, int):  # as Python does for sys.exit("message")
         stderr.write(f"{code}\n")
-        code = 1
-    return Run(code, _text(stdout), _text(stderr))
+        return 1
+    return code
 
 
 @pytest.fixture

@@ -154,6 +154,73 @@ def test_unresolvable_queries_exit_4(cli, minilm, tmp_path):
     assert "give a tokenizer" in answers[1]["error"]
 
 
+# A text query needs a tokenizer. Without one (a lone .safetensors file, no --tokenizer) it
+# is that query's error, exit 4, and the other queries are answered; `tokens`, all text,
+# is a usage error (2), and so is a plot left with fewer than two points.
+def _no_tokenizer(query: str) -> str:
+    return f"embinspect: error: '{query}': no tokenizer; query by id (#1234) or give a tokenizer"
+
+
+@pytest.mark.parametrize(
+    ("args", "answered", "stderr"),
+    [
+        (
+            ["neighbors", "#2332", "king", "-k", "1"],
+            lambda doc: [r["query"] for r in doc if "error" not in r],
+            [_no_tokenizer("king")],
+        ),
+        (
+            ["neighbors", "king", "queen"],
+            lambda doc: [r["query"] for r in doc if "error" not in r],
+            [_no_tokenizer("king"), _no_tokenizer("queen")],
+        ),
+        (
+            ["compare", "#4937", "#3899", "cat"],
+            lambda doc: [item["query"] for item in doc["items"]],
+            [_no_tokenizer("cat")],
+        ),
+        (
+            ["analogy", "king", "man", "woman"],
+            lambda doc: [r["formula"] for r in doc if "error" not in r],
+            [_no_tokenizer("king")],
+        ),
+        (
+            ["plot", "#2332", "#3035", "king"],
+            lambda doc: [point["label"] for point in doc["points"]],
+            [_no_tokenizer("king")],
+        ),
+    ],
+    ids=["neighbors", "neighbors-all-text", "compare", "analogy", "plot"],
+)
+def test_text_query_without_tokenizer_is_that_querys_error(cli, minilm, args, answered, stderr):
+    run = cli(args[0], minilm / "model.safetensors", *args[1:], "--format", "json")
+    assert run.returncode == 4, run.stderr
+    assert run.stderr.splitlines() == stderr
+    expected = [a for a in args[1:] if a.startswith("#")]
+    assert answered(json.loads(run.stdout)) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["tokens", "The cat"],
+            "{m}: no tokenizer files; query by token id (#1234) or pass --tokenizer PATH_OR_ID",
+        ),
+        (
+            ["plot", "#2332", "king"],
+            "plot needs at least two points that resolve (queries or neighbors)",
+        ),
+    ],
+    ids=["tokens", "plot-one-point-left"],
+)
+def test_text_without_tokenizer_is_a_usage_error_where_nothing_is_left(cli, minilm, args, error):
+    model = minilm / "model.safetensors"
+    run = cli(args[0], model, *args[1:])
+    assert (run.returncode, run.stdout) == (EXIT_USAGE, "")
+    assert run.stderr.splitlines() == ["embinspect: error: " + error.format(m=model)]
+
+
 def test_empty_model_argument(cli):
     assert_one_line_error(cli("info", ""), EXIT_MODEL, "MODEL is empty")
 
