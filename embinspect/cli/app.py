@@ -22,6 +22,7 @@ import typer
 from embinspect import __version__
 from embinspect.cli import (
     analogy,
+    cache,
     compare,
     diff,
     info,
@@ -86,6 +87,7 @@ for _command in (
     plot.plot,
 ):
     app.command()(_command)
+app.add_typer(cache.app)  # a group of its own: cache ls, rm, prune, path
 
 
 def _notes_on_stderr(show_other: Callable[..., None]) -> Callable[..., None]:
@@ -174,6 +176,7 @@ def _run(args: list[str]) -> int:
         return EXIT_USAGE
     except ClickException as err:
         known = {c.callback.__name__ for c in app.registered_commands if c.callback}
+        known |= {g.typer_instance.info.name for g in app.registered_groups}
         command = args[0] if args and args[0] in known else ""
         hint = f" (see embinspect {command} --help)".replace("  ", " ")
         report_error(err.format_message().replace("\n", " ") + hint)
