@@ -10,12 +10,16 @@ import csv
 import io
 import json
 import os
+import pty
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import _cli_env
 from gguf import GGUFWriter
 from hub_server import FakeHub
 from safetensors.numpy import save_file
@@ -185,11 +189,27 @@ def test_ls_lists_each_entry_with_its_size_model_and_time(cli, env, fake_hub, tm
     records = cli("cache", "ls", "-f", "jsonl", env=env).jsonl()
     assert records == entries
     table = cli("cache", "ls", "-f", "table", env={**env, "COLUMNS": "250"}).stdout
-    for entry in entries:
-        assert entry["id"] in table and f"{entry['size']:,}" in table
-    assert f"{TABLE} (model.safetensors)" in table
-    assert f"test-org/tiny@{commit[:12]}" in table
-    assert f"3 entries, {document['size']:,} bytes" in table
+    lines = table.splitlines()
+    model = f"test-org/tiny@{commit[:8]}"
+    parts = [(model, "file list, headers"), (model, f"{TABLE} (model.safetensors)")]
+    parts.append((str(gguf), "tokenizer"))
+    for entry, (shown_model, part) in zip(entries, parts, strict=True):
+        [line] = [line for line in lines if entry["id"] in line]
+        cells = [cell.strip() for cell in line.strip("│").split("│")]
+        minute = entry["written"][:16].replace("T", " ")
+        assert cells == [
+            entry["id"],
+            entry["kind"],
+            shown_model,
+            part,
+            f"{entry['size']:,}",
+            minute,
+            "ok",
+        ]
+    assert lines[-1] == (
+        f"3 entries, {document['size']:,} bytes, in {document['cache_dir']} and "
+        f"{document['hub_dir']}"
+    )
 
 
 def test_ls_of_an_empty_cache(cli, env):
@@ -288,13 +308,48 @@ def test_rm_all_without_yes_refuses_when_stdin_is_not_a_terminal(cli, env, tmp_p
     run = cli("cache", "rm", "--all", env=env, input="y\n")
     assert (run.returncode, run.stdout) == (EXIT_USAGE, "")
     assert run.stderr == (
-        f"embinspect: error: cache rm --all would remove all 1 entries ({size:,} bytes), and "
+        f"embinspect: error: cache rm --all would remove 1 entry ({size:,} bytes), and "
         "stdin is not a terminal to confirm on: pass --yes\n"
     )
     assert entry.exists()
     done = cli("cache", "rm", "--all", "--yes", "-f", "json", env=env).json()
     assert [e["paths"] for e in done["removed"]] == [[str(entry)]]
     assert files_under(Path(env["EMBINSPECT_CACHE"])) == set()
+
+
+@pytest.mark.parametrize(
+    "answer, removed", [("y\n", True), ("\n", False), ("no\n", False)], ids=["yes", "enter", "no"]
+)
+def test_rm_all_asks_at_a_terminal(cli, env, tmp_path, answer, removed):
+    """stdin and stderr a terminal: the question on stderr, the answer read from stdin."""
+    entry = derive_tokenizer(cli, write_gguf(tmp_path / "tiny.gguf"), env)
+    leader, follower = pty.openpty()
+    os.write(leader, answer.encode())  # typed ahead: the terminal holds it for the read
+    child = subprocess.Popen(
+        [sys.executable, "-m", "embinspect", "cache", "rm", "--all", "-f", "json"],
+        env=_cli_env(env),
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    )
+    os.close(follower)
+    shown = b""
+    try:  # read while it runs, so a full terminal buffer never blocks it
+        while chunk := os.read(leader, 65536):
+            shown += chunk
+    except OSError:  # EIO: the child closed the terminal
+        pass
+    os.close(leader)
+    out = child.stdout.read()
+    assert child.wait(timeout=120) == 0
+    size = entry.stat().st_size if entry.exists() else json.loads(out)["size"]
+    question = f"Remove 1 entry ({size:,} bytes) from embinspect's cache? [y/N] "
+    assert question.encode() in shown
+    assert entry.exists() is not removed
+    if removed:
+        assert [e["paths"] for e in json.loads(out)["removed"]] == [[str(entry)]]
+    else:
+        assert out == b"" and b"embinspect: note: nothing removed" in shown
 
 
 # --- prune --------------------------------------------------------------------------------
@@ -324,6 +379,11 @@ def test_prune_removes_exactly_the_entries_whose_source_vanished_or_changed(cli,
     assert sorted(e["model"] for e in dry["removed"]) == [str(changed), str(vanished)]
     assert all(p.exists() for p in entries.values())
 
+    shown = cli("cache", "prune", "--dry-run", "-f", "table", env={**env, "COLUMNS": "250"})
+    total = sizes["vanished"] + sizes["changed"]
+    assert shown.stdout.splitlines()[-1] == f"Would remove 2 entries, {total:,} bytes."
+    assert all(e["id"] in shown.stdout for e in dry["removed"])
+
     done = cli("cache", "prune", "-f", "json", env=env).json()
     assert (done["dry_run"], done["removed"]) == (False, dry["removed"])
     assert done["size"] == sizes["vanished"] + sizes["changed"]
@@ -331,6 +391,7 @@ def test_prune_removes_exactly_the_entries_whose_source_vanished_or_changed(cli,
         entries["kept"].stem, entries["touched"].stem,
     }  # fmt: skip
     assert cli("cache", "prune", "-f", "json", env=env).json()["removed"] == []
+    assert cli("cache", "prune", "-f", "table", env=env).stdout == "Nothing to remove.\n"
 
 
 def test_prune_removes_damaged_and_outdated_entries(cli, env, fake_hub, tmp_path):

@@ -163,7 +163,7 @@ def part_of(entry: CacheEntry) -> str:
     if entry.kind == "range":
         return f"{entry.tensor} ({entry.file})"
     if entry.kind == "headers":
-        return "file list and safetensors headers"
+        return "file list, headers"
     return entry.kind
 
 

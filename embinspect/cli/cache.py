@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="cache",
-    help="What embinspect keeps on disk (Hub byte ranges, GGUF tokenizers): ls, rm, prune, path.",
+    help="What embinspect keeps on disk (Hub byte ranges, GGUF tokenizers): list it (ls), "
+    "remove entries (rm) or those of no more use (prune), and say where it is (path).",
+    short_help="List or remove what embinspect keeps on disk.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -40,7 +42,7 @@ def _output(fmt: Any, csv_raw: bool) -> Output:
     return output
 
 
-@app.command("ls")
+@app.command("ls", short_help="List the entries: id, kind, model, size, state.")
 def ls(fmt: FormatOpt = None, csv_raw: CsvRawOpt = False) -> None:
     """List what embinspect keeps: each entry's id, kind, model, size, when it was written,
     and whether it is still of use (ok, gone, changed, outdated, damaged, incomplete).
@@ -55,12 +57,12 @@ def ls(fmt: FormatOpt = None, csv_raw: CsvRawOpt = False) -> None:
     _output(fmt, csv_raw).emit(cache_entries(), LISTING)
 
 
-@app.command("rm")
+@app.command("rm", short_help="Remove entries by id, or all of them.")
 def rm(
     entries: Annotated[
         Optional[list[str]],
         typer.Argument(
-            metavar="[ENTRY]...",
+            metavar="ENTRY",
             help="Entry ids, as cache ls shows them (or their first characters, at least 4).",
             show_default=False,
         ),
@@ -101,7 +103,8 @@ def rm(
 def _confirmed(listing: CacheListing) -> bool:
     """Whether the person at the terminal agrees to remove every entry; UsageError when
     there is no terminal to ask on (a script must say --yes)."""
-    what = f"all {len(listing.entries)} entries ({listing.size:,} bytes)"
+    count = len(listing.entries)
+    what = f"{count:,} {'entry' if count == 1 else 'entries'} ({listing.size:,} bytes)"
     stdin = sys.stdin
     if stdin is None or not stdin.isatty():
         raise UsageError(
@@ -114,7 +117,7 @@ def _confirmed(listing: CacheListing) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-@app.command("prune")
+@app.command("prune", short_help="Remove the entries of no more use.")
 def prune(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")
@@ -135,7 +138,7 @@ def prune(
     _output(fmt, csv_raw).emit(prune_cache(dry_run=dry_run), REMOVAL)
 
 
-@app.command("path")
+@app.command("path", short_help="Where the cache is.")
 def path(fmt: FormatOpt = None, csv_raw: CsvRawOpt = False) -> None:
     """Where the cache is: cache_dir (EMBINSPECT_CACHE, else XDG_CACHE_HOME/embinspect) for
     derived entries, hub_dir (HF_ASSETS_CACHE/embinspect, under HF_HOME) for Hub ranges.
@@ -166,13 +169,23 @@ def _entries_table(entries: list[CacheEntry]) -> Any:
 
     table = Table()
     for column in ("id", "kind", "model", "part", "size", "written", "state"):
-        # Ids, names and paths are what users copy: fold, never cut them.
-        table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
+        # Names and paths are what users copy: fold, never cut them; the short columns stay
+        # on one line.
+        wrap = column in ("model", "part")
+        table.add_column(
+            column,
+            justify="right" if column == "size" else "left",
+            overflow="fold",
+            no_wrap=not wrap,
+            ratio=1 if wrap else None,
+        )
     for e in entries:
         model = e.model or ""
         if e.revision:
-            model += f"@{e.revision[:12]}"
-        table.add_row(e.id, e.kind, model, part_of(e), f"{e.size:,}", e.written, e.state)
+            model += f"@{e.revision[:8]}"
+        # The minute it was written: the JSON has the second, in ISO 8601.
+        written = e.written[:16].replace("T", " ")
+        table.add_row(e.id, e.kind, model, part_of(e), f"{e.size:,}", written, e.state)
     return table
 
 
@@ -207,6 +220,9 @@ def removal_table(result: CacheRemoval) -> None:
     screen = console()
     if result.removed:
         screen.print(_entries_table(result.removed))
+    if not result.removed:
+        screen.print("Nothing to remove.")
+        return
     words = _removed_words(result)
     screen.print(words[0].upper() + words[1:] + ".")
 
