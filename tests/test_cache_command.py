@@ -289,6 +289,21 @@ def test_rm_of_an_id_that_names_no_entry_removes_nothing(cli, env, tmp_path, ids
     assert entry.exists()
 
 
+def test_rm_of_a_file_that_cannot_be_removed_is_one_line(cli, env, tmp_path, monkeypatch):
+    entry = derive_tokenizer(cli, write_gguf(tmp_path / "tiny.gguf"), env)
+    [listed] = listing(cli, env)["entries"]
+
+    def refused(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    run = cli("cache", "rm", listed["id"], env=env)
+    assert (run.returncode, run.stdout) == (3, "")
+    assert run.stderr == (
+        f"embinspect: error: {entry}: cannot remove it from the cache (Permission denied)\n"
+    )
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -482,6 +497,7 @@ def test_the_api_lists_and_removes_what_the_cli_does(cli, env, tmp_path, monkeyp
     assert listed.to_dict() == listing(cli, env)
     [found] = listed.entries
     assert isinstance(found, embinspect.CacheEntry)
+    assert found.id in str(listed) and str(entry.parent.parent) in str(listed)
     assert embinspect.prune_cache(dry_run=True).removed == []
     with pytest.raises(embinspect.UsageError, match="no cache entry has the id"):
         embinspect.remove_cache_entries("ffffffffffff")
