@@ -475,6 +475,9 @@ def test_info_says_which_ranges_are_held(cli, env, fake_hub):
     ]
     table = cli("info", "test-org/tiny", "-f", "table", env=hub_env).stdout
     assert f"cached ranges  {TABLE} of model.safetensors: {size:,} bytes" in table
+    with open(range_file, "r+b") as handle:  # cut short: fetched again, so not held
+        handle.truncate(size - 1)
+    assert cli("info", "test-org/tiny", "-f", "json", env=hub_env).json()["cached_ranges"] == []
 
 
 def test_info_on_a_local_model_says_nothing_of_the_cache(cli, env, tmp_path):

@@ -196,14 +196,14 @@ def cache_entries() -> CacheListing:
 
 
 def cached_ranges(repo_id: str, commit: str) -> list[CacheEntry]:
-    """The ranges of one Hub repo's commit held in the cache (``info`` names them)."""
+    """The ranges of one Hub repo's commit held in the cache and fit for use (``info``
+    names them; a damaged one is fetched again, as ``info``'s fetch plan says)."""
     folder = hub_commit_folder(repo_id, commit)
     if not _is_folder(folder):
         return []
     found = _commit_entries(hub_dir(), repo_id, commit, folder)
-    return sorted(
-        (e for e in found if e.kind == "range"), key=lambda e: (e.file or "", e.tensor or "")
-    )
+    held = [e for e in found if e.kind == "range" and e.state == "ok"]
+    return sorted(held, key=lambda e: (e.file or "", e.tensor or ""))
 
 
 def _entry_id(root: str, relative: str) -> str:
