@@ -35,6 +35,13 @@ _LAZY = {
     "load": "embinspect.api",
     "Model": "embinspect.api",
     "diff": "embinspect.api",
+    "cache_entries": "embinspect.api",
+    "remove_cache_entries": "embinspect.api",
+    "clear_cache": "embinspect.api",
+    "prune_cache": "embinspect.api",
+    "CacheListing": "embinspect.analyses.cache",
+    "CacheEntry": "embinspect.analyses.cache",
+    "CacheRemoval": "embinspect.analyses.cache",
     "Info": "embinspect.analyses.info",
     "TokenLookup": "embinspect.analyses.tokens",
     "NeighborsResult": "embinspect.analyses.neighbors",
@@ -55,6 +62,13 @@ __all__ = [
     "load",
     "Model",
     "diff",
+    "cache_entries",
+    "remove_cache_entries",
+    "clear_cache",
+    "prune_cache",
+    "CacheListing",
+    "CacheEntry",
+    "CacheRemoval",
     "Info",
     "TokenLookup",
     "NeighborsResult",
@@ -92,6 +106,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from embinspect.analyses.analogy import AnalogyResult
+    from embinspect.analyses.cache import CacheEntry, CacheListing, CacheRemoval
     from embinspect.analyses.compare import Comparison
     from embinspect.analyses.diff import TableDiff
     from embinspect.analyses.info import Info
@@ -102,5 +117,13 @@ if TYPE_CHECKING:
     from embinspect.analyses.suites import AnalogyEvaluation, PairsEvaluation
     from embinspect.analyses.tokens import TokenLookup
     from embinspect.analyses.undertrained import UndertrainedResult
-    from embinspect.api import Model, diff, load
+    from embinspect.api import (
+        Model,
+        cache_entries,
+        clear_cache,
+        diff,
+        load,
+        prune_cache,
+        remove_cache_entries,
+    )
     from embinspect.tables.search import Neighbor

@@ -31,7 +31,9 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, TypeVar, Union, overload
 
+from embinspect.analyses import cache as _cache
 from embinspect.analyses.analogy import AnalogyResult, analogies
+from embinspect.analyses.cache import CacheListing, CacheRemoval
 from embinspect.analyses.compare import Comparison
 from embinspect.analyses.compare import compare as pairwise_scores
 from embinspect.analyses.diff import TableDiff, diff_tables
@@ -58,7 +60,15 @@ if TYPE_CHECKING:
     from embinspect.model.tokenizer import Vocabulary
     from embinspect.tables.table import EmbeddingTable
 
-__all__ = ["Model", "diff", "load"]
+__all__ = [
+    "Model",
+    "cache_entries",
+    "clear_cache",
+    "diff",
+    "load",
+    "prune_cache",
+    "remove_cache_entries",
+]
 
 Source = Union[str, "os.PathLike[str]"]
 TableName = Literal["input", "output"]
@@ -697,6 +707,39 @@ def diff(
         center=bool(center),
         k=k,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# The cache (`embinspect cache`): what embinspect keeps on disk, listed and removed.
+
+
+def cache_entries() -> CacheListing:
+    """Every entry of embinspect's cache (``embinspect cache ls``): Hub ranges and headers,
+    derived tokenizers, unfinished writes; each a ``CacheEntry`` with its id, kind, model,
+    size, time written and state. ``cache_dir`` and ``hub_dir`` say where they are."""
+    return _cache.cache_entries()
+
+
+def remove_cache_entries(*ids: str) -> CacheRemoval:
+    """Remove the entries with these ids (``embinspect cache rm ID...``): each an id as
+    listed, or its first characters (at least 4) when no other id starts so. UsageError,
+    before anything is removed, for an id that names no entry or several."""
+    for value in ids:
+        if not isinstance(value, str):
+            raise UsageError(f"ids must be str, not {type(value).__name__}")
+    return _cache.remove_cache_entries(ids)
+
+
+def clear_cache() -> CacheRemoval:
+    """Remove every entry of embinspect's cache (``embinspect cache rm --all --yes``)."""
+    return _cache.clear_cache()
+
+
+def prune_cache(*, dry_run: bool = False) -> CacheRemoval:
+    """Remove the entries of no more use (``embinspect cache prune``): their source file gone
+    or changed, built by another transformers version, damaged, or writes left unfinished
+    over an hour ago. ``dry_run``: list them, remove nothing."""
+    return _cache.prune_cache(dry_run=bool(dry_run))
 
 
 # ---------------------------------------------------------------------------------------

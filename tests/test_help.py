@@ -67,6 +67,10 @@ def test_each_example_parses(name):
     for example in examples:
         words = shlex.split(example)
         assert words[:2] == ["embinspect", name]
+        if hasattr(command, "commands"):  # cache: a verb, then that verb's options
+            verb = command.commands[words[2]]  # raises on an unknown verb
+            verb.make_context(words[2], words[3:])
+            continue
         context = command.make_context(name, words[2:])  # raises on an unknown option
         assert context.params["model" if name != "diff" else "model_a"]
 

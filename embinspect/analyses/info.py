@@ -66,10 +66,13 @@ class Info(Displayable):
     architecture: str | None = None  # config's architectures[0] or model_type; GGUF's own
     gguf: dict[str, Any] | None = None  # GGUF files only: version, name, file type, tensors
     fetch: list[CommandFetch] | None = None  # Hub repos only
+    # Hub repos only: the tensors held in embinspect's cache as ranges, {id, tensor, file,
+    # bytes} (bytes on disk), as `embinspect cache ls` lists them.
+    cached_ranges: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for optional in ("fetch", "gguf"):
+        for optional in ("fetch", "gguf", "cached_ranges"):
             if data[optional] is None:
                 del data[optional]
         return data
@@ -124,6 +127,7 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
         architecture=_architecture(checkpoint),
         gguf=_gguf_facts(checkpoint),
         fetch=_fetch_plan(checkpoint),
+        cached_ranges=_cached_ranges(checkpoint),
     )
 
 
@@ -202,3 +206,16 @@ def _total_params(checkpoint: Checkpoint, token: TensorHeader) -> tuple[int, boo
         return sum(h.numel for h in checkpoint.headers.values()), checkpoint.headers_complete
     # Shards left on the Hub: the index's byte count over the table's element size.
     return checkpoint.files.index_total_size // DTYPE_BYTES.get(token.dtype, 2), False
+
+
+def _cached_ranges(checkpoint: Checkpoint) -> list[dict[str, Any]] | None:
+    """For a Hub repo, the tensors of its commit held in embinspect's cache as ranges."""
+    hub = checkpoint.files.hub
+    if hub is None:
+        return None
+    from embinspect.analyses.cache import cached_ranges
+
+    return [
+        {"id": e.id, "tensor": e.tensor, "file": e.file, "bytes": e.size}
+        for e in cached_ranges(hub.repo_id, hub.commit)
+    ]

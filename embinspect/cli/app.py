@@ -22,6 +22,7 @@ import typer
 from embinspect import __version__
 from embinspect.cli import (
     analogy,
+    cache,
     compare,
     diff,
     info,
@@ -167,6 +168,10 @@ def examples(*lines: str) -> str:
 
 for _command, _summary, _examples in COMMANDS:
     app.command(short_help=_summary, epilog=examples(*_examples))(_command)
+app.add_typer(
+    cache.app,
+    epilog=examples("embinspect cache ls", "embinspect cache prune --dry-run"),
+)  # a group of its own: cache ls, rm, prune, path
 
 
 def _notes_on_stderr(show_other: Callable[..., None]) -> Callable[..., None]:
@@ -255,6 +260,7 @@ def _run(args: list[str]) -> int:
         return EXIT_USAGE
     except ClickException as err:
         known = {c.callback.__name__ for c in app.registered_commands if c.callback}
+        known |= {g.typer_instance.info.name for g in app.registered_groups}
         command = args[0] if args and args[0] in known else ""
         hint = f" (see embinspect {command} --help)".replace("  ", " ")
         report_error(err.format_message().replace("\n", " ") + hint)

@@ -80,6 +80,8 @@ def info_table(result: Info) -> None:
     summary.add_row("positions", describe_position_scheme(result.position))
     for index, fetch in enumerate(result.fetch or []):
         summary.add_row("fetch" if index == 0 else "", describe_fetch(fetch))
+    if result.cached_ranges is not None:
+        summary.add_row("cached ranges", describe_cached_ranges(result.cached_ranges))
     screen.print(summary)
 
 
@@ -98,6 +100,14 @@ def describe_fetch(fetch: Any) -> str:
     pieces = [f"{n} range{'s' if n > 1 else ''} of {file}" for file, n in ranges.items()]
     pieces += [f"all of {file}" for file in files]
     return f"{fetch.commands}: {fetch.bytes:,} bytes ({', '.join(pieces)})"
+
+
+def describe_cached_ranges(ranges: list[dict[str, Any]]) -> str:
+    """One line of ``info`` on a Hub repo: the tensors held in embinspect's cache as ranges
+    (``embinspect cache ls`` lists them): ``wte.weight of model.safetensors: 1,024 bytes``."""
+    if not ranges:
+        return "none"
+    return ", ".join(f"{r['tensor']} of {r['file']}: {r['bytes']:,} bytes" for r in ranges)
 
 
 def describe_position_scheme(position: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import ModelError, Option, QueryError, UsageError, reading
-from embinspect.sources.cache import cached_file, keep_derived, read_derived
+from embinspect.sources.cache import GGUF_TOKENIZERS, cached_file, keep_derived, read_derived
 from embinspect.sources.files import load_json
 from embinspect.sources.locate import CheckpointFiles
 from embinspect.text import brief, quoted
@@ -545,7 +545,7 @@ def _from_gguf(gguf: GgufFile) -> Vocabulary:
     derived_from = {"gguf_metadata_sha256": gguf.metadata_digest()}
     derived_from["transformers"] = version("transformers")
     key = f"{derived_from['gguf_metadata_sha256']}-transformers-{derived_from['transformers']}"
-    cached = cached_file("gguf-tokenizers", f"{key}.tokenizer.json")
+    cached = cached_file(GGUF_TOKENIZERS, f"{key}.tokenizer.json")
     source = f"{gguf.path} (GGUF metadata)"
     kept = read_derived(cached, derived_from, f"tokenizer of {gguf.path}")
     if kept is not None:
@@ -565,7 +565,9 @@ def _from_gguf(gguf: GgufFile) -> Vocabulary:
             raise
         raise ModelError(f"{gguf.path}: cannot build its tokenizer ({_reason(err)})") from None
     stat = gguf.path.stat()
-    provenance = {"path": str(gguf.path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    # Absolute: `embinspect cache prune` looks for the file from wherever it runs.
+    where = str(gguf.path.absolute())
+    provenance = {"path": where, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     keep_derived(cached, text, derived_from, provenance)
     return vocabulary
 

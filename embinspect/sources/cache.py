@@ -2,7 +2,14 @@
 file's tokenizer, converted once (seconds) and read back on later runs (milliseconds).
 
 ``EMBINSPECT_CACHE`` names the folder; else ``$XDG_CACHE_HOME/embinspect``, else
-``~/.cache/embinspect``. Anything in it may be deleted at any time.
+``~/.cache/embinspect``. Anything in it may be deleted at any time. Each kind of derived
+entry has a folder of its own (``DERIVED_FOLDERS``); ``embinspect cache`` looks in those
+folders only, so a cache folder pointed at a folder of other files never touches them.
+
+The byte ranges of Hub checkpoints are kept elsewhere, in huggingface_hub's assets cache
+(``hub_dir()``: ``$HF_ASSETS_CACHE/embinspect``, by default ``$HF_HOME/assets/embinspect``),
+laid out per repo and commit as ``hub_commit_folder``, ``header_path`` and ``range_path``
+say; ``sources/hub.py`` writes there.
 
 What is derived is kept with its record (``keep_derived``): what it was derived from and
 the SHA-256 of its own content, in the same file, written at once. An entry is used only
@@ -30,6 +37,21 @@ DERIVED_VERSION = 1
 # tens of megabytes): it is derived again rather than read into memory.
 MAX_DERIVED_BYTES = 512 * 1024 * 1024
 
+# The folders of derived entries, and what an entry in each is (``embinspect cache ls``'s
+# kind): a new kind of derived entry adds its folder here.
+GGUF_TOKENIZERS = "gguf-tokenizers"
+DERIVED_FOLDERS = {GGUF_TOKENIZERS: "tokenizer"}
+
+# The Hub's part: huggingface_hub's assets cache, in embinspect's folder; per repo
+# (``models--org--name``, as huggingface_hub names it) and commit, the file list, each
+# safetensors header (two range requests' bytes) and each tensor fetched by range (a
+# one-tensor safetensors file).
+HUB_LIBRARY = "embinspect"
+HUB_REPO_PREFIX = "models--"
+FILE_LIST = "files.json"
+HEADERS = "headers"
+TENSORS = "tensors"
+
 
 def cache_dir() -> Path:
     explicit = os.environ.get("EMBINSPECT_CACHE")
@@ -41,6 +63,43 @@ def cache_dir() -> Path:
 
 def cached_file(*parts: str) -> Path:
     return cache_dir().joinpath(*parts)
+
+
+def hub_dir() -> Path:
+    """Where the Hub's byte ranges are kept: ``$HF_ASSETS_CACHE/embinspect`` (resolved, as
+    huggingface_hub's ``cached_assets_path`` resolves it)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_ASSETS_CACHE).expanduser().resolve() / HUB_LIBRARY
+
+
+def hub_repo_folder_name(repo_id: str) -> str:
+    """``org/name`` as huggingface_hub names its folder: ``models--org--name``."""
+    return HUB_REPO_PREFIX + "--".join(repo_id.split("/"))
+
+
+def hub_repo_id(folder_name: str) -> str | None:
+    """The repo id a folder was named for (``models--org--name``: ``org/name``), or None.
+    Unambiguous: a Hub repo id holds no ``--``."""
+    if not folder_name.startswith(HUB_REPO_PREFIX) or len(folder_name) == len(HUB_REPO_PREFIX):
+        return None
+    return folder_name[len(HUB_REPO_PREFIX) :].replace("--", "/")
+
+
+def hub_commit_folder(repo_id: str, commit: str) -> Path:
+    """The folder of one repo's commit (not created)."""
+    return hub_dir() / hub_repo_folder_name(repo_id) / commit
+
+
+def header_path(folder: Path, file: str) -> Path:
+    """Where a safetensors file's header (its first bytes) is kept in a commit's folder."""
+    return folder / HEADERS / (file.replace("/", "--") + ".header")
+
+
+def range_path(folder: Path, file: str, tensor: str) -> Path:
+    """Where one tensor's bytes, fetched by range, are kept in a commit's folder."""
+    safe = tensor.replace("/", "--")
+    return folder / TENSORS / file.replace("/", "--") / f"{safe}.safetensors"
 
 
 def keep(path: Path, text: str) -> bool:
@@ -100,6 +159,17 @@ def read_derived(path: Path, source: dict[str, Any], what: str) -> str | None:
 
 
 def _verified(path: Path, source: dict[str, Any]) -> str | None:
+    record = read_record(path)
+    if record is None or record["source"] != source:
+        return None
+    content: str = record["content"]
+    return content
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record ``keep_derived`` wrote at ``path``, or None when it is not one or its
+    content does not have the digest recorded. ``source`` and ``provenance`` are dicts,
+    ``content`` a string (the caller bounds the file's size)."""
     try:
         record = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
@@ -110,9 +180,10 @@ def _verified(path: Path, source: dict[str, Any]) -> str | None:
     if (
         record.get("kind") != DERIVED_KIND
         or record.get("version") != DERIVED_VERSION
-        or record.get("source") != source
+        or not isinstance(record.get("source"), dict)
+        or not isinstance(record.setdefault("provenance", {}), dict)
         or not isinstance(content, str)
         or record.get("sha256") != content_digest(content)
     ):
         return None
-    return content
+    return record

@@ -74,6 +74,13 @@ from huggingface_hub.utils import tqdm as hf_tqdm
 
 from embinspect import __version__
 from embinspect.errors import EmbinspectError, ModelError, NetworkError, Option
+from embinspect.sources.cache import (
+    FILE_LIST,
+    HUB_LIBRARY,
+    header_path,
+    hub_repo_folder_name,
+    range_path,
+)
 from embinspect.sources.files import temporary_beside, write_atomically
 from embinspect.sources.hub_http import (
     ATTEMPTS,
@@ -184,9 +191,8 @@ class HubRepo:
                 f"{self.where}: the Hub at {self.endpoint} named a commit that is not one "
                 f"({brief(repr(self.commit))})"
             )
-        self._assets = cached_assets_path(
-            "embinspect", repo_folder_name(repo_id=repo_id, repo_type="model"), self.commit
-        )
+        # The layout is sources/cache's, which `embinspect cache` reads.
+        self._assets = cached_assets_path(HUB_LIBRARY, hub_repo_folder_name(repo_id), self.commit)
         self.files = self._listing()  # file name -> size in bytes (None when not known)
         self._data_ends: dict[str, int] = {}
 
@@ -194,7 +200,7 @@ class HubRepo:
 
     def _listing(self) -> dict[str, int | None]:
         """The repo's files at this commit: saved from the Hub's answer, or what the cache holds."""
-        saved = self._assets / "files.json"
+        saved = self._assets / FILE_LIST
         try:
             files = json.loads(saved.read_text(encoding="utf-8"))
             if _is_listing(files):
@@ -295,7 +301,7 @@ class HubRepo:
         return tensors
 
     def _header_path(self, name: str) -> Path:
-        return self._assets / "headers" / (name.replace("/", "--") + ".header")
+        return header_path(self._assets, name)
 
     def _fetch_header(self, name: str, stub: Path) -> None:
         url = self._url(name)
@@ -379,8 +385,7 @@ class HubRepo:
         return path
 
     def _range_path(self, header: TensorHeader) -> Path:
-        safe = header.name.replace("/", "--")
-        return self._assets / "tensors" / header.file.replace("/", "--") / f"{safe}.safetensors"
+        return range_path(self._assets, header.file, header.name)
 
     def _open_range(self, header: TensorHeader) -> TensorHeader | None:
         """The tensor's header in its range file, if that file is there and complete."""
