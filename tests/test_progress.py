@@ -6,12 +6,17 @@ stdout the same either way."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import re
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import _cli_env
 from test_gguf import tiny_gguf  # noqa: F401 (a fixture)
 from test_hub import env, fake_hub, hf_home, hub, odd_repos, untied  # noqa: F401 (fixtures)
 
@@ -169,9 +174,9 @@ def test_stats_reports_both_passes_and_the_pairs(recorder, seven):
     embinspect.load(seven).stats(pairs=100)
     assert recorder.done() == [
         (PARSING, 7, 7),
-        ("stats: norms, duplicates", 7, 7),
-        ("stats: cosines to the mean", 7, 7),
-        ("stats: random pairs", 100, 100),
+        ("Norms and duplicates", 7, 7),
+        ("Cosines to the mean row", 7, 7),
+        ("Cosines of random pairs", 100, 100),
     ]
 
 
@@ -179,15 +184,15 @@ def test_undertrained_reports_both_passes(recorder, seven):
     embinspect.load(seven).undertrained(k=3, reference=["w0", "w1"])
     assert recorder.done() == [
         (PARSING, 7, 7),
-        ("undertrained: covariance", 7, 7),
-        ("undertrained: cosines", 7, 7),
+        ("Covariance of the rows", 7, 7),
+        ("Cosines to the unused rows", 7, 7),
     ]
 
 
 def test_diff_reports_its_paired_rows(recorder, seven, tmp_path):
     other = write_glove(tmp_path / "other.txt", 7, seed=1)
     embinspect.diff(seven, other)
-    assert recorder.done() == [(PARSING, 7, 7), (PARSING, 7, 7), ("diff: paired rows", 7, 7)]
+    assert recorder.done() == [(PARSING, 7, 7), (PARSING, 7, 7), ("Comparing paired rows", 7, 7)]
 
 
 def test_word_pairs_report_the_word_index(recorder, seven, tmp_path):
@@ -250,9 +255,9 @@ def test_a_terminal_gets_bars_and_the_same_stdout(cli, terminal, seven):
     assert quiet.stderr == ""
     for label, count in [
         (PARSING, "7/7"),
-        ("stats: norms, duplicates", "7/7"),
-        ("stats: cosines to the mean", "7/7"),
-        ("stats: random pairs", "100/100"),
+        ("Norms and duplicates", "7/7"),
+        ("Cosines to the mean row", "7/7"),
+        ("Cosines of random pairs", "100/100"),
     ]:
         assert re.search(re.escape(label) + r"[ ━╸╺]+" + re.escape(count), drawn.stderr), label
 
@@ -299,3 +304,43 @@ def test_hub_download_bars_follow_the_same_switch(cli, terminal, env, quiet):  #
         assert run.stderr == ""
     else:
         assert "word_embeddings" in run.stderr  # the range read's tqdm bar names its tensor
+
+
+def _on_a_terminal(*args: str | os.PathLike) -> tuple[int, str, str]:
+    """``python -m embinspect ARGS`` with stderr on a pseudo-terminal and stdout a pipe:
+    (exit code, stdout, what the terminal received)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "embinspect", *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=_cli_env({"NO_COLOR": "1"}),
+    )
+    os.close(follower)
+    received = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the process closed its end
+            break
+        if not chunk:
+            break
+        received += chunk
+    os.close(leader)
+    stdout = process.stdout.read().decode()
+    process.stdout.close()
+    return process.wait(timeout=120), stdout, received.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_a_real_terminal_is_found(cli, seven):
+    args = ("neighbors", seven, "w0", "-k", "2", "-f", "json")
+    code, stdout, terminal = _on_a_terminal(*args)
+    assert code == 0
+    assert stdout == cli(*args).stdout
+    assert [n["token"] for n in json.loads(stdout)[0]["neighbors"]] == ["w1", "w4"]
+    assert PARSING in terminal and "7/7" in terminal
+    assert "\x1b[?25l" in terminal  # Rich hid the cursor while drawing, as on a terminal

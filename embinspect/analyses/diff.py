@@ -405,7 +405,7 @@ def _row_figures(
     def block(start: int) -> int:
         return min(step, count - start)
 
-    for start in progress.track(range(0, count, step), "diff: paired rows", count, block):
+    for start in progress.track(range(0, count, step), "Comparing paired rows", count, block):
         stop = min(start + step, count)
         rows_a = table_a.gather(ids_a[start:stop])
         rows_b = table_b.gather(ids_b[start:stop])

@@ -104,7 +104,7 @@ def table_stats(
     total = scaling.RunningSum(dim)  # rows near 1e308 add up without overflow
     first_of: dict[bytes, int] = {}
     groups: dict[int, list[int]] = {}
-    scan = table.chunks(torch.device("cpu"), stored=True, report="stats: norms, duplicates")
+    scan = table.chunks(torch.device("cpu"), stored=True, report="Norms and duplicates")
     for start, chunk in scan:
         values = chunk.double()
         stop = start + values.shape[0]
@@ -189,7 +189,7 @@ def _cosines_to(table: EmbeddingTable, vector, usable: np.ndarray):
         return np.zeros(int(usable.sum()))
     direction = scaling.units(vector[None])[0]
     parts = []
-    scan = table.chunks(torch.device("cpu"), stored=True, report="stats: cosines to the mean")
+    scan = table.chunks(torch.device("cpu"), stored=True, report="Cosines to the mean row")
     for start, chunk in scan:
         stop = start + chunk.shape[0]
         keep = usable[start:stop]
@@ -215,7 +215,8 @@ def _pair_cosine(table: EmbeddingTable, ids: np.ndarray, pairs: int, seed: int) 
     def piece(begin: int) -> int:
         return min(PAIR_PIECE, pairs - begin)
 
-    for begin in progress.track(range(0, pairs, PAIR_PIECE), "stats: random pairs", pairs, piece):
+    pieces = range(0, pairs, PAIR_PIECE)
+    for begin in progress.track(pieces, "Cosines of random pairs", pairs, piece):
         a, _ = scaling.scaled(table.gather(ids[first[begin : begin + PAIR_PIECE]].tolist()))
         b, _ = scaling.scaled(table.gather(ids[second[begin : begin + PAIR_PIECE]].tolist()))
         dots = (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1))

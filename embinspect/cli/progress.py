@@ -38,9 +38,10 @@ def wanted(quiet: bool) -> bool:
 def bars(quiet: bool) -> Iterator[None]:
     """Progress bars for the steps run inside the block, when ``wanted``; otherwise none,
     huggingface_hub's included (a ``--tokenizer REPO`` that transformers downloads)."""
-    if not wanted(quiet):
+    drawn = wanted(quiet)
+    if not drawn:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    with reporting(RichBars() if wanted(quiet) else None):
+    with reporting(RichBars() if drawn else None):
         yield
 
 
