@@ -6,6 +6,7 @@ stdout the same either way."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -51,6 +52,9 @@ class Recorder:
             yield advance
         finally:
             step[4] = True
+
+    def close(self) -> None:
+        """What the CLI calls as a command ends (``RichBars.close``)."""
 
     def done(self) -> list[tuple]:
         """(label, total, done) of each step, in the order they started; all ended."""
@@ -287,6 +291,20 @@ def test_a_pipe_or_quiet_gets_stderr_as_before(cli, monkeypatch, seven, how):
     assert run.stderr == note
     assert run.stdout.splitlines()[0] == "query\tquery_ids\trank\ttoken_id\ttoken\tscore\terror"
     assert len(run.stdout.splitlines()) == 7  # the header and six neighbours
+
+
+def test_bars_stop_with_the_command_even_if_a_step_is_left_open(terminal, monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    with cli_progress.bars(quiet=False):
+        steps = progress.track(range(3), "left open", 3)
+        assert next(steps) == 0  # started, and still referenced: never finished
+    drawn = stream.getvalue()
+    assert "left open" in drawn
+    assert drawn.rindex("\x1b[?25h") > drawn.rindex("\x1b[?25l")  # the cursor shown again
+    assert sys.stderr is stream  # Rich's redirection of stderr is undone
+    steps.close()  # the step ends after its display: nothing more is drawn
+    assert stream.getvalue() == drawn
 
 
 def test_a_note_while_a_bar_is_drawn_is_printed_whole(cli, terminal, seven):

@@ -38,11 +38,19 @@ def wanted(quiet: bool) -> bool:
 def bars(quiet: bool) -> Iterator[None]:
     """Progress bars for the steps run inside the block, when ``wanted``; otherwise none,
     huggingface_hub's included (a ``--tokenizer REPO`` that transformers downloads)."""
-    drawn = wanted(quiet)
-    if not drawn:
+    if not wanted(quiet):
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    with reporting(RichBars() if drawn else None):
-        yield
+        with reporting(None):
+            yield
+        return
+    reporter = RichBars()
+    try:
+        with reporting(reporter):
+            yield
+    finally:
+        # A step whose loop an error or Ctrl-C left (its generator not yet collected) must
+        # not keep drawing, nor leave the cursor hidden, once the command is over.
+        reporter.close()
 
 
 class RichBars:
@@ -66,12 +74,18 @@ class RichBars:
         try:
             yield lambda n: progress.advance(task, n)
         finally:
-            self._open -= 1
-            if self._open:
-                progress.remove_task(task)
-            else:  # the last step: its bar is drawn once more, as it ended, then erased
-                self._progress = None
-                progress.stop()
+            if progress is self._progress:  # not closed meanwhile
+                self._open -= 1
+                if self._open:
+                    progress.remove_task(task)
+                else:  # the last step: its bar is drawn once more, as it ended, then erased
+                    self.close()
+
+    def close(self) -> None:
+        """Stop drawing (the bars are erased), whatever steps are still open."""
+        progress, self._progress, self._open = self._progress, None, 0
+        if progress is not None:
+            progress.stop()
 
 
 def _display() -> Any:
