@@ -29,7 +29,7 @@ def stderr_is_terminal() -> bool:
         return False
 
 
-def wanted(quiet: bool) -> bool:
+def shows_bars(quiet: bool) -> bool:
     """Whether this run draws progress bars: not ``--quiet``, and stderr a terminal."""
     return not quiet and stderr_is_terminal()
 
@@ -38,7 +38,7 @@ def wanted(quiet: bool) -> bool:
 def bars(quiet: bool) -> Iterator[None]:
     """Progress bars for the steps run inside the block, when ``wanted``; otherwise none,
     huggingface_hub's included (a ``--tokenizer REPO`` that transformers downloads)."""
-    if not wanted(quiet):
+    if not shows_bars(quiet):
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         with reporting(None):
             yield
@@ -105,7 +105,7 @@ def _display() -> Any:
     no_color = os.environ.get("NO_COLOR", "") != ""
     console = Console(
         file=sys.stderr,
-        force_terminal=True,  # wanted() checked: stderr is a terminal
+        force_terminal=True,  # shows_bars() checked: stderr is a terminal
         color_system=None if no_color else "auto",
         highlight=False,
         emoji=False,

@@ -29,7 +29,7 @@ from embinspect.cli.options import (
     TensorOpt,
     TokenizerOpt,
 )
-from embinspect.cli.progress import bars, wanted
+from embinspect.cli.progress import bars, shows_bars
 from embinspect.cli.render import Output, OutputFormat, resolve_format
 from embinspect.errors import UsageError
 
@@ -169,7 +169,7 @@ def command(
         def run(**arguments: Any) -> None:
             quiet = arguments.pop("quiet")
             given = {name: arguments.pop(name) for name in names}
-            source = Source(**given, progress=wanted(quiet))
+            source = Source(**given, progress=shows_bars(quiet))
             output = Output(resolve_format(arguments.pop("fmt")), arguments.pop("csv_raw"))
             if output.csv_raw and output.format is not OutputFormat.csv:
                 raise UsageError("--csv-raw goes with --format csv")
