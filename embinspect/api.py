@@ -44,7 +44,7 @@ from embinspect.analyses.stats import TableStats
 from embinspect.analyses.suites import AnalogyEvaluation, PairsEvaluation
 from embinspect.analyses.tokens import TokenLookup
 from embinspect.analyses.undertrained import UndertrainedResult
-from embinspect.errors import QueryError, UsageError, note
+from embinspect.errors import Option, QueryError, UsageError, note
 from embinspect.model.checkpoint import TABLES, Checkpoint, open_checkpoint
 from embinspect.sources.hub_options import HubOptions
 from embinspect.tables.queries import POOLS
@@ -75,6 +75,7 @@ def load(
     revision: str | None = None,
     tensor: str | None = None,
     tokenizer: str | None = None,
+    tokenizer_revision: str | None = None,
     device: str = "auto",
     cache_dir: str | os.PathLike[str] | None = None,
     offline: bool = False,
@@ -86,8 +87,10 @@ def load(
     Reads headers and JSON only; rows are read when a method needs them. ``revision``: a
     Hub branch, tag or commit. ``tensor``: the token table's name when the known names do
     not find it. ``tokenizer``: a tokenizer.json, a folder or a Hub repo id to use instead
-    of the checkpoint's own. ``device``: where searches run (cpu, cuda, cuda:N, mps, auto).
-    ``cache_dir``: the huggingface_hub cache. ``offline``: only what is cached (the process's
+    of the checkpoint's own; ``tokenizer_revision``: the branch, tag or commit of a
+    ``tokenizer`` given as a Hub repo id (default its main branch). ``device``: where
+    searches run (cpu, cuda, cuda:N, mps, auto). ``cache_dir``: the huggingface_hub cache,
+    the tokenizer's included. ``offline``: only what is cached (the process's
     HF_HUB_OFFLINE is left as it is). ``full_download``: whole files, never byte ranges.
     """
     return Model(
@@ -95,6 +98,7 @@ def load(
         revision=revision,
         tensor=tensor,
         tokenizer=tokenizer,
+        tokenizer_revision=tokenizer_revision,
         device=device,
         cache_dir=cache_dir,
         offline=offline,
@@ -114,6 +118,7 @@ class Model:
         revision: str | None = None,
         tensor: str | None = None,
         tokenizer: str | None = None,
+        tokenizer_revision: str | None = None,
         device: str = "auto",
         cache_dir: str | os.PathLike[str] | None = None,
         offline: bool = False,
@@ -123,11 +128,19 @@ class Model:
         _optional_str("revision", revision)
         _optional_str("tensor", tensor)
         _optional_str("tokenizer", tokenizer)
+        _optional_str("tokenizer_revision", tokenizer_revision)
+        if tokenizer_revision is not None and tokenizer is None:
+            raise UsageError(
+                Option("tokenizer_revision", tokenizer_revision),
+                " goes with ",
+                Option("tokenizer", metavar="REPO_ID"),
+            )
         if not isinstance(device, str):
             raise UsageError(f"device={device!r}: give cpu, cuda, cuda:N, mps or auto")
         self._revision = revision
         self._tensor = tensor
         self._tokenizer = tokenizer
+        self._tokenizer_revision = tokenizer_revision
         self._device = device
         self._hub = HubOptions(
             os.fspath(cache_dir) if cache_dir is not None else None,
@@ -569,6 +582,8 @@ class Model:
     def _vocabulary_or_none(self) -> Vocabulary | None:
         """The tokenizer, or None when the checkpoint has none (rows are then #ids)."""
         memo = self._loaded_vocabulary()
+        if isinstance(memo, UsageError) and self._tokenizer_revision is not None:
+            raise UsageError(*memo.parts)  # a tokenizer_revision for one that takes none
         return None if isinstance(memo, UsageError) else memo
 
     def _vocabulary(self) -> Vocabulary:
@@ -583,7 +598,11 @@ class Model:
         if self._vocabulary_memo is None:
             try:
                 self._vocabulary_memo = load_vocabulary(
-                    self._checkpoint.files, self._tokenizer, offline=self._hub.offline
+                    self._checkpoint.files,
+                    self._tokenizer,
+                    revision=self._tokenizer_revision,
+                    cache_dir=self._hub.cache_dir,
+                    offline=self._hub.offline,
                 )
             except UsageError as err:
                 self._vocabulary_memo = err

@@ -6,6 +6,8 @@ requests huggingface_hub and embinspect make, the way the Hub does:
 
 - ``GET /api/models/{repo}/revision/{rev}``: the repo's commit (``sha``) and files
   (``siblings``, with sizes when ``?blobs=true``);
+- ``GET /api/models/{repo}/tree/{rev}/{folder}``: the files and folders right under a
+  folder (transformers lists ``additional_chat_templates``), ``EntryNotFound`` when none;
 - ``HEAD|GET /{repo}/resolve/{rev}/{file}``: small files directly, with ``X-Repo-Commit``,
   ``ETag`` and ``Content-Length``; weight files (LFS on the Hub) as a 302 to a CDN URL on
   another origin (``localhost`` instead of ``127.0.0.1``, so clients must drop the
@@ -288,6 +290,9 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def _api(self, rest: str) -> None:
+        owner, name, *tree = rest.split("/")
+        if tree[:1] == ["tree"] and len(tree) >= 2:
+            return self._tree(f"{owner}/{name}", tree[1], "/".join(tree[2:]))
         repo_id, _, revision = rest.partition("/revision/")
         repo = self.fake.repos.get(repo_id)
         if not self._access(repo, repo_id, api=True):
@@ -317,6 +322,30 @@ class _Handler(BaseHTTPRequestHandler):
             "siblings": siblings,
         }
         self._send(200, json.dumps(document).encode(), {"Content-Type": "application/json"})
+
+    def _tree(self, repo_id: str, revision: str, folder: str) -> None:
+        """The entries right under ``folder`` (not recursive), as the Hub's tree API lists them."""
+        repo = self.fake.repos.get(repo_id)
+        if not self._access(repo, repo_id, api=True):
+            return
+        commit = repo.resolve(revision)
+        if commit is None:
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        prefix = folder.strip("/") + "/" if folder.strip("/") else ""
+        entries: dict[str, dict] = {}
+        for name, path in repo.files(commit).items():
+            if not name.startswith(prefix):
+                continue
+            head, below, _ = name[len(prefix) :].partition("/")
+            if below:
+                entries[prefix + head] = {"type": "directory", "oid": commit, "path": prefix + head}
+            else:
+                oid, size = _etag(path)[:40], path.stat().st_size
+                entries[name] = {"type": "file", "oid": oid, "size": size, "path": name}
+        if prefix and not entries:
+            return self._error(404, "EntryNotFound", f"{folder} does not exist", commit)
+        body = json.dumps(list(entries.values())).encode()
+        self._send(200, body, {"Content-Type": "application/json"})
 
     def _resolve(self, repo_id: str, revision: str, file: str, body: bool) -> None:
         repo = self.fake.repos.get(repo_id)

@@ -375,6 +375,102 @@ def test_revision_and_cache_dir(cli, hub, env, hf_home, tmp_path, minilm, local_
     assert hub.requests == []
 
 
+@pytest.fixture(scope="session")
+def tokenizer_repo(fake_hub, minilm, gpt2) -> dict[str, str]:
+    """A repo whose main branch holds MiniLM's WordPiece tokenizer and whose tag v2 holds
+    GPT-2's byte-level BPE (vocab.json + merges.txt): ref -> commit."""
+    return {
+        "main": fake_hub.add("test-org/tokenizers", minilm),
+        "v2": fake_hub.add("test-org/tokenizers", gpt2, refs=("v2",)),
+    }
+
+
+def tokens_of(run) -> list[int]:
+    return [token["token_id"] for token in run.json()["tokens"]]
+
+
+def test_tokenizer_revision_and_cache_dir(cli, hub, env, hf_home, tmp_path, minilm, tokenizer_repo):
+    """--tokenizer REPO is fetched at --tokenizer-revision, into --cache-dir; --offline then
+    answers from there without a request."""
+    elsewhere = tmp_path / "elsewhere"
+    args = ("tokens", minilm, "the king", "-f", "json", "--tokenizer", "test-org/tokenizers")
+    main = cli(*args, "--cache-dir", elsewhere, env=env)
+    assert tokens_of(main) == [1996, 2332]  # MiniLM's WordPiece
+    tagged = cli(*args, "--tokenizer-revision", "v2", "--cache-dir", elsewhere, env=env)
+    assert tokens_of(tagged) == [1169, 5822]  # GPT-2's "the", "Ġking"
+    assert [token["token"] for token in tagged.json()["tokens"]] == ["the", "Ġking"]
+    repo = elsewhere / "models--test-org--tokenizers"
+    assert (repo / "refs" / "v2").read_text() == tokenizer_repo["v2"]
+    assert (repo / "snapshots" / tokenizer_repo["v2"] / "merges.txt").is_file()
+    assert (repo / "snapshots" / tokenizer_repo["main"] / "tokenizer.json").is_file()
+    assert not (hf_home / "hub" / "models--test-org--tokenizers").exists()
+    resolved = {r.path for r in hub.requests if "/resolve/" in r.path}
+    # GPT-2's files came at v2's commit (and MiniLM's at main's).
+    assert f"/test-org/tokenizers/resolve/{tokenizer_repo['v2']}/vocab.json" in resolved
+    assert f"/test-org/tokenizers/resolve/{tokenizer_repo['main']}/tokenizer.json" in resolved
+    # Offline, from the same cache; a commit names the same files.
+    hub.reset()
+    for revision in ("v2", tokenizer_repo["v2"]):
+        again = cli(*args, "--tokenizer-revision", revision, "--cache-dir", elsewhere,
+                    "--offline", env=env)  # fmt: skip
+        assert tokens_of(again) == [1169, 5822], revision
+    assert hub.requests == []
+
+
+def test_tokenizer_revision_through_the_api(hub, env, tmp_path, minilm, tokenizer_repo):
+    from conftest import _environment, _hub_constants
+
+    import embinspect
+
+    with _environment({**os.environ, **env}), _hub_constants():
+        model = embinspect.load(
+            str(minilm),
+            tokenizer="test-org/tokenizers",
+            tokenizer_revision="v2",
+            cache_dir=tmp_path / "cache",
+        )
+        assert [t.token_id for t in model.tokens("the king").tokens] == [1169, 5822]
+    snapshot = tmp_path / "cache" / "models--test-org--tokenizers" / "snapshots"
+    assert (snapshot / tokenizer_repo["v2"] / "vocab.json").is_file()
+
+
+def test_tokenizer_revision_of_a_missing_revision(cli, hub, env, minilm, tokenizer_repo):
+    run = cli("tokens", minilm, "king", "--tokenizer", "test-org/tokenizers",
+              "--tokenizer-revision", "v9", env=env)  # fmt: skip
+    one_line_error(run, EXIT_MODEL, "test-org/tokenizers", "cannot build a tokenizer")
+
+
+@pytest.mark.parametrize(
+    ("command", "tokenizer", "says"),
+    [
+        ("tokens", None, "--tokenizer-revision goes with --tokenizer REPO_ID"),
+        ("neighbors", None, "--tokenizer-revision goes with --tokenizer REPO_ID"),
+        ("tokens", "file", "--tokenizer-revision v2 goes with a Hub repo id; "),
+        ("neighbors", "folder", "--tokenizer-revision v2 goes with a Hub repo id; "),
+    ],
+    ids=["no-tokenizer", "no-tokenizer-neighbors", "local-file", "local-folder"],
+)
+def test_tokenizer_revision_needs_a_repo_id(cli, minilm, command, tokenizer, says):
+    args = [command, minilm, "king", "--tokenizer-revision", "v2"]
+    if tokenizer is not None:
+        args += ["--tokenizer", minilm / "tokenizer.json" if tokenizer == "file" else minilm]
+    line = one_line_error(cli(*args), 2, says)
+    if tokenizer is not None:
+        assert line.endswith(f"{minilm / 'tokenizer.json' if tokenizer == 'file' else minilm} "
+                             f"is a local {tokenizer}")  # fmt: skip
+
+
+def test_tokenizer_revision_needs_a_repo_id_through_the_api(minilm):
+    import embinspect
+    from embinspect.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^tokenizer_revision='v2' goes with tokenizer=REPO_ID$"):
+        embinspect.load(str(minilm), tokenizer_revision="v2")
+    model = embinspect.load(str(minilm), tokenizer=str(minilm), tokenizer_revision="v2")
+    with pytest.raises(UsageError, match=r"^tokenizer_revision='v2' goes with a Hub repo id; "):
+        model.neighbors("king")
+
+
 def test_offline_without_the_files_names_what_is_missing(cli, hub, env):
     run = cli("info", "test-org/minilm", env=offline(env))
     one_line_error(run, EXIT_MODEL, "test-org/minilm", "not in the local Hugging Face cache")

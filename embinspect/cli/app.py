@@ -50,7 +50,6 @@ app = typer.Typer(
     help="Inspect the embedding tables of real model checkpoints: read only the embedding "
     "tensors, look up rows, and print shapes, tokens and vectors.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,  # main() prints one clean line instead
     rich_markup_mode=None,
 )
@@ -72,20 +71,102 @@ def _root(
     pass
 
 
-# One line per command: its module holds its arguments and its renderers.
-for _command in (
-    info.info,
-    tokens.tokens,
-    neighbors.neighbors,
-    compare.compare,
-    analogy.analogy,
-    positions.positions,
-    diff.diff,
-    stats.stats,
-    undertrained.undertrained,
-    plot.plot,
-):
-    app.command()(_command)
+# One line per command: its module holds its arguments and its renderers; here, the
+# summary `embinspect --help` lists (whole: Click would cut a summary taken from the
+# docstring at the width left) and two real examples, which end the command's --help.
+COMMANDS: list[tuple[Callable[..., None], str, tuple[str, str]]] = [
+    (
+        info.info,
+        "Embedding tensors, vocabulary, tying, position scheme.",
+        (
+            "embinspect info sentence-transformers/all-MiniLM-L6-v2",
+            "embinspect info model.gguf",
+        ),
+    ),
+    (
+        tokens.tokens,
+        "Each token of a text: id, text, row norm, components.",
+        (
+            'embinspect tokens sentence-transformers/all-MiniLM-L6-v2 "The cat sat" --positions',
+            'embinspect tokens gpt2 "Paris, naively" --components 3 -f json',
+        ),
+    ),
+    (
+        neighbors.neighbors,
+        "The k nearest rows to each query, exact.",
+        (
+            "embinspect neighbors sentence-transformers/all-MiniLM-L6-v2 king queen -k 5",
+            "embinspect neighbors glove.6B.50d.txt paris --metric dot -f tsv",
+        ),
+    ),
+    (
+        compare.compare,
+        "Similarity of two or more queries, or a word-pair suite.",
+        (
+            "embinspect compare sentence-transformers/all-MiniLM-L6-v2 cat dog car",
+            "embinspect compare glove.6B.50d.txt --pairs wordsim353",
+        ),
+    ),
+    (
+        analogy.analogy,
+        "A - B + C and its nearest rows, or an analogy suite.",
+        (
+            "embinspect analogy glove.6B.50d.txt king man woman -k 3",
+            "embinspect analogy sentence-transformers/all-MiniLM-L6-v2 --file google",
+        ),
+    ),
+    (
+        positions.positions,
+        "How the model encodes position: learned or rotary.",
+        (
+            "embinspect positions gpt2 --max-positions 128",
+            "embinspect positions Qwen/Qwen3-0.6B --offsets 1,16,256",
+        ),
+    ),
+    (
+        diff.diff,
+        "How far each row moved from one checkpoint to another.",
+        (
+            "embinspect diff gpt2 distilgpt2 -k 10",
+            "embinspect diff HuggingFaceTB/SmolLM2-135M HuggingFaceTB/SmolLM2-135M-Instruct",
+        ),
+    ),
+    (
+        stats.stats,
+        "The whole table's health: norms, anisotropy, odd rows.",
+        (
+            "embinspect stats HuggingFaceTB/SmolLM2-135M",
+            "embinspect stats model.gguf -f json",
+        ),
+    ),
+    (
+        undertrained.undertrained,
+        "Tokens likely never or barely trained.",
+        (
+            "embinspect undertrained gpt2 -k 20",
+            "embinspect undertrained Qwen/Qwen3-0.6B -f tsv",
+        ),
+    ),
+    (
+        plot.plot,
+        "A 2-D projection (PCA) of tokens and their neighbours.",
+        (
+            "embinspect plot sentence-transformers/all-MiniLM-L6-v2 king queen man woman "
+            "--out plot.png",
+            "embinspect plot glove.6B.50d.txt paris france --neighbors 3 -f json",
+        ),
+    ),
+]
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: an ``Examples:`` block whose lines Click prints as they are
+    (``\\b``: not rewrapped), after the options."""
+    return "Examples:\n\n\b\n" + "\n".join("  " + line for line in lines)
+
+
+for _command, _summary, _examples in COMMANDS:
+    app.command(short_help=_summary, epilog=examples(*_examples))(_command)
 
 
 def _notes_on_stderr(show_other: Callable[..., None]) -> Callable[..., None]:

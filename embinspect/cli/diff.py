@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from embinspect.cli.completion import local_paths
 from embinspect.cli.options import (
     CenterOpt,
     Table,
@@ -33,6 +34,7 @@ def diff(
             metavar="MODEL_A",
             help="The base checkpoint (any MODEL: folder, .safetensors, .gguf, Hub repo id...).",
             show_default=False,
+            autocompletion=local_paths,
         ),
     ],
     model_b: Annotated[
@@ -41,6 +43,7 @@ def diff(
             metavar="MODEL_B",
             help="The checkpoint to compare with it (a fine-tune, a quantized copy).",
             show_default=False,
+            autocompletion=local_paths,
         ),
     ],
     k: TopKOpt = 20,

@@ -9,6 +9,7 @@ from typing import Annotated, BinaryIO, Optional
 
 import typer
 
+from embinspect.cli.completion import devices, local_paths
 from embinspect.cli.render import OutputFormat
 from embinspect.errors import StreamError, UsageError
 from embinspect.model.checkpoint import TABLES
@@ -36,6 +37,7 @@ ModelArg = Annotated[
         help="Hugging Face folder, .safetensors or .gguf file, ollama:NAME[:TAG], a word2vec/"
         "GloVe/fastText file, or Hub repo id (gpt2, Qwen/Qwen3-0.6B).",
         show_default=False,
+        autocompletion=local_paths,
     ),
 ]
 QueriesArg = Annotated[
@@ -56,6 +58,7 @@ CacheDirOpt = Annotated[
         "--cache-dir",
         help="huggingface_hub cache folder for Hub files (default: HF_HUB_CACHE, under HF_HOME).",
         show_default=False,
+        autocompletion=local_paths,
     ),
 ]
 OfflineOpt = Annotated[
@@ -85,6 +88,15 @@ TokenizerOpt = Annotated[
         "--tokenizer",
         help="Tokenizer to use: a tokenizer.json, a folder, or a Hub repo id.",
         show_default=False,
+        autocompletion=local_paths,
+    ),
+]
+TokenizerRevisionOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--tokenizer-revision",
+        help="Branch, tag or commit of the --tokenizer Hub repo (default: its main branch).",
+        show_default=False,
     ),
 ]
 FormatOpt = Annotated[
@@ -104,7 +116,11 @@ MetricOpt = Annotated[
 ]
 DeviceOpt = Annotated[
     str,
-    typer.Option("--device", help="cpu, cuda, cuda:N, mps, or auto (a GPU when torch sees one)."),
+    typer.Option(
+        "--device",
+        help="cpu, cuda, cuda:N, mps, or auto (a GPU when torch sees one).",
+        autocompletion=devices,
+    ),
 ]
 TableOpt = Annotated[
     Table,

@@ -78,7 +78,7 @@ def _stream(results: Iterable[Any], output: Output, view: View, as_array: bool) 
     fmt = output.format
     out = sys.stdout
     failed = 0
-    first = True
+    header_due = True  # TSV and CSV: before the first rows
     collected: list[Any] = []
     writer = csv.writer(out, lineterminator="\n") if fmt is OutputFormat.csv else None
     for result in results:
@@ -94,18 +94,20 @@ def _stream(results: Iterable[Any], output: Output, view: View, as_array: bool) 
                 out.write(_json(record) + "\n")
         else:
             header, rows = view.rows(result)
-            if writer is not None:
-                if first:
+            if header is None:  # no rows (an error reported above): the header waits
+                pass
+            elif writer is not None:
+                if header_due:
                     writer.writerow([_csv_cell(h, output.csv_raw) for h in header])
                 writer.writerows([[_csv_cell(v, output.csv_raw) for v in row] for row in rows])
             else:
-                if first:
+                if header_due:
                     out.write("\t".join(terminal_cell(h) for h in header) + "\n")
                 for row in rows:
                     out.write("\t".join(terminal_cell(_cell(v)) for v in row) + "\n")
+            header_due = header_due and header is None
             for note in view.notes(result):
                 report_note(note)
-        first = False
         out.flush()
     if fmt is OutputFormat.json:
         document = collected if as_array else collected[0]
@@ -269,7 +271,8 @@ class View:
     ``notes`` the lines for stderr that TSV/CSV leave out. JSON is ``to_dict()``."""
 
     table: Callable[[Any], None] = _json_table
-    rows: Callable[[Any], tuple[list[str], list[list[Any]]]] = _field_rows
+    # (header, rows); a header of None: this result has no rows (an error on stderr)
+    rows: Callable[[Any], tuple[list[str] | None, list[list[Any]]]] = _field_rows
     records: Callable[[Any], list[dict[str, Any]]] = _records
     notes: Callable[[Any], list[str]] = _no_notes
 

@@ -28,6 +28,7 @@ from embinspect.cli.options import (
     RevisionOpt,
     TensorOpt,
     TokenizerOpt,
+    TokenizerRevisionOpt,
 )
 from embinspect.cli.progress import bars, shows_bars
 from embinspect.cli.render import Output, OutputFormat, resolve_format
@@ -51,6 +52,7 @@ class Source:
     full_download: bool = False
     tensor: str | None = None
     tokenizer: str | None = None
+    tokenizer_revision: str | None = None
     progress: bool = False  # download bars on stderr (a terminal, and no --quiet)
 
     def hub(self) -> HubOptions:
@@ -81,7 +83,12 @@ class Source:
         """The tokenizer (``--tokenizer``, else the checkpoint's); UsageError without one."""
         from embinspect.model.tokenizer import load_vocabulary
 
-        return load_vocabulary(checkpoint.files, self.tokenizer)
+        return load_vocabulary(
+            checkpoint.files,
+            self.tokenizer,
+            revision=self.tokenizer_revision,
+            cache_dir=self.cache_dir,
+        )
 
     def vocabulary_or_none(self, checkpoint: Checkpoint) -> Vocabulary | None:
         """The tokenizer, or None when the checkpoint has no tokenizer files: rows are then
@@ -89,6 +96,8 @@ class Source:
         try:
             return self.vocabulary(checkpoint)
         except UsageError:
+            if self.tokenizer_revision is not None:
+                raise  # --tokenizer-revision given for a tokenizer that takes none
             return None
 
     def searcher(self, model: str, **options: Any) -> Searcher:
@@ -136,6 +145,7 @@ _SOURCE_OPTIONS: dict[str, tuple[Any, Any]] = {
     "full_download": (FullDownloadOpt, False),
     "tensor": (TensorOpt, None),
     "tokenizer": (TokenizerOpt, None),
+    "tokenizer_revision": (TokenizerRevisionOpt, None),
 }
 
 
@@ -150,6 +160,8 @@ def command(
         for name, wanted in (("revision", revision), ("tensor", tensor), ("tokenizer", tokenizer))
         if not wanted
     }
+    if not tokenizer:
+        skip.add("tokenizer_revision")
     names = [name for name in _SOURCE_OPTIONS if name not in skip]
 
     def decorate(func: Callable[..., None]) -> Callable[..., None]:
@@ -173,6 +185,8 @@ def command(
             output = Output(resolve_format(arguments.pop("fmt")), arguments.pop("csv_raw"))
             if output.csv_raw and output.format is not OutputFormat.csv:
                 raise UsageError("--csv-raw goes with --format csv")
+            if source.tokenizer_revision is not None and source.tokenizer is None:
+                raise UsageError("--tokenizer-revision goes with --tokenizer REPO_ID")
             with bars(quiet):
                 func(source=source, output=output, **arguments)
 

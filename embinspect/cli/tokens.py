@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from embinspect.cli.options import (
     ModelArg,
+    read_queries,
 )
 from embinspect.cli.render import (
     Output,
     View,
     console,
     figure,
+    flag,
     plain,
     shown,
 )
 from embinspect.cli.source import Source, command
+from embinspect.errors import EXIT_QUERY, QueryError
 
 if TYPE_CHECKING:
     from embinspect.analyses.tokens import TokenLookup
+    from embinspect.model.checkpoint import Checkpoint
+    from embinspect.model.tokenizer import Vocabulary
 
 
 @command()
 def tokens(
     model: ModelArg,
-    text: Annotated[str, typer.Argument(help="Text to tokenize.", show_default=False)],
+    text: Annotated[
+        str,
+        typer.Argument(
+            help="Text to tokenize, or - to read one text per line from stdin.", show_default=False
+        ),
+    ],
     positions: Annotated[
         bool,
         typer.Option(
@@ -55,6 +67,14 @@ def tokens(
 
     checkpoint = source.open(model)
     vocabulary = source.vocabulary(checkpoint)
+    if text == "-":  # one text a line, each answered in turn; a bad line does not stop the rest
+        options = {"components": components, "positions": positions, "vectors": vectors}
+        lines = each_line(
+            checkpoint, vocabulary, read_queries([text]), special_tokens=special, **options
+        )
+        if output.stream(lines, lines_view()):
+            raise typer.Exit(EXIT_QUERY)
+        return
     result = lookup_tokens(
         checkpoint,
         vocabulary,
@@ -132,3 +152,86 @@ VIEW = View(
     notes=token_lookup_notes,
     table=token_lookup_table,
 )
+
+
+# --- tokens MODEL -: one text a stdin line ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineTokens:
+    """One stdin line's tokens (``lookup``), or why it has none (``error``)."""
+
+    line: str
+    lookup: TokenLookup | None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.lookup is None:
+            return {"text": self.line, "error": self.error}
+        return self.lookup.to_dict()
+
+
+def each_line(
+    checkpoint: Checkpoint, vocabulary: Vocabulary, lines: Iterable[str], **options: Any
+) -> Iterator[LineTokens]:
+    """Each line looked up as ``tokens MODEL LINE`` would (``options``: ``lookup_tokens``'s);
+    a line that cannot be (too long, not UTF-8, no tokens) carries its error instead."""
+    from embinspect.analyses.tokens import lookup_tokens
+    from embinspect.tables.queries import MAX_QUERY_CHARS
+    from embinspect.tables.queries import shown as quoted
+
+    for line in lines:
+        # A line too long to keep came as its first characters and its whole length.
+        length = getattr(line, "length", len(line))
+        if length > MAX_QUERY_CHARS:
+            error = (
+                f"{quoted(line[:60])}... ({length:,} characters): a line is at most "
+                f"{MAX_QUERY_CHARS:,} characters"
+            )
+            yield LineTokens(line[:60], None, error)
+            continue
+        try:
+            yield LineTokens(line, lookup_tokens(checkpoint, vocabulary, line, **options))
+        except QueryError as err:
+            error = err.worded(flag)
+            named = quoted(line) if len(line) <= 60 else f"{quoted(line[:60])}..."
+            # Named, so that the line on stderr says which line it was.
+            yield LineTokens(line, None, error if error.startswith(named) else f"{named}: {error}")
+
+
+def lines_view() -> View:
+    """Each line's tokens as ``tokens`` prints one text's, the line named: in the table a
+    title, in JSON lines, TSV and CSV a leading ``input`` field; JSON is a list of the
+    single-text documents. A failed line is its error on stderr, in JSON and JSON lines
+    also a record ``{text|input, error}``; TSV and CSV have no row for it. The position
+    note, the same for every line, is given once."""
+    noted: set[str] = set()
+
+    def records(result: LineTokens) -> list[dict[str, Any]]:
+        if result.lookup is None:
+            return [{"input": result.line, "error": result.error}]
+        return [{"input": result.line, **row} for row in token_lookup_records(result.lookup)]
+
+    def rows(result: LineTokens) -> tuple[list[str] | None, list[list[Any]]]:
+        if result.lookup is None:
+            return None, []  # no row: the header comes with the first line that has rows
+        header, token_rows = token_lookup_rows(result.lookup)
+        return ["input", *header], [[result.line, *row] for row in token_rows]
+
+    def notes(result: LineTokens) -> list[str]:
+        fresh = (
+            [n for n in token_lookup_notes(result.lookup) if n not in noted]
+            if result.lookup
+            else []
+        )
+        noted.update(fresh)
+        return fresh
+
+    def table(result: LineTokens) -> None:
+        if result.lookup is not None:  # an error is already on stderr
+            from rich.text import Text
+
+            console().print(Text("tokens of ") + shown(result.line))
+            token_lookup_table(result.lookup)
+
+    return View(records=records, rows=rows, notes=notes, table=table)

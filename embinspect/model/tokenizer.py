@@ -469,13 +469,27 @@ def _space_scheme(spec: dict[str, Any]) -> str:
 
 
 def load_vocabulary(
-    files: CheckpointFiles, override: str | None = None, *, offline: bool = False
+    files: CheckpointFiles,
+    override: str | None = None,
+    *,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    offline: bool = False,
 ) -> Vocabulary:
-    """The tokenizer for a checkpoint, or for ``--tokenizer PATH_OR_ID`` when given;
-    ``offline``: a Hub repo id given as ``override`` is read from the local cache only
-    (the Python API's offline, which leaves HF_HUB_OFFLINE alone)."""
+    """The tokenizer for a checkpoint, or for ``--tokenizer PATH_OR_ID`` when given.
+
+    A Hub repo id given as ``override`` is fetched at ``revision`` (a branch, tag or commit;
+    default the repo's main branch) into ``cache_dir`` (huggingface_hub's cache; default
+    HF_HUB_CACHE), and with ``offline`` read from that cache only (the Python API's
+    offline, which leaves HF_HUB_OFFLINE alone). ``revision`` goes with a repo id only."""
+    if revision is not None and override is None:
+        raise UsageError(
+            Option("tokenizer_revision", revision),
+            " goes with ",
+            Option("tokenizer", metavar="REPO_ID"),
+        )
     if override is not None:
-        return _load_override(override, offline)
+        return _load_override(override, revision, cache_dir, offline)
     if files.gguf is not None:
         return _from_gguf(files.gguf)
     if files.word_vectors is not None:
@@ -584,8 +598,17 @@ def _build_gguf_tokenizer(gguf: GgufFile) -> Tokenizer:
     return tokenizer.backend_tokenizer
 
 
-def _load_override(override: str, offline: bool = False) -> Vocabulary:
+def _load_override(
+    override: str, revision: str | None, cache_dir: str | None, offline: bool
+) -> Vocabulary:
     path = Path(override).expanduser()
+    local = path.is_file() or path.is_dir()
+    if revision is not None and local:
+        raise UsageError(
+            Option("tokenizer_revision", revision),
+            f" goes with a Hub repo id; {override} is a local ",
+            "file" if path.is_file() else "folder",
+        )
     if path.is_file():
         return _from_tokenizer_json(path)
     if path.is_dir():
@@ -594,18 +617,22 @@ def _load_override(override: str, offline: bool = False) -> Vocabulary:
         return _from_transformers(str(path), revision=None)
     if override.startswith((".", "/", "~")) or override.count("/") > 1:  # a path, not owner/name
         raise UsageError(Option("tokenizer", override), ": no such file or directory")
-    # A Hub repo id: transformers fetches what it needs through the same HF cache.
-    return _from_transformers(override, revision=None, offline=offline)
+    # A Hub repo id: transformers fetches what it needs through huggingface_hub's cache.
+    return _from_transformers(override, revision, offline=offline, cache_dir=cache_dir)
 
 
 def _from_transformers(
-    name_or_path: str, revision: str | None, offline: bool = False
+    name_or_path: str, revision: str | None, offline: bool = False, cache_dir: str | None = None
 ) -> Vocabulary:
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            name_or_path, revision=revision, trust_remote_code=False, local_files_only=offline
+            name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            trust_remote_code=False,
+            local_files_only=offline,
         )
     except BaseException as err:  # transformers raises many types; tokenizers panics
         if not _tokenizer_failed(err):
