@@ -1,8 +1,8 @@
 """Progress of the steps that take seconds, for whoever listens: the ground floor.
 
 The library marks each long step (parsing a word-vector file, converting a GGUF file's
-tokenizer, a pass over a whole table, a suite's questions) with ``task``, ``track`` or
-``counting``.
+tokenizer, a pass over a whole table, a suite's questions) with ``task`` (and ``advance``
+inside it), ``track`` or ``counting``.
 Nothing is drawn unless a reporter is installed with ``reporting``: the CLI installs Rich
 bars on stderr when stderr is a terminal and ``--quiet`` is not given; a notebook or a
 script may install its own. With none installed, a step costs one context-variable
@@ -37,13 +37,15 @@ from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-__all__ = ["Advance", "Reporter", "counting", "enabled", "reporting", "task", "track"]
+__all__ = ["Advance", "Reporter", "advance", "counting", "enabled", "reporting", "task", "track"]
 
 Advance = Callable[[int], None]
 Reporter = Callable[[str, "int | None"], AbstractContextManager[Advance]]
 T = TypeVar("T")
 
 _REPORTER: ContextVar[Reporter | None] = ContextVar("embinspect_progress", default=None)
+# The advance of the innermost ``task`` block (``track`` and ``counting`` advance their own).
+_CURRENT: ContextVar[Advance | None] = ContextVar("embinspect_progress_step", default=None)
 
 
 def _ignored(n: int) -> None:
@@ -68,13 +70,26 @@ def enabled() -> bool:
 @contextmanager
 def task(label: str, total: int | None = None) -> Iterator[Advance]:
     """A step named ``label`` of ``total`` units: yields ``advance(n)``, to call as units
-    are done (a no-op when nobody listens)."""
+    are done (a no-op when nobody listens). Code called inside the block may advance it
+    with the module's ``advance(n)`` instead, without being handed the function."""
     reporter = _REPORTER.get()
     if reporter is None:
         yield _ignored
         return
-    with reporter(label, total) as advance:
-        yield advance
+    with reporter(label, total) as step:
+        current = _CURRENT.set(step)
+        try:
+            yield step
+        finally:
+            _CURRENT.reset(current)
+
+
+def advance(n: int) -> None:
+    """Advance the innermost ``task`` block open here by ``n`` units (nothing without one):
+    for a loop deep inside a step, as a parser's blocks inside "Parsing word vectors"."""
+    step = _CURRENT.get()
+    if step is not None:
+        step(n)
 
 
 def track(
@@ -97,16 +112,28 @@ def counting(total: int, label: str, block: int = 1 << 16) -> Iterable[int]:
 
 
 def _counted(total: int, label: str, block: int) -> Iterator[int]:
-    with task(label, total) as advance:
+    with _step(label, total) as step:
         for start in range(0, total, block):
             yield from range(start, min(start + block, total))
-            advance(min(block, total - start))
+            step(min(block, total - start))
 
 
 def _tracked(
     items: Iterable[T], label: str, total: int, size: Callable[[T], int] | None
 ) -> Iterator[T]:
-    with task(label, total) as advance:
+    with _step(label, total) as step:
         for item in items:
             yield item
-            advance(1 if size is None else size(item))
+            step(1 if size is None else size(item))
+
+
+@contextmanager
+def _step(label: str, total: int) -> Iterator[Advance]:
+    """A step for a generator: it leaves ``advance``'s innermost step alone (a generator
+    may be closed late, out of the order in which blocks were entered)."""
+    reporter = _REPORTER.get()
+    if reporter is None:
+        yield _ignored
+        return
+    with reporter(label, total) as step:
+        yield step

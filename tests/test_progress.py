@@ -135,6 +135,18 @@ def test_steps_nest_and_each_ends(recorder):
     assert recorder.done() == [("outer", 2, 2), ("inner", 6, 6)]
 
 
+def test_advance_moves_the_innermost_task_only(recorder):
+    progress.advance(5)  # no step open: nothing
+    with progress.task("outer", total=5):
+        progress.advance(1)
+        with progress.task("inner", total=4):
+            progress.advance(4)
+        for _ in progress.track(range(2), "tracked", 2):
+            progress.advance(2)  # a tracked loop counts itself: this is the outer task's
+    progress.advance(7)
+    assert recorder.done() == [("outer", 5, 5), ("inner", 4, 4), ("tracked", 2, 2)]
+
+
 def test_counting_reports_a_block_at_a_time(recorder):
     assert list(progress.counting(10, "rows", block=4)) == list(range(10))
     assert recorder.steps == [["rows", 10, 10, 3, True]]

@@ -159,9 +159,8 @@ class WordVectorFile:
 
     def load(self) -> WordVectors:
         if self._loaded is None:
-            rows = self.shape.rows
-            with progress.task("Parsing word vectors", total=rows) as advance:
-                loaded = load_word_vectors(self.path, advance=advance)
+            with progress.task("Parsing word vectors", total=self.shape.rows):
+                loaded = load_word_vectors(self.path)
             if loaded.vectors.shape != (self.shape.rows, self.shape.dim):
                 # The file changed between reading its header and its rows.
                 raise ModelError(

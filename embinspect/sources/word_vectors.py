@@ -23,11 +23,11 @@ from __future__ import annotations
 import codecs
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
+from embinspect import progress
 from embinspect.errors import ModelError, reading
 
 if TYPE_CHECKING:
@@ -281,11 +281,7 @@ def _count_rows(handle: BinaryIO, offset: int, stop_at: int | None = None) -> in
 
 
 def load_word_vectors(
-    path: Path,
-    limit: int | None = None,
-    *,
-    unicode_errors: str = "strict",
-    advance: Callable[[int], None] | None = None,
+    path: Path, limit: int | None = None, *, unicode_errors: str = "strict"
 ) -> WordVectors:
     """Every row of a word-vector file (the first ``limit`` only, if given), as float32.
 
@@ -304,26 +300,20 @@ def load_word_vectors(
     numbers or a field that is not a number, a blank line before the last row, fewer rows
     than the header declares, rows or data after them (gensim ignores those; here they
     mean the header is wrong). Blank lines at the end and ``\\r\\n`` line ends are fine.
-    ``advance(n)`` is called as rows are read (a block at a time), for a progress bar.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be None or >= 0, got {limit}")
     with _open(path) as handle:
         start = _read_start(path, handle)
         if start.format == WORD2VEC_BINARY:
-            words, vectors = _read_binary(path, handle, start, limit, unicode_errors, advance)
+            words, vectors = _read_binary(path, handle, start, limit, unicode_errors)
         else:
-            words, vectors = _read_text(path, handle, start, limit, unicode_errors, advance)
+            words, vectors = _read_text(path, handle, start, limit, unicode_errors)
     return WordVectors(start.format, words, vectors)
 
 
 def _read_text(
-    path: Path,
-    handle: BinaryIO,
-    start: _Start,
-    limit: int | None,
-    errors: str,
-    advance: Callable[[int], None] | None = None,
+    path: Path, handle: BinaryIO, start: _Start, limit: int | None, errors: str
 ) -> tuple[list[str], np.ndarray]:
     import numpy as np
 
@@ -356,8 +346,7 @@ def _read_text(
         got_words, values, used = reader.parse(lines, rows - len(words), errors)
         vectors[len(words) : len(words) + len(got_words)] = values
         words.extend(got_words)
-        if advance is not None:
-            advance(len(got_words))
+        progress.advance(len(got_words))
         if len(words) == rows and limit is None:
             # The rest must be blank: what is left of this block, then the rest of the file.
             reader.check_blank(lines[used:], carry, handle, start.header_rows)
@@ -513,12 +502,7 @@ def _line_error(line: bytes, dim: int, errors: str = "strict") -> str | None:
 
 
 def _read_binary(
-    path: Path,
-    handle: BinaryIO,
-    start: _Start,
-    limit: int | None,
-    errors: str,
-    advance: Callable[[int], None] | None = None,
+    path: Path, handle: BinaryIO, start: _Start, limit: int | None, errors: str
 ) -> tuple[list[str], np.ndarray]:
     import numpy as np
 
@@ -533,7 +517,7 @@ def _read_binary(
     buffer, view = b"", memoryview(b"")
     base = start.data_offset  # file offset of buffer[0]
     pos = 0  # where the next row starts in buffer
-    row = reported = 0
+    row = reported = 0  # rows read, and told to a progress bar
     while row < rows:
         space = buffer.find(b" ", pos)
         if space == -1 or len(buffer) - space - 1 < row_bytes:
@@ -542,9 +526,8 @@ def _read_binary(
                     f"{path}: row {row + 1} (byte {base + pos}): no space ends the word "
                     f"within {MAX_WORD_BYTES} bytes; not word2vec binary rows"
                 )
-            if advance is not None:
-                advance(row - reported)
-                reported = row
+            progress.advance(row - reported)
+            reported = row
             more = handle.read(BLOCK_BYTES)
             if not more:
                 _binary_eof(path, buffer[pos:], row, base + pos, declared, space - pos, row_bytes)
@@ -564,8 +547,7 @@ def _read_binary(
         out[row * row_bytes : (row + 1) * row_bytes] = view[space + 1 : space + 1 + row_bytes]
         pos = space + 1 + row_bytes
         row += 1
-    if advance is not None:
-        advance(rows - reported)
+    progress.advance(rows - reported)
     if limit is None:
         rest, offset = buffer[pos:], base + pos
         while True:
