@@ -336,18 +336,24 @@ def test_hub_download_bars_follow_the_same_switch(cli, terminal, env, quiet):  #
         assert "word_embeddings" in run.stderr  # the range read's tqdm bar names its tensor
 
 
-def _on_a_terminal(*args: str | os.PathLike) -> tuple[int, str, str]:
+def _on_a_terminal(
+    *args: str | os.PathLike, extra: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """``python -m embinspect ARGS`` with stderr on a pseudo-terminal and stdout a pipe:
     (exit code, stdout, what the terminal received)."""
+    import fcntl
     import pty
+    import termios
 
     leader, follower = pty.openpty()
+    # 24 rows of 100 columns, as a terminal window has (a new pty has 0 × 0).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     process = subprocess.Popen(
         [sys.executable, "-m", "embinspect", *map(str, args)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=follower,
-        env=_cli_env({"NO_COLOR": "1"}),
+        env=_cli_env({"NO_COLOR": "1", **(extra or {})}),
     )
     os.close(follower)
     received = b""
@@ -374,3 +380,16 @@ def test_a_real_terminal_is_found(cli, seven):
     assert [n["token"] for n in json.loads(stdout)[0]["neighbors"]] == ["w1", "w4"]
     assert PARSING in terminal and "7/7" in terminal
     assert "\x1b[?25l" in terminal  # Rich hid the cursor while drawing, as on a terminal
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quiet", [False, True], ids=["terminal", "quiet"])
+def test_quiet_silences_what_transformers_downloads(minilm, env, quiet):  # noqa: F811
+    # huggingface_hub's own bars (drawn only on a real terminal) for a --tokenizer repo.
+    args = ["tokens", minilm, "king", "--tokenizer", "test-org/minilm", "-f", "json"]
+    code, _, terminal = _on_a_terminal(*args, *(["-q"] if quiet else []), extra=env)
+    assert code == 0, terminal
+    if quiet:
+        assert terminal == ""
+    else:
+        assert "tokenizer.json" in terminal
