@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from embinspect import progress
 from embinspect.errors import Option, UsageError, note
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary
@@ -400,7 +401,11 @@ def _row_figures(
     for name in ("scored", "identical", "zero_a", "zero_b", "broken_a", "broken_b"):
         out[name] = np.zeros(count, dtype=bool)
     step = max(256, table_a.chunk_rows() // 4)  # float64 blocks of 16 MB: a few alive at once
-    for start in range(0, count, step):
+
+    def block(start: int) -> int:
+        return min(step, count - start)
+
+    for start in progress.track(range(0, count, step), "Comparing paired rows", count, block):
         stop = min(start + step, count)
         rows_a = table_a.gather(ids_a[start:stop])
         rows_b = table_b.gather(ids_b[start:stop])

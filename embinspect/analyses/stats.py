@@ -19,6 +19,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from embinspect import progress
 from embinspect.errors import ModelError, Option, UsageError
 from embinspect.result import Displayable
 from embinspect.tables import scaling
@@ -103,7 +104,8 @@ def table_stats(
     total = scaling.RunningSum(dim)  # rows near 1e308 add up without overflow
     first_of: dict[bytes, int] = {}
     groups: dict[int, list[int]] = {}
-    for start, chunk in table.chunks(torch.device("cpu"), stored=True):
+    scan = table.chunks(torch.device("cpu"), stored=True, report="Norms and duplicates")
+    for start, chunk in scan:
         values = chunk.double()
         stop = start + values.shape[0]
         norms[start:stop] = scaling.norms(values).numpy()
@@ -187,7 +189,8 @@ def _cosines_to(table: EmbeddingTable, vector, usable: np.ndarray):
         return np.zeros(int(usable.sum()))
     direction = scaling.units(vector[None])[0]
     parts = []
-    for start, chunk in table.chunks(torch.device("cpu"), stored=True):
+    scan = table.chunks(torch.device("cpu"), stored=True, report="Cosines to the mean row")
+    for start, chunk in scan:
         stop = start + chunk.shape[0]
         keep = usable[start:stop]
         if keep.any():
@@ -208,7 +211,12 @@ def _pair_cosine(table: EmbeddingTable, ids: np.ndarray, pairs: int, seed: int) 
     # A second index never equal to the first: shift it by 1 .. n-1, wrapping around.
     second = (first + rng.integers(1, len(ids), size=pairs)) % len(ids)
     cosines = np.empty(pairs)
-    for begin in range(0, pairs, PAIR_PIECE):
+
+    def piece(begin: int) -> int:
+        return min(PAIR_PIECE, pairs - begin)
+
+    pieces = range(0, pairs, PAIR_PIECE)
+    for begin in progress.track(pieces, "Cosines of random pairs", pairs, piece):
         a, _ = scaling.scaled(table.gather(ids[first[begin : begin + PAIR_PIECE]].tolist()))
         b, _ = scaling.scaled(table.gather(ids[second[begin : begin + PAIR_PIECE]].tolist()))
         dots = (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1))

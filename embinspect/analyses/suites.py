@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embinspect import progress
 from embinspect.errors import Option, UsageError, note
 from embinspect.model.tokenizer import (
     BYTE_LEVEL,
@@ -50,8 +51,6 @@ GENSIM_RESTRICT = 300_000  # evaluate_word_analogies' and evaluate_word_pairs' d
 GENSIM_TOPN = 5  # evaluate_word_analogies looks through this many answers
 # Sections of the Google set whose names start so test morphology and syntax.
 SYNTACTIC_PREFIX = "gram"
-
-Progress = Callable[[int, int], None]
 
 
 def find_suite(name: str, kind: str) -> Path:
@@ -124,7 +123,7 @@ class WordIndex:
         self.rows = min(restrict, rows)
         self.keys: list[str | None] = []
         seen: set[str] = set()
-        for token_id in range(self.rows):
+        for token_id in progress.counting(self.rows, "Indexing words"):
             token = vocabulary.id_to_token(token_id)
             key = None if token is None else word_key(token, vocabulary, token_id, leading_space)
             if key in seen:
@@ -298,7 +297,6 @@ def evaluate_analogies(
     suite: AnalogyFile,
     *,
     method: str = "add",
-    progress: Progress | None = None,
 ) -> AnalogyEvaluation:
     """Every question of ``suite`` whose four words are in ``index``, answered in batches
     (one pass over the table per batch), scored as gensim's evaluate_word_analogies."""
@@ -319,7 +317,8 @@ def evaluate_analogies(
     correct = [0] * len(suite.sections)
     incorrect = [0] * len(suite.sections)
     answers, failures = [], []
-    for done, (job, result) in enumerate(zip(jobs, results, strict=True), 1):
+    answered = progress.track(zip(jobs, results, strict=True), "Answering analogies", len(jobs))
+    for job, result in answered:
         number, line, folded, _ = job
         if isinstance(result, str):
             failures.append({"question": " ".join(folded), "error": result})
@@ -332,8 +331,6 @@ def evaluate_analogies(
             incorrect[number] += 1
         name = suite.sections[number].name
         answers.append(Answer(name, line, " ".join(folded), predicted, predicted_id, right))
-        if progress is not None and (done % 256 == 0 or done == len(jobs)):
-            progress(done, len(jobs))
     scores = [
         SectionScore(
             section.name,

@@ -126,7 +126,8 @@ def rank_undertrained(
     # value so far (rescaled, exactly, when a larger one comes): squares of rows of
     # 1e300 would overflow, of 1e-200 underflow. Directions and shares do not change.
     power: int | None = None
-    for start, chunk in table.chunks(torch.device("cpu"), stored=True):
+    scan = table.chunks(torch.device("cpu"), stored=True, report="Covariance of the rows")
+    for start, chunk in scan:
         values = chunk.double()
         ok = torch.isfinite(values).all(dim=1)
         finite[start : start + len(values)] = ok.numpy()
@@ -165,7 +166,8 @@ def rank_undertrained(
     # Each row scaled by its own power of two (a cosine does not see it): x·u and x·pc of
     # rows of 1e-200 do not underflow, nor their squares of 1e300 overflow.
     dots, along, lengths = np.empty(rows), np.empty(rows), np.empty(rows)
-    for start, chunk in table.chunks(torch.device("cpu"), stored=True):
+    scan = table.chunks(torch.device("cpu"), stored=True, report="Cosines to the unused rows")
+    for start, chunk in scan:
         values, _ = scaling.scaled(chunk.double())
         dots[start : start + len(values)] = (values @ direction).numpy()
         along[start : start + len(values)] = (values @ pc).numpy()

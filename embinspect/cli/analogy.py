@@ -30,7 +30,6 @@ from embinspect.cli.render import (
     Output,
     View,
     console,
-    progress_bar,
     ranked_table,
     report_error,
     resolved_line,
@@ -131,8 +130,7 @@ def _evaluate_analogies(
     restrict = restrict or GENSIM_RESTRICT
     searcher = source.searcher(model, restrict=restrict, **options)
     index = word_index(searcher, restrict, case_insensitive, options["leading_space"])
-    with progress_bar("analogies") as progress:
-        result = evaluate_analogies(searcher, index, suite, method=method, progress=progress)
+    result = evaluate_analogies(searcher, index, suite, method=method)
     for failure in result.failures:
         report_error(f"{failure['question']}: {failure['error']}")
     output.emit(result, ANALOGY_EVALUATION_VIEW)

@@ -22,8 +22,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -144,25 +143,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(child) for child in value]
     return value
-
-
-@contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress callback ``(done, total)`` drawing a bar on stderr, or None when stderr
-    is not a terminal (a script's log gets no bar)."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        yield update
 
 
 # Hugging Face access tokens ("hf_" and 34 letters and digits), wherever they come from

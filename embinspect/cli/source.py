@@ -1,11 +1,12 @@
 """The source options every command shares (``--revision``, ``--cache-dir``, ``--offline``,
-``--full-download``, ``--tensor``, ``--tokenizer``), ``--format`` and ``--csv-raw``,
-declared once.
+``--full-download``, ``--tensor``, ``--tokenizer``), ``--format``, ``--csv-raw`` and
+``--quiet``, declared once.
 
 A command asks for them with ``@command(...)`` and two parameters, ``source: Source`` and
 ``output: Output``; the decorator puts the options in their place in its signature (last,
-before ``--format`` and ``--csv-raw``) and hands the command one ``Source`` and one
-``Output``.
+before ``--format``, ``--csv-raw`` and ``--quiet``) and hands the command one ``Source``
+and one ``Output``, and runs it with progress bars on stderr (``cli.progress``) unless
+``--quiet`` or stderr is no terminal.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,6 +30,7 @@ from embinspect.cli.options import (
     TokenizerOpt,
     TokenizerRevisionOpt,
 )
+from embinspect.cli.progress import bars, shows_bars
 from embinspect.cli.render import Output, OutputFormat, resolve_format
 from embinspect.errors import UsageError
 
@@ -52,6 +53,7 @@ class Source:
     tensor: str | None = None
     tokenizer: str | None = None
     tokenizer_revision: str | None = None
+    progress: bool = False  # download bars on stderr (a terminal, and no --quiet)
 
     def hub(self) -> HubOptions:
         from embinspect.sources.hub_options import HubOptions
@@ -60,9 +62,7 @@ class Source:
             # As HF_HUB_OFFLINE=1 for everything after, transformers (--tokenizer REPO_ID)
             # included.
             os.environ["HF_HUB_OFFLINE"] = "1"
-        return HubOptions(
-            self.cache_dir, self.offline, self.full_download, progress=sys.stderr.isatty()
-        )
+        return HubOptions(self.cache_dir, self.offline, self.full_download, progress=self.progress)
 
     def open(
         self, model: str, *, revision: str | None = None, all_headers: bool = False
@@ -127,6 +127,15 @@ CsvRawOpt = Annotated[
     ),
 ]
 
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress bars on stderr (drawn only when stderr is a terminal).",
+    ),
+]
+
 
 # name -> (annotation, default), in the order --help lists them.
 _SOURCE_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -145,7 +154,7 @@ def command(
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Give a command the source options (those it takes: ``diff`` has a revision per
     side and no --tensor or --tokenizer), ``--format`` and ``--csv-raw``, as ``source``
-    and ``output``."""
+    and ``output``, and ``--quiet``."""
     skip = {
         name
         for name, wanted in (("revision", revision), ("tensor", tensor), ("tokenizer", tokenizer))
@@ -166,16 +175,20 @@ def command(
         ]
         added.append(inspect.Parameter("fmt", keyword, default=None, annotation=FormatOpt))
         added.append(inspect.Parameter("csv_raw", keyword, default=False, annotation=CsvRawOpt))
+        added.append(inspect.Parameter("quiet", keyword, default=False, annotation=QuietOpt))
 
         @functools.wraps(func)
         def run(**arguments: Any) -> None:
-            source = Source(**{name: arguments.pop(name) for name in names})
+            quiet = arguments.pop("quiet")
+            given = {name: arguments.pop(name) for name in names}
+            source = Source(**given, progress=shows_bars(quiet))
             output = Output(resolve_format(arguments.pop("fmt")), arguments.pop("csv_raw"))
             if output.csv_raw and output.format is not OutputFormat.csv:
                 raise UsageError("--csv-raw goes with --format csv")
             if source.tokenizer_revision is not None and source.tokenizer is None:
                 raise UsageError("--tokenizer-revision goes with --tokenizer REPO_ID")
-            func(source=source, output=output, **arguments)
+            with bars(quiet):
+                func(source=source, output=output, **arguments)
 
         parameters = own + added
         run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]

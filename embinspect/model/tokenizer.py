@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embinspect import progress
 from embinspect.errors import ModelError, Option, QueryError, UsageError, reading
 from embinspect.sources.cache import GGUF_TOKENIZERS, cached_file, keep_derived, read_derived
 from embinspect.sources.files import load_json
@@ -555,7 +556,8 @@ def _from_gguf(gguf: GgufFile) -> Vocabulary:
         except BaseException as err:  # one another tokenizers version wrote: build it again
             if not _tokenizer_failed(err):
                 raise
-    backend = _build_gguf_tokenizer(gguf)
+    with progress.task("Converting the GGUF tokenizer (once: kept in the cache)"):
+        backend = _build_gguf_tokenizer(gguf)
     try:
         with _rust_panics_unprinted():
             vocabulary = Vocabulary(backend, source)

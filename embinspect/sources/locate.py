@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embinspect import progress
 from embinspect.errors import ModelError, NetworkError, Option
 from embinspect.sources.files import load_json
 from embinspect.sources.gguf_file import GgufFile, is_gguf, read_gguf
@@ -158,7 +159,8 @@ class WordVectorFile:
 
     def load(self) -> WordVectors:
         if self._loaded is None:
-            loaded = load_word_vectors(self.path)
+            with progress.task("Parsing word vectors", total=self.shape.rows):
+                loaded = load_word_vectors(self.path)
             if loaded.vectors.shape != (self.shape.rows, self.shape.dim):
                 # The file changed between reading its header and its rows.
                 raise ModelError(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
+from embinspect import progress
 from embinspect.errors import ModelError, reading
 
 if TYPE_CHECKING:
@@ -345,6 +346,7 @@ def _read_text(
         got_words, values, used = reader.parse(lines, rows - len(words), errors)
         vectors[len(words) : len(words) + len(got_words)] = values
         words.extend(got_words)
+        progress.advance(len(got_words))
         if len(words) == rows and limit is None:
             # The rest must be blank: what is left of this block, then the rest of the file.
             reader.check_blank(lines[used:], carry, handle, start.header_rows)
@@ -515,7 +517,7 @@ def _read_binary(
     buffer, view = b"", memoryview(b"")
     base = start.data_offset  # file offset of buffer[0]
     pos = 0  # where the next row starts in buffer
-    row = 0
+    row = reported = 0  # rows read, and told to a progress bar
     while row < rows:
         space = buffer.find(b" ", pos)
         if space == -1 or len(buffer) - space - 1 < row_bytes:
@@ -524,6 +526,8 @@ def _read_binary(
                     f"{path}: row {row + 1} (byte {base + pos}): no space ends the word "
                     f"within {MAX_WORD_BYTES} bytes; not word2vec binary rows"
                 )
+            progress.advance(row - reported)
+            reported = row
             more = handle.read(BLOCK_BYTES)
             if not more:
                 _binary_eof(path, buffer[pos:], row, base + pos, declared, space - pos, row_bytes)
@@ -543,6 +547,7 @@ def _read_binary(
         out[row * row_bytes : (row + 1) * row_bytes] = view[space + 1 : space + 1 + row_bytes]
         pos = space + 1 + row_bytes
         row += 1
+    progress.advance(rows - reported)
     if limit is None:
         rest, offset = buffer[pos:], base + pos
         while True:

@@ -8,9 +8,10 @@ lets candidate rows be gathered by id without a second pass over the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from embinspect import progress
 from embinspect.errors import ModelError
 from embinspect.sources.locate import CheckpointFiles
 from embinspect.sources.tensor import TensorHeader
@@ -112,10 +113,11 @@ class EmbeddingTable:
         return self._torch_dtype
 
     def chunks(
-        self, device: torch.device, stored: bool = False
+        self, device: torch.device, stored: bool = False, *, report: str | None = None
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """``(first row, rows on device)`` for consecutive chunks of the table, as float32,
-        or in the stored dtype with ``stored`` (no conversion at all).
+        or in the stored dtype with ``stored`` (no conversion at all). ``report``: the
+        label of a step that counts the rows done (``embinspect.progress``).
 
         The float32 rows live in one buffer reused for every chunk (a fresh allocation
         per chunk costs more in page faults than the conversion itself), so a chunk is
@@ -126,7 +128,10 @@ class EmbeddingTable:
         step = self.chunk_rows(stored)
         resident = self._resident(device)
         buffer = None
-        for start in range(0, self.rows, step):
+        starts: Iterable[int] = range(0, self.rows, step)
+        if report is not None:
+            starts = progress.track(starts, report, self.rows, lambda s: min(step, self.rows - s))
+        for start in starts:
             stop = min(start + step, self.rows)
             if resident is not None:
                 block = resident[start:stop]
