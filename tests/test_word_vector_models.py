@@ -243,3 +243,127 @@ def test_other_files_named_for_what_they_are(cli, tmp_path):
     hello = tmp_path / "hello.txt"
     hello.write_text("hello world\n")  # a .txt that is no word-vector file: its reason
     assert_one_line_error(cli("info", hello), EXIT_MODEL, "hello.txt:1: 'world' is not a number")
+
+
+# --- compressed word-vector files: gzip is read as a stream, the rest refused by name ---------
+
+
+def glove_head(glove, path, lines: int):
+    """The first ``lines`` rows of the real GloVe 6B 50d file, written to ``path``."""
+    with open(glove, "rb") as source, open(path, "wb") as target:
+        for _, line in zip(range(lines), source, strict=False):
+            target.write(line)
+    return path
+
+
+def gzipped(path, target):
+    import gzip
+
+    target.write_bytes(gzip.compress(path.read_bytes(), compresslevel=1))
+    return target
+
+
+def answers(cli, path, queries: list[str]) -> tuple[dict, list]:
+    """What ``info`` says of the table, and the neighbours of each query, as JSON."""
+    (tensor,) = cli("info", path, "-f", "json").json()["tensors"]
+    del tensor["file"]
+    results = cli("neighbors", path, *queries, "-k", "10", "-f", "json").json()
+    return tensor, [(r["query"], r["neighbors"]) for r in results]
+
+
+@pytest.mark.parametrize(
+    ("plain", "gz_name"),
+    [
+        ("glove", "glove.6B.50d.txt.gz"),
+        ("lee_fasttext.vec", "lee_fasttext.vec.gz"),
+        ("euclidean_vectors.bin", "euclidean_vectors.bin.gz"),
+        ("lee_fasttext.vec", "vectors.gz"),  # no name inside: known by its bytes
+    ],
+    ids=["glove-txt-gz", "fasttext-vec-gz", "word2vec-bin-gz", "unnamed-gz"],
+)
+def test_gzip_word_vector_files_answer_as_the_plain_ones(cli, glove, tmp_path, plain, gz_name):
+    if plain == "glove":
+        source = glove_head(glove, tmp_path / "glove.6B.50d.txt", 5000)
+        queries = ["king", "paris", "#1234"]
+    else:
+        source = gensim_data(plain)
+        queries = ["#3", "#100"]
+    compressed = gzipped(source, tmp_path / gz_name)
+    expected = answers(cli, source, queries)
+    assert answers(cli, compressed, queries) == expected
+    assert len(expected[1]) == len(queries) and all(len(n) == 10 for _, n in expected[1])
+
+
+def test_a_gzip_file_is_decompressed_a_block_at_a_time(cli, glove, tmp_path, monkeypatch):
+    import gzip
+
+    from embinspect.sources.word_vectors import BLOCK_BYTES
+
+    source = glove_head(glove, tmp_path / "head.txt", 20000)  # 8.5 MB: several blocks
+    assert source.stat().st_size > 4 * BLOCK_BYTES
+    compressed = gzipped(source, tmp_path / "head.txt.gz")
+    reads: list[tuple[int, int]] = []  # (size asked, bytes returned)
+    original = gzip.GzipFile.read
+
+    def read(self, size=-1):
+        data = original(self, size)
+        reads.append((size, len(data)))
+        return data
+
+    monkeypatch.setattr(gzip.GzipFile, "read", read)
+    (result,) = cli("neighbors", compressed, "king", "-k", "3", "-f", "json").json()
+    assert [n["token"] for n in result["neighbors"]] == ["prince", "queen", "ii"]
+    assert reads and all(0 < size <= BLOCK_BYTES for size, _ in reads)
+    assert sum(got for _, got in reads) > source.stat().st_size  # all of it, through read()
+
+
+def compressed_files(tmp_path) -> dict[str, tuple[bytes, str]]:
+    """Files that must be refused: (bytes, what the one line says), by file name."""
+    import bz2
+    import gzip
+    import lzma
+
+    vec = gensim_data("lee_fasttext.vec").read_bytes()
+    safetensors = b'\x10\x00\x00\x00\x00\x00\x00\x00{"__metadata__":{}}'
+    random = np.random.default_rng(17).bytes(4096)
+    corrupt = bytearray(gzip.compress(vec))
+    corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 64] = bytes(64)
+    return {
+        "model.safetensors.gz": (gzip.compress(safetensors), "gzip-compressed safetensors file"),
+        "random.gz": (gzip.compress(random), "gzip-compressed file of unknown content"),
+        "model.gguf.gz": (gzip.compress(b"GGUF\x03\x00\x00\x00" + random), "GGUF file"),
+        "weights.bin.gz": (gzip.compress(random), "gzip-compressed .bin file that is no word2vec"),
+        "not-gzip.gz": (random, "named .gz but not gzip data"),
+        "vectors.vec.bz2": (bz2.compress(vec), "bzip2-compressed .vec file"),
+        "vectors.vec.xz": (lzma.compress(vec), "xz-compressed .vec file"),
+        "vectors.vec.zst": (b"\x28\xb5\x2f\xfd" + random, "zstd-compressed .vec file"),
+        "glove.6B.zip": (b"PK\x03\x04" + random, "a zip archive"),
+        "cut.vec.gz": (gzip.compress(vec)[:3000], "truncated gzip data"),
+        "corrupt.vec.gz": (bytes(corrupt), "corrupt gzip data"),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "model.safetensors.gz",
+        "random.gz",
+        "model.gguf.gz",
+        "weights.bin.gz",
+        "not-gzip.gz",
+        "vectors.vec.bz2",
+        "vectors.vec.xz",
+        "vectors.vec.zst",
+        "glove.6B.zip",
+        "cut.vec.gz",
+        "corrupt.vec.gz",
+    ],
+)
+def test_compressed_files_are_refused_by_name_in_one_line(cli, tmp_path, name):
+    data, says = compressed_files(tmp_path)[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    for command in (["info", path], ["neighbors", path, "#0"]):
+        run = cli(*command)
+        assert_one_line_error(run, EXIT_MODEL, f"{name}: ", says)
+        assert "safetensors header" not in run.stderr and "pickle checkpoint" not in run.stderr
