@@ -153,12 +153,13 @@ def test_queries_are_words(cli, glove, glove_rows):
     assert result["items"][1]["tokens"] == ["the"] and result["items"][2]["token_ids"] == [0]
     pooled = (rows[new] + rows[york]) / 2
     assert result["matrix"][0][1] == pytest.approx(float(unit(pooled) @ unit(rows[0])), rel=1e-12)
-    run = cli("neighbors", glove, "King", "qwxzv", "-f", "json")
-    assert run.returncode == EXIT_QUERY
-    errors = [r["error"] for r in json.loads(run.stdout)]
-    assert errors == [
-        "'King': not a word of glove.6B.50d.txt (it has 'king')",
+    run = cli("neighbors", glove, "King", "Qwxzv", "=King", "-f", "json")
+    assert run.returncode == EXIT_QUERY  # the other queries are answered
+    king, *errors = json.loads(run.stdout)
+    assert (king["tokens"], king["lowercased"]) == (["king"], True)  # GloVe 6B is uncased
+    assert [e["error"] for e in errors] == [
         "'qwxzv': not a word of glove.6B.50d.txt",
+        "=King: no vocabulary entry spelled exactly so",  # an exact key stays exact
     ]
 
 
@@ -367,3 +368,110 @@ def test_compressed_files_are_refused_by_name_in_one_line(cli, tmp_path, name):
         run = cli(*command)
         assert_one_line_error(run, EXIT_MODEL, f"{name}: ", says)
         assert "safetensors header" not in run.stderr and "pickle checkpoint" not in run.stderr
+
+
+# --- text on word vectors: split as the corpus was, lowercased for an uncased file -------------
+
+
+@pytest.mark.slow
+def test_text_on_glove_splits_and_lowercases_as_glove_was_built(cli, glove, glove_rows):
+    words, rows = glove_rows
+    sentence = "The cat sat, happily."
+    ids = [words.index(w) for w in ["the", "cat", "sat", ",", "happily", "."]]
+    assert ids == [0, 5450, 3223, 1, 12441, 2]
+    run = cli("tokens", glove, sentence, "-f", "json")
+    lookup = run.json()
+    assert [(t["token_id"], t["token"]) for t in lookup["tokens"]] == list(
+        zip(ids, ["the", "cat", "sat", ",", "happily", "."], strict=True)
+    )
+    assert lookup["lowercased"] is True
+    assert run.stderr == (
+        "embinspect: note: glove.6B.50d.txt has no uppercase words (uncased): text is "
+        "lowercased before lookup ('The cat sat, happily.' as 'the cat sat, happily.')\n"
+    )
+    run = cli("neighbors", glove, "King", "king", sentence, "-k", "10", "-f", "json")
+    upper, lower, text = run.json()
+    assert run.stderr.count("embinspect: note: ") == 1  # once a run, not once a query
+    assert (upper["token_ids"], upper["lowercased"]) == ([691], True)
+    assert "lowercased" not in lower  # nothing was lowercased
+    assert upper["neighbors"] == lower["neighbors"]
+    assert [n["token"] for n in upper["neighbors"][:3]] == ["prince", "queen", "ii"]
+    assert (text["token_ids"], text["pooled"]) == (ids, "mean")
+    expected, scores = ranked(cosines(rows, rows[ids].mean(axis=0)), 10, exclude=set(ids))
+    assert [n["token_id"] for n in text["neighbors"]] == expected
+    assert [n["score"] for n in text["neighbors"]] == pytest.approx(scores, rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def glove_head_file(glove, tmp_path_factory):
+    """GloVe 6B 50d's first 30,000 rows (their ids unchanged): uncased, punctuation kept."""
+    return glove_head(glove, tmp_path_factory.mktemp("glove") / "glove-head.txt", 30000)
+
+
+def token_list(cli, path, text: str) -> list[str]:
+    return [t["token"] for t in cli("tokens", path, text, "-f", "json").json()["tokens"]]
+
+
+# Text, and the words GloVe 6B's rows are found under (its corpus was split so).
+SPLITS = {
+    "sentence": ("The cat sat, happily.", ["the", "cat", "sat", ",", "happily", "."]),
+    "clitics-abbreviations": ("Don't stop: U.S. firms, e.g. IBM...",
+                              ["do", "n't", "stop", ":", "u.s.", "firms", ",", "e.g.", "ibm",
+                               "..."]),
+    "quotes-brackets": ('"Hello," she said (twice).',
+                        ['"', "hello", ",", '"', "she", "said", "(", "twice", ")", "."]),
+    "hyphens": ("state-of-the-art U.S.-based", ["state-of-the-art", "u.s.-based"]),
+    "possessive": ("New York's mayor", ["new", "york", "'s", "mayor"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", SPLITS)
+def test_text_on_uncased_word_vectors_splits_as_the_corpus_did(cli, glove_head_file, case):
+    text, tokens = SPLITS[case]
+    assert token_list(cli, glove_head_file, text) == tokens
+
+
+def test_a_word_missing_from_the_text_is_named(cli, glove_head_file):
+    run = cli("neighbors", glove_head_file, "The qwxzv sat.", "#0", "-f", "json")
+    assert run.returncode == EXIT_QUERY
+    failed, answered = json.loads(run.stdout)
+    assert failed == {"query": "The qwxzv sat.", "error": "'qwxzv': not a word of glove-head.txt"}
+    assert answered["token_ids"] == [0] and "lowercased" not in answered
+
+
+@pytest.fixture
+def cased_vectors(tmp_path):
+    """A word2vec text file with mixed case and no punctuation, as GoogleNews: cased."""
+    words = ["King", "king", "Paris", "cat", "sat", "The", "New_York"]
+    rng = np.random.default_rng(5)
+    lines = [f"{len(words)} 4"] + [
+        " ".join([w, *(f"{v:.6f}" for v in rng.standard_normal(4))]) for w in words
+    ]
+    path = tmp_path / "cased.vec"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_cased_word_vectors_stay_exact(cli, cased_vectors):
+    queries = ["King", "king", "The cat sat.", "New_York"]
+    run = cli("neighbors", cased_vectors, *queries, "-k", "3", "-f", "json")
+    upper, lower, text, phrase = json.loads(run.stdout)
+    assert (upper["token_ids"], lower["token_ids"], phrase["token_ids"]) == ([0], [1], [6])
+    assert text["token_ids"] == [5, 3, 4]  # "." is no word of the file: left out
+    assert not any("lowercased" in r for r in (upper, lower, text, phrase)) and run.stderr == ""
+    run = cli("neighbors", cased_vectors, "KING", "paris", "the cat", "-f", "json")
+    assert run.returncode == EXIT_QUERY
+    assert [r["error"] for r in json.loads(run.stdout)] == [
+        "'KING': not a word of cased.vec (it has 'king')",
+        "'paris': not a word of cased.vec (it has 'Paris')",
+        "'the': not a word of cased.vec (it has 'The')",
+    ]
+    lookup = cli("tokens", cased_vectors, "The cat, King.", "-f", "json").json()
+    assert [t["token"] for t in lookup["tokens"]] == ["The", "cat", "King"]
+    assert "lowercased" not in lookup
+
+
+def test_a_long_run_of_punctuation_is_split_in_one_line(cli, glove_head_file):
+    """Thousands of marks after a word: split one by one (no recursion that runs out)."""
+    (result,) = cli("neighbors", glove_head_file, "a" + "!" * 3000, "-k", "1", "-f", "json").json()
+    assert result["tokens"] == ["a"] + ["!!"] * 1500  # GloVe has "!!" (and no longer run)
