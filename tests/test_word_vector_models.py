@@ -295,6 +295,14 @@ def test_gzip_word_vector_files_answer_as_the_plain_ones(cli, glove, tmp_path, p
     assert len(expected[1]) == len(queries) and all(len(n) == 10 for _, n in expected[1])
 
 
+def test_a_plain_file_named_gz_is_read_by_its_bytes(cli, tmp_path):
+    """A browser may save a download decompressed under its .gz name: read as it is."""
+    source = gensim_data("lee_fasttext.vec")
+    named = tmp_path / "lee_fasttext.vec.gz"
+    named.write_bytes(source.read_bytes())
+    assert answers(cli, named, ["#3"]) == answers(cli, source, ["#3"])
+
+
 def test_a_gzip_file_is_decompressed_a_block_at_a_time(cli, glove, tmp_path, monkeypatch):
     import gzip
 
