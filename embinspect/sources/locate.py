@@ -384,9 +384,8 @@ _BZIP2 = _Compression("bzip2", ".bz2", "bunzip2 -k")
 _ZIP = _Compression("zip", ".zip", "unzip")
 # bzip2: "BZh", the block size digit, then a block's or the end's magic.
 _BZIP2_START = re.compile(rb"BZh[1-9](?:\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)")
+_ZIP_MAGIC = b"PK\x03\x04"
 _COMPRESSED_SUFFIXES = {c.suffix: c.name for c in (*_COMPRESSIONS.values(), _BZIP2, _ZIP)}
-# Compressed word-vector files are read as they are (gzip only): the name inside says what.
-_GZIP_WORD_VECTOR_SUFFIXES = (*WORD_VECTOR_SUFFIXES, ".bin")
 
 
 def _compression(path: Path) -> _Compression | None:
@@ -398,7 +397,7 @@ def _compression(path: Path) -> _Compression | None:
             return compression
     if _BZIP2_START.match(start):
         return _BZIP2
-    if path.suffix.lower() == ".zip" and start.startswith(PICKLE_MAGICS[0]):
+    if path.suffix.lower() == ".zip" and start.startswith(_ZIP_MAGIC):
         return _ZIP
     return None
 
