@@ -521,6 +521,23 @@ def test_odd_metadata_is_read_or_refused_in_one_line(cli, tmp_path):
     assert_one_line_error(cli("neighbors", empty, "#0"), EXIT_MODEL, "an empty table (0 × 32)")
 
 
+def test_our_file_type_names_are_ggufs():
+    from embinspect.sources.gguf_file import FILE_TYPES
+
+    # 1024 is GUESSED, what llama.cpp says when a file declares no type.
+    names = {t.value: t.name.removeprefix("MOSTLY_") for t in LlamaFileType if t.value < 1024}
+    assert {value: name.removeprefix("ALL_") for value, name in names.items()} == FILE_TYPES
+
+
+@pytest.mark.parametrize(("file_type", "name"), [(39, "NVFP4"), (40, "Q1_0")])
+def test_newest_file_types_are_named_in_info(cli, tmp_path, file_type, name):
+    from gguf import GGUFValueType as V
+
+    path = gguf_with(tmp_path, "typed.gguf", {"general.file_type": (file_type, V.UINT32)})
+    assert cli("info", path, "-f", "json").json()["gguf"]["file_type"] == name
+    assert f"file type {name}" in cli("info", path, "-f", "table").stdout
+
+
 def test_deeply_nested_metadata(cli, gguf_path, tmp_path):
     """An array of arrays of ... 1,000 deep, as the first metadata entry: one line."""
     magic_and_version = gguf_path.read_bytes()[:8]

@@ -153,12 +153,13 @@ def test_queries_are_words(cli, glove, glove_rows):
     assert result["items"][1]["tokens"] == ["the"] and result["items"][2]["token_ids"] == [0]
     pooled = (rows[new] + rows[york]) / 2
     assert result["matrix"][0][1] == pytest.approx(float(unit(pooled) @ unit(rows[0])), rel=1e-12)
-    run = cli("neighbors", glove, "King", "qwxzv", "-f", "json")
-    assert run.returncode == EXIT_QUERY
-    errors = [r["error"] for r in json.loads(run.stdout)]
-    assert errors == [
-        "'King': not a word of glove.6B.50d.txt (it has 'king')",
+    run = cli("neighbors", glove, "King", "Qwxzv", "=King", "-f", "json")
+    assert run.returncode == EXIT_QUERY  # the other queries are answered
+    king, *errors = json.loads(run.stdout)
+    assert (king["tokens"], king["lowercased"]) == (["king"], True)  # GloVe 6B is uncased
+    assert [e["error"] for e in errors] == [
         "'qwxzv': not a word of glove.6B.50d.txt",
+        "=King: no vocabulary entry spelled exactly so",  # an exact key stays exact
     ]
 
 
@@ -243,3 +244,242 @@ def test_other_files_named_for_what_they_are(cli, tmp_path):
     hello = tmp_path / "hello.txt"
     hello.write_text("hello world\n")  # a .txt that is no word-vector file: its reason
     assert_one_line_error(cli("info", hello), EXIT_MODEL, "hello.txt:1: 'world' is not a number")
+
+
+# --- compressed word-vector files: gzip is read as a stream, the rest refused by name ---------
+
+
+def glove_head(glove, path, lines: int):
+    """The first ``lines`` rows of the real GloVe 6B 50d file, written to ``path``."""
+    with open(glove, "rb") as source, open(path, "wb") as target:
+        for _, line in zip(range(lines), source, strict=False):
+            target.write(line)
+    return path
+
+
+def gzipped(path, target):
+    import gzip
+
+    target.write_bytes(gzip.compress(path.read_bytes(), compresslevel=1))
+    return target
+
+
+def answers(cli, path, queries: list[str]) -> tuple[dict, list]:
+    """What ``info`` says of the table, and the neighbours of each query, as JSON."""
+    (tensor,) = cli("info", path, "-f", "json").json()["tensors"]
+    del tensor["file"]
+    results = cli("neighbors", path, *queries, "-k", "10", "-f", "json").json()
+    return tensor, [(r["query"], r["neighbors"]) for r in results]
+
+
+@pytest.mark.parametrize(
+    ("plain", "gz_name"),
+    [
+        ("glove", "glove.6B.50d.txt.gz"),
+        ("lee_fasttext.vec", "lee_fasttext.vec.gz"),
+        ("euclidean_vectors.bin", "euclidean_vectors.bin.gz"),
+        ("lee_fasttext.vec", "vectors.gz"),  # no name inside: known by its bytes
+    ],
+    ids=["glove-txt-gz", "fasttext-vec-gz", "word2vec-bin-gz", "unnamed-gz"],
+)
+def test_gzip_word_vector_files_answer_as_the_plain_ones(cli, glove, tmp_path, plain, gz_name):
+    if plain == "glove":
+        source = glove_head(glove, tmp_path / "glove.6B.50d.txt", 5000)
+        queries = ["king", "paris", "#1234"]
+    else:
+        source = gensim_data(plain)
+        queries = ["#3", "#100"]
+    compressed = gzipped(source, tmp_path / gz_name)
+    expected = answers(cli, source, queries)
+    assert answers(cli, compressed, queries) == expected
+    assert len(expected[1]) == len(queries) and all(len(n) == 10 for _, n in expected[1])
+
+
+def test_a_plain_file_named_gz_is_read_by_its_bytes(cli, tmp_path):
+    """A browser may save a download decompressed under its .gz name: read as it is."""
+    source = gensim_data("lee_fasttext.vec")
+    named = tmp_path / "lee_fasttext.vec.gz"
+    named.write_bytes(source.read_bytes())
+    assert answers(cli, named, ["#3"]) == answers(cli, source, ["#3"])
+
+
+def test_a_gzip_file_is_decompressed_a_block_at_a_time(cli, glove, tmp_path, monkeypatch):
+    import gzip
+
+    from embinspect.sources.word_vectors import BLOCK_BYTES
+
+    source = glove_head(glove, tmp_path / "head.txt", 20000)  # 8.5 MB: several blocks
+    assert source.stat().st_size > 4 * BLOCK_BYTES
+    compressed = gzipped(source, tmp_path / "head.txt.gz")
+    reads: list[tuple[int, int]] = []  # (size asked, bytes returned)
+    original = gzip.GzipFile.read
+
+    def read(self, size=-1):
+        data = original(self, size)
+        reads.append((size, len(data)))
+        return data
+
+    monkeypatch.setattr(gzip.GzipFile, "read", read)
+    (result,) = cli("neighbors", compressed, "king", "-k", "3", "-f", "json").json()
+    assert [n["token"] for n in result["neighbors"]] == ["prince", "queen", "ii"]
+    assert reads and all(0 < size <= BLOCK_BYTES for size, _ in reads)
+    assert sum(got for _, got in reads) > source.stat().st_size  # all of it, through read()
+
+
+def compressed_files(tmp_path) -> dict[str, tuple[bytes, str]]:
+    """Files that must be refused: (bytes, what the one line says), by file name."""
+    import bz2
+    import gzip
+    import lzma
+
+    vec = gensim_data("lee_fasttext.vec").read_bytes()
+    safetensors = b'\x10\x00\x00\x00\x00\x00\x00\x00{"__metadata__":{}}'
+    random = np.random.default_rng(17).bytes(4096)
+    corrupt = bytearray(gzip.compress(vec))
+    corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 64] = bytes(64)
+    return {
+        "model.safetensors.gz": (gzip.compress(safetensors), "gzip-compressed safetensors file"),
+        "random.gz": (gzip.compress(random), "gzip-compressed file of unknown content"),
+        "model.gguf.gz": (gzip.compress(b"GGUF\x03\x00\x00\x00" + random), "GGUF file"),
+        "weights.bin.gz": (gzip.compress(random), "gzip-compressed .bin file that is no word2vec"),
+        "not-gzip.gz": (random, "named .gz but not gzip data"),
+        "vectors.vec.bz2": (bz2.compress(vec), "bzip2-compressed .vec file"),
+        "vectors.vec.xz": (lzma.compress(vec), "xz-compressed .vec file"),
+        "vectors.vec.zst": (b"\x28\xb5\x2f\xfd" + random, "zstd-compressed .vec file"),
+        "glove.6B.zip": (b"PK\x03\x04" + random, "a zip archive"),
+        "cut.vec.gz": (gzip.compress(vec)[:3000], "truncated gzip data"),
+        "corrupt.vec.gz": (bytes(corrupt), "corrupt gzip data"),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "model.safetensors.gz",
+        "random.gz",
+        "model.gguf.gz",
+        "weights.bin.gz",
+        "not-gzip.gz",
+        "vectors.vec.bz2",
+        "vectors.vec.xz",
+        "vectors.vec.zst",
+        "glove.6B.zip",
+        "cut.vec.gz",
+        "corrupt.vec.gz",
+    ],
+)
+def test_compressed_files_are_refused_by_name_in_one_line(cli, tmp_path, name):
+    data, says = compressed_files(tmp_path)[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    for command in (["info", path], ["neighbors", path, "#0"]):
+        run = cli(*command)
+        assert_one_line_error(run, EXIT_MODEL, f"{name}: ", says)
+        assert "safetensors header" not in run.stderr and "pickle checkpoint" not in run.stderr
+
+
+# --- text on word vectors: split as the corpus was, lowercased for an uncased file -------------
+
+
+@pytest.mark.slow
+def test_text_on_glove_splits_and_lowercases_as_glove_was_built(cli, glove, glove_rows):
+    words, rows = glove_rows
+    sentence = "The cat sat, happily."
+    ids = [words.index(w) for w in ["the", "cat", "sat", ",", "happily", "."]]
+    assert ids == [0, 5450, 3223, 1, 12441, 2]
+    run = cli("tokens", glove, sentence, "-f", "json")
+    lookup = run.json()
+    assert [(t["token_id"], t["token"]) for t in lookup["tokens"]] == list(
+        zip(ids, ["the", "cat", "sat", ",", "happily", "."], strict=True)
+    )
+    assert lookup["lowercased"] is True
+    assert run.stderr == (
+        "embinspect: note: glove.6B.50d.txt has no uppercase words (uncased): text is "
+        "lowercased before lookup ('The cat sat, happily.' as 'the cat sat, happily.')\n"
+    )
+    run = cli("neighbors", glove, "King", "king", sentence, "-k", "10", "-f", "json")
+    upper, lower, text = run.json()
+    assert run.stderr.count("embinspect: note: ") == 1  # once a run, not once a query
+    assert (upper["token_ids"], upper["lowercased"]) == ([691], True)
+    assert "lowercased" not in lower  # nothing was lowercased
+    assert upper["neighbors"] == lower["neighbors"]
+    assert [n["token"] for n in upper["neighbors"][:3]] == ["prince", "queen", "ii"]
+    assert (text["token_ids"], text["pooled"]) == (ids, "mean")
+    expected, scores = ranked(cosines(rows, rows[ids].mean(axis=0)), 10, exclude=set(ids))
+    assert [n["token_id"] for n in text["neighbors"]] == expected
+    assert [n["score"] for n in text["neighbors"]] == pytest.approx(scores, rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def glove_head_file(glove, tmp_path_factory):
+    """GloVe 6B 50d's first 30,000 rows (their ids unchanged): uncased, punctuation kept."""
+    return glove_head(glove, tmp_path_factory.mktemp("glove") / "glove-head.txt", 30000)
+
+
+def token_list(cli, path, text: str) -> list[str]:
+    return [t["token"] for t in cli("tokens", path, text, "-f", "json").json()["tokens"]]
+
+
+# Text, and the words GloVe 6B's rows are found under (its corpus was split so).
+SPLITS = {
+    "sentence": ("The cat sat, happily.", ["the", "cat", "sat", ",", "happily", "."]),
+    "clitics-abbreviations": ("Don't stop: U.S. firms, e.g. IBM...",
+                              ["do", "n't", "stop", ":", "u.s.", "firms", ",", "e.g.", "ibm",
+                               "..."]),
+    "quotes-brackets": ('"Hello," she said (twice).',
+                        ['"', "hello", ",", '"', "she", "said", "(", "twice", ")", "."]),
+    "hyphens": ("state-of-the-art U.S.-based", ["state-of-the-art", "u.s.-based"]),
+    "possessive": ("New York's mayor", ["new", "york", "'s", "mayor"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", SPLITS)
+def test_text_on_uncased_word_vectors_splits_as_the_corpus_did(cli, glove_head_file, case):
+    text, tokens = SPLITS[case]
+    assert token_list(cli, glove_head_file, text) == tokens
+
+
+def test_a_word_missing_from_the_text_is_named(cli, glove_head_file):
+    run = cli("neighbors", glove_head_file, "The qwxzv sat.", "#0", "-f", "json")
+    assert run.returncode == EXIT_QUERY
+    failed, answered = json.loads(run.stdout)
+    assert failed == {"query": "The qwxzv sat.", "error": "'qwxzv': not a word of glove-head.txt"}
+    assert answered["token_ids"] == [0] and "lowercased" not in answered
+
+
+@pytest.fixture
+def cased_vectors(tmp_path):
+    """A word2vec text file with mixed case and no punctuation, as GoogleNews: cased."""
+    words = ["King", "king", "Paris", "cat", "sat", "The", "New_York"]
+    rng = np.random.default_rng(5)
+    lines = [f"{len(words)} 4"] + [
+        " ".join([w, *(f"{v:.6f}" for v in rng.standard_normal(4))]) for w in words
+    ]
+    path = tmp_path / "cased.vec"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_cased_word_vectors_stay_exact(cli, cased_vectors):
+    queries = ["King", "king", "The cat sat.", "New_York"]
+    run = cli("neighbors", cased_vectors, *queries, "-k", "3", "-f", "json")
+    upper, lower, text, phrase = json.loads(run.stdout)
+    assert (upper["token_ids"], lower["token_ids"], phrase["token_ids"]) == ([0], [1], [6])
+    assert text["token_ids"] == [5, 3, 4]  # "." is no word of the file: left out
+    assert not any("lowercased" in r for r in (upper, lower, text, phrase)) and run.stderr == ""
+    run = cli("neighbors", cased_vectors, "KING", "paris", "the cat", "-f", "json")
+    assert run.returncode == EXIT_QUERY
+    assert [r["error"] for r in json.loads(run.stdout)] == [
+        "'KING': not a word of cased.vec (it has 'king')",
+        "'paris': not a word of cased.vec (it has 'Paris')",
+        "'the': not a word of cased.vec (it has 'The')",
+    ]
+    lookup = cli("tokens", cased_vectors, "The cat, King.", "-f", "json").json()
+    assert [t["token"] for t in lookup["tokens"]] == ["The", "cat", "King"]
+    assert "lowercased" not in lookup
+
+
+def test_a_long_run_of_punctuation_is_split_in_one_line(cli, glove_head_file):
+    """Thousands of marks after a word: split one by one (no recursion that runs out)."""
+    (result,) = cli("neighbors", glove_head_file, "a" + "!" * 3000, "-k", "1", "-f", "json").json()
+    assert result["tokens"] == ["a"] + ["!!"] * 1500  # GloVe has "!!" (and no longer run)

@@ -424,3 +424,22 @@ def test_glove_6b_50d_loads_exactly(glove):
     assert np.array_equal(ours.vectors.view(np.uint32), expected.view(np.uint32))
     # gensim's reading of the same file (kept in the test cache: gensim takes 13 s).
     assert_same(ours, gensim_reference.load_word2vec_format(glove, binary=False, no_header=True))
+
+
+@pytest.mark.parametrize("name", sorted(GENSIM_FILES))
+def test_gzip_files_load_as_gensim_loads_them(tmp_path, name):
+    import gzip
+
+    fmt, kwargs = GENSIM_FILES[name]
+    path = write(tmp_path, f"{name}.gz", gzip.compress((GENSIM_DATA / name).read_bytes()))
+    assert sniff_word_vectors(path) == fmt
+    assert word_vector_shape(path) == word_vector_shape(GENSIM_DATA / name)
+    assert_same(load_word_vectors(path), gensim_load(path, **kwargs))  # gensim reads .gz too
+
+
+def test_a_glove_file_that_no_longer_holds_the_rows_counted(tmp_path):
+    path = GENSIM_DATA / "test_glove.txt"
+    rows = word_vector_shape(path).rows
+    assert len(load_word_vectors(path, counted=rows).words) == rows
+    assert "changed while being read" in model_error(path, counted=rows + 1)
+    assert "changed while being read" in model_error(path, counted=rows - 1)

@@ -23,12 +23,18 @@ class NeighborsResult(Displayable):
     pooled: str | None = None  # how several tokens became one vector ("mean of 2 tokens")
     neighbors: list[Neighbor] = field(default_factory=list)
     error: str | None = None
+    lowercased: bool = False  # the text was lowercased to be looked up (uncased word vectors)
 
     def to_dict(self) -> dict[str, Any]:
-        """The element ``neighbors --format json`` prints for this query."""
+        """The element ``neighbors --format json`` prints for this query (``lowercased`` only
+        when true)."""
         if self.error is not None:
             return {"query": self.query, "error": self.error}
-        return {k: v for k, v in asdict(self).items() if k != "error"}
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k != "error" and (k != "lowercased" or self.lowercased)
+        }
 
     def _grid(self) -> Grid:
         title = f"neighbors of {self.query}"
@@ -70,4 +76,6 @@ def neighbors(
             yield NeighborsResult(query=printable(query), error=answer.message)
         else:
             r = answer[0]
-            yield NeighborsResult(r.query, r.token_ids, r.tokens, r.pooled, ranked)
+            yield NeighborsResult(
+                r.query, r.token_ids, r.tokens, r.pooled, ranked, lowercased=r.lowercased
+            )

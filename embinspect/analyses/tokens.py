@@ -41,9 +41,14 @@ class TokenLookup(Displayable):
     position: dict[str, Any]
     position_note: str | None
     tokens: list[TokenRow]
+    lowercased: bool = False  # the text was lowercased to be looked up (uncased word vectors)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """``lowercased`` only when true: every other lookup's JSON stays as it was."""
+        data = asdict(self)
+        if not self.lowercased:
+            del data["lowercased"]
+        return data
 
 
 def lookup_tokens(
@@ -100,7 +105,10 @@ def lookup_tokens(
                 **extra,
             )
         )
-    return TokenLookup(checkpoint.files.model, text, table.name, scheme, note, result)
+    lowercased = vocabulary.lowercased(text)
+    return TokenLookup(
+        checkpoint.files.model, text, table.name, scheme, note, result, lowercased=lowercased
+    )
 
 
 def _position_rows(

@@ -9,17 +9,19 @@ neither ``tokenizers`` nor ``transformers``. ``load_vocabulary`` prefers the fas
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embinspect import progress
-from embinspect.errors import ModelError, Option, QueryError, UsageError, reading
+from embinspect.errors import ModelError, Option, QueryError, UsageError, note, reading
 from embinspect.sources.cache import GGUF_TOKENIZERS, cached_file, keep_derived, read_derived
 from embinspect.sources.files import load_json
 from embinspect.sources.locate import CheckpointFiles
@@ -274,6 +276,11 @@ class Vocabulary:
             raise QueryError(f"{named}: the tokenizer failed on it ({_reason(err)})") from None
         return list(encoding.ids)
 
+    def lowercased(self, text: str) -> bool:
+        """False: a tokenizer's own normalizer lowercases where it does (see ``lowercases``);
+        only a word-vector file's lookup changes the text (``WordKeys.lowercased``)."""
+        return False
+
     def id_to_token(self, token_id: int) -> str | None:
         return self.backend.id_to_token(token_id)
 
@@ -330,14 +337,18 @@ class Vocabulary:
 class WordKeys:
     """The vocabulary of a word-vector file: row i is keyed by ``words[i]``; no tokenizer.
 
-    Text is looked up as a key, exactly (``King`` is not ``king``; surrounding spaces are
-    dropped); text that is no key but a phrase of keys (``new york``) stands for their
-    rows, pooled like the tokens of a word (a file's own ``new_york`` is asked for as
-    such). A word that several rows spell names the first of them.
+    Text that is a key (surrounding spaces dropped) is that key. Other text is split as
+    the vectors' corpus was (GloVe's Stanford tokenizer, word2vec's): at spaces, then
+    punctuation off the words (``sat,`` is ``sat`` and ``,``; ``don't`` is ``do`` and
+    ``n't`` where the file has them; ``U.S.`` and ``e.g.`` stay whole where they are
+    keys), and its words' rows are pooled like the tokens of a word. Punctuation the file
+    has no row for is left out; a word it has no row for is a QueryError. A vocabulary
+    with no uppercase letter at all (uncased, as GloVe 6B) has text lowercased before
+    lookup (``lowercased`` says when that changed it); a cased one is matched exactly
+    (``King`` is not ``king``). A word that several rows spell names the first of them.
     Same interface as ``Vocabulary``."""
 
     scheme = WORDS
-    lowercases = False
     added_ids: frozenset[int] = frozenset()
     special_ids: frozenset[int] = frozenset()
 
@@ -348,24 +359,55 @@ class WordKeys:
         self.rows: dict[str, int] = {}
         for row, word in enumerate(words):
             self.rows.setdefault(word, row)
+        self._noted = False
+
+    @functools.cached_property
+    def lowercases(self) -> bool:
+        """Whether no word has an uppercase letter (one pass over the words, on first use)."""
+        joined = "\n".join(self.words)
+        return joined == joined.lower()
+
+    def lowercased(self, text: str) -> bool:
+        """Whether looking ``text`` up lowercases it (an uncased file; text with capitals
+        that is no key as it is)."""
+        text = text.strip()
+        return text != text.lower() and text not in self.rows and self.lowercases
 
     def encode(
         self, text: str, special_tokens: bool = False, *, query: str | None = None
     ) -> list[int]:
-        """The rows of a key, or of each key of a phrase; QueryError naming the missing word
-        (and the spelling the file has, when only case differs)."""
+        """The rows of a key, or of each word of a text; QueryError naming the first missing
+        word (and the spelling the file has, when only case differs)."""
         text = text.strip()
         if text in self.rows:
             return [self.rows[text]]
-        parts = text.split()
-        if len(parts) > 1 and all(part in self.rows for part in parts):
-            return [self.rows[part] for part in parts]
-        missing = next((p for p in parts if p not in self.rows), text) if parts else text
-        hint = self._other_case(missing)
-        raise QueryError(
-            f"{missing!r}: not a word of {Path(self.source).name}"
-            + (f" (it has {hint!r})" if hint else "")
-        )
+        if self.lowercased(text):
+            self._note_lowercased(text)
+            text = text.lower()
+            if text in self.rows:
+                return [self.rows[text]]
+        ids = []
+        for word in _split_words(text, self.rows):
+            row = self.rows.get(word)
+            if row is not None:
+                ids.append(row)
+            elif not _is_punctuation(word):
+                hint = self._other_case(word)
+                raise QueryError(
+                    f"{quoted(word)}: not a word of {Path(self.source).name}"
+                    + (f" (it has {quoted(hint)})" if hint else "")
+                )
+        if not ids:
+            raise QueryError(f"{quoted(text)}: no word of {Path(self.source).name} in it")
+        return ids
+
+    def _note_lowercased(self, text: str) -> None:
+        if not self._noted:  # once a run: every query of an uncased file is lowercased
+            self._noted = True
+            note(
+                f"{Path(self.source).name} has no uppercase words (uncased): text is "
+                f"lowercased before lookup ({quoted(text)} as {quoted(text.lower())})"
+            )
 
     def _other_case(self, word: str) -> str | None:
         for candidate in (word.lower(), word.capitalize(), word.upper()):
@@ -381,6 +423,73 @@ class WordKeys:
 
     def token_text(self, token_id: int) -> str:
         return self.id_to_token(token_id) or ""
+
+
+# Clitics the Penn Treebank tokenizer (GloVe's corpus, word2vec's) splits off a word.
+_CLITIC = re.compile(r"(?i)(.+?)(n't|'s|'re|'ve|'ll|'d|'m)")
+_LEADING = re.compile(r"[^\w\s]+")
+_TRAILING = re.compile(r"[^\w\s]+$")
+_RUNS = re.compile(r"\w+|[^\w\s]+")
+_LONGEST_MARK = 8  # punctuation keys are short: "...", "--", "-lrb-"
+
+
+def _is_punctuation(word: str) -> bool:
+    return not any(ch.isalnum() for ch in word)
+
+
+def _split_words(text: str, keys: Container[str]) -> list[str]:
+    """Text as the vectors' corpus was split: at spaces, then each piece that is no key
+    into words and punctuation (``_split_piece``)."""
+    return [word for piece in text.split() for word in _split_piece(piece, keys)]
+
+
+def _split_piece(piece: str, keys: Container[str]) -> list[str]:
+    """A piece without spaces as keys where it can be: whole when it is a key; else the
+    punctuation before it, then the word with as much of the punctuation after it as
+    makes a key (``U.S.,`` is ``U.S.`` and ``,``), then the rest; a word that is no key
+    loses a clitic (``don't``: ``do`` ``n't``) or is cut at its inner punctuation."""
+    if piece in keys:
+        return [piece]
+    words: list[str] = []
+    lead = _LEADING.match(piece)
+    if lead:
+        if lead.end() == len(piece):
+            return _marks(piece, keys)
+        words += _marks(lead.group(), keys)
+        piece = piece[lead.end() :]
+        if piece in keys:
+            return [*words, piece]
+    trail = _TRAILING.search(piece)
+    run = trail.group() if trail else ""
+    core = piece[: len(piece) - len(run)]
+    for kept in range(len(run) - 1, 0, -1):  # the word with some of its punctuation
+        if core + run[:kept] in keys:
+            return [*words, core + run[:kept], *_marks(run[kept:], keys)]
+    return [*words, *_inner(core, keys), *_marks(run, keys)]
+
+
+def _inner(word: str, keys: Container[str]) -> list[str]:
+    """A word with no punctuation at its ends: whole, less a clitic, or cut at its inner
+    punctuation (``state-of-the-art`` where the file has no such key)."""
+    if word in keys:
+        return [word]
+    clitic = _CLITIC.fullmatch(word)
+    if clitic and clitic.group(1) in keys and clitic.group(2) in keys:
+        return [clitic.group(1), clitic.group(2)]
+    return [part for run in _RUNS.findall(word) for part in _marks(run, keys)]
+
+
+def _marks(run: str, keys: Container[str]) -> list[str]:
+    """A run of characters as the longest keys from its start (``...``, then ``"``), a
+    character at a time where none is; a run of letters or digits is one word."""
+    if run in keys or not _is_punctuation(run):
+        return [run]
+    marks = []
+    while run:
+        size = next((n for n in range(min(len(run), _LONGEST_MARK), 1, -1) if run[:n] in keys), 1)
+        marks.append(run[:size])
+        run = run[size:]
+    return marks
 
 
 def stored_to_text(token: str, scheme: str) -> str:

@@ -94,12 +94,14 @@ _MODEL_TYPES = {
     "deepseek2": "deepseek_v2", "command-r": "cohere", "gemma3": "gemma3_text",
 }  # fmt: skip
 # llama's file types (general.file_type): what most tensors of the file are stored as.
+# llama.h's enum llama_ftype, names less LLAMA_FTYPE_MOSTLY_ (gguf's LlamaFileType agrees).
 FILE_TYPES = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
     11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
     17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS",
     23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S",
     29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE",
+    39: "NVFP4", 40: "Q1_0",
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ import errno
 import os
 import re
 import stat
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from embinspect.sources.files import load_json
 from embinspect.sources.gguf_file import GgufFile, is_gguf, read_gguf
 from embinspect.sources.hub_options import HubOptions
 from embinspect.sources.safetensors_header import read_header, refuse_pickle_message
-from embinspect.sources.tensor import PICKLE_MAGICS, TensorHeader
+from embinspect.sources.tensor import GGUF_MAGIC, PICKLE_MAGICS, TensorHeader
 from embinspect.sources.word_vectors import (
     GLOVE,
     WORD2VEC_BINARY,
@@ -33,6 +34,7 @@ from embinspect.sources.word_vectors import (
     WordVectors,
     WordVectorShape,
     load_word_vectors,
+    read_start,
     sniff_word_vectors,
     word_vector_shape,
 )
@@ -160,7 +162,7 @@ class WordVectorFile:
     def load(self) -> WordVectors:
         if self._loaded is None:
             with progress.task("Parsing word vectors", total=self.shape.rows):
-                loaded = load_word_vectors(self.path)
+                loaded = load_word_vectors(self.path, counted=self.shape.rows)
             if loaded.vectors.shape != (self.shape.rows, self.shape.dim):
                 # The file changed between reading its header and its rows.
                 raise ModelError(
@@ -335,6 +337,14 @@ def _locate_directory(model: str, root: Path) -> CheckpointFiles:
 
 
 def _locate_file(model: str, path: Path) -> CheckpointFiles:
+    compression = _compression(path)
+    if compression is not None:
+        return _locate_compressed(model, path, compression)
+    if path.suffix.lower() in _COMPRESSED_SUFFIXES and sniff_word_vectors(path) is None:
+        # Named so but not so (a browser may save a .gz decompressed, named as it was):
+        # read by its bytes, as every file is, only when they are word vectors.
+        name = _COMPRESSED_SUFFIXES[path.suffix.lower()]
+        raise ModelError(f"{path}: named {path.suffix} but not {name} data (nor word vectors)")
     if path.suffix == ".gguf" or is_gguf(path):
         return _locate_gguf(model, path)
     # Before the pickle check: word2vec binaries are often named .bin. Sniffing only reads
@@ -356,6 +366,92 @@ def _locate_file(model: str, path: Path) -> CheckpointFiles:
     if path.name.endswith(PICKLE_SUFFIXES):
         raise ModelError(refuse_pickle_message(path))
     return _single_file(model, "file", path)
+
+
+@dataclass(frozen=True)
+class _Compression:
+    name: str  # as users call it: "gzip", "bzip2"
+    suffix: str  # what such a file is usually named
+    undo: str  # the command that decompresses it, keeping the original
+
+
+# Compressed files by their first bytes. A zip is told by its name only: torch.save's
+# checkpoints are zip files too, refused as pickles.
+_COMPRESSIONS = {
+    b"\x1f\x8b": _Compression("gzip", ".gz", "gunzip -k"),
+    b"\xfd7zXZ\x00": _Compression("xz", ".xz", "unxz -k"),
+    b"\x28\xb5\x2f\xfd": _Compression("zstd", ".zst", "unzstd"),
+}
+_BZIP2 = _Compression("bzip2", ".bz2", "bunzip2 -k")
+_ZIP = _Compression("zip", ".zip", "unzip")
+# bzip2: "BZh", the block size digit, then a block's or the end's magic.
+_BZIP2_START = re.compile(rb"BZh[1-9](?:\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)")
+_ZIP_MAGIC = b"PK\x03\x04"
+_COMPRESSED_SUFFIXES = {c.suffix: c.name for c in (*_COMPRESSIONS.values(), _BZIP2, _ZIP)}
+
+
+def _compression(path: Path) -> _Compression | None:
+    """How the file is compressed, by its first bytes (a zip by its name), or None."""
+    with open(path, "rb") as handle:
+        start = handle.read(10)
+    for magic, compression in _COMPRESSIONS.items():
+        if start.startswith(magic):
+            return compression
+    if _BZIP2_START.match(start):
+        return _BZIP2
+    if path.suffix.lower() == ".zip" and start.startswith(_ZIP_MAGIC):
+        return _ZIP
+    return None
+
+
+def _locate_compressed(model: str, path: Path, compression: _Compression) -> CheckpointFiles:
+    """A gzip-compressed word-vector file is read as it is (decompressed as a stream);
+    everything else compressed is refused, naming the compression and what is inside
+    when its name or first bytes say."""
+    name = path.name
+    inner = name[: -len(compression.suffix)] if name.lower().endswith(compression.suffix) else ""
+    suffix = Path(inner).suffix.lower()
+    if compression.name == "gzip":
+        sniffed = sniff_word_vectors(path)
+        if sniffed is not None or suffix in WORD_VECTOR_SUFFIXES:
+            # A .txt.gz or .vec.gz that does not sniff is read all the same, for the reader
+            # to name its first bad line (as for a plain file).
+            return _locate_word_vectors(model, path)
+        what = _gzip_inside(path, suffix)
+        raise ModelError(
+            f"{path}: gzip-compressed {what}; embinspect reads gzip only for word-vector "
+            f"files (.txt.gz, .vec.gz, .bin.gz): decompress it first ({compression.undo} "
+            f"{name})"
+        )
+    if compression.name == "zip":
+        raise ModelError(
+            f"{path}: a zip archive; embinspect reads no archives: unzip it and give one of "
+            "its files as MODEL"
+        )
+    what = f"{suffix} file" if suffix else "file"
+    raise ModelError(
+        f"{path}: {compression.name}-compressed {what}; embinspect reads no {compression.name} "
+        f"(of compressed files, only gzip word vectors: .txt.gz, .vec.gz, .bin.gz): "
+        f"decompress it first ({compression.undo} {name})"
+    )
+
+
+def _gzip_inside(path: Path, suffix: str) -> str:
+    """What a gzip file that is no word-vector file holds, for its refusal: by the first
+    bytes inside when they say, else by the name inside."""
+    try:
+        start = read_start(path, 16)
+    except (OSError, EOFError, zlib.error):
+        return "data that does not decompress (corrupt or cut short)"
+    if start.startswith(GGUF_MAGIC):
+        return "GGUF file"
+    if start.startswith(PICKLE_MAGICS):
+        return "pickle (never unpickled)"
+    if len(start) > 8 and start[8:9] == b"{":  # an 8-byte header length, then its JSON
+        return "safetensors file"
+    if suffix == ".bin":
+        return ".bin file that is no word2vec binary (no 'ROWS DIM' header line)"
+    return f"{suffix} file" if suffix else "file of unknown content"
 
 
 def _single_file(model: str, kind: str, path: Path) -> CheckpointFiles:

@@ -11,6 +11,11 @@ Formats, one row per word, rows kept in file order:
 * GloVe text (``GLOVE``): no header; every line is ``word v1 ... vD``, D taken from line 1
   (as gensim does: the fields after its first space).
 
+Any of them may be gzip-compressed (``.txt.gz``, ``.vec.gz``, ``.bin.gz``: told by the
+gzip magic, not the name): the file is then decompressed as it is read, a block at a time,
+never whole; where a plain file is measured (its size, its trailing blank lines) a
+compressed one is read through once more instead.
+
 ``sniff_word_vectors`` and ``word_vector_shape`` are pure Python (``info`` must not import
 numpy); ``load_word_vectors`` parses a block of lines at a time, all its numbers in one
 numpy call, into a float32 array allocated once, so memory stays at the table plus a block.
@@ -21,19 +26,25 @@ float32.
 from __future__ import annotations
 
 import codecs
+import gzip
 import os
 import re
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from embinspect import progress
 from embinspect.errors import ModelError, reading
+from embinspect.text import brief
 
 if TYPE_CHECKING:
     import numpy as np
 
 WORD2VEC_TEXT, WORD2VEC_BINARY, GLOVE = "word2vec-text", "word2vec-binary", "glove"
+GZIP_MAGIC = b"\x1f\x8b"
 
 SNIFF_BYTES = 8192  # a 300-d text row is ~3 KB: enough to see a header and a row begin
 # Text is parsed this much at a time (~250k numbers): larger blocks only cost memory.
@@ -93,9 +104,8 @@ def sniff_word_vectors(path: Path) -> str | None:
     is looked at: a file sniffed as one format may still fail to load.
     """
     try:
-        with open(path, "rb") as handle:
-            prefix = handle.read(SNIFF_BYTES)
-    except OSError:
+        prefix = read_start(path, SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error):
         return None
     full = len(prefix) == SNIFF_BYTES  # else the whole file is in prefix, nothing was cut
     header = _HEADER.match(prefix)
@@ -144,13 +154,56 @@ def _first_row_is_text(rest: bytes, dim: int) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# The start of a file, checked: header (or GloVe's first line), dim
+# Plain or gzip-compressed: the same bytes, read as a stream
 # --------------------------------------------------------------------------------------------
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether the file starts with gzip's magic bytes (raises OSError if unreadable)."""
+    with open(path, "rb") as handle:
+        return handle.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+
+
+def read_start(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of the file, decompressed if it is gzip (raises OSError,
+    EOFError or zlib.error)."""
+    if is_gzip(path):
+        with gzip.open(path, "rb") as handle:
+            return handle.read(size)
+    with open(path, "rb") as handle:
+        return handle.read(size)
 
 
 def _open(path: Path) -> BinaryIO:
     with reading(path, "a word-vector file"):
+        if is_gzip(path):
+            return gzip.open(path, "rb")  # type: ignore[return-value]  # a GzipFile reads bytes
         return open(path, "rb")  # noqa: SIM115 - the callers close it
+
+
+@contextmanager
+def _gzip_read(path: Path) -> Iterator[None]:
+    """Broken gzip data becomes a one-line ModelError (a plain file raises none of these)."""
+    try:
+        yield
+    except EOFError:
+        raise ModelError(f"{path}: truncated gzip data (the file ends mid-stream)") from None
+    except (gzip.BadGzipFile, zlib.error) as err:
+        raise ModelError(f"{path}: corrupt gzip data ({brief(err)})") from None
+
+
+def _data_size(handle: BinaryIO) -> int:
+    """Bytes in the (decompressed) file; a compressed one is read to its end to know."""
+    if not isinstance(handle, gzip.GzipFile):
+        return os.fstat(handle.fileno()).st_size
+    while handle.read(BLOCK_BYTES):
+        pass
+    return handle.tell()
+
+
+# --------------------------------------------------------------------------------------------
+# The start of a file, checked: header (or GloVe's first line), dim
+# --------------------------------------------------------------------------------------------
 
 
 def _read_start(path: Path, handle: BinaryIO) -> _Start:
@@ -224,12 +277,12 @@ def word_vector_shape(path: Path) -> WordVectorShape:
     (a row is at least a space and ``4 * DIM`` bytes: gensim writes an empty word so). GloVe
     rows are its lines, counted in big blocks, less blank lines at the end.
     """
-    with _open(path) as handle:
+    with _open(path) as handle, _gzip_read(path):
         start = _read_start(path, handle)
         if start.format == GLOVE:
             rows = _count_rows(handle, start.data_offset)
             return WordVectorShape(GLOVE, rows, start.dim, None)
-        size = os.fstat(handle.fileno()).st_size
+        size = _data_size(handle)
         have = size - start.data_offset
         if start.format == WORD2VEC_BINARY:
             need = start.header_rows * (4 * start.dim + 1)
@@ -250,6 +303,8 @@ def word_vector_shape(path: Path) -> WordVectorShape:
 
 def _count_rows(handle: BinaryIO, offset: int, stop_at: int | None = None) -> int:
     """Lines from ``offset`` to the last non-blank byte (at most ``stop_at``), by newlines."""
+    if isinstance(handle, gzip.GzipFile):
+        return _count_rows_forward(handle, offset, stop_at)
     size = os.fstat(handle.fileno()).st_size
     end = size
     while end > offset:  # walk back over trailing whitespace (blank lines at the end)
@@ -275,13 +330,33 @@ def _count_rows(handle: BinaryIO, offset: int, stop_at: int | None = None) -> in
     return newlines + 1
 
 
+def _count_rows_forward(handle: BinaryIO, offset: int, stop_at: int | None) -> int:
+    """``_count_rows`` in one pass from ``offset`` to the end, for a stream that cannot
+    seek back cheaply (gzip): newlines before the last non-blank byte, plus one."""
+    handle.seek(offset)
+    newlines = 0  # in the blocks read so far
+    before_last: int | None = None  # newlines before the last non-blank byte so far
+    while block := handle.read(BLOCK_BYTES):
+        text = block.rstrip()
+        if text:
+            before_last = newlines + text.count(b"\n")
+            if stop_at is not None and before_last >= stop_at:
+                return stop_at
+        newlines += block.count(b"\n")
+    return 0 if before_last is None else before_last + 1
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
 
 
 def load_word_vectors(
-    path: Path, limit: int | None = None, *, unicode_errors: str = "strict"
+    path: Path,
+    limit: int | None = None,
+    *,
+    unicode_errors: str = "strict",
+    counted: int | None = None,
 ) -> WordVectors:
     """Every row of a word-vector file (the first ``limit`` only, if given), as float32.
 
@@ -300,25 +375,36 @@ def load_word_vectors(
     numbers or a field that is not a number, a blank line before the last row, fewer rows
     than the header declares, rows or data after them (gensim ignores those; here they
     mean the header is wrong). Blank lines at the end and ``\\r\\n`` line ends are fine.
+
+    ``counted``: a GloVe file's rows as ``word_vector_shape`` counted them, so that they
+    are not counted again (a gzip file would be decompressed once more); a file that no
+    longer holds as many raises ModelError.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be None or >= 0, got {limit}")
-    with _open(path) as handle:
+    with _open(path) as handle, _gzip_read(path):
         start = _read_start(path, handle)
         if start.format == WORD2VEC_BINARY:
             words, vectors = _read_binary(path, handle, start, limit, unicode_errors)
         else:
-            words, vectors = _read_text(path, handle, start, limit, unicode_errors)
+            words, vectors = _read_text(path, handle, start, limit, unicode_errors, counted)
     return WordVectors(start.format, words, vectors)
 
 
 def _read_text(
-    path: Path, handle: BinaryIO, start: _Start, limit: int | None, errors: str
+    path: Path,
+    handle: BinaryIO,
+    start: _Start,
+    limit: int | None,
+    errors: str,
+    counted: int | None = None,
 ) -> tuple[list[str], np.ndarray]:
     import numpy as np
 
     if start.header_rows is not None:
         rows = start.header_rows if limit is None else min(start.header_rows, limit)
+    elif counted is not None and limit is None:
+        rows = counted
     else:
         rows = _count_rows(handle, start.data_offset, stop_at=limit)
     vectors = np.empty((rows, start.dim), dtype=np.float32)

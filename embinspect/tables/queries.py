@@ -43,20 +43,25 @@ def printable(text: str) -> str:
 
 @dataclass(frozen=True)
 class ResolvedQuery:
-    """A query and the rows it stands for; ``pooled`` names the pooling when rows > 1."""
+    """A query and the rows it stands for; ``pooled`` names the pooling when rows > 1;
+    ``lowercased``: the text was lowercased to be looked up (an uncased word-vector file)."""
 
     query: str
     token_ids: list[int]
     tokens: list[str]
     pooled: str | None
+    lowercased: bool = False
 
     def echo(self) -> dict:
-        return {
+        echo = {
             "query": self.query,
             "token_ids": self.token_ids,
             "tokens": self.tokens,
             "pooled": self.pooled,
         }
+        if self.lowercased:  # only then: every other query's JSON stays as it was
+            echo["lowercased"] = True
+        return echo
 
 
 class QueryResolver:
@@ -86,19 +91,21 @@ class QueryResolver:
             )
         if _NOT_UTF8.search(query):
             raise QueryError(f"{shown(query)}: not valid UTF-8")
+        lowercased = False
         if query.startswith("#") and len(query) > 1:
             ids = [self._token_id(query[1:])]
         elif query.startswith("=") and len(query) > 1:
             ids = [self._vocabulary_entry(query[1:])]
         else:
             ids = self._tokenize(query)
+            lowercased = self._require_vocabulary(query).lowercased(query)
         tokens = [self._stored(token_id) for token_id in ids]
         if len(ids) > 1 and self.pool == "error":
             raise QueryError(
                 f"{shown(query)} is {len(ids)} tokens ({shown(' '.join(tokens))}); "
                 "pool 'error' refuses to pool them"
             )
-        return ResolvedQuery(query, ids, tokens, self.pool if len(ids) > 1 else None)
+        return ResolvedQuery(query, ids, tokens, self.pool if len(ids) > 1 else None, lowercased)
 
     def _token_id(self, text: str) -> int:
         try:
