@@ -28,8 +28,6 @@ from embinspect.errors import (
     UsageError,
 )
 
-__version__ = "0.1.0"
-
 # Public name -> the module that defines it, imported when the name is first used.
 _LAZY = {
     "load": "embinspect.api",
@@ -91,7 +89,21 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    """The installed distribution's version: pyproject.toml is the one place it is written.
+    Read on first use (importlib.metadata costs a few milliseconds at import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("embinspect")
+    except PackageNotFoundError:  # a source tree on sys.path, never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'embinspect' has no attribute {name!r}")
@@ -105,6 +117,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    __version__: str
+
     from embinspect.analyses.analogy import AnalogyResult
     from embinspect.analyses.cache import CacheEntry, CacheListing, CacheRemoval
     from embinspect.analyses.compare import Comparison

@@ -233,7 +233,9 @@ def _rebind(changes: dict[str, tuple[object, object]], prefixes: tuple[str, ...]
     modules = [m for n, m in list(sys.modules.items()) if n.startswith(prefixes)]
     for name, (old, new) in changes.items():
         for module in modules:
-            if getattr(module, name, new) is old:
+            # The module's own names only: getattr would run a lazy module's __getattr__,
+            # which imports (transformers 5.18 then needs torchvision for one of them).
+            if vars(module).get(name, new) is old:
                 setattr(module, name, new)
 
 
