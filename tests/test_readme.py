@@ -48,7 +48,13 @@ def test_every_block_is_checked_or_says_why_not():
     assert exempt == {
         "embinspect info local/llama3-8b-shape": (
             "needs the 8B-shaped bench build served by tests/hub_server.py"
-        )
+        ),
+        "embinspect cache ls -f table": (
+            "needs ranges fetched from a served Hub; its ids, times and paths are the machine's"
+        ),
+        "embinspect info sentence-transformers/all-MiniLM-L6-v2": (
+            "needs a Hub repo served by tests/hub_server.py"
+        ),
     }
 
 
