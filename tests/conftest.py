@@ -73,8 +73,9 @@ class Run:
         return [json.loads(line) for line in self.stdout.splitlines()]
 
 
-def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
-    """The environment of a run: this one's, a pinned terminal, the test cache, ``env``."""
+def _cli_env(env: dict[str, str | None] | None) -> dict[str, str]:
+    """The environment of a run: this one's, a pinned terminal, the test cache, ``env``
+    (a name given as None is left unset)."""
     # embinspect's own cache (GGUF tokenizers) in the ignored test cache, not in ~/.cache.
     own_cache = str(checkpoints.cache_root() / "embinspect-cache")
     full_env = {
@@ -86,7 +87,7 @@ def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
     }
     if "EMBINSPECT_DEBUG" not in (env or {}):
         full_env.pop("EMBINSPECT_DEBUG", None)
-    return full_env
+    return {name: value for name, value in full_env.items() if value is not None}
 
 
 def run_process(*args: str | os.PathLike, env: dict[str, str] | None = None, **kwargs) -> Run:

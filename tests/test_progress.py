@@ -280,7 +280,7 @@ def test_a_terminal_gets_bars_and_the_same_stdout(cli, terminal, seven):
 
 def test_no_color_draws_no_colour(cli, terminal, seven):
     args = ("neighbors", seven, "w0", "-k", "2")
-    coloured = cli(*args, env={"NO_COLOR": "", "TERM": "xterm-256color"})
+    coloured = cli(*args, env={"NO_COLOR": None, "TERM": "xterm-256color"})  # unset
     plain = cli(*args, env={"NO_COLOR": "1", "TERM": "xterm-256color"})
     assert PARSING in coloured.stderr and PARSING in plain.stderr
     assert SGR.search(coloured.stderr)  # the bar is coloured by default

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from embinspect.cli.render import progress_display
 from embinspect.progress import Advance, reporting
 from embinspect.text import terminal_line
 
@@ -63,13 +64,11 @@ class RichBars:
 
     @contextmanager
     def __call__(self, label: str, total: int | None) -> Iterator[Advance]:
-        from rich.markup import escape
-
         if self._progress is None:
-            self._progress = _display()
+            self._progress = progress_display(no_color=os.environ.get("NO_COLOR", "") != "")
             self._progress.start()
         progress = self._progress
-        task = progress.add_task(escape(terminal_line(label)), total=total)
+        task = progress.add_task(terminal_line(label), total=total)  # never read as markup
         self._open += 1
         try:
             yield lambda n: progress.advance(task, n)
@@ -86,36 +85,3 @@ class RichBars:
         progress, self._progress, self._open = self._progress, None, 0
         if progress is not None:
             progress.stop()
-
-
-def _display() -> Any:
-    """A Rich ``Progress`` on stderr: label, bar, ``done/total`` and the time so far."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
-    from rich.text import Text
-
-    class Count(ProgressColumn):
-        """``12,345/400,000``; nothing for a step of unknown length (its bar pulses)."""
-
-        def render(self, task: Any) -> Text:
-            if task.total is None:
-                return Text("")
-            return Text(f"{int(task.completed):,}/{int(task.total):,}")
-
-    no_color = os.environ.get("NO_COLOR", "") != ""
-    console = Console(
-        file=sys.stderr,
-        force_terminal=True,  # shows_bars() checked: stderr is a terminal
-        color_system=None if no_color else "auto",
-        highlight=False,
-        emoji=False,
-    )
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        Count(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        redirect_stdout=False,  # results on stdout go where they always go
-    )

@@ -365,3 +365,36 @@ def ranked_table(title: str, neighbors: list[Any], score_name: str) -> Any:
         token = n.token if n.token is not None else ""
         table.add_row(str(n.rank), str(n.token_id), token, figure(n.score))
     return table
+
+
+def progress_display(no_color: bool) -> Any:
+    """A Rich ``Progress`` on stderr (a terminal: the caller checked): label (plain text,
+    never markup), bar, ``done/total`` and the time so far; no colour with ``no_color``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class Count(ProgressColumn):
+        """``12,345/400,000``; nothing for a step of unknown length (its bar pulses)."""
+
+        def render(self, task: Any) -> Text:
+            if task.total is None:
+                return Text("")
+            return Text(f"{int(task.completed):,}/{int(task.total):,}")
+
+    console = Console(
+        file=sys.stderr,
+        force_terminal=True,
+        color_system=None if no_color else "auto",
+        highlight=False,
+        emoji=False,
+    )
+    return Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        Count(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        redirect_stdout=False,  # results on stdout go where they always go
+    )

@@ -229,9 +229,7 @@ def lines_view() -> View:
 
     def table(result: LineTokens) -> None:
         if result.lookup is not None:  # an error is already on stderr
-            from rich.text import Text
-
-            console().print(Text("tokens of ") + shown(result.line))
+            console().print(plain("tokens of ") + shown(result.line))
             token_lookup_table(result.lookup)
 
     return View(records=records, rows=rows, notes=notes, table=table)
