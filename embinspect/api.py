@@ -199,12 +199,13 @@ class Model:
         *,
         positions: bool = False,
         vectors: bool = False,
-        special: bool = False,
+        special: bool | None = None,
         components: int = 4,
     ) -> TokenLookup:
         """Tokenize ``text``: each token's id, stored form, text, row norm and first
         ``components`` values (``tokens``); ``positions`` adds the learned position row,
-        ``vectors`` whole rows, ``special`` the tokenizer's special tokens."""
+        ``vectors`` whole rows, ``special`` the tokenizer's special tokens (None: with
+        ``positions``, so positions are the model's own: BERT's [CLS] at 0)."""
         from embinspect.analyses.tokens import lookup_tokens
 
         text = _query(text, "text")
@@ -216,7 +217,7 @@ class Model:
             components=components,
             positions=bool(positions),
             vectors=bool(vectors),
-            special_tokens=bool(special),
+            special_tokens=_optional_bool("special", special),
         )
 
     def vector(

@@ -71,7 +71,15 @@ def test_tokens_delimited(cli, minilm, fmt):
 
 def test_tokens_json_and_jsonl(cli, minilm):
     document = cli("tokens", minilm, "cat sat", "--components", "2", "-f", "json").json()
-    assert set(document) == {"model", "text", "tensor", "position", "position_note", "tokens"}
+    assert set(document) == {
+        "model",
+        "text",
+        "tensor",
+        "position",
+        "position_note",
+        "tokens",
+        "special_tokens",
+    }
     lines = cli("tokens", minilm, "cat sat", "--components", "2", "-f", "jsonl").jsonl()
     for row, line, expected in zip(document["tokens"], lines, TOKENS_ROWS, strict=True):
         position, token_id, token, text, norm, head = expected

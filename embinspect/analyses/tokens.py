@@ -41,6 +41,7 @@ class TokenLookup(Displayable):
     position: dict[str, Any]
     position_note: str | None
     tokens: list[TokenRow]
+    special_tokens: bool = False  # the tokenizer's special tokens ([CLS] ... [SEP]) added
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,12 +55,17 @@ def lookup_tokens(
     components: int = 4,
     positions: bool = False,
     vectors: bool = False,
-    special_tokens: bool = False,
+    special_tokens: bool | None = None,
 ) -> TokenLookup:
-    """Tokenize ``text`` and read each token's row (and position row, with ``positions``)."""
+    """Tokenize ``text`` and read each token's row (and position row, with ``positions``).
+
+    ``special_tokens`` None: added with ``positions`` (the positions the model really uses:
+    BERT's ``[CLS]`` at 0, the first word at 1), left out without."""
     import torch
 
     table = checkpoint.token_table.header
+    if special_tokens is None:
+        special_tokens = positions
     if printable(text) != text:
         raise QueryError(f"{shown(text)}: not valid UTF-8")
     ids = vocabulary.encode(text, special_tokens=special_tokens)
@@ -100,7 +106,9 @@ def lookup_tokens(
                 **extra,
             )
         )
-    return TokenLookup(checkpoint.files.model, text, table.name, scheme, note, result)
+    return TokenLookup(
+        checkpoint.files.model, text, table.name, scheme, note, result, special_tokens
+    )
 
 
 def _position_rows(
