@@ -23,6 +23,7 @@ from embinspect.model.tensor_names import (
 from embinspect.sources.hub_options import HubOptions
 from embinspect.sources.locate import WORD_VECTOR_FORMATS, CheckpointFiles, locate
 from embinspect.sources.tensor import TensorHeader
+from embinspect.text import brief
 
 # The tables a command may look at: the token table, or the output head.
 TABLES = ("input", "output")
@@ -61,23 +62,79 @@ class Checkpoint:
         if table == "output":
             output = self.embeddings.get(OUTPUT)
             if output is None:
+                tied, reason = self.tying()
+                if tied is None:
+                    raise UsageError(
+                        f"{self.files.model}: {reason.removeprefix('none: ')}; ",
+                        Option("table", "output"),
+                        " reads an output head",
+                    )
                 model = f"{self.files.model}: " if whose else ""
                 note(f"{model}the output head is tied: it is the token table")
                 return self.token_table.header
             return output.header
         return self.token_table.header
 
-    def tying(self) -> tuple[bool, str]:
-        """Whether the output head reuses the token table, and why we say so."""
+    def tying(self) -> tuple[bool | None, str]:
+        """Whether the output head reuses the token table (True), is a tensor of its own
+        (False), or does not exist (None: an encoder such as BertModel or a
+        sentence-transformers model, word vectors), and why we say so.
+
+        Decided from what is stored and what the model says it is: config.json's
+        ``architectures`` (``*ForCausalLM``, ``*ForMaskedLM``, ``*LMHeadModel``: a head;
+        ``BertModel``: none) and ``tie_word_embeddings``, or a GGUF file's architecture and
+        pooling type (an embedding model's)."""
         if self.files.word_vectors is not None:
-            return False, "none: word vectors are not a language model"
+            return None, "none: word vectors are not a language model"
         output = self.embeddings.get(OUTPUT)
         flag = self.text_config.get("tie_word_embeddings")
-        if output is None:
-            return True, "no output tensor is stored: the head reuses the token table"
-        if flag is True:
-            return True, f"tie_word_embeddings is true: {output.header.name} is a stored copy"
-        return False, f"separate output tensor {output.header.name}"
+        if output is not None:
+            if flag is True:
+                return True, f"tie_word_embeddings is true: {output.header.name} is a stored copy"
+            return False, f"separate output tensor {output.header.name}"
+        headless = self._headless()
+        if headless is not None:
+            return None, f"none: {headless}"
+        if flag is False:
+            return None, "none: no output tensor is stored and tie_word_embeddings is false"
+        return True, "no output tensor is stored: the head reuses the token table"
+
+    def _headless(self) -> str | None:
+        """Why this checkpoint has no output head at all, or None when it has (or may have)
+        one: a base model class (BertModel, GPT2Model) or an embedding model's GGUF."""
+        gguf = self.files.gguf
+        if gguf is not None:
+            arch = gguf.architecture or ""
+            # llama.cpp's pooling types: 0 none (a language model), 1 mean, 2 cls, 3 last, 4 rank.
+            pooling = gguf.metadata.get(f"{arch}.pooling_type")
+            if arch in _GGUF_ENCODERS or (type(pooling) is int and pooling > 0):
+                return f"{arch} is an embedding model (its outputs are pooled vectors)"
+            return None
+        names = self.text_config.get("architectures")
+        if not isinstance(names, list) or not names:
+            return None
+        classes = [name for name in names if isinstance(name, str)]
+        if not classes or any(name.endswith(_HEAD_CLASSES) for name in classes):
+            return None
+        # BertModel (sentence-transformers), GPT2Model, BertForSequenceClassification: none
+        # of them scores the vocabulary.
+        return f"{brief(classes[0], 80)} has no output head"
+
+
+# Model classes (config.json's ``architectures``) that score the vocabulary: an output head.
+_HEAD_CLASSES = (
+    "ForCausalLM",
+    "ForMaskedLM",
+    "LMHeadModel",
+    "WithLMHead",
+    "ForConditionalGeneration",
+    "ForPreTraining",
+    "ForSeq2SeqLM",
+)
+# llama.cpp architectures of encoders without a language-model head.
+_GGUF_ENCODERS = frozenset(
+    {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "t5encoder"}
+)
 
 
 def open_checkpoint(
