@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from embinspect.errors import QueryError
-from embinspect.model.checkpoint import Checkpoint
+from embinspect.model.checkpoint import Checkpoint, Provenance, stamped
 from embinspect.model.position_scheme import first_position_id
 from embinspect.model.tensor_names import POSITION, TOKEN_TYPE
 from embinspect.model.tokenizer import Vocabulary
@@ -42,9 +42,12 @@ class TokenLookup(Displayable):
     position_note: str | None
     tokens: list[TokenRow]
     special_tokens: bool = False  # the tokenizer's special tokens ([CLS] ... [SEP]) added
+    provenance: Provenance | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["provenance"]
+        return stamped(data, self.provenance)
 
 
 def lookup_tokens(
@@ -107,8 +110,9 @@ def lookup_tokens(
             )
         )
     return TokenLookup(
-        checkpoint.files.model, text, table.name, scheme, note, result, special_tokens
-    )
+        checkpoint.files.model, text, table.name, scheme, note, result, special_tokens,
+        checkpoint.provenance(table),
+    )  # fmt: skip
 
 
 def _position_rows(

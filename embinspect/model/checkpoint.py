@@ -6,7 +6,7 @@ by ``embinspect.tables.rows``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from embinspect.errors import ModelError, Option, UsageError, note
@@ -20,6 +20,7 @@ from embinspect.model.tensor_names import (
     could_be_embedding,
     find_embeddings,
 )
+from embinspect.result import SCHEMA_VERSION
 from embinspect.sources.hub_options import HubOptions
 from embinspect.sources.locate import WORD_VECTOR_FORMATS, CheckpointFiles, locate
 from embinspect.sources.tensor import TensorHeader
@@ -27,6 +28,30 @@ from embinspect.text import brief
 
 # The tables a command may look at: the token table, or the output head.
 TABLES = ("input", "output")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a result's numbers come from, enough to reproduce it: the model as given and
+    where it resolved to, the Hub revision and commit, the tensor read and how it is
+    stored, and the embinspect that read it."""
+
+    source: str  # MODEL as given (a Hub repo id without its @revision)
+    resolved: str | None  # the absolute local path, or the Hub repo id
+    revision: str | None  # the Hub revision asked for; None: the default branch, or local
+    commit: str | None  # the Hub commit the revision resolved to; None for a local model
+    tensor: str  # the table's name in the checkpoint
+    dtype: str  # as stored: F32, BF16, Q8_0...
+    embinspect_version: str
+
+
+def stamped(data: dict[str, Any], provenance: Provenance | None) -> dict[str, Any]:
+    """A result's ``to_dict()`` ``data`` with, last, the schema version of the JSON it
+    becomes and where its numbers come from (the same two fields in every command that
+    carries them)."""
+    data["schema_version"] = SCHEMA_VERSION
+    data["provenance"] = asdict(provenance) if provenance is not None else None
+    return data
 
 
 @dataclass
@@ -74,6 +99,25 @@ class Checkpoint:
                 return self.token_table.header
             return output.header
         return self.token_table.header
+
+    def provenance(self, header: TensorHeader) -> Provenance:
+        """Where the rows of ``header`` (a table of this checkpoint) come from."""
+        from embinspect import __version__
+
+        files = self.files
+        hub = files.hub
+        if hub is not None:
+            _, _, revision = files.model.partition("@")  # HubRepo names it repo@revision
+            source, resolved = hub.repo_id, hub.repo_id
+            return Provenance(
+                source, resolved, revision or None, hub.commit, header.name, header.dtype,
+                __version__,
+            )  # fmt: skip
+        path = files.optional(files.weight_files[0]) if files.weight_files else None
+        if path is not None and files.kind == "directory":
+            path = path.parent
+        resolved = str(path.resolve()) if path is not None else None
+        return Provenance(files.model, resolved, None, None, header.name, header.dtype, __version__)
 
     def tying(self) -> tuple[bool | None, str]:
         """Whether the output head reuses the token table (True), is a tensor of its own

@@ -62,6 +62,7 @@ class Searcher:
             raise UsageError(Option("batch_size"), " must be at least 1")
         header = checkpoint.table_header(table)
         self.table = EmbeddingTable(checkpoint.files, header)
+        self.provenance = checkpoint.provenance(header)  # carried by every result
         self.vocabulary = vocabulary
         self.device = resolve_device(device)
         self.resolver = QueryResolver(
