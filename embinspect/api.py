@@ -507,9 +507,8 @@ class Model:
         pairs = _count("pairs", pairs)
         seed = _count("seed", seed, minimum=None)
         rows = self._table(table)
-        return table_stats(
-            self._checkpoint.files.model, rows, self._vocabulary_or_none(), pairs=pairs, seed=seed
-        )
+        vocabulary, _ = self._checkpoint.labelled(rows.header, self._vocabulary_or_none())
+        return table_stats(self._checkpoint.files.model, rows, vocabulary, pairs=pairs, seed=seed)
 
     def undertrained(
         self,
@@ -530,7 +529,7 @@ class Model:
             given = [reference] if isinstance(reference, str) else list(reference)
             given = [_query(r, "reference") for r in given]
         rows = self._table(table)
-        vocabulary = self._vocabulary_or_none()
+        vocabulary, _ = self._checkpoint.labelled(rows.header, self._vocabulary_or_none())
         ids, source = find_reference(vocabulary, rows.rows, given)
         return rank_undertrained(
             self._checkpoint.files.model,

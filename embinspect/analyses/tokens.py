@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from embinspect.errors import QueryError
+from embinspect.errors import QueryError, UsageError
 from embinspect.model.checkpoint import Checkpoint, Provenance, stamped
 from embinspect.model.position_scheme import first_position_id
 from embinspect.model.tensor_names import POSITION, TOKEN_TYPE
@@ -67,6 +67,12 @@ def lookup_tokens(
     import torch
 
     table = checkpoint.token_table.header
+    unlabelled = checkpoint.unlabelled(table, vocabulary)
+    if unlabelled is not None:
+        raise UsageError(
+            f"{unlabelled}: tokens reads a token's row, and token ids do not name these "
+            "rows; drop --tensor, or look rows up by index (#12) with neighbors or compare"
+        )
     if special_tokens is None:
         special_tokens = positions
     if printable(text) != text:

@@ -7,12 +7,13 @@ by ``embinspect.tables.rows``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import ModelError, Option, UsageError, note
 from embinspect.model.config import load_config, text_config
 from embinspect.model.position_scheme import describe_positions
 from embinspect.model.tensor_names import (
+    CHOSEN,
     OUTPUT,
     POSITION,
     TOKEN,
@@ -25,6 +26,9 @@ from embinspect.sources.hub_options import HubOptions
 from embinspect.sources.locate import WORD_VECTOR_FORMATS, CheckpointFiles, locate
 from embinspect.sources.tensor import TensorHeader
 from embinspect.text import brief
+
+if TYPE_CHECKING:
+    from embinspect.model.tokenizer import Vocabulary
 
 # The tables a command may look at: the token table, or the output head.
 TABLES = ("input", "output")
@@ -99,6 +103,40 @@ class Checkpoint:
                 return self.token_table.header
             return output.header
         return self.token_table.header
+
+    def unlabelled(self, header: TensorHeader, vocabulary: Vocabulary | None) -> str | None:
+        """Why the vocabulary's tokens do not name the rows of ``header``, or None when
+        they do: a table chosen with --tensor (a position table) whose rows are fewer than
+        the vocabulary's tokens and than the rows of the token table its name would find.
+        A table with more rows than tokens is a token table with padding rows (GPT-2's)."""
+        table = self.token_table
+        if vocabulary is None or table.family != CHOSEN or header is not table.header:
+            return None
+        rows = header.shape[0]
+        if rows >= vocabulary.size:
+            return None
+        try:
+            known = find_embeddings(self.headers).get(TOKEN)
+        except ModelError:
+            known = None
+        if known is not None and known.header.shape[0] == rows:
+            return None
+        return (
+            f"{header.name} has {rows:,} rows, not one per token of the vocabulary "
+            f"({vocabulary.size:,})"
+        )
+
+    def labelled(
+        self, header: TensorHeader, vocabulary: Vocabulary | None
+    ) -> tuple[Vocabulary | None, str | None]:
+        """``(vocabulary, None)``, or ``(None, why)`` with a warning when the vocabulary's
+        tokens do not name the rows of ``header`` (``unlabelled``): its rows are then named
+        by index (#12), as in a checkpoint without a tokenizer."""
+        why = self.unlabelled(header, vocabulary)
+        if why is None:
+            return vocabulary, None
+        note(f"{why}: token labels do not apply; rows are named by index (#12)", kind="warning")
+        return None, why
 
     def provenance(self, header: TensorHeader) -> Provenance:
         """Where the rows of ``header`` (a table of this checkpoint) come from."""
