@@ -457,8 +457,16 @@ def test_ollama_model_reads_its_gguf_blob(cli, gguf_path, gguf_digest, tmp_path,
     for key in ("vocab_size", "rows", "position", "gguf", "tied", "total_params"):
         assert info[key] == direct[key], key
     assert [t["bytes"] for t in info["tensors"]] == [t["bytes"] for t in direct["tensors"]]
-    ours = cli("neighbors", "ollama:smollm2:135m", "Paris", "-f", "json", env=env).json()
-    theirs = cli("neighbors", gguf_path, "Paris", "-f", "json", env=cache_env).json()
+    (ours,) = cli("neighbors", "ollama:smollm2:135m", "Paris", "-f", "json", env=env).json()
+    (theirs,) = cli("neighbors", gguf_path, "Paris", "-f", "json", env=cache_env).json()
+    provenance = ours.pop("provenance")
+    assert (provenance["source"], provenance["resolved"]) == (
+        "ollama:smollm2:135m",
+        str(root / "blobs" / f"sha256-{gguf_digest}"),
+    )
+    assert {**theirs.pop("provenance"), "source": "", "resolved": ""} == {
+        **provenance, "source": "", "resolved": ""
+    }  # fmt: skip
     assert ours == theirs
     # the default folder is ~/.ollama/models
     home = tmp_path / "home"

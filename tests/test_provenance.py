@@ -5,6 +5,7 @@ its stored dtype and the embinspect that read it."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -14,7 +15,7 @@ import embinspect
 def local_provenance(folder, tensor="embeddings.word_embeddings.weight", dtype="F32") -> dict:
     return {
         "source": str(folder),
-        "resolved": str(folder.resolve()),
+        "resolved": os.path.abspath(folder),
         "revision": None,
         "commit": None,
         "tensor": tensor,
@@ -44,7 +45,7 @@ def test_provenance_names_the_model_as_given_and_as_resolved(cli, minilm):
     """A relative path as typed, and the absolute folder it is."""
     document = cli("tokens", "model", "cat", "-f", "json", cwd=minilm.parent).json()
     assert document["provenance"]["source"] == "model"
-    assert document["provenance"]["resolved"] == str(minilm.resolve())
+    assert document["provenance"]["resolved"] == os.path.abspath(minilm)
 
 
 def test_provenance_names_the_table_read(cli, smollm2):
@@ -64,7 +65,7 @@ def test_single_file_resolves_to_the_file(cli, minilm):
     file = minilm / "model.safetensors"
     (answer,) = cli("neighbors", file, "#5", "-k", "1", "-f", "json").json()
     assert answer["provenance"]["source"] == str(file)
-    assert answer["provenance"]["resolved"] == str(file.resolve())
+    assert answer["provenance"]["resolved"] == os.path.abspath(file)
 
 
 def test_json_lines_per_query_carry_them_on_every_line(cli, minilm):
