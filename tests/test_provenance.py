@@ -5,7 +5,6 @@ its stored dtype and the embinspect that read it."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -15,7 +14,7 @@ import embinspect
 def local_provenance(folder, tensor="embeddings.word_embeddings.weight", dtype="F32") -> dict:
     return {
         "source": str(folder),
-        "resolved": os.path.abspath(folder),
+        "resolved": str(folder.resolve()),
         "revision": None,
         "commit": None,
         "tensor": tensor,
@@ -45,7 +44,7 @@ def test_provenance_names_the_model_as_given_and_as_resolved(cli, minilm):
     """A relative path as typed, and the absolute folder it is."""
     document = cli("tokens", "model", "cat", "-f", "json", cwd=minilm.parent).json()
     assert document["provenance"]["source"] == "model"
-    assert document["provenance"]["resolved"] == os.path.abspath(minilm)
+    assert document["provenance"]["resolved"] == str(minilm.resolve())
 
 
 def test_provenance_names_the_table_read(cli, smollm2):
@@ -65,7 +64,7 @@ def test_single_file_resolves_to_the_file(cli, minilm):
     file = minilm / "model.safetensors"
     (answer,) = cli("neighbors", file, "#5", "-k", "1", "-f", "json").json()
     assert answer["provenance"]["source"] == str(file)
-    assert answer["provenance"]["resolved"] == os.path.abspath(file)
+    assert answer["provenance"]["resolved"] == str(file.resolve())
 
 
 def test_json_lines_per_query_carry_them_on_every_line(cli, minilm):

@@ -6,7 +6,6 @@ by ``embinspect.tables.rows``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +41,7 @@ class Provenance:
     stored, and the embinspect that read it."""
 
     source: str  # MODEL as given (a Hub repo id without its @revision)
-    resolved: str | None  # the absolute local path (symlinks kept), or the Hub repo id
+    resolved: str | None  # the real local path (links followed), or the Hub repo id
     revision: str | None  # the Hub revision asked for; None: the default branch, or local
     commit: str | None  # the Hub commit the revision resolved to; None for a local model
     tensor: str  # the table's name in the checkpoint
@@ -155,8 +154,8 @@ class Checkpoint:
         path = files.optional(files.weight_files[0]) if files.weight_files else None
         if path is not None and files.kind == "directory":
             path = path.parent
-        # Absolute, symlinks kept: an Ollama blob or a Hub cache snapshot reads as found.
-        resolved = os.path.abspath(path) if path is not None else None
+        # The real path: links followed, so it names the same bytes from anywhere.
+        resolved = str(path.resolve()) if path is not None else None
         return Provenance(files.model, resolved, None, None, header.name, header.dtype, __version__)
 
     def tying(self) -> tuple[bool | None, str]:
