@@ -199,12 +199,13 @@ class Model:
         *,
         positions: bool = False,
         vectors: bool = False,
-        special: bool = False,
+        special: bool | None = None,
         components: int = 4,
     ) -> TokenLookup:
         """Tokenize ``text``: each token's id, stored form, text, row norm and first
         ``components`` values (``tokens``); ``positions`` adds the learned position row,
-        ``vectors`` whole rows, ``special`` the tokenizer's special tokens."""
+        ``vectors`` whole rows, ``special`` the tokenizer's special tokens (None: with
+        ``positions``, so positions are the model's own: BERT's [CLS] at 0)."""
         from embinspect.analyses.tokens import lookup_tokens
 
         text = _query(text, "text")
@@ -216,7 +217,7 @@ class Model:
             components=components,
             positions=bool(positions),
             vectors=bool(vectors),
-            special_tokens=bool(special),
+            special_tokens=_optional_bool("special", special),
         )
 
     def vector(
@@ -506,9 +507,8 @@ class Model:
         pairs = _count("pairs", pairs)
         seed = _count("seed", seed, minimum=None)
         rows = self._table(table)
-        return table_stats(
-            self._checkpoint.files.model, rows, self._vocabulary_or_none(), pairs=pairs, seed=seed
-        )
+        vocabulary, _ = self._checkpoint.labelled(rows.header, self._vocabulary_or_none())
+        return table_stats(self._checkpoint.files.model, rows, vocabulary, pairs=pairs, seed=seed)
 
     def undertrained(
         self,
@@ -529,7 +529,7 @@ class Model:
             given = [reference] if isinstance(reference, str) else list(reference)
             given = [_query(r, "reference") for r in given]
         rows = self._table(table)
-        vocabulary = self._vocabulary_or_none()
+        vocabulary, _ = self._checkpoint.labelled(rows.header, self._vocabulary_or_none())
         ids, source = find_reference(vocabulary, rows.rows, given)
         return rank_undertrained(
             self._checkpoint.files.model,

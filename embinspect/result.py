@@ -17,6 +17,12 @@ from typing import Any
 
 from embinspect.text import terminal_cell, terminal_line
 
+# The version of the JSON documents (``--format json``, ``to_dict()``) that carry it:
+# neighbors, analogy, compare and tokens. 1 was the format before it was written down; 2
+# added ``schema_version``, ``provenance`` and ``metric``. Raised when a field is renamed
+# or removed, or its meaning changes; not for a new field.
+SCHEMA_VERSION = 2
+
 # Long lists of numbers (a whole row with vectors=True) are cut to this many in pictures;
 # to_dict() always has them all.
 SHOWN_VALUES = 8

@@ -113,13 +113,14 @@ def test_minilm_info_tokens_and_vector_match_the_cli(cli, minilm, mini, minilm_r
         as_json(lookup.to_dict())
         == cli("tokens", minilm, "The cat sat", "--positions", "-f", "json").json()
     )
-    assert [t.token for t in lookup.tokens] == ["the", "cat", "sat"]
+    # positions=True adds the special tokens, as the model sees the text
+    assert [t.token for t in lookup.tokens] == ["[CLS]", "the", "cat", "sat", "[SEP]"]
     assert all(t.input_norm is not None for t in lookup.tokens)
     assert mini.shape == minilm_rows.shape and mini.dtype == "F32"
     # The stored row, exactly, as float32.
     king = mini.vector("king")
     assert king.dtype == np.float32 and king.shape == (minilm_rows.shape[1],)
-    token_id = lookup.tokens[1].token_id
+    token_id = lookup.tokens[2].token_id
     assert np.array_equal(mini.vector("cat"), minilm_rows[token_id].astype(np.float32))
     assert np.array_equal(mini.vector(f"#{token_id}"), mini.vector("=cat"))
 
@@ -323,8 +324,8 @@ def test_bf16_shards_and_float64_tables(smollm2, gpt2, tmp_path):
 
 
 def test_notes_are_warnings_not_prints(mini, capsys):
-    with pytest.warns(EmbinspectWarning, match="output head is tied"):
-        mini.neighbors("king", k=2, table="output")
+    with pytest.raises(UsageError, match="BertModel has no output head"):
+        mini.neighbors("king", k=2, table="output")  # not "tied": it has none
     with pytest.warns(EmbinspectWarning, match=r"k=1,000,000 is more than the 30,522 rows"):
         result = mini.neighbors("#5", k=1_000_000)
     assert len(result.neighbors) == mini.shape[0] - 1

@@ -98,7 +98,13 @@ def test_one_bad_query_among_good_ones(cli, minilm):
     assert code == 4
     answers = [json.loads(line) for line in stdout.splitlines()]
     assert [a["query"] for a in answers] == ["king", "#99999999", "queen"]
-    assert answers[1] == {"query": "#99999999", "error": answers[1]["error"]}
+    assert answers[1] == {
+        "query": "#99999999",
+        "metric": "cosine",
+        "error": answers[1]["error"],
+        "schema_version": 2,
+        "provenance": answers[0]["provenance"],
+    }
     assert "outside the table" in answers[1]["error"]
     assert len(answers[0]["neighbors"]) == len(answers[2]["neighbors"]) == 2
     assert stderr.strip().splitlines() == ["embinspect: error: " + answers[1]["error"]]
@@ -110,7 +116,7 @@ def test_analogies_from_stdin(cli, minilm):
         "analogy", minilm, "-", "-k", "1", "-f", "tsv", input="king man woman\nparis france italy\n"
     )
     rows = [line.split("\t") for line in run.stdout.splitlines()]
-    assert rows[0] == ["formula", "method", "rank", "token_id", "token", "score", "error"]
+    assert rows[0] == ["formula", "method", "rank", "token_id", "token", "cosine", "error"]
     assert [(r[0], r[4]) for r in rows[1:3]] == [
         ("king - man + woman", "queen"),
         ("paris - france + italy", "italian"),  # MiniLM's input table is no word2vec

@@ -139,9 +139,12 @@ def test_query_usage_errors(cli, minilm, args, fragment):
 def test_unresolvable_queries_exit_4(cli, minilm, tmp_path):
     run = cli("neighbors", minilm, "=notaword", "-f", "json")
     assert run.returncode == 4
-    assert json.loads(run.stdout) == [
-        {"query": "=notaword", "error": "=notaword: no vocabulary entry spelled exactly so"}
-    ]
+    (answer,) = json.loads(run.stdout)
+    assert (answer["query"], answer["error"]) == (
+        "=notaword",
+        "=notaword: no vocabulary entry spelled exactly so",
+    )
+    assert "neighbors" not in answer
     compare = cli("compare", minilm, "cat", "dog", "#-5", "-f", "json")
     assert compare.returncode == 4
     assert [i["query"] for i in json.loads(compare.stdout)["items"]] == ["cat", "dog"]
@@ -715,7 +718,8 @@ def test_a_tokenizer_failing_on_one_stdin_line_fails_that_line(
     message = f"{bad!r}: {TOKENIZER_FAILS} ({reason})"
     assert run.stderr.splitlines() == [f"embinspect: error: {message}"]
     records = [json.loads(line) for line in run.stdout.splitlines()]
-    assert records[1] == {"query": bad, "error": message}
+    assert {k: records[1][k] for k in ("query", "error")} == {"query": bad, "error": message}
+    assert records[1]["provenance"] == records[0]["provenance"]
     # The other lines are answered as they are without the failing one.
     assert [records[0], records[2]] == stdin_run(args, b"king\nqueen\n").jsonl()
 

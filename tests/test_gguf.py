@@ -219,6 +219,33 @@ def write_gguf(path, tables: dict[str, tuple[np.ndarray, GGMLQuantizationType | 
     writer.close()
 
 
+POOLED = "is an embedding model (its outputs are pooled vectors)"
+REUSED = (True, "no output tensor is stored: the head reuses the token table")
+
+
+@pytest.mark.parametrize(
+    ("arch", "pooling", "expected"),
+    [
+        pytest.param("bert", None, (None, f"none: bert {POOLED}"), id="bert-encoder"),
+        pytest.param("qwen3", 1, (None, f"none: qwen3 {POOLED}"), id="pooling-says-embedding"),
+        pytest.param("llama", None, REUSED, id="llama-without-output-is-tied"),
+        pytest.param("llama", 0, REUSED, id="pooling-none-is-a-language-model"),
+    ],
+)
+def test_output_head_of_a_gguf_from_its_metadata(cli, tmp_path, arch, pooling, expected):
+    path = tmp_path / f"{arch}.gguf"
+    writer = GGUFWriter(path, arch)
+    if pooling is not None:
+        writer.add_uint32(f"{arch}.pooling_type", pooling)
+    writer.add_tensor(TOKEN_TABLE, np.ones((16, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    info = cli("info", path, "-f", "json").json()
+    assert (info["tied"], info["tied_reason"]) == expected
+
+
 def random_blocks(qtype: GGMLQuantizationType, rows: int, dim: int, seed: int) -> np.ndarray:
     """Random rows of ``qtype`` blocks, shape (rows, bytes per row); rows that would hold
     NaN or infinity (random half-precision scales) are drawn again."""
@@ -430,8 +457,16 @@ def test_ollama_model_reads_its_gguf_blob(cli, gguf_path, gguf_digest, tmp_path,
     for key in ("vocab_size", "rows", "position", "gguf", "tied", "total_params"):
         assert info[key] == direct[key], key
     assert [t["bytes"] for t in info["tensors"]] == [t["bytes"] for t in direct["tensors"]]
-    ours = cli("neighbors", "ollama:smollm2:135m", "Paris", "-f", "json", env=env).json()
-    theirs = cli("neighbors", gguf_path, "Paris", "-f", "json", env=cache_env).json()
+    (ours,) = cli("neighbors", "ollama:smollm2:135m", "Paris", "-f", "json", env=env).json()
+    (theirs,) = cli("neighbors", gguf_path, "Paris", "-f", "json", env=cache_env).json()
+    provenance = ours.pop("provenance")
+    assert (provenance["source"], provenance["resolved"]) == (
+        "ollama:smollm2:135m",
+        str((root / "blobs" / f"sha256-{gguf_digest}").resolve()),  # the blob, links followed
+    )
+    assert {**theirs.pop("provenance"), "source": "", "resolved": ""} == {
+        **provenance, "source": "", "resolved": ""
+    }  # fmt: skip
     assert ours == theirs
     # the default folder is ~/.ollama/models
     home = tmp_path / "home"

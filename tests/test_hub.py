@@ -31,6 +31,8 @@ from hub_server import FakeHub, Fault
 from safetensors.numpy import save_file
 from test_imports import imported_heavy_modules
 
+import embinspect
+
 pytestmark = pytest.mark.hub  # every test here talks to the loopback Hub (FakeHub)
 
 EXIT_MODEL, EXIT_NETWORK = 3, 5
@@ -70,6 +72,14 @@ def one_line_error(run, code: int, *fragments: str) -> str:
 
 def without(document: dict, *keys: str) -> dict:
     return {k: v for k, v in document.items() if k not in keys}
+
+
+def numbers(document):
+    """An answer without its provenance (which names the Hub repo and commit, or the local
+    folder): the numbers a local folder and its Hub repo must agree on."""
+    if isinstance(document, list):
+        return [numbers(item) for item in document]
+    return without(document, "provenance")
 
 
 @pytest.fixture(scope="session")
@@ -177,7 +187,7 @@ def local_answer():
     def answer(command: str, folder: Path, *args: str):
         key = (command, str(folder), *args)
         if key not in answers:
-            answers[key] = run_cli(command, folder, *args).json()
+            answers[key] = numbers(run_cli(command, folder, *args).json())
         return answers[key]
 
     return answer
@@ -260,7 +270,7 @@ def test_neighbors_fetch_only_the_token_table_range_then_answer_offline(
     args = ("neighbors", *KING)
     local = local_answer(args[0], minilm, *args[1:])
     remote = cli(args[0], "test-org/minilm", *args[1:], env=env)
-    assert remote.json() == local
+    assert numbers(remote.json()) == local
     assert remote.stderr == ""
     file = minilm / "model.safetensors"
     assert hub.bytes_sent("model.safetensors") == [
@@ -271,10 +281,10 @@ def test_neighbors_fetch_only_the_token_table_range_then_answer_offline(
     assert not list((hf_home / "hub").rglob("*.safetensors"))  # the range only, not the file
     hub.reset()
     again = cli(args[0], "test-org/minilm", *args[1:], env=offline(env))
-    assert again.json() == local
+    assert numbers(again.json()) == local
     assert hub.requests == []
     # Online again: one request (is main still that commit?), no bytes.
-    assert cli(args[0], "test-org/minilm", *args[1:], env=env).json() == local
+    assert numbers(cli(args[0], "test-org/minilm", *args[1:], env=env).json()) == local
     assert [r.path for r in hub.requests] == ["/api/models/test-org/minilm"]
 
 
@@ -283,7 +293,7 @@ def test_sharded_repo_fetches_only_the_shard_of_the_table(
 ):
     args = ("neighbors", *PARIS)
     local = local_answer(args[0], smollm2, *args[1:])
-    assert cli(args[0], "test-org/smollm2", *args[1:], env=env).json() == local
+    assert numbers(cli(args[0], "test-org/smollm2", *args[1:], env=env).json()) == local
     shard = "model-00001-of-00004.safetensors"
     assert hub.files_sent() == {
         shard,
@@ -296,16 +306,15 @@ def test_sharded_repo_fetches_only_the_shard_of_the_table(
     cached = list((hf_home / "hub").rglob("*.safetensors"))
     assert [p.name for p in cached] == [shard]  # in huggingface_hub's own cache
     hub.reset()
-    assert cli(args[0], "test-org/smollm2", *args[1:], env=offline(env)).json() == local
+    assert numbers(cli(args[0], "test-org/smollm2", *args[1:], env=offline(env)).json()) == local
     assert hub.requests == []
 
 
 def test_tokens_fetch_the_position_table_only_with_positions(cli, hub, env, minilm):
     file = minilm / "model.safetensors"
     plain = cli("tokens", "test-org/minilm", "The cat sat", "-f", "json", env=env).json()
-    assert without(plain, "model") == without(
-        cli("tokens", minilm, "The cat sat", "-f", "json").json(), "model"
-    )
+    local = cli("tokens", minilm, "The cat sat", "-f", "json").json()
+    assert without(plain, "model", "provenance") == without(local, "model", "provenance")
     assert hub.bytes_sent("model.safetensors") == [
         *header_ranges(file),
         tensor_range(file, TOKEN_NAME),
@@ -313,7 +322,8 @@ def test_tokens_fetch_the_position_table_only_with_positions(cli, hub, env, mini
     hub.reset()
     args = ("The cat sat", "--positions", "--vectors", "-f", "json")
     positions = cli("tokens", "test-org/minilm", *args, env=env).json()
-    assert without(positions, "model") == without(cli("tokens", minilm, *args).json(), "model")
+    local = cli("tokens", minilm, *args).json()
+    assert without(positions, "model", "provenance") == without(local, "model", "provenance")
     assert hub.bytes_sent("model.safetensors") == [
         tensor_range(file, "embeddings.position_embeddings.weight"),
         tensor_range(file, "embeddings.token_type_embeddings.weight"),
@@ -328,8 +338,8 @@ def test_output_head_is_fetched_only_with_table_output(cli, hub, env, untied):
     ]:
         hub.reset()
         args = ("#5", "#17", "-k", "4", "--table", table, "-f", "json")
-        local = cli("neighbors", untied, *args).json()
-        assert cli("neighbors", "test-org/untied", *args, env=env).json() == local
+        local = numbers(cli("neighbors", untied, *args).json())
+        assert numbers(cli("neighbors", "test-org/untied", *args, env=env).json()) == local
         sent = hub.bytes_sent(shard)
         assert sent[-1] == tensor_range(untied / shard, name)
         other = second if shard == first else first
@@ -338,8 +348,9 @@ def test_output_head_is_fetched_only_with_table_output(cli, hub, env, untied):
 
 def test_full_download_fetches_the_whole_file(cli, hub, env, hf_home, minilm):
     args = ("compare", "cat", "dog", "car", "-f", "json")
-    local = cli(args[0], minilm, *args[1:]).json()
-    assert cli(args[0], "test-org/minilm", *args[1:], "--full-download", env=env).json() == local
+    local = numbers(cli(args[0], minilm, *args[1:]).json())
+    remote = cli(args[0], "test-org/minilm", *args[1:], "--full-download", env=env)
+    assert numbers(remote.json()) == local
     size = (minilm / "model.safetensors").stat().st_size
     assert hub.bytes_sent("model.safetensors")[-1] == (0, size)
     assert [p.name for p in (hf_home / "hub").rglob("*.safetensors")] == ["model.safetensors"]
@@ -350,9 +361,8 @@ def test_legacy_tokenizer_files_come_together(cli, hub, env, gpt2):
     """GPT-2 has vocab.json + merges.txt and no tokenizer.json: transformers needs both."""
     args = ("tokens", "Hello world", "-f", "json")
     local = cli(args[0], gpt2, *args[1:]).json()
-    assert without(cli(args[0], "test-org/gpt2", *args[1:], env=env).json(), "model") == without(
-        local, "model"
-    )
+    remote = cli(args[0], "test-org/gpt2", *args[1:], env=env).json()
+    assert without(remote, "model", "provenance") == without(local, "model", "provenance")
     assert {"vocab.json", "merges.txt"} <= hub.files_sent()
 
 
@@ -362,7 +372,7 @@ def test_legacy_tokenizer_files_come_together(cli, hub, env, gpt2):
 def test_revision_and_cache_dir(cli, hub, env, hf_home, tmp_path, minilm, local_answer):
     elsewhere = tmp_path / "elsewhere"
     args = ("neighbors", "test-org/minilm", *KING)
-    tagged = cli(*args, "--revision", "v1.0", "--cache-dir", elsewhere, env=env).json()
+    tagged = numbers(cli(*args, "--revision", "v1.0", "--cache-dir", elsewhere, env=env).json())
     assert tagged == local_answer("neighbors", minilm, *KING)
     assert (elsewhere / "models--test-org--minilm" / "refs" / "v1.0").is_file()
     assert not (hf_home / "hub" / "models--test-org--minilm").exists()
@@ -371,7 +381,7 @@ def test_revision_and_cache_dir(cli, hub, env, hf_home, tmp_path, minilm, local_
     # --offline, with the same --cache-dir, answers from there.
     hub.reset()
     again = cli(*args, "--revision", "v1.0", "--cache-dir", elsewhere, "--offline", env=env)
-    assert again.json() == tagged
+    assert numbers(again.json()) == tagged
     assert hub.requests == []
 
 
@@ -471,6 +481,25 @@ def test_tokenizer_revision_needs_a_repo_id_through_the_api(minilm):
         model.neighbors("king")
 
 
+def test_provenance_names_the_repo_the_revision_and_its_commit(cli, hub, env):
+    commit = hub.repos["test-org/minilm"].refs["v1.0"]
+    expected = {
+        "source": "test-org/minilm",
+        "resolved": "test-org/minilm",
+        "revision": "v1.0",
+        "commit": commit,
+        "tensor": "embeddings.word_embeddings.weight",
+        "dtype": "F32",
+        "embinspect_version": embinspect.__version__,
+    }
+    args = ("test-org/minilm", "--revision", "v1.0", "-f", "json")
+    (answer,) = cli("neighbors", *args, "king", "-k", "1", env=env).json()
+    assert answer["provenance"] == expected
+    assert cli("tokens", *args, "king", env=env).json()["provenance"] == expected
+    main = cli("compare", "test-org/minilm", "cat", "dog", "-f", "json", env=env).json()
+    assert main["provenance"] == {**expected, "revision": None}
+
+
 def test_offline_without_the_files_names_what_is_missing(cli, hub, env):
     run = cli("info", "test-org/minilm", env=offline(env))
     one_line_error(run, EXIT_MODEL, "test-org/minilm", "not in the local Hugging Face cache")
@@ -539,7 +568,7 @@ def test_gated_repo_says_how_to_get_access_and_never_prints_the_token(
     hub.reset()
     granted = {**env, "HF_TOKEN": "hf_granted_token"}
     remote = cli("neighbors", "test-org/gated", *KING, env=granted)
-    assert remote.json() == local_answer("neighbors", minilm, *KING)
+    assert numbers(remote.json()) == local_answer("neighbors", minilm, *KING)
     # The token goes to the Hub, never to the CDN the weights are redirected to.
     assert all(r.authorized == (r.host == "127.0.0.1") for r in hub.requests), hub.requests
     del line
@@ -585,7 +614,7 @@ def test_a_range_cut_short_is_never_used(cli, hub, env, hf_home, minilm, local_a
     assert tries == [f"bytes={start}-{stop - 1}"] + [f"bytes={start + 5_000_000}-{stop - 1}"] * 3
     hub.break_at.clear()
     local = local_answer(args[0], minilm, *args[1:])
-    assert cli(args[0], "test-org/minilm", *args[1:], env=env).json() == local
+    assert numbers(cli(args[0], "test-org/minilm", *args[1:], env=env).json()) == local
 
 
 @pytest.mark.slow
@@ -600,20 +629,20 @@ def test_a_shard_cut_short_is_never_used(cli, hub, env, hf_home, smollm2, local_
     assert not [p for p in (hf_home / "hub").rglob("blobs/*") if len(p.name) == 64]
     hub.break_at.clear()
     local = local_answer(args[0], smollm2, *args[1:])
-    assert cli(args[0], "test-org/smollm2", *args[1:], env=env).json() == local
+    assert numbers(cli(args[0], "test-org/smollm2", *args[1:], env=env).json()) == local
 
 
 def test_a_damaged_range_file_is_fetched_again(cli, hub, env, hf_home, minilm, local_answer):
     args = ("neighbors", *KING)
     local = local_answer(args[0], minilm, *args[1:])
-    assert cli(args[0], "test-org/minilm", *args[1:], env=env).json() == local
+    assert numbers(cli(args[0], "test-org/minilm", *args[1:], env=env).json()) == local
     (range_file,) = assets(hf_home).rglob("tensors/*/*")
     with open(range_file, "r+b") as handle:  # as if the disk filled up mid-write
         handle.truncate(range_file.stat().st_size - 4096)
     run = cli(args[0], "test-org/minilm", *args[1:], env=offline(env))
     one_line_error(run, EXIT_MODEL, TOKEN_NAME, "not in the local")
     hub.reset()
-    assert cli(args[0], "test-org/minilm", *args[1:], env=env).json() == local
+    assert numbers(cli(args[0], "test-org/minilm", *args[1:], env=env).json()) == local
     assert hub.bytes_sent("model.safetensors") == [
         tensor_range(minilm / "model.safetensors", TOKEN_NAME)
     ]
@@ -666,7 +695,7 @@ def test_range_ignored_with_full_download_answers(cli, hub, env, hf_home, minilm
     hub.faults.append(Fault("ignore-range", "model.safetensors"))
     args = ("neighbors", *KING)
     run = cli(args[0], "test-org/minilm", *args[1:], "--full-download", env=bounded_env(env, 10))
-    assert run.json() == local_answer(args[0], minilm, *args[1:])
+    assert numbers(run.json()) == local_answer(args[0], minilm, *args[1:])
     # One whole-file request, no range ever: the header came from the file itself.
     assert [r.range for r in hub.requests if r.file == "model.safetensors"] == [None]
     assert [p.name for p in (hf_home / "hub").rglob("*.safetensors")] == ["model.safetensors"]
@@ -811,7 +840,7 @@ def test_503_three_times_then_success(cli, hub, env, minilm, local_answer):
     hub.faults.append(Fault("status", "model.safetensors", status=503, times=3))
     args = ("neighbors", *KING)
     run = cli(args[0], "test-org/minilm", *args[1:], env=bounded_env(env))
-    assert run.json() == local_answer(args[0], minilm, *args[1:])
+    assert numbers(run.json()) == local_answer(args[0], minilm, *args[1:])
     statuses = [r.status for r in hub.requests if r.path.endswith("/model.safetensors")]
     assert statuses[:3] == [503, 503, 503] and 503 not in statuses[3:]
 
@@ -916,4 +945,4 @@ def test_interrupted_download_leaves_nothing_behind(
     # A second run works without any cleanup.
     hub.reset()
     again = run_cli(*args, env=env)
-    assert again.json() == local_answer("neighbors", minilm, *KING)
+    assert numbers(again.json()) == local_answer("neighbors", minilm, *KING)

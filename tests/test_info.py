@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 from reference import tensor_shapes
 
@@ -37,7 +38,8 @@ def test_minilm_roles_shapes_and_learned_positions(cli, minilm):
     assert info["rows"] == 30522
     assert info["padding_rows"] == 0
     assert info["hidden_size"] == 384
-    assert info["tied"] is True  # BertModel stores no output head
+    # BertModel (sentence-transformers) has no output head at all: not "tied"
+    assert (info["tied"], info["tied_reason"]) == (None, "none: BertModel has no output head")
     assert info["position"] == {
         "kind": "learned",
         "tensor": "embeddings.position_embeddings.weight",
@@ -123,3 +125,102 @@ def test_tensor_override(cli, minilm):
         "info", minilm, "--tensor", "embeddings.position_embeddings.weight", "--format", "json"
     ).json()
     assert by_role(info)["token"]["name"] == "embeddings.position_embeddings.weight"
+
+
+# --- the output head: tied, untied, or none at all -----------------------------------------
+
+
+def test_minilm_table_says_no_output_head(cli, minilm):
+    run = cli("info", minilm, "--format", "table")
+    lines = [" ".join(line.split()) for line in run.stdout.splitlines()]
+    assert "output head none: BertModel has no output head" in lines
+    assert not any("tied" in line for line in lines)
+
+
+def test_smollm2_tied_reason_names_the_flag_less_head(cli, smollm2):
+    info = cli("info", smollm2, "--format", "json").json()
+    assert (info["tied"], info["tied_reason"]) == (
+        True,
+        "no output tensor is stored: the head reuses the token table",
+    )
+
+
+def small_folder(path, config: dict, names: tuple[str, ...]):
+    """A folder of one safetensors file holding ``names`` (8 x 4 f32) and config.json."""
+    from safetensors.numpy import save_file
+
+    path.mkdir()
+    tables = {
+        name: np.arange(32, dtype=np.float32).reshape(8, 4) + i for i, name in enumerate(names)
+    }
+    save_file(tables, str(path / "model.safetensors"))
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+HEADS = [
+    pytest.param(
+        {"architectures": ["BertForMaskedLM"]},
+        ("bert.embeddings.word_embeddings.weight",),
+        (True, "no output tensor is stored: the head reuses the token table"),
+        id="masked-lm-without-stored-head-is-tied",
+    ),
+    pytest.param(
+        {"architectures": ["LlamaForCausalLM"], "tie_word_embeddings": False},
+        ("model.embed_tokens.weight", "lm_head.weight"),
+        (False, "separate output tensor lm_head.weight"),
+        id="causal-lm-with-stored-head-is-untied",
+    ),
+    pytest.param(
+        {"architectures": ["LlamaForCausalLM"], "tie_word_embeddings": True},
+        ("model.embed_tokens.weight", "lm_head.weight"),
+        (True, "tie_word_embeddings is true: lm_head.weight is a stored copy"),
+        id="tied-flag-with-stored-copy",
+    ),
+    pytest.param(
+        {"architectures": ["GPT2Model"]},
+        ("wte.weight",),
+        (None, "none: GPT2Model has no output head"),
+        id="base-model-has-no-head",
+    ),
+    pytest.param(
+        {"architectures": ["BertForSequenceClassification"]},
+        ("bert.embeddings.word_embeddings.weight",),
+        (None, "none: BertForSequenceClassification has no output head"),
+        id="classifier-has-no-head",
+    ),
+    pytest.param(
+        {"model_type": "llama", "tie_word_embeddings": False},
+        ("model.embed_tokens.weight",),
+        (None, "none: no output tensor is stored and tie_word_embeddings is false"),
+        id="untied-flag-and-no-head-stored",
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "names", "expected"), HEADS)
+def test_output_head_from_config_and_tensors(cli, tmp_path, config, names, expected):
+    folder = small_folder(tmp_path / "model", config, names)
+    info = cli("info", folder, "--format", "json").json()
+    assert (info["tied"], info["tied_reason"]) == expected
+
+
+def test_table_output_on_a_model_without_a_head_is_refused(cli, minilm):
+    run = cli("neighbors", minilm, "king", "--table", "output")
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == (
+        f"embinspect: error: {minilm}: BertModel has no output head; "
+        "--table output reads an output head\n"
+    )
+
+
+def test_api_info_tied_is_none_without_a_head(minilm):
+    import embinspect
+    from embinspect.errors import UsageError
+
+    model = embinspect.load(minilm)
+    info = model.info()
+    assert info.tied is None and info.to_dict()["tied"] is None
+    assert info.tied_reason == "none: BertModel has no output head"
+    with pytest.raises(UsageError, match="BertModel has no output head"):
+        model.stats(table="output")

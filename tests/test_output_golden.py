@@ -18,7 +18,7 @@ Embedding tensors of model
 vocabulary   30,522 tokens (tokenizer.json); table has 30,522 rows
 hidden size  384
 parameters   11,917,824 in embeddings of 22,713,728 (52.5%)
-output head  tied: no output tensor is stored: the head reuses the token table
+output head  none: BertModel has no output head
 positions    learned, added to the input: embeddings.position_embeddings.weight (512 positions)
 """
 
@@ -30,6 +30,20 @@ embeddings.word_embeddings.weight of model
 │   0 │ 4937 │ cat   │ "cat" │ 1.3733 │ +0.0325 -0.0329  │
 │   1 │ 2938 │ sat   │ "sat" │ 1.3368 │ -0.0217 +0.0084  │
 └─────┴──────┴───────┴───────┴────────┴──────────────────┘
+"""
+
+TOKENS_POSITIONS_TABLE = """\
+embeddings.word_embeddings.weight of model
+┏━━━━━┳━━━━━━┳━━━━━━━┳━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━┓
+┃ pos ┃   id ┃ token ┃ text    ┃   norm ┃ first components ┃ pos id ┃ pos norm ┃ input norm ┃
+┡━━━━━╇━━━━━━╇━━━━━━━╇━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━┩
+│   0 │  101 │ [CLS] │ "[CLS]" │ 1.5457 │ -0.0176 -0.0076  │      0 │   2.3618 │     3.3357 │
+│   1 │ 4937 │ cat   │ "cat"   │ 1.3733 │ +0.0325 -0.0329  │      1 │   0.4911 │     1.4723 │
+│   2 │  102 │ [SEP] │ "[SEP]" │ 1.0580 │ +0.0332 -0.0085  │      2 │   0.4468 │     1.5478 │
+└─────┴──────┴───────┴─────────┴────────┴──────────────────┴────────┴──────────┴────────────┘
+input = token + position (embeddings.position_embeddings.weight) + token type 0
+(embeddings.token_type_embeddings.weight), before the embedding LayerNorm
+special tokens added, as the model sees the text; --no-special leaves them out
 """
 
 # Row values are float32 numbers of the real MiniLM table, printed exactly.
@@ -53,6 +67,12 @@ def test_tokens_table(cli, minilm):
     assert stripped(run.stdout) == TOKENS_TABLE
 
 
+def test_tokens_positions_table(cli, minilm):
+    args = ("tokens", "model", "cat", "--positions", "--components", "2", "-f", "table")
+    run = cli(*args, cwd=minilm.parent)
+    assert stripped(run.stdout) == TOKENS_POSITIONS_TABLE
+
+
 @pytest.mark.parametrize("fmt", ["tsv", "csv"])
 def test_tokens_delimited(cli, minilm, fmt):
     run = cli("tokens", minilm, "cat sat", "--components", "2", "-f", fmt)
@@ -71,7 +91,11 @@ def test_tokens_delimited(cli, minilm, fmt):
 
 def test_tokens_json_and_jsonl(cli, minilm):
     document = cli("tokens", minilm, "cat sat", "--components", "2", "-f", "json").json()
-    assert set(document) == {"model", "text", "tensor", "position", "position_note", "tokens"}
+    assert list(document) == [
+        "model", "text", "tensor", "position", "position_note", "tokens", "special_tokens",
+        "schema_version", "provenance",
+    ]  # fmt: skip
+    assert document["special_tokens"] is False
     lines = cli("tokens", minilm, "cat sat", "--components", "2", "-f", "jsonl").jsonl()
     for row, line, expected in zip(document["tokens"], lines, TOKENS_ROWS, strict=True):
         position, token_id, token, text, norm, head = expected
@@ -85,7 +109,7 @@ def test_tokens_json_and_jsonl(cli, minilm):
 NEIGHBORS_TABLE = """\
 Neighbors of 'king' = king #2332
 ┏━━━━━━┳━━━━━━━┳━━━━━━━━━┳━━━━━━━━┓
-┃ rank ┃    id ┃ token   ┃  score ┃
+┃ rank ┃    id ┃ token   ┃ cosine ┃
 ┡━━━━━━╇━━━━━━━╇━━━━━━━━━╇━━━━━━━━┩
 │    1 │  5465 │ kings   │ 0.6904 │
 │    2 │  3035 │ queen   │ 0.6273 │
@@ -96,7 +120,7 @@ Neighbors of 'king' = king #2332
 ANALOGY_TABLE = """\
 king − man + woman ≈ ?   (3CosAdd)
 ┏━━━━━━┳━━━━━━━┳━━━━━━━━━┳━━━━━━━━┓
-┃ rank ┃    id ┃ token   ┃  score ┃
+┃ rank ┃    id ┃ token   ┃ cosine ┃
 ┡━━━━━━╇━━━━━━━╇━━━━━━━━━╇━━━━━━━━┩
 │    1 │  3035 │ queen   │ 0.5015 │
 │    2 │  5465 │ kings   │ 0.4511 │
@@ -142,7 +166,11 @@ def test_neighbors_json(cli, minilm):
     document = cli("neighbors", minilm, "king", "-k", "3", "-f", "json").json()
     assert len(document) == 1
     answer = document[0]
-    assert list(answer) == ["query", "token_ids", "tokens", "pooled", "neighbors"]
+    assert list(answer) == [
+        "query", "token_ids", "tokens", "pooled", "metric", "neighbors", "schema_version",
+        "provenance",
+    ]  # fmt: skip
+    assert (answer["metric"], answer["schema_version"]) == ("cosine", 2)
     assert (answer["query"], answer["token_ids"], answer["tokens"]) == ("king", [2332], ["king"])
     assert answer["pooled"] is None
     assert [(n["rank"], n["token_id"], n["token"]) for n in answer["neighbors"]] == KING_NEIGHBOURS
@@ -151,7 +179,7 @@ def test_neighbors_json(cli, minilm):
 
 def test_neighbors_tsv(cli, minilm):
     lines = cli("neighbors", minilm, "king", "-k", "3", "-f", "tsv").stdout.splitlines()
-    assert lines[0] == "query\tquery_ids\trank\ttoken_id\ttoken\tscore\terror"
+    assert lines[0] == "query\tquery_ids\trank\ttoken_id\ttoken\tcosine\terror"
     rows = [line.split("\t") for line in lines[1:]]
     assert [r[:5] for r in rows] == [
         ["king", "2332", str(r), str(i), t] for r, i, t in KING_NEIGHBOURS
@@ -162,12 +190,15 @@ def test_neighbors_tsv(cli, minilm):
 
 def test_analogy_json_and_tsv(cli, minilm):
     answer = cli("analogy", minilm, "king", "man", "woman", "-k", "2", "-f", "json").json()[0]
-    assert list(answer) == ["formula", "method", "queries", "results"]
+    assert list(answer) == [
+        "formula", "method", "queries", "metric", "results", "schema_version", "provenance",
+    ]  # fmt: skip
+    assert answer["metric"] == "cosine"
     assert (answer["formula"], answer["method"]) == ("king - man + woman", "add")
     assert [r["token"] for r in answer["results"]] == ["queen", "kings"]
     lines = cli("analogy", minilm, "king", "man", "woman", "-k", "2", "-f", "tsv").stdout
     rows = [line.split("\t") for line in lines.splitlines()]
-    assert rows[0] == ["formula", "method", "rank", "token_id", "token", "score", "error"]
+    assert rows[0] == ["formula", "method", "rank", "token_id", "token", "cosine", "error"]
     assert [r[:5] for r in rows[1:]] == [
         ["king - man + woman", "add", "1", "3035", "queen"],
         ["king - man + woman", "add", "2", "5465", "kings"],
@@ -177,7 +208,7 @@ def test_analogy_json_and_tsv(cli, minilm):
 
 def test_compare_json(cli, minilm):
     document = cli("compare", minilm, "cat", "dog", "-f", "json").json()
-    assert list(document) == ["metric", "items", "matrix"]
+    assert list(document) == ["metric", "items", "matrix", "schema_version", "provenance"]
     assert [i["tokens"] for i in document["items"]] == [["cat"], ["dog"]]
     assert document["matrix"][0][1] == pytest.approx(0.4238563352493071, rel=1e-12)
     assert document["matrix"][0][0] == pytest.approx(1.0, abs=1e-15)

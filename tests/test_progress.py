@@ -301,7 +301,7 @@ def test_a_pipe_or_quiet_gets_stderr_as_before(cli, monkeypatch, seven, how):
     run = cli(*args)
     assert run.returncode == 0
     assert run.stderr == note
-    assert run.stdout.splitlines()[0] == "query\tquery_ids\trank\ttoken_id\ttoken\tscore\terror"
+    assert run.stdout.splitlines()[0] == "query\tquery_ids\trank\ttoken_id\ttoken\tcosine\terror"
     assert len(run.stdout.splitlines()) == 7  # the header and six neighbours
 
 

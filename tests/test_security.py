@@ -478,7 +478,7 @@ def test_csv_formula_cells_are_neutralised(cli, hostile_model, case):
     raw = csv_cells(
         cli("neighbors", hostile_model, "king", "-k", EVERY_ROW, "-f", "csv", "--csv-raw")
     )
-    assert quoted[0] == raw[0] == ["query", "query_ids", "rank", "token_id", "token", "score",
+    assert quoted[0] == raw[0] == ["query", "query_ids", "rank", "token_id", "token", "cosine",
                                    "error"]  # fmt: skip
     token_id = str(VOCAB.index(entry))
     assert [r[4] for r in quoted[1:] if r[3] == token_id] == ["'" + entry]

@@ -45,8 +45,72 @@ def test_minilm_special_tokens_on_request(cli, minilm):
     assert [r["token_id"] for r in rows] == [101, 7592, 102]
 
 
+def test_minilm_positions_add_special_tokens_at_the_models_positions(cli, minilm):
+    """With --positions, [CLS] is at position 0 and the first word at 1, as BERT sees it."""
+    run = cli("tokens", minilm, "cat sat", "--positions", "--format", "json")
+    result = run.json()
+    assert result["special_tokens"] is True
+    assert [(r["position_id"], r["token"]) for r in result["tokens"]] == [
+        (0, "[CLS]"),
+        (1, "cat"),
+        (2, "sat"),
+        (3, "[SEP]"),
+    ]
+    assert [r["token_id"] for r in result["tokens"]] == [101, 4937, 2938, 102]
+    positions = table(minilm, "embeddings.position_embeddings.weight")
+    assert result["tokens"][1]["position_norm"] == pytest.approx(
+        np.linalg.norm(positions[1]), rel=1e-12
+    )
+
+
+def test_minilm_positions_say_special_tokens_were_added(cli, minilm):
+    run = cli("tokens", minilm, "cat", "--positions", "--format", "table")
+    assert run.returncode == 0
+    assert (
+        "special tokens added, as the model sees the text; --no-special leaves them out"
+        in " ".join(run.stdout.split())
+    )
+    tsv = cli("tokens", minilm, "cat", "--positions", "--format", "tsv")
+    assert tsv.stderr.splitlines()[-1] == (
+        "embinspect: note: special tokens added, as the model sees the text; "
+        "--no-special leaves them out"
+    )
+
+
+def test_minilm_positions_no_special_drops_them(cli, minilm):
+    result = cli("tokens", minilm, "cat sat", "--positions", "--no-special", "-f", "json").json()
+    assert result["special_tokens"] is False
+    assert [(r["position_id"], r["token"]) for r in result["tokens"]] == [(0, "cat"), (1, "sat")]
+    table_run = cli("tokens", minilm, "cat", "--positions", "--no-special", "-f", "table")
+    assert "special tokens" not in table_run.stdout
+
+
+def test_without_positions_special_tokens_stay_off(cli, minilm):
+    result = cli("tokens", minilm, "cat", "--format", "json").json()
+    assert result["special_tokens"] is False
+    assert [r["token"] for r in result["tokens"]] == ["cat"]
+
+
+def test_api_tokens_positions_add_special_tokens(minilm):
+    import embinspect
+
+    model = embinspect.load(minilm)
+    lookup = model.tokens("cat", positions=True)
+    assert [(r.position_id, r.token) for r in lookup.tokens] == [
+        (0, "[CLS]"),
+        (1, "cat"),
+        (2, "[SEP]"),
+    ]
+    assert lookup.to_dict()["special_tokens"] is True
+    bare = model.tokens("cat", positions=True, special=False)
+    assert [(r.position_id, r.token) for r in bare.tokens] == [(0, "cat")]
+    assert [r.token for r in model.tokens("cat").tokens] == ["cat"]
+
+
 def test_minilm_positions_add_position_and_segment_rows(cli, minilm):
-    rows = token_rows(cli("tokens", minilm, "a b c", "--positions", "--format", "json"))
+    rows = token_rows(
+        cli("tokens", minilm, "a b c", "--positions", "--no-special", "--format", "json")
+    )
     words = table(minilm, "embeddings.word_embeddings.weight")
     positions = table(minilm, "embeddings.position_embeddings.weight")
     segments = table(minilm, "embeddings.token_type_embeddings.weight")

@@ -77,11 +77,12 @@ def test_position_note_is_given_once(cli, minilm):
     run = cli("tokens", minilm, "-", "--positions", "-f", "tsv", input="a\nb\nc\n")
     assert run.returncode == 0, run.stderr
     assert run.stderr.count("input = token + position") == 1
+    assert run.stderr.count("special tokens added") == 1  # --positions adds them
     rows = [line.split("\t") for line in run.stdout.splitlines()[1:]]
     assert [(row[0], row[2], row[7]) for row in rows] == [
-        ("a", "1037", "0"),
-        ("b", "1038", "0"),
-        ("c", "1039", "0"),
+        (line, token_id, position)
+        for line, word in (("a", "1037"), ("b", "1038"), ("c", "1039"))
+        for token_id, position in (("101", "0"), (word, "1"), ("102", "2"))
     ]
 
 
@@ -118,11 +119,12 @@ def test_too_many_tokens_for_the_positions_names_the_line(cli, minilm):
     run = cli("tokens", minilm, "-", "--positions", "-f", "json", input="a " * 600 + "\ncat\n")
     assert run.returncode == EXIT_QUERY
     named = "'" + "a a " * 15 + "'..."
-    expected = f"{named}: the text is 600 tokens; embeddings.position_embeddings.weight has "
+    # 600 words and [CLS], [SEP]: --positions adds the special tokens
+    expected = f"{named}: the text is 602 tokens; embeddings.position_embeddings.weight has "
     assert run.stderr == f"embinspect: error: {expected}positions for 512\n"
     documents = json.loads(run.stdout)
     assert documents[0] == {"text": ("a " * 600).strip(), "error": expected + "positions for 512"}
-    assert [t["token_id"] for t in documents[1]["tokens"]] == [4937]
+    assert [t["token_id"] for t in documents[1]["tokens"]] == [101, 4937, 102]
 
 
 def test_no_lines_no_texts(cli, minilm):

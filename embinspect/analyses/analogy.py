@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from embinspect.errors import Option, QueryError, UsageError
+from embinspect.model.checkpoint import Provenance, stamped
 from embinspect.result import Displayable, Grid
 from embinspect.tables.queries import printable, shown
 from embinspect.tables.scoring import top_k
@@ -23,12 +24,22 @@ class AnalogyResult(Displayable):
     queries: list[dict[str, Any]]  # how A, B and C resolved
     results: list[Neighbor] = field(default_factory=list)
     error: str | None = None
+    provenance: Provenance | None = None
+
+    @property
+    def metric(self) -> str:
+        """What ``score`` is: the cosine to A - B + C (3CosAdd), or 3CosMul's objective."""
+        return "cosine" if self.method == "add" else "3cosmul"
 
     def to_dict(self) -> dict[str, Any]:
         """The element ``analogy --format json`` prints for this question."""
+        data: dict[str, Any] = {"formula": self.formula, "method": self.method}
         if self.error is not None:
-            return {"formula": self.formula, "method": self.method, "error": self.error}
-        return {k: v for k, v in asdict(self).items() if k != "error"}
+            data.update(metric=self.metric, error=self.error)
+        else:
+            data.update(queries=self.queries, metric=self.metric)
+            data["results"] = [asdict(n) for n in self.results]
+        return stamped(data, self.provenance)
 
     def _grid(self) -> Grid:
         title = f"{self.formula} ({self.method})"
@@ -36,7 +47,8 @@ class AnalogyResult(Displayable):
             return Grid(title, [], [], after=[f"error: {self.error}"])
         rows = [[n.rank, n.token_id, n.token, n.score] for n in self.results]
         resolved = [f"{q['query']} = {' '.join(q['tokens'])}" for q in self.queries]
-        return Grid(title, ["rank", "id", "token", "score"], rows, before=["; ".join(resolved)])
+        header = ["rank", "id", "token", self.metric]
+        return Grid(title, header, rows, before=["; ".join(resolved)])
 
 
 def analogies(
@@ -65,6 +77,9 @@ def analogies(
         parts = [printable(part) for part in question]
         formula = " - ".join(parts[:2]) + (f" + {parts[2]}" if len(parts) > 2 else "")
         if ranked is None:
-            yield AnalogyResult(formula, method, [], error=answer.message)
+            yield AnalogyResult(
+                formula, method, [], error=answer.message, provenance=searcher.provenance
+            )
         else:
-            yield AnalogyResult(formula, method, [q.echo() for q in answer], ranked)
+            echoed = [q.echo() for q in answer]
+            yield AnalogyResult(formula, method, echoed, ranked, provenance=searcher.provenance)

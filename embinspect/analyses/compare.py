@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from embinspect.errors import Option, QueryError, UsageError
+from embinspect.model.checkpoint import Provenance, stamped
 from embinspect.result import Displayable, Grid
 from embinspect.tables import scaling
 from embinspect.tables.queries import printable
@@ -26,13 +27,15 @@ class Comparison(Displayable):
     items: list[dict[str, Any]]
     matrix: list[list[float]]
     errors: list[dict[str, str]] = field(default_factory=list)
+    provenance: Provenance | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """What ``compare --format json`` prints."""
         data = asdict(self)
+        del data["provenance"]
         if not self.errors:
             del data["errors"]
-        return data
+        return stamped(data, self.provenance)
 
     def _grid(self) -> Grid:
         labels = [item["query"] for item in self.items]
@@ -77,7 +80,8 @@ def compare(searcher: Searcher, queries: list[str], metric: str = "cosine") -> C
         else:
             kept.append(i)
     matrix = matrix[kept][:, kept]
-    return Comparison(metric, [items[i].echo() for i in kept], matrix.tolist(), errors)
+    echoed = [items[i].echo() for i in kept]
+    return Comparison(metric, echoed, matrix.tolist(), errors, searcher.provenance)
 
 
 _RANGE = "float64's range (about 1.8e308)"

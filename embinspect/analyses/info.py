@@ -50,7 +50,7 @@ class Info(Displayable):
 
     model: str
     tensors: list[TensorInfo]
-    tied: bool
+    tied: bool | None  # None: no output head at all (BertModel, sentence-transformers)
     tied_reason: str
     vocab_size: int | None  # from the tokenizer files; None without a tokenizer
     vocab_source: str | None

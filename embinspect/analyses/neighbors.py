@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from embinspect.errors import Option, UsageError
+from embinspect.model.checkpoint import Provenance, stamped
 from embinspect.result import Displayable, Grid
 from embinspect.tables.queries import printable
 from embinspect.tables.scoring import METRICS, make_scorer, top_k
@@ -15,7 +16,8 @@ from embinspect.tables.search import Neighbor, Searcher
 
 @dataclass(frozen=True)
 class NeighborsResult(Displayable):
-    """The nearest rows to one query, or why the query could not be answered (``error``)."""
+    """The nearest rows to one query, or why the query could not be answered (``error``);
+    ``score`` is ``metric``'s (cosine, dot, or l2: a distance, nearest first)."""
 
     query: str
     token_ids: list[int] = field(default_factory=list)
@@ -24,32 +26,41 @@ class NeighborsResult(Displayable):
     neighbors: list[Neighbor] = field(default_factory=list)
     error: str | None = None
     lowercased: bool = False  # the text was lowercased to be looked up (uncased word vectors)
+    metric: str = "cosine"
+    provenance: Provenance | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The element ``neighbors --format json`` prints for this query (``lowercased`` only
         when true)."""
+        data: dict[str, Any] = {"query": self.query}
         if self.error is not None:
-            return {"query": self.query, "error": self.error}
-        return {
-            k: v
-            for k, v in asdict(self).items()
-            if k != "error" and (k != "lowercased" or self.lowercased)
-        }
+            data.update(metric=self.metric, error=self.error)
+        else:
+            data.update(token_ids=self.token_ids, tokens=self.tokens, pooled=self.pooled)
+            if self.lowercased:
+                data.update(lowercased=True)
+            data.update(metric=self.metric, neighbors=[asdict(n) for n in self.neighbors])
+        return stamped(data, self.provenance)
 
     def _grid(self) -> Grid:
         title = f"neighbors of {self.query}"
-        return ranked_grid(title, self.tokens, self.pooled, self.neighbors, self.error)
+        return ranked_grid(title, self.tokens, self.pooled, self.neighbors, self.error, self.metric)
 
 
 def ranked_grid(
-    title: str, tokens: list[str], pooled: str | None, ranked: list[Neighbor], error: str | None
+    title: str,
+    tokens: list[str],
+    pooled: str | None,
+    ranked: list[Neighbor],
+    error: str | None,
+    score_name: str = "score",
 ) -> Grid:
-    """A ranked list as a table: rank, id, token, score."""
+    """A ranked list as a table: rank, id, token, and the score named after its metric."""
     if error is not None:
         return Grid(title, [], [], after=[f"error: {error}"])
     before = [f"tokens: {' '.join(tokens)}" + (f" (pooled: {pooled})" if pooled else "")]
     rows = [[n.rank, n.token_id, n.token, n.score] for n in ranked]
-    return Grid(title, ["rank", "id", "token", "score"], rows, before=before)
+    return Grid(title, ["rank", "id", "token", score_name], rows, before=before)
 
 
 def neighbors(
@@ -71,11 +82,12 @@ def neighbors(
     def resolve(query):
         return searcher.resolve_many([query], needs_direction=metric == "cosine")
 
+    stamp = {"metric": metric, "provenance": searcher.provenance}
     for query, answer, ranked in searcher.in_batches(queries, resolve, score):
         if ranked is None:
-            yield NeighborsResult(query=printable(query), error=answer.message)
+            yield NeighborsResult(query=printable(query), error=answer.message, **stamp)
         else:
             r = answer[0]
             yield NeighborsResult(
-                r.query, r.token_ids, r.tokens, r.pooled, ranked, lowercased=r.lowercased
+                r.query, r.token_ids, r.tokens, r.pooled, ranked, lowercased=r.lowercased, **stamp
             )

@@ -455,6 +455,7 @@ class PairsEvaluation(Displayable):
             "skipped": self.skipped,
             "oov_ratio": self.oov_ratio,
             "invalid_lines": self.invalid_lines,
+            "metric": "cosine",  # what each pair's score is, as compare's metric
             "pearson": self.pearson,
             "spearman": self.spearman,
             "pairs": [vars(p) for p in self.pairs],

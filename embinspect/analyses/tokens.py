@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from embinspect.errors import QueryError
-from embinspect.model.checkpoint import Checkpoint
+from embinspect.errors import QueryError, UsageError
+from embinspect.model.checkpoint import Checkpoint, Provenance, stamped
 from embinspect.model.position_scheme import first_position_id
 from embinspect.model.tensor_names import POSITION, TOKEN_TYPE
 from embinspect.model.tokenizer import Vocabulary
@@ -41,14 +41,17 @@ class TokenLookup(Displayable):
     position: dict[str, Any]
     position_note: str | None
     tokens: list[TokenRow]
+    special_tokens: bool = False  # the tokenizer's special tokens ([CLS] ... [SEP]) added
     lowercased: bool = False  # the text was lowercased to be looked up (uncased word vectors)
+    provenance: Provenance | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """``lowercased`` only when true: every other lookup's JSON stays as it was."""
         data = asdict(self)
+        del data["provenance"]
         if not self.lowercased:
             del data["lowercased"]
-        return data
+        return stamped(data, self.provenance)
 
 
 def lookup_tokens(
@@ -59,12 +62,23 @@ def lookup_tokens(
     components: int = 4,
     positions: bool = False,
     vectors: bool = False,
-    special_tokens: bool = False,
+    special_tokens: bool | None = None,
 ) -> TokenLookup:
-    """Tokenize ``text`` and read each token's row (and position row, with ``positions``)."""
+    """Tokenize ``text`` and read each token's row (and position row, with ``positions``).
+
+    ``special_tokens`` None: added with ``positions`` (the positions the model really uses:
+    BERT's ``[CLS]`` at 0, the first word at 1), left out without."""
     import torch
 
     table = checkpoint.token_table.header
+    unlabelled = checkpoint.unlabelled(table, vocabulary)
+    if unlabelled is not None:
+        raise UsageError(
+            f"{unlabelled}: tokens reads a token's row, and token ids do not name these "
+            "rows; drop --tensor, or look rows up by index (#12) with neighbors or compare"
+        )
+    if special_tokens is None:
+        special_tokens = positions
     if printable(text) != text:
         raise QueryError(f"{shown(text)}: not valid UTF-8")
     ids = vocabulary.encode(text, special_tokens=special_tokens)
@@ -105,10 +119,10 @@ def lookup_tokens(
                 **extra,
             )
         )
-    lowercased = vocabulary.lowercased(text)
     return TokenLookup(
-        checkpoint.files.model, text, table.name, scheme, note, result, lowercased=lowercased
-    )
+        checkpoint.files.model, text, table.name, scheme, note, result, special_tokens,
+        vocabulary.lowercased(text), checkpoint.provenance(table),
+    )  # fmt: skip
 
 
 def _position_rows(

@@ -138,7 +138,8 @@ def _evaluate_analogies(
 
 
 def analogy_result_rows(result: AnalogyResult) -> tuple[list[str], list[list[Any]]]:
-    header = ["formula", "method", "rank", "token_id", "token", "score", "error"]
+    # The score column is named after what it is: cosine (3CosAdd), or 3cosmul.
+    header = ["formula", "method", "rank", "token_id", "token", result.metric, "error"]
     if result.error is not None:
         return header, [[result.formula, result.method, None, None, None, None, result.error]]
     return header, [
@@ -187,7 +188,7 @@ def analogy_result_table(result: AnalogyResult) -> None:
     a, b, c = (q["query"] for q in result.queries)
     method = "3CosAdd" if result.method == "add" else "3CosMul"
     title = f"{a} − {b} + {c} ≈ ?   ({method})"
-    screen.print(ranked_table(title, result.results, "score"))
+    screen.print(ranked_table(title, result.results, result.metric))
     for q in result.queries:
         screen.print(resolved_line(q["query"], q["token_ids"], q["tokens"], q["pooled"]))
 

@@ -142,7 +142,7 @@ def comparison_rows(result: Comparison) -> tuple[list[str], list[list[Any]]]:
 
 def comparison_records(result: Comparison) -> list[dict[str, Any]]:
     header, rows = comparison_rows(result)
-    return [{"a": a, "b": b, "score": score} for a, b, score in rows]
+    return [{"a": a, "b": b, "metric": result.metric, "score": score} for a, b, score in rows]
 
 
 def pairs_evaluation_rows(result: PairsEvaluation) -> tuple[list[str], list[list[Any]]]:

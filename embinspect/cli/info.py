@@ -73,6 +73,7 @@ def info_table(result: Info) -> None:
     )
     if result.format not in ("safetensors", "gguf"):  # a word-vector file
         summary.add_row("format", result.tensors[0].family)
+    if result.tied is None:  # no output head at all: the reason reads "none: ..."
         summary.add_row("output head", result.tied_reason)
     else:
         head = ("tied: " if result.tied else "untied: ") + result.tied_reason

@@ -75,7 +75,8 @@ def neighbors(
 
 
 def neighbors_result_rows(result: NeighborsResult) -> tuple[list[str], list[list[Any]]]:
-    header = ["query", "query_ids", "rank", "token_id", "token", "score", "error"]
+    # The score column is named after the metric: cosine, dot, or l2 (a distance).
+    header = ["query", "query_ids", "rank", "token_id", "token", result.metric, "error"]
     if result.error is not None:
         return header, [[result.query, None, None, None, None, None, result.error]]
     ids = result.token_ids
@@ -92,7 +93,7 @@ def neighbors_result_table(result: NeighborsResult) -> None:
     title = "Neighbors of " + resolved_line(
         result.query, result.token_ids, result.tokens, result.pooled
     )
-    screen.print(ranked_table(title, result.neighbors, "score"))
+    screen.print(ranked_table(title, result.neighbors, result.metric))
 
 
 VIEW = View(rows=neighbors_result_rows, table=neighbors_result_table)

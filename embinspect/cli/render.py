@@ -362,7 +362,7 @@ def ranked_table(title: str, neighbors: list[Any], score_name: str) -> Any:
     table.add_column("token")
     table.add_column(score_name, justify="right")
     for n in neighbors:
-        token = n.token if n.token is not None else ""
+        token = n.token if n.token is not None else f"#{n.token_id}"  # no token names it
         table.add_row(str(n.rank), str(n.token_id), token, figure(n.score))
     return table
 

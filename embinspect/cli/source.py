@@ -114,7 +114,7 @@ class Source:
 
         checkpoint = self.open(model)
         header = checkpoint.table_header(table)
-        vocabulary = self.vocabulary_or_none(checkpoint)
+        vocabulary, _ = checkpoint.labelled(header, self.vocabulary_or_none(checkpoint))
         return checkpoint, EmbeddingTable(checkpoint.files, header), vocabulary
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -49,12 +49,14 @@ def tokens(
     ] = False,
     vectors: Annotated[bool, typer.Option("--vectors", help="Print whole rows.")] = False,
     special: Annotated[
-        bool,
+        Optional[bool],
         typer.Option(
             "--special/--no-special",
-            help="Add the tokenizer's special tokens ([CLS] ... [SEP], <bos>).",
+            help="Add the tokenizer's special tokens ([CLS] ... [SEP], <bos>) [default: on "
+            "with --positions, so positions are the model's own; off without].",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     components: Annotated[
         int, typer.Option("--components", min=0, help="How many leading components to show.")
     ] = 4,
@@ -102,7 +104,14 @@ def token_lookup_rows(result: TokenLookup) -> tuple[list[str], list[list[Any]]]:
 
 
 def token_lookup_notes(result: TokenLookup) -> list[str]:
-    return [result.position_note] if result.position_note else []
+    notes = [result.position_note] if result.position_note else []
+    if result.special_tokens:
+        notes.append(f"note: {SPECIAL_NOTE}")
+    return notes
+
+
+# Said wherever special tokens were added: --positions adds them unless told not to.
+SPECIAL_NOTE = "special tokens added, as the model sees the text; --no-special leaves them out"
 
 
 def token_lookup_table(result: TokenLookup) -> None:
@@ -141,6 +150,8 @@ def token_lookup_table(result: TokenLookup) -> None:
     screen.print(table)
     if result.position_note:
         screen.print(result.position_note)
+    if result.special_tokens:
+        screen.print(SPECIAL_NOTE)
     if any(row.vector is not None for row in result.tokens):
         for row in result.tokens:
             screen.print(f"{row.token_id}: " + " ".join(f"{v:.6g}" for v in row.vector or []))

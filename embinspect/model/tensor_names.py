@@ -15,6 +15,7 @@ from embinspect.sources.tensor import SCORABLE_DTYPES, TensorHeader
 
 TOKEN, POSITION, TOKEN_TYPE, OUTPUT = "token", "position", "token_type", "output"
 ROLES = (TOKEN, POSITION, TOKEN_TYPE, OUTPUT)
+CHOSEN = "chosen with --tensor"  # the family of a token table named by --tensor
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def find_embeddings(
                 f": is {header.dtype} of shape {list(header.shape)}, "
                 f"not a 2-D table of {', '.join(SCORABLE_DTYPES)}",
             )
-        found[TOKEN] = EmbeddingTensor(TOKEN, header, "chosen with --tensor")
+        found[TOKEN] = EmbeddingTensor(TOKEN, header, CHOSEN)
     elif TOKEN not in found and unscorable:
         refused = unscorable[0]
         if refused.ggml_type is not None:

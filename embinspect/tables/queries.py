@@ -72,13 +72,17 @@ class QueryResolver:
         *,
         leading_space: bool = True,
         pool: str = "mean",
+        unlabelled: str | None = None,
     ) -> None:
+        """``unlabelled``: why the vocabulary does not name the table's rows (a position
+        table chosen with --tensor), said when a query is text."""
         if pool not in POOLS:
             raise UsageError(Option("pool", pool), f": choose one of {', '.join(POOLS)}")
         self.vocabulary = vocabulary
         self.rows = rows
         self.leading_space = leading_space
         self.pool = pool
+        self.unlabelled = unlabelled
 
     def resolve(self, query: str) -> ResolvedQuery:
         """Token ids of a query; raises QueryError when it names no row."""
@@ -144,6 +148,11 @@ class QueryResolver:
         return ids
 
     def _require_vocabulary(self, query: str) -> Vocabulary:
+        if self.unlabelled is not None:
+            raise QueryError(
+                f"{shown(query)}: text names no row here ({self.unlabelled}); query rows "
+                "by index (#12)"
+            )
         if self.vocabulary is None:
             raise QueryError(
                 f"{shown(query)}: no tokenizer; query by id (#1234) or give a tokenizer"

@@ -62,11 +62,15 @@ class Searcher:
             raise UsageError(Option("batch_size"), " must be at least 1")
         header = checkpoint.table_header(table)
         self.table = EmbeddingTable(checkpoint.files, header)
+        self.provenance = checkpoint.provenance(header)  # carried by every result
+        # A position table chosen with --tensor: rows named by index, queried by #id.
+        vocabulary, unlabelled = checkpoint.labelled(header, vocabulary)
         self.vocabulary = vocabulary
         self.device = resolve_device(device)
         self.resolver = QueryResolver(
-            vocabulary, self.table.rows, leading_space=leading_space, pool=pool
-        )
+            vocabulary, self.table.rows, leading_space=leading_space, pool=pool,
+            unlabelled=unlabelled,
+        )  # fmt: skip
         self.center = self.table.mean_row() if center else None
         self.keep_query = keep_query
         self.batch_size = batch_size
