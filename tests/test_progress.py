@@ -336,6 +336,27 @@ def test_hub_download_bars_follow_the_same_switch(cli, terminal, env, quiet):  #
         assert "word_embeddings" in run.stderr  # the range read's tqdm bar names its tensor
 
 
+def test_a_hub_download_bar_escapes_the_names_it_shows(cli, terminal, env, hub, tmp_path):  # noqa: F811
+    """A tensor's name, from the repo, labels its download bar: escaped, never a terminal
+    command (an OSC title sequence here)."""
+    from safetensors.numpy import save_file
+
+    hostile = "emb\x1b]0;owned\x07.weight"
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    tensors = {
+        hostile: rng.standard_normal((16, 4)).astype(np.float32),
+        "other.weight": rng.standard_normal((1000, 16)).astype(np.float32),  # so a range is read
+    }
+    save_file(tensors, str(folder / "model.safetensors"))
+    hub.add("test-org/hostile-names", folder)
+    run = cli("neighbors", "test-org/hostile-names", "#1", "-k", "2", "--tensor", hostile, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "emb\\x1b]0;owned\\x07.weight" in run.stderr  # the bar's label, escaped
+    assert "\x1b]" not in run.stderr and "\x07" not in run.stderr
+
+
 def _on_a_terminal(
     *args: str | os.PathLike, extra: dict[str, str] | None = None
 ) -> tuple[int, str, str]:

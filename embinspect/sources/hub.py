@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx2
 from huggingface_hub import (
@@ -65,7 +65,6 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import (
     build_hf_headers,
-    disable_progress_bars,
     get_session,
     hf_raise_for_status,
 )
@@ -100,7 +99,7 @@ from embinspect.sources.safetensors_header import (
     refuse_pickle_message,
 )
 from embinspect.sources.tensor import PICKLE_MAGICS, TensorHeader
-from embinspect.text import brief
+from embinspect.text import brief, terminal_line
 
 # A tensor that is at least this share of its file comes as the whole file: a range would
 # save little, and the whole file lands in the cache that transformers and others share.
@@ -169,8 +168,10 @@ class HubRepo:
         self.where = f"{repo_id}@{revision}" if revision else repo_id
         self.endpoint = constants.ENDPOINT
         self._cache_dir = Path(options.cache_dir or constants.HF_HUB_CACHE).expanduser()
-        if not options.progress:
-            disable_progress_bars()
+        # Whole-file downloads draw huggingface_hub's bar through this class: hidden without
+        # `progress` (for this repo only: a notebook's other downloads keep theirs), and its
+        # label, a file name from the repo, made safe for the terminal.
+        self._bar_class = _bar_class(options.progress)
         # huggingface_hub warns on stderr as it retries or falls back to the cache; the
         # outcome is embinspect's to report, in one line.
         hf_logging.set_verbosity_error()
@@ -263,6 +264,7 @@ class HubRepo:
                     cache_dir=self.options.cache_dir,
                     library_name="embinspect",
                     library_version=__version__,
+                    tqdm_class=self._bar_class,
                 ),
                 metadata=small,
                 limit=size,
@@ -525,13 +527,12 @@ class HubRepo:
 
     @contextmanager
     def _bar(self, header: TensorHeader) -> Iterator[hf_tqdm]:
-        bar = hf_tqdm(
+        bar = self._bar_class(
             total=header.nbytes,
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
             desc=f"{header.name} ({header.file})",
-            disable=not self.options.progress,
         )
         try:
             yield bar
@@ -705,3 +706,21 @@ def _one_tensor_header(header: TensorHeader, source: str, start: int, stop: int)
     raw = json.dumps(document, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
     return struct.pack("<Q", len(raw)) + raw
+
+
+# A label's length on a download bar: the tensor and file names come from the repo.
+BAR_LABEL = 80
+
+
+def _bar_class(progress: bool) -> type[hf_tqdm]:
+    """huggingface_hub's tqdm, hidden unless ``progress``, its label one escaped line."""
+
+    class Bar(hf_tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if kwargs.get("desc") is not None:
+                kwargs["desc"] = terminal_line(brief(kwargs["desc"], BAR_LABEL))
+            if not progress:
+                kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return Bar
