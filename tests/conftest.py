@@ -26,7 +26,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import huggingface_hub.constants  # noqa: F401 (read under this process's environment)
+# huggingface_hub reads its environment once, at import; a CLI process reads it fresh each
+# run, the in-process runs share one reading, taken here under the test process's own
+# environment (not under a run's: `embinspect` in a pipe sets HF_HUB_DISABLE_PROGRESS_BARS=1,
+# which would hide every later run's download bars).
+import huggingface_hub.constants  # noqa: F401
+import huggingface_hub.utils.tqdm  # noqa: F401
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -88,6 +93,20 @@ def _cli_env(env: dict[str, str | None] | None) -> dict[str, str]:
     if "EMBINSPECT_DEBUG" not in (env or {}):
         full_env.pop("EMBINSPECT_DEBUG", None)
     return {name: value for name, value in full_env.items() if value is not None}
+
+
+def read_terminal(leader: int) -> bytes:
+    """Everything a child wrote to the pseudo-terminal whose ``leader`` end this is, read
+    while it runs (a full terminal buffer would block it) until it closes it; closes
+    ``leader``."""
+    shown = b""
+    try:
+        while chunk := os.read(leader, 65536):
+            shown += chunk
+    except OSError:  # EIO: the child closed the terminal
+        pass
+    os.close(leader)
+    return shown
 
 
 def run_process(*args: str | os.PathLike, env: dict[str, str] | None = None, **kwargs) -> Run:

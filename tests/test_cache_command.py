@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import _cli_env
+from conftest import _cli_env, read_terminal
 from gguf import GGUFWriter
 from hub_server import FakeHub
 from safetensors.numpy import save_file
@@ -348,13 +348,7 @@ def test_rm_all_asks_at_a_terminal(cli, env, tmp_path, answer, removed):
         stderr=follower,
     )
     os.close(follower)
-    shown = b""
-    try:  # read while it runs, so a full terminal buffer never blocks it
-        while chunk := os.read(leader, 65536):
-            shown += chunk
-    except OSError:  # EIO: the child closed the terminal
-        pass
-    os.close(leader)
+    shown = read_terminal(leader)
     out = child.stdout.read()
     assert child.wait(timeout=120) == 0
     size = entry.stat().st_size if entry.exists() else json.loads(out)["size"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import read_terminal, run_cli
 from hub_server import FakeHub, Fault
 from safetensors.numpy import save_file
 from test_imports import imported_heavy_modules
@@ -526,13 +526,7 @@ def test_progress_bar_only_on_a_terminal(hub, env, tmp_path):
         stderr=follower,
     )
     os.close(follower)
-    shown = b""
-    try:  # read while it runs, so a full terminal buffer never blocks it
-        while chunk := os.read(leader, 65536):
-            shown += chunk
-    except OSError:  # EIO: the child closed the terminal
-        pass
-    os.close(leader)
+    shown = read_terminal(leader)
     child.stdout.read()
     assert child.wait(timeout=300) == 0
     assert TOKEN_NAME.encode() in shown and b"100%" in shown

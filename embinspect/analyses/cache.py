@@ -321,19 +321,7 @@ def _range(
         if info.st_size != end:
             state, reason = "damaged", f"{info.st_size:,} bytes where its tensor ends at {end:,}"
         file = _range_source_file(path, f"{repo_id}@{commit}/") or file
-    return CacheEntry(
-        id=entry_id,
-        kind="range",
-        model=repo_id,
-        revision=commit,
-        file=file,
-        tensor=tensor,
-        size=info.st_size,
-        written=_written(info.st_mtime),
-        state=state,
-        reason=reason,
-        paths=[str(path)],
-    )
+    return _one_file(entry_id, "range", path, info, state, reason, repo_id, commit, file, tensor)
 
 
 def _range_source_file(path: Path, prefix: str) -> str | None:
@@ -356,19 +344,8 @@ def _range_source_file(path: Path, prefix: str) -> str | None:
 def _incomplete(
     entry_id: str, path: Path, info: os.stat_result, model: str | None = None
 ) -> CacheEntry:
-    return CacheEntry(
-        id=entry_id,
-        kind="incomplete",
-        model=model,
-        revision=None,
-        file=None,
-        tensor=None,
-        size=info.st_size,
-        written=_written(info.st_mtime),
-        state="incomplete",
-        reason="a write that has not finished, or was interrupted",
-        paths=[str(path)],
-    )
+    reason = "a write that has not finished, or was interrupted"
+    return _one_file(entry_id, "incomplete", path, info, "incomplete", reason, model)
 
 
 def _derived_entries(root: Path) -> Iterator[CacheEntry]:
@@ -390,18 +367,25 @@ def _derived(entry_id: str, kind: str, path: Path, info: os.stat_result) -> Cach
         where = record["provenance"].get("path")
         model = where if isinstance(where, str) else None
         state, reason = _derived_state(record)
+    return _one_file(entry_id, kind, path, info, state, reason, model)
+
+
+def _one_file(
+    entry_id: str,
+    kind: str,
+    path: Path,
+    info: os.stat_result,
+    state: str,
+    reason: str | None,
+    model: str | None = None,
+    revision: str | None = None,
+    file: str | None = None,
+    tensor: str | None = None,
+) -> CacheEntry:
+    """The entry of one file: its size and time from ``info``."""
+    size, written = info.st_size, _written(info.st_mtime)
     return CacheEntry(
-        id=entry_id,
-        kind=kind,
-        model=model,
-        revision=None,
-        file=None,
-        tensor=None,
-        size=info.st_size,
-        written=_written(info.st_mtime),
-        state=state,
-        reason=reason,
-        paths=[str(path)],
+        entry_id, kind, model, revision, file, tensor, size, written, state, reason, [str(path)]
     )
 
 
