@@ -266,9 +266,11 @@ def gzipped(path, target):
 
 
 def answers(cli, path, queries: list[str]) -> tuple[dict, list]:
-    """What ``info`` says of the table, and the neighbours of each query, as JSON."""
+    """What ``info`` says of the table (its format without ", gzip-compressed"), and the
+    neighbours of each query, as JSON."""
     (tensor,) = cli("info", path, "-f", "json").json()["tensors"]
     del tensor["file"]
+    tensor["family"] = tensor["family"].removesuffix(", gzip-compressed")
     results = cli("neighbors", path, *queries, "-k", "10", "-f", "json").json()
     return tensor, [(r["query"], r["neighbors"]) for r in results]
 
@@ -294,6 +296,9 @@ def test_gzip_word_vector_files_answer_as_the_plain_ones(cli, glove, tmp_path, p
     expected = answers(cli, source, queries)
     assert answers(cli, compressed, queries) == expected
     assert len(expected[1]) == len(queries) and all(len(n) == 10 for _, n in expected[1])
+    # info names the format and says the file is compressed
+    plain_info, info = (cli("info", path, "-f", "json").json() for path in (source, compressed))
+    assert info["tensors"][0]["family"] == plain_info["tensors"][0]["family"] + ", gzip-compressed"
 
 
 def test_a_plain_file_named_gz_is_read_by_its_bytes(cli, tmp_path):
@@ -302,6 +307,7 @@ def test_a_plain_file_named_gz_is_read_by_its_bytes(cli, tmp_path):
     named = tmp_path / "lee_fasttext.vec.gz"
     named.write_bytes(source.read_bytes())
     assert answers(cli, named, ["#3"]) == answers(cli, source, ["#3"])
+    assert "compressed" not in cli("info", named, "-f", "json").json()["tensors"][0]["family"]
 
 
 def test_a_gzip_file_is_decompressed_a_block_at_a_time(cli, glove, tmp_path, monkeypatch):

@@ -240,7 +240,10 @@ def open_checkpoint(
     headers, complete = _read_headers(files, tensor, all_headers)
     if files.word_vectors is not None:
         # One table, keyed by words: there is nothing to look for by name.
-        family = WORD_VECTOR_FORMATS[files.word_vectors.shape.format]
+        shape = files.word_vectors.shape
+        family = WORD_VECTOR_FORMATS[shape.format]
+        if shape.compressed:
+            family += ", gzip-compressed"
         header = files.word_vectors.header
         return Checkpoint(
             files, config, headers, True, {TOKEN: EmbeddingTensor(TOKEN, header, family)}

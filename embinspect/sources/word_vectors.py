@@ -69,6 +69,7 @@ class WordVectorShape:
     rows: int  # word2vec: the header's; GloVe: lines counted (trailing blank lines left out)
     dim: int
     header_rows: int | None  # what the header claims (word2vec), None for GloVe
+    compressed: bool = False  # gzip, decompressed as it is read
 
 
 @dataclass
@@ -281,7 +282,7 @@ def word_vector_shape(path: Path) -> WordVectorShape:
         start = _read_start(path, handle)
         if start.format == GLOVE:
             rows = _count_rows(handle, start.data_offset)
-            return WordVectorShape(GLOVE, rows, start.dim, None)
+            return WordVectorShape(GLOVE, rows, start.dim, None, isinstance(handle, gzip.GzipFile))
         size = _data_size(handle)
         have = size - start.data_offset
         if start.format == WORD2VEC_BINARY:
@@ -298,7 +299,9 @@ def word_vector_shape(path: Path) -> WordVectorShape:
                 f"{path}:1: the header declares {start.header_rows:,} rows of {start.dim} "
                 f"numbers, more than the {have:,} bytes after it can hold"
             )
-        return WordVectorShape(start.format, start.header_rows, start.dim, start.header_rows)
+        rows = start.header_rows
+        compressed = isinstance(handle, gzip.GzipFile)
+        return WordVectorShape(start.format, rows, start.dim, rows, compressed)
 
 
 def _count_rows(handle: BinaryIO, offset: int, stop_at: int | None = None) -> int:
