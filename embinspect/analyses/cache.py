@@ -27,11 +27,9 @@ a cache folder pointed at a folder of other files lists and removes none of them
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import stat
-import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -52,7 +50,7 @@ from embinspect.sources.cache import (
     hub_repo_id,
     read_record,
 )
-from embinspect.sources.safetensors_header import MAX_HEADER_BYTES, read_header
+from embinspect.sources.safetensors_header import read_header_and_metadata
 from embinspect.text import quoted
 
 STATES = ("ok", "gone", "changed", "outdated", "damaged", "incomplete")
@@ -309,9 +307,9 @@ def _range(
     tensor = path.stem.replace("--", "/")
     state, reason = "ok", None
     try:
-        tensors = read_header(path)
+        tensors, metadata = read_header_and_metadata(path)
     except ModelError:
-        tensors = None
+        tensors, metadata = None, {}
     if tensors is None or len(tensors) != 1:
         state, reason = "damaged", "not a one-tensor safetensors file"
     else:
@@ -320,25 +318,12 @@ def _range(
         end = header.offset + header.nbytes
         if info.st_size != end:
             state, reason = "damaged", f"{info.st_size:,} bytes where its tensor ends at {end:,}"
-        file = _range_source_file(path, f"{repo_id}@{commit}/") or file
+        # The checkpoint file it was cut from: its metadata's ``source``, ``REPO@COMMIT/FILE``
+        # (the folder name spells a file's `/` as `--`, which a name may hold too).
+        source, prefix = metadata.get("source", ""), f"{repo_id}@{commit}/"
+        if source.startswith(prefix) and len(source) > len(prefix):
+            file = source[len(prefix) :]
     return _one_file(entry_id, "range", path, info, state, reason, repo_id, commit, file, tensor)
-
-
-def _range_source_file(path: Path, prefix: str) -> str | None:
-    """The checkpoint file a range file says it was cut from (its header's
-    ``__metadata__.source``, ``org/name@commit/FILE``), when it names this repo's commit."""
-    try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > MAX_HEADER_BYTES:
-                return None
-            document = json.loads(handle.read(length))
-        source = document["__metadata__"]["source"]
-    except (OSError, ValueError, RecursionError, KeyError, TypeError, struct.error):
-        return None
-    if isinstance(source, str) and source.startswith(prefix) and len(source) > len(prefix):
-        return source[len(prefix) :]
-    return None
 
 
 def _incomplete(

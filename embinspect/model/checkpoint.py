@@ -145,11 +145,9 @@ class Checkpoint:
         files = self.files
         hub = files.hub
         if hub is not None:
-            _, _, revision = files.model.partition("@")  # HubRepo names it repo@revision
-            source, resolved = hub.repo_id, hub.repo_id
             return Provenance(
-                source, resolved, revision or None, hub.commit, header.name, header.dtype,
-                __version__,
+                hub.repo_id, hub.repo_id, hub.asked or None, hub.commit, header.name,
+                header.dtype, __version__,
             )  # fmt: skip
         path = files.optional(files.weight_files[0]) if files.weight_files else None
         if path is not None and files.kind == "directory":

@@ -162,6 +162,7 @@ class HubRepo:
 
     def __init__(self, repo_id: str, revision: str | None, options: HubOptions) -> None:
         self.repo_id = repo_id
+        self.asked = revision  # the branch, tag or commit asked for (None: the default branch)
         self.options = options
         self.timeout = http_timeout()  # EMBINSPECT_HTTP_TIMEOUT: a usage error before any request
         self.offline = options.offline or constants.is_offline_mode()

@@ -33,7 +33,23 @@ def read_header(
     lie inside the data section, match its shape, and overlap no other tensor's, so later
     readers may trust the offsets.
     """
-    label = file_label or path.name
+    raw, file_size = _raw_header(path, file_size)
+    return parse_header(raw, file_size, path, file_label or path.name)
+
+
+def read_header_and_metadata(path: Path) -> tuple[dict[str, TensorHeader], dict[str, str]]:
+    """``read_header``'s tensors, and the header's ``__metadata__`` (its string values;
+    {} when there is none), from one read."""
+    raw, file_size = _raw_header(path, None)
+    tensors = parse_header(raw, file_size, path, path.name)
+    metadata = json.loads(raw).get("__metadata__")  # parse_header has checked the JSON
+    if not isinstance(metadata, dict):
+        return tensors, {}
+    return tensors, {k: v for k, v in metadata.items() if isinstance(v, str)}
+
+
+def _raw_header(path: Path, file_size: int | None) -> tuple[bytes, int]:
+    """The header's JSON bytes, and the file's size (``file_size`` when given)."""
     with reading(path, "a .safetensors file"):
         file_size = os.path.getsize(path) if file_size is None else file_size
         with open(path, "rb") as handle:
@@ -53,7 +69,7 @@ def read_header(
                     f"a {file_size}-byte file)"
                 )
             raw = handle.read(header_len)
-    return parse_header(raw, file_size, path, label)
+    return raw, file_size
 
 
 def parse_header(
