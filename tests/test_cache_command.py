@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import _cli_env, read_terminal
-from gguf import GGUFWriter
 from hub_server import FakeHub
 from safetensors.numpy import save_file
+from test_gguf import write_tiny_gguf
 
 EXIT_USAGE = 2
 TABLE = "model.embed_tokens.weight"
@@ -78,19 +78,7 @@ def env(tmp_path) -> dict[str, str]:
 def write_gguf(path: Path, tokens: list[str] = TOKENS) -> Path:
     """A small F32 GGUF whose metadata holds a GPT-2-style tokenizer (converted in
     milliseconds)."""
-    writer = GGUFWriter(path, "llama")
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
-    writer.add_token_list(tokens)
-    writer.add_token_types([1] * len(tokens))
-    writer.add_token_merges(MERGES)
-    rows = np.random.default_rng(0).standard_normal((len(tokens), 16))
-    writer.add_tensor("token_embd.weight", rows.astype(np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return write_tiny_gguf(path, tokens, MERGES)
 
 
 def derive_tokenizer(cli, gguf: Path, env) -> Path:

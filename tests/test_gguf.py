@@ -598,19 +598,27 @@ TINY_MERGES = ["i n", "in g", "k ing", "Ġ king", "q u", "qu e", "e n", "que en"
 @pytest.fixture
 def tiny_gguf(tmp_path):
     """A small F32 GGUF whose metadata holds a GPT-2-style tokenizer of 20 tokens."""
-    writer = GGUFWriter(tmp_path / "tiny.gguf", "llama")
+    return write_tiny_gguf(tmp_path / "tiny.gguf")
+
+
+def write_tiny_gguf(
+    path: Path, tokens: list[str] = TINY_TOKENS, merges: list[str] = TINY_MERGES
+) -> Path:
+    """A small F32 GGUF at ``path`` whose metadata holds a GPT-2-style tokenizer (converted
+    in milliseconds)."""
+    writer = GGUFWriter(path, "llama")
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")
-    writer.add_token_list(TINY_TOKENS)
-    writer.add_token_types([1] * len(TINY_TOKENS))
-    writer.add_token_merges(TINY_MERGES)
-    rows = np.random.default_rng(0).standard_normal((len(TINY_TOKENS), 16))
+    writer.add_token_list(tokens)
+    writer.add_token_types([1] * len(tokens))
+    writer.add_token_merges(merges)
+    rows = np.random.default_rng(0).standard_normal((len(tokens), 16))
     writer.add_tensor(TOKEN_TABLE, rows.astype(np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return tmp_path / "tiny.gguf"
+    return path
 
 
 def tiny_answers(cli, gguf, env) -> tuple[list[int], list[dict], str]:
