@@ -130,3 +130,16 @@ def test_too_many_tokens_for_the_positions_names_the_line(cli, minilm):
 def test_no_lines_no_texts(cli, minilm):
     run = cli("tokens", minilm, "-", "-f", "json", input="\n\n")
     assert (run.returncode, run.stdout, run.stderr) == (0, "[]\n", "")
+
+
+def test_a_line_with_control_characters_is_shown_escaped(cli, minilm):
+    """A stdin line is outside text: its title and its error line show escapes, never a
+    terminal command (an OSC title, a screen clear)."""
+    run = cli(
+        "tokens", minilm, "-", "-f", "table", "--components", "1",
+        input=b"a\x1b]0;x\x07b\n\xff\x1b[2J\n",
+    )  # fmt: skip
+    assert run.returncode == 4
+    assert 'tokens of "a\\x1b]0;x\\x07b"' in run.stdout.splitlines()
+    assert run.stderr == "embinspect: error: '\\xff\\x1b[2J': not valid UTF-8\n"
+    assert "\x1b" not in run.stdout + run.stderr and "\x07" not in run.stdout
