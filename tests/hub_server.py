@@ -31,7 +31,9 @@ or ``reset()`` ends every stall and pause).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import json
 import re
 import threading
@@ -121,12 +123,14 @@ class Request:
     authorized: bool = False  # an Authorization header came with it
     accept_encoding: str | None = None  # the Accept-Encoding header sent
     fault: str | None = None  # the kind of the Fault that answered it
+    arrived: int = 0  # its place in the order requests came in
 
 
 @dataclass
 class FakeHub:
     repos: dict[str, Repo] = field(default_factory=dict)
-    requests: list[Request] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)  # in the order they came in
+    _arrivals: itertools.count = field(default_factory=itertools.count, repr=False)
     break_at: dict[str, int] = field(default_factory=dict)  # file name -> byte offset
     faults: list[Fault] = field(default_factory=list)
     paused: threading.Event = field(default_factory=threading.Event)
@@ -207,8 +211,10 @@ class FakeHub:
         return self._released.wait(seconds)
 
     def log(self, request: Request) -> None:
+        """Log an answered request in its place: a request is logged once answered, and a
+        thread may log after a later request's thread has (the client moved on at once)."""
         with self._lock:
-            self.requests.append(request)
+            bisect.insort(self.requests, request, key=lambda r: r.arrived)
 
     # --- what tests ask ------------------------------------------------------------------
 
@@ -247,6 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, body: bool) -> None:
         with self.fake.busy:
             self.fake.active += 1
+            self.arrived = next(self.fake._arrivals)
         try:
             self._answer(body)
         finally:
@@ -555,5 +562,6 @@ class _Handler(BaseHTTPRequestHandler):
                 authorized="Authorization" in self.headers,
                 accept_encoding=self.headers.get("Accept-Encoding"),
                 fault=fault,
+                arrived=self.arrived,
             )
         )
