@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import inspect
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -43,7 +45,6 @@ from embinspect.cli.options import (
     ModelArg,
     Table,
     TableOpt,
-    TopKOpt,
     read_queries,
 )
 from embinspect.cli.render import (
@@ -55,7 +56,13 @@ from embinspect.cli.render import (
     report_note,
 )
 from embinspect.cli.source import Source, command
-from embinspect.errors import EXIT_QUERY, EmbinspectError, UsageError
+from embinspect.errors import (
+    EXIT_QUERY,
+    EmbinspectError,
+    EmbinspectWarning,
+    Option,
+    UsageError,
+)
 from embinspect.model.checkpoint import TABLES
 from embinspect.model.tokenizer import WORDPIECE
 from embinspect.tables.queries import MAX_QUERY_CHARS
@@ -71,6 +78,9 @@ PROMPT = "embinspect> "
 HISTORY_FILE = "shell-history"  # in embinspect's cache folder (EMBINSPECT_CACHE)
 HISTORY_LINES = 1000
 COMPLETIONS = 200  # at most this many offered for one Tab: a prefix of one letter matches 10,000s
+# Until :k sets one, each command's own -k default (10 for neighbors, 5 for analogy).
+NEIGHBORS_K = inspect.signature(neighbors_cli.neighbors).parameters["k"].default
+ANALOGY_K = inspect.signature(analogy_cli.analogy).parameters["k"].default
 SWITCHES = {"on": True, "off": False}
 FORMATS = tuple(f.value for f in OutputFormat)
 
@@ -78,7 +88,16 @@ FORMATS = tuple(f.value for f in OutputFormat)
 @command()
 def shell(
     model: ModelArg,
-    k: TopKOpt = 10,
+    k: Annotated[
+        Optional[int],
+        typer.Option(
+            "--top-k",
+            "-k",
+            min=1,
+            help="How many results [default: as each command: 10 for neighbors, 5 for analogy].",
+            show_default=False,
+        ),
+    ] = None,
     metric: MetricOpt = Metric.cosine,
     table: TableOpt = Table.input,
     center: CenterOpt = False,
@@ -104,7 +123,7 @@ def shell(
 class Settings:
     """What the ``:`` settings change, for the lines after them."""
 
-    k: int
+    k: int | None  # None: each command's own default
     metric: str
     table: str
     center: bool
@@ -207,7 +226,7 @@ class Session:
         try:
             return self._answer(line)
         except EmbinspectError as err:
-            report_error(err.worded(flag))
+            report_error(err.worded(_worded))
             return err.exit_code
 
     def _answer(self, line: str) -> int:
@@ -249,7 +268,7 @@ class Session:
         if not queries:
             raise UsageError("neighbors needs a query (neighbors king)")
         searcher = self.searcher()
-        k = searcher.limit_k(self.settings.k)
+        k = searcher.limit_k(self.settings.k or NEIGHBORS_K)
         found = nearest(searcher, queries, k, self.settings.metric)
         failed = self.settings.output.stream(found, neighbors_cli.VIEW)
         self._note_left_out()
@@ -274,7 +293,7 @@ class Session:
         if len(queries) != 3:
             raise UsageError("analogy takes three queries A B C (analogy king man woman)")
         searcher = self.searcher()
-        k = searcher.limit_k(self.settings.k)
+        k = searcher.limit_k(self.settings.k or ANALOGY_K)
         found = analogies(searcher, [queries], k)
         failed = self.settings.output.stream(found, analogy_cli.ANALOGY_RESULT_VIEW)
         self._note_left_out()
@@ -342,7 +361,9 @@ class Session:
 
     def set_table(self, value: str) -> None:
         table = _choice(":table", value, TABLES)
-        self.checkpoint.table_header(table)  # its UsageError when the model has no such table
+        with warnings.catch_warnings():  # its notes (a tied head) come with the first answer
+            warnings.simplefilter("ignore", EmbinspectWarning)
+            self.checkpoint.table_header(table)  # its UsageError when the model has none
         self.settings.table = table
 
     def set_center(self, value: str) -> None:
@@ -362,7 +383,9 @@ class Session:
     def _value(self, name: str) -> str:
         settings = self.settings
         return {
-            ":k": str(settings.k),
+            ":k": str(settings.k)
+            if settings.k
+            else f"{NEIGHBORS_K} for neighbors, {ANALOGY_K} for analogy",
             ":metric": settings.metric,
             ":table": settings.table,
             ":center": "on" if settings.center else "off",
@@ -438,6 +461,21 @@ def split_queries(text: str) -> list[str]:
             raise UsageError(f"{quoted(text)}: a query in double quotes lacks its closing quote")
         queries.append(match.group(1) if match.group(1) is not None else match.group(0))
     return queries
+
+
+# The library's options that a setting stands for in the shell: named as the setting.
+_SETTING_OPTIONS = {"k": ":k", "metric": ":metric", "table": ":table", "center": ":center"}
+
+
+def _worded(option: Option) -> str:
+    """An option named in an error, as the shell spells it: ``:table output``, not
+    ``--table output``; the options the shell has no setting for, as on the command line."""
+    name = _SETTING_OPTIONS.get(option.name)
+    if name is None:
+        return flag(option)
+    if option.has_value:
+        return f"{name} {option.value}"
+    return f"{name} {option.metavar}" if option.metavar is not None else name
 
 
 def _choice(setting: str, value: str, accepted: tuple[str, ...]) -> str:
