@@ -61,6 +61,7 @@ from embinspect.errors import (
     EmbinspectError,
     EmbinspectWarning,
     Option,
+    StreamError,
     UsageError,
 )
 from embinspect.model.checkpoint import TABLES
@@ -225,6 +226,8 @@ class Session:
         error already on stderr). ``Quit`` for ``:quit``."""
         try:
             return self._answer(line)
+        except StreamError:
+            raise  # stdout failed: nothing more can be answered (main says so, once)
         except EmbinspectError as err:
             report_error(err.worded(_worded))
             return err.exit_code
