@@ -107,8 +107,10 @@ def shell(
     source: Source,
     output: Output,
 ) -> None:
-    """Open MODEL once and answer commands at a prompt (or line by line from stdin):
-    neighbors, compare, analogy, tokens, vector, info, and settings such as :k 20."""
+    """Open MODEL once and answer commands at a prompt: neighbors, compare, analogy,
+    tokens, vector, info, and settings such as :k 20 (:help lists them). With stdin not a
+    terminal, each line is answered as it arrives; the exit code is then that of the first
+    line that failed, 0 when every line was answered."""
     settings = Settings(k, metric.value, table.value, center, output)
     session = Session(source, model, settings, device)
     stdin = sys.stdin
