@@ -319,6 +319,30 @@ def test_completion_of_a_tokenizer_vocabulary_spells_words(minilm, gpt2):
     assert not any(word.startswith("Ġ") for word in bpe.words)
 
 
+def test_hostile_tokens_reach_no_terminal_raw(cli, tmp_path):
+    """A checkpoint whose tokens hold escape sequences, controls and bidi overrides: every
+    format the shell prints shows them escaped, and Tab never offers them."""
+    from test_security import CONTROL, VOCAB, assert_terminal_safe, write_model
+
+    import embinspect
+    from embinspect.cli.shell import Completions
+
+    model = write_model(tmp_path / "hostile")
+    lines = ["neighbors king", "compare king queen", "tokens king queen"]
+    for fmt in ("table", "tsv", "csv", "json", "jsonl"):
+        run = shell(cli, model, [f":format {fmt}", ":k 100", *lines, "vector king"])
+        assert run.returncode == 0, run.stderr
+        assert_terminal_safe(run.stdout, "\n\t" if fmt == "tsv" else "\n")
+        assert_terminal_safe(run.stderr)
+        if fmt in ("tsv", "csv"):
+            assert all(shown in run.stdout for _, shown, _ in CONTROL.values())
+    offered = Completions(embinspect.load(model)._vocabulary())
+    hostile = {raw for raw, _, _ in CONTROL.values()}
+    spaced = {word for word in VOCAB if " " in word}  # one word each, or not offered
+    assert offered.words == sorted(set(VOCAB) - hostile - spaced)
+    assert "king" in offered.words and "[bold]x[/bold]" in offered.words
+
+
 # --- as a process: answers as lines arrive, and at a real terminal -----------------------------
 
 
