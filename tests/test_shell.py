@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -361,7 +362,7 @@ def _process_env(tmp_path) -> dict[str, str]:
 @pytest.mark.slow
 def test_each_line_is_answered_as_it_arrives(minilm, tmp_path):
     """A pipe held open: each answer comes before the next line is written (no waiting for
-    EOF, no batch)."""
+    EOF, no batch); Ctrl-C (SIGINT) then ends the session with 130."""
     child = subprocess.Popen(
         [sys.executable, "-m", "embinspect", "shell", str(minilm), "-k", "2"],
         stdin=subprocess.PIPE,
@@ -379,8 +380,8 @@ def test_each_line_is_answered_as_it_arrives(minilm, tmp_path):
         child.stdin.write("frobnicate\n")
         child.stdin.flush()
         assert child.stderr.readline().startswith("embinspect: error: 'frobnicate'")
-        child.stdin.close()
-        assert child.wait(timeout=60) == EXIT_USAGE
+        child.send_signal(signal.SIGINT)  # Ctrl-C ends a scripted session, as any command
+        assert child.wait(timeout=60) == 130
     finally:
         child.kill()
         child.wait()
