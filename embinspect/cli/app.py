@@ -29,6 +29,7 @@ from embinspect.cli import (
     neighbors,
     plot,
     positions,
+    shell,
     stats,
     streams,
     tokens,
@@ -156,6 +157,14 @@ COMMANDS: list[tuple[Callable[..., None], str, tuple[str, str]]] = [
             "embinspect plot sentence-transformers/all-MiniLM-L6-v2 king queen man woman "
             "--out plot.png",
             "embinspect plot glove.6B.50d.txt paris france --neighbors 3 -f json",
+        ),
+    ),
+    (
+        shell.shell,
+        "Open a model once and ask it at a prompt, or line by line.",
+        (
+            "embinspect shell sentence-transformers/all-MiniLM-L6-v2",
+            "embinspect shell glove.6B.50d.txt -k 5 --metric dot -f tsv",
         ),
     ),
 ]
