@@ -46,10 +46,7 @@ DEFAULT_TOP = 50
 GIVEN = "--reference"
 # Where a tokenizer's vocabulary has no known unused tokens: its unreachable tokens.
 UNREACHABLE = "unreachable tokens (their text does not encode back to them)"
-FRAGMENTS = (
-    "unreachable tokens, all byte fragments (part of a character: no text gives one back "
-    "alone; text holds them only inside characters that have no token)"
-)
+FRAGMENTS = "unreachable tokens, all byte fragments (parts of characters that have no token)"
 
 
 @dataclass(frozen=True)

@@ -322,6 +322,8 @@ class Vocabulary:
         found: list[bool | None] = [None] * self.size
         alone = {i: t for i, t in enumerate(texts) if t is not None}
         left, failed = self._read_back(ids, [], alone, found)
+        if self.scheme == WORDPIECE:  # a continuation is not judged: not worth a read-back
+            left = [i for i in left if not (self.backend.id_to_token(i) or "").startswith("##")]
         for prefix in _READ_BACK_PREFIXES:
             head = self._each(self._encode, [prefix])[0]
             shown = self._each(self._decode, [head])[0] if head else None
@@ -334,10 +336,8 @@ class Vocabulary:
                 if pair is not None and pair.startswith(shown)
             }
             left, _ = self._read_back(left, head, after, found)
-        for i in left:
-            token = self.backend.id_to_token(i) or ""
-            continuation = self.scheme == WORDPIECE and token.startswith("##")
-            found[i] = None if texts[i] is None or i in failed or continuation else False
+        for i in left:  # None where the tokenizer failed on the token or its text
+            found[i] = None if texts[i] is None or i in failed else False
         return tuple(found)
 
     @functools.cached_property
