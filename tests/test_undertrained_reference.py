@@ -4,6 +4,7 @@ tokenizers library, and the ranking is magikarp's indicator on them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from test_undertrained_command import expected_ranking
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 import embinspect
+import embinspect.progress
 
 NEVER_IN_UTF8 = {0xC0, 0xC1, *range(0xF5, 0x100)}  # bytes no UTF-8 text holds
 
@@ -145,9 +147,18 @@ def test_byte_fallback_and_word_inside_pieces(cli, tmp_path):
         "reference: 18 unreachable tokens (their text does not encode back to them), as no "
         "token is known to be unused (--reference to choose)" in shown
     )
-    # The API takes the same default.
-    api = embinspect.load(model).undertrained(k=3)
+    # The API takes the same default, and reports the read-back as a step of its own.
+    steps: list[str] = []
+
+    @contextlib.contextmanager
+    def record(label: str, total: int | None):
+        steps.append(label)
+        yield lambda n: None
+
+    with embinspect.progress.reporting(record):
+        api = embinspect.load(model).undertrained(k=3)
     assert api.reference == "unreachable" and api.reference_ids == expected
+    assert "Reading every token back through the tokenizer" in steps
 
 
 def test_reference_still_overrides(cli, tmp_path):
@@ -165,7 +176,7 @@ def test_every_token_reachable_is_one_line_error(cli, tmp_path):
     tokenizer.add_special_tokens(["[UNK]"])
     model = write_model(tmp_path / "words", tokenizer)
     run = cli("undertrained", model, "-f", "json")
-    assert_one_line_error(run, 2, "no reference possible", "every one is reachable", "--reference")
+    assert_one_line_error(run, 2, "no reference possible", "none is unreachable", "--reference")
     with pytest.raises(embinspect.UsageError, match="no reference possible"):
         embinspect.load(model).undertrained()
     given = cli("undertrained", model, "--reference", "dog", "-f", "json").json()

@@ -124,8 +124,8 @@ def find_reference(
             return unreachable, FRAGMENTS
         raise UsageError(
             "no reference possible: no token of this vocabulary is known to be unused "
-            "([unusedN], <|reserved_special_token_N|>, <unusedN>) and every one is "
-            "reachable (its text encodes back to it); name some with ",
+            "([unusedN], <|reserved_special_token_N|>, <unusedN>) and none is unreachable "
+            "(the text of each encodes back to it); name some with ",
             Option("reference", metavar="TOKEN"),
             " or #ID",
         )

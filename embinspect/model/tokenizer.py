@@ -317,6 +317,10 @@ class Vocabulary:
         something else). False: no text gives it back (unreachable). None where the round
         trip cannot tell: a WordPiece continuation (``##ing``), which only ever follows
         another piece, or a token the tokenizer fails on. Computed once, in batches."""
+        with progress.task("Reading every token back through the tokenizer"):
+            return self._reachability()
+
+    def _reachability(self) -> tuple[bool | None, ...]:
         ids = list(range(self.size))
         texts = self._each(self._decode, [[i] for i in ids])
         found: list[bool | None] = [None] * self.size
