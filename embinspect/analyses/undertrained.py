@@ -9,13 +9,16 @@ Under-trained Tokens in Large Language Models" (arXiv:2405.05417), as their code
    row shares, and it would swamp the comparison;
 2. ``u`` is the mean of the reference rows so projected: tokens known to be unused
    (BERT's ``[unusedN]``, Llama 3's ``<|reserved_special_token_N|>``, Gemma's
-   ``<unusedN>``), or the ones given with ``--reference``;
+   ``<unusedN>``), or the ones given with ``--reference``; in a tokenizer's vocabulary
+   with neither, its unreachable tokens (below; ``find_reference``);
 3. each token's indicator is ``cos(x', u)``: near 1, its row sits where rows go that
    training never moved. The row norm ``|x|`` is shown beside it (small for tokens that
    weight decay shrank and no gradient grew).
 
 A token is *unreachable* when encoding its own text does not give it back: no text can
-make the model see it, so training never did either (magikarp's ``UNREACHABLE``).
+make the model see it, so training never did either (magikarp's ``UNREACHABLE``). Byte
+fragments (part of a UTF-8 character) are unreachable so, yet text does produce them
+inside characters that have no token of their own: rarely, so they are barely trained.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from embinspect.tables import scaling
 from embinspect.tables.queries import QueryResolver
 
 if TYPE_CHECKING:
-    from embinspect.model.tokenizer import Vocabulary
+    from embinspect.model.tokenizer import Vocabulary, WordKeys
     from embinspect.tables.table import EmbeddingTable
 
 # Spellings of tokens that model families reserve and never train, with where they come from.
@@ -40,6 +43,10 @@ UNUSED_TOKEN_PATTERNS = (
     (re.compile(r"<unused\d+>"), "<unusedN> (Gemma)"),
 )
 DEFAULT_TOP = 50
+GIVEN = "--reference"
+# Where a tokenizer's vocabulary has no known unused tokens: its unreachable tokens.
+UNREACHABLE = "unreachable tokens (their text does not encode back to them)"
+FRAGMENTS = "unreachable tokens, all byte fragments (parts of characters that have no token)"
 
 
 @dataclass(frozen=True)
@@ -59,21 +66,33 @@ class UndertrainedResult(Displayable):
     model: str
     tensor: str
     rows: int
-    reference_source: str  # the pattern matched, or "--reference"
+    reference_source: str  # the pattern matched, "--reference", or the unreachable rule
     reference_ids: list[int]
     first_pc_share: float  # of the centred table's variance that the removed component held
     unreachable: int | None  # tokens whose text does not encode back to them (None: unknown)
     zero_rows: int
     tokens: list[Suspect]
+    reference: str  # the rule: "unused" (a known pattern), "given" or "unreachable"
+    reference_count: int  # len(reference_ids)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def find_reference(
-    vocabulary: Vocabulary | None, rows: int, given: list[str] | None
+    vocabulary: Vocabulary | WordKeys | None, rows: int, given: list[str] | None
 ) -> tuple[list[int], str]:
-    """Row ids of the tokens known to be unused, and where the list came from."""
+    """Row ids of the reference tokens, and where the list came from (``source``).
+
+    Tokens given (``--reference``); else the vocabulary's tokens known to be unused; else,
+    for a tokenizer, its unreachable tokens that are not added tokens (``[CLS]``,
+    ``<|im_start|>``: the tokenizer's own, matched whole in text or not, by its settings):
+    those whose text is whole, which no text ever gives (a byte UTF-8 never uses among
+    them), or where there are none, the byte fragments, produced only inside rare
+    characters. UsageError where there is nothing to take.
+    """
+    from embinspect.model.tokenizer import Vocabulary
+
     if given:
         if vocabulary is None and any(not q.startswith("#") for q in given):
             raise UsageError(Option("reference"), " by token needs a tokenizer; name rows as #ID")
@@ -83,7 +102,7 @@ def find_reference(
             # An entry spelled as the vocabulary stores it ([unused0], <|reserved_...|>).
             spelled = query if query.startswith("#") else f"={query}"
             ids.extend(resolver.resolve(spelled).token_ids)
-        return sorted(set(ids)), "--reference"
+        return sorted(set(ids)), GIVEN
     if vocabulary is not None:
         for pattern, source in UNUSED_TOKEN_PATTERNS:
             ids = [
@@ -93,12 +112,37 @@ def find_reference(
             ]
             if ids:
                 return ids, source
+    if isinstance(vocabulary, Vocabulary):
+        reachable = vocabulary.reachability[: min(rows, vocabulary.size)]
+        unreachable = [
+            i for i, r in enumerate(reachable) if r is False and i not in vocabulary.added_ids
+        ]
+        whole = [i for i in unreachable if i not in vocabulary.byte_fragments]
+        if whole:
+            return whole, UNREACHABLE
+        if unreachable:
+            return unreachable, FRAGMENTS
+        raise UsageError(
+            "no reference possible: no token of this vocabulary is known to be unused "
+            "([unusedN], <|reserved_special_token_N|>, <unusedN>) and none is unreachable "
+            "(the text of each encodes back to it); name some with ",
+            Option("reference", metavar="TOKEN"),
+            " or #ID",
+        )
     raise UsageError(
         "no tokens known to be unused in this vocabulary ([unusedN], "
         "<|reserved_special_token_N|>, <unusedN>); name some with ",
         Option("reference", metavar="TOKEN"),
         " or #ID",
     )
+
+
+def reference_rule(source: str) -> str:
+    """How the reference was chosen, from its ``source``: "given" (``--reference``),
+    "unreachable" (a tokenizer's unreachable tokens) or "unused" (a known pattern)."""
+    if source == GIVEN:
+        return "given"
+    return "unreachable" if source in (UNREACHABLE, FRAGMENTS) else "unused"
 
 
 def rank_undertrained(
@@ -209,10 +253,13 @@ def rank_undertrained(
         unreachable=None if unreachable is None else sum(r is False for r in unreachable),
         zero_rows=int(zero.sum()),
         tokens=suspects,
+        reference=reference_rule(source),
+        reference_count=len(reference),
     )
 
 
-def _reachable(vocabulary: Vocabulary | None, ids: list[int]) -> list[bool] | None:
-    """For each id: whether encoding its decoded text gives back exactly that token."""
-    round_trips = getattr(vocabulary, "round_trips", None)
-    return round_trips(ids) if round_trips is not None else None
+def _reachable(vocabulary: Vocabulary | None, ids: list[int]) -> list[bool | None] | None:
+    """For each id: whether encoding its decoded text gives back exactly that token
+    (``Vocabulary.reachability``); None for a vocabulary without a tokenizer."""
+    reachability = getattr(vocabulary, "reachability", None)
+    return [reachability[i] for i in ids] if reachability is not None else None

@@ -36,7 +36,8 @@ def undertrained(
             "--reference",
             metavar="TOKEN",
             help="A token known to be unused (as the vocabulary spells it, or #ID); repeat it. "
-            "Default: the vocabulary's [unusedN], <|reserved_special_token_N|> or <unusedN>.",
+            "Default: the vocabulary's [unusedN], <|reserved_special_token_N|> or <unusedN>; "
+            "with none, the tokens its tokenizer cannot produce (unreachable).",
             show_default=False,
         ),
     ] = None,
@@ -50,8 +51,9 @@ def undertrained(
 ) -> None:
     """Tokens likely never or barely trained, ranked by the indicator of Land & Bartolo 2024
     ("Fishing for Magikarp"): cosine to the mean row of tokens known to be unused, first
-    principal component removed; with each row's norm and whether its text encodes back to
-    it (unreachable tokens)."""
+    principal component removed (where a tokenizer has none known, its unreachable tokens
+    stand in); with each row's norm and whether its text encodes back to it (unreachable
+    tokens)."""
     from embinspect.analyses.undertrained import find_reference, rank_undertrained
 
     checkpoint, rows, vocabulary = source.table(model, table.value)
@@ -74,10 +76,16 @@ def _undertrained_summary(result: UndertrainedResult) -> str:
         if result.unreachable is not None
         else "reachability unknown (no tokenizer)"
     )
+    if result.reference == "unreachable":
+        reference = (
+            f"reference: {result.reference_count:,} {result.reference_source}, as no token is "
+            "known to be unused (--reference to choose)"
+        )
+    else:
+        reference = f"reference: {result.reference_count:,} rows, {result.reference_source}"
     return (
-        f"reference: {len(result.reference_ids):,} rows, {result.reference_source}; first "
-        f"principal component removed ({result.first_pc_share:.1%} of the variance); "
-        f"{result.zero_rows:,} all-zero rows; {unreachable}"
+        f"{reference}; first principal component removed ({result.first_pc_share:.1%} of the "
+        f"variance); {result.zero_rows:,} all-zero rows; {unreachable}"
     )
 
 
@@ -103,7 +111,8 @@ def undertrained_result_table(result: UndertrainedResult) -> None:
 
     screen = console()
     # Above the table: a title naming the model would wrap at the table's width.
-    screen.print(f"Likely under-trained tokens of {result.tensor} ({result.model})")
+    against = " (reference: unreachable tokens)" if result.reference == "unreachable" else ""
+    screen.print(f"Likely under-trained tokens of {result.tensor} ({result.model}){against}")
     suspects = Table()
     for column in ("rank", "id", "token", "cosine", "norm", "reachable"):
         justify = "left" if column in ("token", "reachable") else "right"

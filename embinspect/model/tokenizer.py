@@ -14,7 +14,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,6 +244,25 @@ def _rust_panics_unprinted() -> Iterator[None]:
         yield
 
 
+# Text put before a token's to read it back where it would not alone (magikarp's choice:
+# characters that stand as one token of their own in most vocabularies).
+_READ_BACK_PREFIXES = ("\u00ab", "\u00bb")  # « »
+# Bytes that no UTF-8 text holds: a token made of them is never produced from text.
+_NEVER_IN_UTF8 = frozenset([0xC0, 0xC1, *range(0xF5, 0x100)])
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+def _token_bytes(token: str, scheme: str) -> bytes | None:
+    """The bytes a byte-level token (GPT-2's alphabet) or a ``<0xNN>`` byte-fallback token
+    stands for; None for any other token."""
+    fallback = _BYTE_FALLBACK.fullmatch(token)
+    if fallback:
+        return bytes([int(fallback.group(1), 16)])
+    if scheme == BYTE_LEVEL and token and all(ch in _UNICODE_TO_BYTE for ch in token):
+        return bytes(_UNICODE_TO_BYTE[ch] for ch in token)
+    return None
+
+
 class Vocabulary:
     """A loaded tokenizer: text to ids, ids to stored tokens, stored tokens to text."""
 
@@ -287,42 +306,96 @@ class Vocabulary:
     def token_to_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)
 
-    def round_trips(self, ids: list[int]) -> list[bool | None]:
-        """For each id: whether encoding the token's own text gives back exactly that token
-        (if not, no text reaches it). None for a WordPiece continuation (``##ing``), which
-        only ever follows another piece of a word, or for a token the tokenizer fails on
-        (unknown)."""
-        try:
-            with _rust_panics_unprinted():
-                texts = self.backend.decode_batch([[i] for i in ids], skip_special_tokens=False)
-                encoded = self.backend.encode_batch(texts, add_special_tokens=False)
-        except BaseException as err:
-            if not _tokenizer_failed(err):
-                raise
-            return [self._round_trips_alone(token_id) for token_id in ids]
-        answers: list[bool | None] = []
-        for token_id, encoding in zip(ids, encoded, strict=True):
-            token = self.backend.id_to_token(token_id) or ""
-            if self.scheme == WORDPIECE and token.startswith("##"):
-                answers.append(None)
-            else:
-                answers.append(list(encoding.ids) == [token_id])
-        return answers
+    @functools.cached_property
+    def reachability(self) -> tuple[bool | None, ...]:
+        """For each token id (0 to size - 1): whether its own text gives it back, tried as
+        magikarp does (Land & Bartolo 2024): the token decoded alone and that text encoded
+        (no special tokens added) is exactly ``[id]``; or, where not, the same after a
+        prefix (``«``, then ``»``): the prefix's tokens and the token decoded together,
+        encoded back as the prefix's tokens and ``id`` (Llama's ``▁`` vocabularies put a
+        space before the first word, so a piece from inside a word reads back only after
+        something else). False: no text gives it back (unreachable). None where the round
+        trip cannot tell: a WordPiece continuation (``##ing``), which only ever follows
+        another piece, or a token the tokenizer fails on. Computed once, in batches."""
+        with progress.task("Reading every token back through the tokenizer"):
+            return self._reachability()
 
-    def _round_trips_alone(self, token_id: int) -> bool | None:
-        """``round_trips`` of one token, for when the batch failed: None where it fails."""
-        token = self.backend.id_to_token(token_id) or ""
-        if self.scheme == WORDPIECE and token.startswith("##"):
-            return None
+    def _reachability(self) -> tuple[bool | None, ...]:
+        ids = list(range(self.size))
+        texts = self._each(self._decode, [[i] for i in ids])
+        found: list[bool | None] = [None] * self.size
+        alone = {i: t for i, t in enumerate(texts) if t is not None}
+        left, failed = self._read_back(ids, [], alone, found)
+        if self.scheme == WORDPIECE:  # a continuation is not judged: not worth a read-back
+            left = [i for i in left if not (self.backend.id_to_token(i) or "").startswith("##")]
+        for prefix in _READ_BACK_PREFIXES:
+            head = self._each(self._encode, [prefix])[0]
+            shown = self._each(self._decode, [head])[0] if head else None
+            if not head or not shown or not left:
+                continue
+            pairs = self._each(self._decode, [[*head, i] for i in left])
+            after = {
+                i: prefix + pair[len(shown) :]
+                for i, pair in zip(left, pairs, strict=True)
+                if pair is not None and pair.startswith(shown)
+            }
+            left, _ = self._read_back(left, head, after, found)
+        for i in left:  # None where the tokenizer failed on the token or its text
+            found[i] = None if texts[i] is None or i in failed else False
+        return tuple(found)
+
+    @functools.cached_property
+    def byte_fragments(self) -> frozenset[int]:
+        """The unreachable tokens that are part of a character: a byte-level or ``<0xNN>``
+        byte-fallback token whose bytes are not whole UTF-8 (decoded alone as U+FFFD), so
+        no text gives it back alone, yet text does produce it inside a character that has
+        no token of its own. Not one holding a byte that UTF-8 never uses (C0, C1, F5 to
+        FF): no text ever holds it."""
+        fragments = set()
+        for token_id, reachable in enumerate(self.reachability):
+            if reachable is not False or token_id in self.added_ids:
+                continue
+            raw = _token_bytes(self.backend.id_to_token(token_id) or "", self.scheme)
+            if raw is not None and not _NEVER_IN_UTF8.intersection(raw):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    fragments.add(token_id)
+        return frozenset(fragments)
+
+    def _decode(self, batch: list[list[int]]) -> list[str]:
+        return self.backend.decode_batch(batch, skip_special_tokens=False)
+
+    def _encode(self, batch: list[str]) -> list[list[int]]:
+        return [list(e.ids) for e in self.backend.encode_batch(batch, add_special_tokens=False)]
+
+    def _each(self, call: Callable[[list[Any]], list[Any]], items: list[Any]) -> list[Any]:
+        """``call(items)``, a batch call of the tokenizer library; where it fails (an error
+        or a panic on some item), item by item, with None for an item that fails alone."""
         try:
             with _rust_panics_unprinted():
-                text = self.backend.decode([token_id], skip_special_tokens=False)
-                encoding = self.backend.encode(text, add_special_tokens=False)
+                return call(items)
         except BaseException as err:
             if not _tokenizer_failed(err):
                 raise
-            return None
-        return list(encoding.ids) == [token_id]
+        if len(items) == 1:
+            return [None]
+        return [self._each(call, [item])[0] for item in items]
+
+    def _read_back(
+        self, ids: list[int], head: list[int], texts: dict[int, str], found: list[bool | None]
+    ) -> tuple[list[int], set[int]]:
+        """Marks True each id whose text (``texts``) encodes to ``head`` and then the id;
+        returns the ids not so marked, and those whose text the tokenizer failed on."""
+        tried = [i for i in ids if i in texts]
+        encoded = self._each(self._encode, [texts[i] for i in tried])
+        failed = set()
+        for token_id, got in zip(tried, encoded, strict=True):
+            if got == [*head, token_id]:
+                found[token_id] = True
+            elif got is None:
+                failed.add(token_id)
+        return [i for i in ids if found[i] is not True], failed
 
     def token_text(self, token_id: int) -> str:
         """What a token reads as: ``Ġcat`` is ' cat', ``##ing`` is 'ing', ``▁the`` is ' the'."""
