@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from conftest import _cli_env
 from test_gguf import tiny_gguf  # noqa: F401 (a fixture)
+from test_help import click_group
 from test_hub import env, fake_hub, hf_home, hub, odd_repos, untied  # noqa: F401 (fixtures)
 
 import embinspect
@@ -29,8 +30,10 @@ from embinspect.sources.word_vectors import BLOCK_BYTES
 PARSING = "Parsing word vectors"
 CONVERTING = "Converting the GGUF tokenizer (once: kept in the cache)"
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # colour and style codes
-COMMANDS = ["info", "tokens", "neighbors", "compare", "analogy", "positions", "diff", "stats",
-            "undertrained", "plot"]  # fmt: skip
+# Every command of the app (the `cache` group's own commands are tested in test_cache).
+COMMANDS = [
+    name for name, command in click_group().commands.items() if not hasattr(command, "commands")
+]
 
 
 class Recorder:
