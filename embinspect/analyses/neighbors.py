@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
 from embinspect.errors import Option, UsageError
 from embinspect.model.checkpoint import Provenance, stamped
@@ -12,6 +13,8 @@ from embinspect.result import Displayable, Grid
 from embinspect.tables.queries import printable
 from embinspect.tables.scoring import METRICS, make_scorer, top_k
 from embinspect.tables.search import Neighbor, Searcher
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,30 @@ def ranked_grid(
     return Grid(title, ["rank", "id", "token", score_name], rows, before=before)
 
 
+_END = object()
+
+
+def at_hand(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in batches of at most ``size``, in order. When their iterator has a
+    ``ready()`` method (stdin read as lines arrive), a batch also ends where the next item
+    would have to be waited for: what is at hand is answered now, so a person typing, or
+    ``tail -f``, gets each answer as its line arrives."""
+    iterator = iter(items)
+    ready = getattr(iterator, "ready", None)
+    if ready is None:
+        while batch := list(islice(iterator, size)):
+            yield batch
+        return
+    for first in iterator:
+        batch = [first]
+        while len(batch) < size and ready():
+            item = next(iterator, _END)
+            if item is _END:
+                break
+            batch.append(item)  # type: ignore[arg-type]  # not _END
+        yield batch
+
+
 def neighbors(
     searcher: Searcher, queries: Iterable[str], k: int, metric: str = "cosine"
 ) -> Iterator[NeighborsResult]:
@@ -83,7 +110,12 @@ def neighbors(
         return searcher.resolve_many([query], needs_direction=metric == "cosine")
 
     stamp = {"metric": metric, "provenance": searcher.provenance}
-    for query, answer, ranked in searcher.in_batches(queries, resolve, score):
+    answered = (
+        answer
+        for batch in at_hand(queries, searcher.batch_size)
+        for answer in searcher.in_batches(batch, resolve, score)
+    )
+    for query, answer, ranked in answered:
         if ranked is None:
             yield NeighborsResult(query=printable(query), error=answer.message, **stamp)
         else:
