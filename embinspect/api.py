@@ -40,6 +40,7 @@ from embinspect.analyses.diff import TableDiff, diff_tables
 from embinspect.analyses.info import Info, inspect_checkpoint
 from embinspect.analyses.neighbors import NeighborsResult, vector_neighbors
 from embinspect.analyses.neighbors import neighbors as nearest
+from embinspect.analyses.outlier import OutlierResult
 from embinspect.analyses.plot import Projection
 from embinspect.analyses.positions import PositionReport
 from embinspect.analyses.stats import TableStats
@@ -319,7 +320,9 @@ class Model:
         if vector is not None and (queries is not None or plus or minus):
             raise UsageError("vector goes alone: no queries, positive or negative")
         if queries is None and vector is None and not (plus or minus):
-            raise UsageError("give queries, positive/negative terms, or a vector")
+            raise UsageError(
+                "queries must be a list or a str; or give positive/negative terms, or a vector"
+            )
         single, items = (True, None) if queries is None else _queries(queries)
         k = _count("k", k)
         _choice("metric", metric, METRICS)
@@ -419,6 +422,29 @@ class Model:
         results = list(analogies(searcher, parsed, k, method))
         searcher.note_left_out()
         return results
+
+    def outlier(
+        self,
+        queries: Iterable[str],
+        *,
+        table: TableName = "input",
+        center: bool = False,
+        no_space: bool = False,
+        pool: PoolName = "mean",
+    ) -> OutlierResult:
+        """Which of three or more queries does not belong (``outlier``, gensim's
+        ``doesnt_match``): each query's cosine to the mean of their unit vectors, most
+        central first, and the farthest as ``outlier``; queries that cannot be resolved
+        are listed in ``errors`` and take no part."""
+        from embinspect.analyses.outlier import outlier as odd_one_out
+
+        if isinstance(queries, str):
+            raise UsageError("outlier takes a list of three or more queries, not one string")
+        _, items = _queries(queries)
+        searcher = self._searcher(
+            table=table, device="cpu", center=center, no_space=no_space, pool=pool
+        )
+        return odd_one_out(searcher, items)
 
     def plot(
         self,
