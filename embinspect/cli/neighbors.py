@@ -172,7 +172,8 @@ def neighbors_result_table(result: NeighborsResult) -> None:
     if result.error is not None:
         return  # already reported on stderr
     if result.vector:
-        title = f"Neighbors of the vector in {result.query}"
+        where = "read from stdin" if result.query == "-" else f"in {result.query}"
+        title = f"Neighbors of the vector {where}"
     elif result.positive is not None or result.negative is not None:
         title = f"Neighbors of {result.query}"
     else:
