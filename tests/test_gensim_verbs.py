@@ -457,3 +457,27 @@ def test_api_mistakes_raise_the_librarys_errors(glove_api, call, error, fragment
     with pytest.raises(error, match=None) as raised:
         call(glove_api)
     assert fragment in str(raised.value)
+
+
+# --- outside strings reach the terminal escaped -------------------------------------------
+
+
+def test_hostile_queries_and_file_names_are_shown_escaped(cli, minilm, tmp_path):
+    hostile = "cat\x1b[2J\u202e"
+    drawn = cli("outlier", minilm, hostile, "dog", "car", "-f", "table")
+    assert "\x1b" not in drawn.stdout and "\u202e" not in drawn.stdout
+    assert "\\x1b[2J" in drawn.stdout  # shown as its escape, not obeyed
+    terms = cli("neighbors", minilm, "--positive", hostile, "--negative", "man", "-k", "1",
+                "-f", "table")  # fmt: skip
+    assert "\x1b" not in terms.stdout and terms.stdout.startswith("Neighbors of cat\\x1b[2J")
+    path = tmp_path / "v\x1b[31m.txt"
+    path.write_text("1 2 3\n")
+    run = cli("neighbors", minilm, "--vector", path)
+    assert run.returncode == EXIT_USAGE and "\x1b" not in run.stderr
+    assert "v\\x1b[31m.txt: 3 values; the table's rows have 384" in run.stderr
+
+
+def test_compare_from_stdin_reads_to_the_end_for_one_matrix(cli, minilm):
+    result = cli("compare", minilm, "-", "-f", "json", input="cat\ndog\ncar\n").json()
+    assert [item["query"] for item in result["items"]] == ["cat", "dog", "car"]
+    assert len(result["matrix"]) == 3 and result["matrix"][0][1] == result["matrix"][1][0]
