@@ -47,6 +47,7 @@ _LAZY = {
     "Comparison": "embinspect.analyses.compare",
     "AnalogyResult": "embinspect.analyses.analogy",
     "AnalogyEvaluation": "embinspect.analyses.suites",
+    "OutlierResult": "embinspect.analyses.outlier",
     "PairsEvaluation": "embinspect.analyses.suites",
     "TableStats": "embinspect.analyses.stats",
     "UndertrainedResult": "embinspect.analyses.undertrained",
@@ -75,6 +76,7 @@ __all__ = [
     "AnalogyResult",
     "AnalogyEvaluation",
     "PairsEvaluation",
+    "OutlierResult",
     "TableStats",
     "UndertrainedResult",
     "PositionReport",
@@ -125,6 +127,7 @@ if TYPE_CHECKING:
     from embinspect.analyses.diff import TableDiff
     from embinspect.analyses.info import Info
     from embinspect.analyses.neighbors import NeighborsResult
+    from embinspect.analyses.outlier import OutlierResult
     from embinspect.analyses.plot import Projection
     from embinspect.analyses.positions import PositionReport
     from embinspect.analyses.stats import TableStats

@@ -38,8 +38,9 @@ from embinspect.analyses.compare import Comparison
 from embinspect.analyses.compare import compare as pairwise_scores
 from embinspect.analyses.diff import TableDiff, diff_tables
 from embinspect.analyses.info import Info, inspect_checkpoint
-from embinspect.analyses.neighbors import NeighborsResult
+from embinspect.analyses.neighbors import NeighborsResult, vector_neighbors
 from embinspect.analyses.neighbors import neighbors as nearest
+from embinspect.analyses.outlier import OutlierResult
 from embinspect.analyses.plot import Projection
 from embinspect.analyses.positions import PositionReport
 from embinspect.analyses.stats import TableStats
@@ -247,9 +248,13 @@ class Model:
     @overload
     def neighbors(  # type: ignore[overload-overlap]  # a str is one query, not a list
         self,
-        queries: str,
+        queries: str | None = None,
         k: int = 10,
         *,
+        positive: str | Iterable[str] | None = None,
+        negative: str | Iterable[str] | None = None,
+        vector: Any = None,
+        restrict: int | None = None,
         metric: MetricName = "cosine",
         table: TableName = "input",
         word_filter: FilterName = "none",
@@ -266,6 +271,10 @@ class Model:
         queries: Iterable[str],
         k: int = 10,
         *,
+        positive: str | Iterable[str] | None = None,
+        negative: str | Iterable[str] | None = None,
+        vector: Any = None,
+        restrict: int | None = None,
         metric: MetricName = "cosine",
         table: TableName = "input",
         word_filter: FilterName = "none",
@@ -278,9 +287,13 @@ class Model:
 
     def neighbors(
         self,
-        queries: str | Iterable[str],
+        queries: str | Iterable[str] | None = None,
         k: int = 10,
         *,
+        positive: str | Iterable[str] | None = None,
+        negative: str | Iterable[str] | None = None,
+        vector: Any = None,
+        restrict: int | None = None,
         metric: MetricName = "cosine",
         table: TableName = "input",
         word_filter: FilterName = "none",
@@ -293,16 +306,37 @@ class Model:
         """The ``k`` nearest rows to a query (text, ``#id`` or ``=entry``), exact, its own
         tokens left out (``neighbors``). One query: its result, or QueryError. A list: one
         result per query, in order, answered ``batch_size`` at a time; a query that
-        cannot be answered has its ``error`` set."""
-        single, items = _queries(queries)
+        cannot be answered has its ``error`` set.
+
+        ``positive`` and ``negative`` (a query or a list of them): gensim's
+        ``most_similar(positive, negative)``, the rows nearest to the sum of the terms'
+        unit vectors, every term's rows left out; each query is one more positive term,
+        and without queries the terms are one question (one result). ``vector``: the rows
+        nearest to this array of shape (dim,) (gensim's ``similar_by_vector``; a hidden
+        state), with no queries or terms; one result. ``restrict``: only the first
+        ``restrict`` rows are searched (gensim's ``restrict_vocab``)."""
+        plus = _terms(positive, "positive")
+        minus = _terms(negative, "negative")
+        if vector is not None and (queries is not None or plus or minus):
+            raise UsageError("vector goes alone: no queries, positive or negative")
+        if queries is None and vector is None and not (plus or minus):
+            raise UsageError(
+                "queries must be a list or a str; or give positive/negative terms, or a vector"
+            )
+        single, items = (True, None) if queries is None else _queries(queries)
         k = _count("k", k)
         _choice("metric", metric, METRICS)
+        restrict = _count("restrict", restrict) if restrict is not None else None
         searcher = self._searcher(
             table=table, device=self._device, center=center, word_filter=word_filter,
             keep_query=keep_query, no_space=no_space, pool=pool, batch_size=batch_size,
+            restrict=restrict,
         )  # fmt: skip
         k = searcher.limit_k(k)
-        results = list(nearest(searcher, items, k, metric))
+        if vector is not None:
+            results = [vector_neighbors(searcher, vector, k, metric, label="vector")]
+        else:
+            results = list(nearest(searcher, items, k, metric, positive=plus, negative=minus))
         searcher.note_left_out()
         return _one(results[0]) if single else results
 
@@ -388,6 +422,29 @@ class Model:
         results = list(analogies(searcher, parsed, k, method))
         searcher.note_left_out()
         return results
+
+    def outlier(
+        self,
+        queries: Iterable[str],
+        *,
+        table: TableName = "input",
+        center: bool = False,
+        no_space: bool = False,
+        pool: PoolName = "mean",
+    ) -> OutlierResult:
+        """Which of three or more queries does not belong (``outlier``, gensim's
+        ``doesnt_match``): each query's cosine to the mean of their unit vectors, most
+        central first, and the farthest as ``outlier``; queries that cannot be resolved
+        are listed in ``errors`` and take no part."""
+        from embinspect.analyses.outlier import outlier as odd_one_out
+
+        if isinstance(queries, str):
+            raise UsageError("outlier takes a list of three or more queries, not one string")
+        _, items = _queries(queries)
+        searcher = self._searcher(
+            table=table, device="cpu", center=center, no_space=no_space, pool=pool
+        )
+        return odd_one_out(searcher, items)
 
     def plot(
         self,
@@ -824,6 +881,15 @@ def _queries(queries: object) -> tuple[bool, list[str]]:
     if not items:
         raise UsageError("no queries given")
     return False, items
+
+
+def _terms(terms: object, name: str) -> list[str]:
+    """``positive`` or ``negative``: None, one query, or a list of queries."""
+    if terms is None:
+        return []
+    if isinstance(terms, str):
+        return [terms]
+    return [_query(term, name) for term in _iterable(terms, name)]
 
 
 def _question(question: object) -> list[str]:

@@ -130,7 +130,7 @@ def test_the_cycle_finder_finds_a_cycle():
 @pytest.mark.parametrize(
     "command",
     ["info", "tokens", "neighbors", "compare", "analogy", "positions", "diff", "stats",
-     "undertrained", "plot", "cache"],
+     "undertrained", "plot", "cache", "outlier"],
 )  # fmt: skip
 def test_each_command_has_a_module_of_its_name_in_the_library_and_the_cli(command):
     assert (PACKAGE / "analyses" / f"{command}.py").is_file()

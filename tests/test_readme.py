@@ -19,6 +19,7 @@ BLOCKS = readme_examples.blocks(LINES)
 # GloVe, the whole SmolLM2 table against its GGUF): `make test-fast` leaves them out.
 SLOW = (
     "embinspect analogy glove.6B.50d.txt",
+    "grep '^king ' glove.6B.50d.txt",  # GloVe's 400,000 lines parsed: 10 s
     "embinspect analogy model --file google",
     "embinspect undertrained smollm2",
     "embinspect diff smollm2 smollm2.gguf",

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from itertools import islice
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from embinspect.errors import Option, UsageError
+from embinspect.errors import Option, QueryError, UsageError
 from embinspect.model.checkpoint import Provenance, stamped
 from embinspect.result import Displayable, Grid
 from embinspect.tables.queries import printable
 from embinspect.tables.scoring import METRICS, make_scorer, top_k
 from embinspect.tables.search import Neighbor, Searcher
+from embinspect.text import brief
+from embinspect.text import quoted as shown
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -28,10 +37,14 @@ class NeighborsResult(Displayable):
     lowercased: bool = False  # the text was lowercased to be looked up (uncased word vectors)
     metric: str = "cosine"
     provenance: Provenance | None = None
+    # gensim's most_similar(positive, negative): how each term resolved (None otherwise).
+    positive: list[dict[str, Any]] | None = None
+    negative: list[dict[str, Any]] | None = None
+    vector: bool = False  # the query is a vector given as it is (gensim's similar_by_vector)
 
     def to_dict(self) -> dict[str, Any]:
-        """The element ``neighbors --format json`` prints for this query (``lowercased`` only
-        when true)."""
+        """The element ``neighbors --format json`` prints for this query (``lowercased`` and
+        ``vector`` only when true, ``positive`` and ``negative`` only for such terms)."""
         data: dict[str, Any] = {"query": self.query}
         if self.error is not None:
             data.update(metric=self.metric, error=self.error)
@@ -39,6 +52,10 @@ class NeighborsResult(Displayable):
             data.update(token_ids=self.token_ids, tokens=self.tokens, pooled=self.pooled)
             if self.lowercased:
                 data.update(lowercased=True)
+            if self.positive is not None or self.negative is not None:
+                data.update(positive=self.positive or [], negative=self.negative or [])
+            if self.vector:
+                data.update(vector=True)
             data.update(metric=self.metric, neighbors=[asdict(n) for n in self.neighbors])
         return stamped(data, self.provenance)
 
@@ -63,15 +80,53 @@ def ranked_grid(
     return Grid(title, ["rank", "id", "token", score_name], rows, before=before)
 
 
+_END = object()
+
+
+def at_hand(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in batches of at most ``size``, in order. When their iterator has a
+    ``ready()`` method (stdin read as lines arrive), a batch also ends where the next item
+    would have to be waited for: what is at hand is answered now, so a person typing, or
+    ``tail -f``, gets each answer as its line arrives."""
+    iterator = iter(items)
+    ready = getattr(iterator, "ready", None)
+    if ready is None:
+        while batch := list(islice(iterator, size)):
+            yield batch
+        return
+    for first in iterator:
+        batch = [first]
+        while len(batch) < size and ready():
+            item = next(iterator, _END)
+            if item is _END:
+                break
+            batch.append(item)  # type: ignore[arg-type]  # not _END
+        yield batch
+
+
 def neighbors(
-    searcher: Searcher, queries: Iterable[str], k: int, metric: str = "cosine"
+    searcher: Searcher,
+    queries: Iterable[str] | None,
+    k: int,
+    metric: str = "cosine",
+    *,
+    positive: Sequence[str] = (),
+    negative: Sequence[str] = (),
 ) -> Iterator[NeighborsResult]:
     """The k nearest rows to each query, in input order, a batch at a time; a query that
-    cannot be resolved yields a result carrying its ``error``."""
-    import torch
+    cannot be resolved yields a result carrying its ``error``.
 
+    With ``positive`` or ``negative`` terms, gensim's ``most_similar(positive, negative)``:
+    each query is one more positive term (no queries: the terms alone are one question),
+    and the rows nearest, by cosine, to the sum of the terms' unit vectors, positives
+    added and negatives taken away; every term's rows are left out of the results."""
     if metric not in METRICS:
         raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")
+    if positive or negative:
+        yield from _combinations(searcher, queries, k, metric, list(positive), list(negative))
+        return
+
+    import torch
 
     def score(good):
         vectors = torch.cat([vector for _, vector in good])
@@ -83,7 +138,12 @@ def neighbors(
         return searcher.resolve_many([query], needs_direction=metric == "cosine")
 
     stamp = {"metric": metric, "provenance": searcher.provenance}
-    for query, answer, ranked in searcher.in_batches(queries, resolve, score):
+    answered = (
+        answer
+        for batch in at_hand(queries, searcher.batch_size)
+        for answer in searcher.in_batches(batch, resolve, score)
+    )
+    for query, answer, ranked in answered:
         if ranked is None:
             yield NeighborsResult(query=printable(query), error=answer.message, **stamp)
         else:
@@ -91,3 +151,243 @@ def neighbors(
             yield NeighborsResult(
                 r.query, r.token_ids, r.tokens, r.pooled, ranked, lowercased=r.lowercased, **stamp
             )
+
+
+def formula(positive: Sequence[str], negative: Sequence[str]) -> str:
+    """``king + woman - man``: positive terms joined by +, negative ones after a -."""
+    text = " + ".join(printable(term) for term in positive)
+    for term in negative:
+        text += f" - {printable(term)}" if text else f"- {printable(term)}"
+    return text
+
+
+def combined_direction(units: torch.Tensor, plus: int) -> torch.Tensor:
+    """The terms' unit vectors (n, dim), the first ``plus`` positive, the rest negative,
+    summed in the order p1 - n1 + p2 - n2 + ... (then the rest): the order ``analogy``
+    sums A - B + C in, so that ``analogy A B C`` and ``--positive A --positive C
+    --negative B`` agree to the last bit. Shape (dim,)."""
+    added, taken = list(units[:plus]), list(units[plus:])
+    total = added[0] if added else -taken.pop(0)
+    for i in range(1, max(len(added), len(taken) + 1)):
+        if i - 1 < len(taken):
+            total = total - taken[i - 1]
+        if i < len(added):
+            total = total + added[i]
+    return total
+
+
+def _combinations(
+    searcher: Searcher,
+    queries: Iterable[str] | None,
+    k: int,
+    metric: str,
+    positive: list[str],
+    negative: list[str],
+) -> Iterator[NeighborsResult]:
+    import torch
+
+    from embinspect.tables import scaling
+    from embinspect.tables.scoring import CosineScorer
+
+    if metric != "cosine":
+        raise UsageError(
+            Option("metric", metric),
+            " goes not with positive and negative terms: they add unit vectors, as gensim's "
+            "most_similar does (cosine)",
+        )
+    # Each item: the question's terms, positives first; a query is one more positive.
+    items: Iterable[tuple[str, ...]]
+    if queries is None:
+        items = [(*positive, *negative)]
+        plus = len(positive)
+    else:
+        items = _WithTerms(queries, positive, negative)
+        plus = len(positive) + 1
+
+    def resolve(item):
+        resolved, vectors = searcher.resolve_many(list(item), needs_direction=True)
+        centered = vectors - searcher.center if searcher.center is not None else vectors
+        direction = combined_direction(scaling.units(centered), plus)
+        if not bool(direction.any()):
+            raise QueryError(
+                f"{formula(item[:plus], item[plus:])}: the terms cancel out, and a zero "
+                "vector has no direction to compare"
+            )
+        if searcher.center is not None:
+            direction = direction + searcher.center
+        return resolved, direction.unsqueeze(0)
+
+    def score(good):
+        scorer = CosineScorer(torch.cat([v for _, v in good]), searcher.center, searcher.device)
+        exclude = [
+            set() if searcher.keep_query else {i for r in terms for i in searcher.own_rows(r)}
+            for terms, _ in good
+        ]
+        return top_k(searcher.table, scorer, k, exclude, searcher.allowed, searcher.device)
+
+    stamp = {"metric": metric, "provenance": searcher.provenance}
+    answered = (
+        answer
+        for batch in at_hand(items, searcher.batch_size)
+        for answer in searcher.in_batches(batch, resolve, score)
+    )
+    for item, answer, ranked in answered:
+        named = formula(item[:plus], item[plus:])
+        if ranked is None:
+            yield NeighborsResult(query=named, error=answer.message, **stamp)
+            continue
+        echoed = [r.echo() for r in answer]
+        yield NeighborsResult(
+            named,
+            [i for r in answer for i in r.token_ids],
+            [t for r in answer for t in r.tokens],
+            None,
+            ranked,
+            lowercased=any(r.lowercased for r in answer),
+            positive=echoed[:plus],
+            negative=echoed[plus:],
+            **stamp,
+        )
+
+
+class _WithTerms:
+    """Each query as a question's terms (the query, then the positive terms, then the
+    negative ones), keeping its source's ``ready()``."""
+
+    def __init__(self, queries: Iterable[str], positive: list[str], negative: list[str]):
+        self.queries = iter(queries)
+        self.positive, self.negative = positive, negative
+        ready = getattr(self.queries, "ready", None)
+        if ready is not None:
+            self.ready = ready
+
+    def __iter__(self) -> _WithTerms:
+        return self
+
+    def __next__(self) -> tuple[str, ...]:
+        return (next(self.queries), *self.positive, *self.negative)
+
+
+# ---------------------------------------------------------------------------------------
+# The nearest rows to a vector given as it is (gensim's similar_by_vector): a hidden
+# state, a mean of rows computed elsewhere.
+
+MAX_VECTOR_BYTES = 64 * 1024 * 1024  # a text row of a million floats fits with room
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_vector(path: str) -> np.ndarray:
+    """The vector in ``path``: a ``.npy`` array of shape (dim,), or a text file holding
+    one row of whitespace-separated numbers, optionally after a word (a word2vec or GloVe
+    row). Shape (dim,) float64; UsageError naming the file for anything else."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_VECTOR_BYTES + 1)
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
+    return parse_vector(data, path)
+
+
+def parse_vector(data: bytes, label: str) -> np.ndarray:
+    """A vector from a file's bytes (as ``read_vector``); ``label`` names it in errors."""
+    import numpy as np
+
+    if len(data) > MAX_VECTOR_BYTES:
+        raise UsageError(f"{label}: over {MAX_VECTOR_BYTES >> 20} MB, too large for one vector")
+    if data.startswith(_NPY_MAGIC):
+        return _npy_vector(data, label)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{label}: neither a .npy array nor UTF-8 text") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise UsageError(f"{label}: empty; give one row of numbers, or a .npy array")
+    if len(lines) > 1:
+        raise UsageError(f"{label}: {len(lines):,} lines; give one row of numbers (one vector)")
+    fields = lines[0].split()
+    if _number(fields[0]) is None:
+        fields = fields[1:]  # a word before the numbers, as a word2vec row has
+        if not fields:
+            raise UsageError(f"{label}: {shown(lines[0].strip())} holds no numbers")
+    values = []
+    for field_ in fields:
+        value = _number(field_)
+        if value is None:
+            raise UsageError(f"{label}: {shown(field_)} is not a number")
+        values.append(value)
+    return np.array(values, dtype=np.float64)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _npy_vector(data: bytes, label: str) -> np.ndarray:
+    import io
+
+    import numpy as np
+
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as err:
+        if "allow_pickle" in str(err):  # an array of Python objects: a pickle
+            raise UsageError(
+                f"{label}: a .npy array of Python objects (a pickle), which embinspect never "
+                "loads; save a float array"
+            ) from None
+        raise UsageError(f"{label}: not a readable .npy array ({brief(err)})") from None
+    return np.asarray(array)
+
+
+def check_vector(values: Any, dim: int, label: str, needs_direction: bool) -> torch.Tensor:
+    """``values`` as a float64 query of shape (1, dim): a real array of shape (dim,),
+    finite, and nonzero when a direction is needed (cosine); UsageError otherwise."""
+    import numpy as np
+    import torch
+
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise UsageError(f"{label}: not an array of numbers ({brief(err)})") from None
+    if array.dtype.kind not in "fiu":
+        raise UsageError(f"{label}: {array.dtype} values; give real numbers (float)")
+    if array.ndim != 1:
+        raise UsageError(f"{label}: shape {tuple(array.shape)}; a vector is one row, ({dim},)")
+    if array.shape[0] != dim:
+        raise UsageError(f"{label}: {array.shape[0]:,} values; the table's rows have {dim:,}")
+    vector = np.asarray(array, dtype=np.float64)
+    if not np.isfinite(vector).all():
+        raise UsageError(f"{label}: holds NaN or infinite values")
+    if needs_direction and not vector.any():
+        raise UsageError(f"{label}: a zero vector has no direction to compare")
+    return torch.from_numpy(vector.copy()).unsqueeze(0)
+
+
+def vector_neighbors(
+    searcher: Searcher, values: Any, k: int, metric: str = "cosine", label: str = "vector"
+) -> NeighborsResult:
+    """The k rows nearest to a vector of shape (dim,) (gensim's ``similar_by_vector``),
+    exact as every search is; no row is left out for being the query. ``label`` names
+    the vector (its file) in the result and in errors."""
+    if metric not in METRICS:
+        raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")
+    query = check_vector(values, searcher.table.dim, label, needs_direction=False)
+    if metric == "cosine":
+        moved = query[0] - searcher.center if searcher.center is not None else query[0]
+        if not bool(moved.any()):
+            what = "the mean row" if searcher.center is not None else "a zero vector"
+            raise UsageError(f"{label}: {what} has no direction to compare")
+    scorer = make_scorer(metric, query, searcher.center, searcher.device)
+    (ranked,) = top_k(searcher.table, scorer, k, [set()], searcher.allowed, searcher.device)
+    stamp = {"metric": metric, "provenance": searcher.provenance}
+    if isinstance(ranked, QueryError):
+        return NeighborsResult(query=label, error=f"{label}: {ranked.message}", **stamp)
+    listed = [
+        Neighbor(rank, s.token_id, searcher.token(s.token_id), s.score)
+        for rank, s in enumerate(ranked, start=1)
+    ]
+    return NeighborsResult(label, [], [], None, listed, vector=True, **stamp)

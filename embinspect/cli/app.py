@@ -27,6 +27,7 @@ from embinspect.cli import (
     diff,
     info,
     neighbors,
+    outlier,
     plot,
     positions,
     shell,
@@ -116,6 +117,14 @@ COMMANDS: list[tuple[Callable[..., None], str, tuple[str, str]]] = [
         (
             "embinspect analogy glove.6B.50d.txt king man woman -k 3",
             "embinspect analogy sentence-transformers/all-MiniLM-L6-v2 --file google",
+        ),
+    ),
+    (
+        outlier.outlier,
+        "Which query does not belong with the others.",
+        (
+            "embinspect outlier glove.6B.50d.txt breakfast cereal dinner lunch",
+            "embinspect outlier sentence-transformers/all-MiniLM-L6-v2 cat dog mouse car",
         ),
     ),
     (

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+import sys
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from embinspect.cli.completion import local_paths
 from embinspect.cli.options import (
     BatchSizeOpt,
     CenterOpt,
@@ -17,7 +19,6 @@ from embinspect.cli.options import (
     NoSpaceOpt,
     Pool,
     PoolOpt,
-    QueriesArg,
     Table,
     TableOpt,
     TopKOpt,
@@ -32,7 +33,7 @@ from embinspect.cli.render import (
     resolved_line,
 )
 from embinspect.cli.source import Source, command
-from embinspect.errors import EXIT_QUERY
+from embinspect.errors import EXIT_QUERY, StreamError, UsageError
 
 if TYPE_CHECKING:
     from embinspect.analyses.neighbors import NeighborsResult
@@ -41,7 +42,55 @@ if TYPE_CHECKING:
 @command()
 def neighbors(
     model: ModelArg,
-    queries: QueriesArg,
+    queries: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            metavar="[QUERY]...",
+            help="Text (king), #token_id, =vocabulary_entry, or - to read one per line from "
+            "stdin; optional with --positive/--negative, none with --vector.",
+            show_default=False,
+        ),
+    ] = None,
+    positive: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--positive",
+            metavar="QUERY",
+            help="A term added, as in gensim's most_similar (repeatable): the rows nearest "
+            "to the sum of the terms' unit vectors; each QUERY is one more positive term.",
+            show_default=False,
+        ),
+    ] = None,
+    negative: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--negative",
+            metavar="QUERY",
+            help="A term taken away (repeatable), as --positive adds one.",
+            show_default=False,
+        ),
+    ] = None,
+    vector: Annotated[
+        Optional[str],
+        typer.Option(
+            "--vector",
+            metavar="FILE",
+            help="The rows nearest to this vector (gensim's similar_by_vector): a .npy "
+            "array of shape (dim,), or a text row of numbers (a word first is skipped); "
+            "- reads it from stdin.",
+            show_default=False,
+            autocompletion=local_paths,
+        ),
+    ] = None,
+    restrict: Annotated[
+        Optional[int],
+        typer.Option(
+            "--restrict",
+            min=1,
+            help="Search only the first N rows (gensim's restrict_vocab).",
+            show_default=False,
+        ),
+    ] = None,
     k: TopKOpt = 10,
     metric: MetricOpt = Metric.cosine,
     table: TableOpt = Table.input,
@@ -58,20 +107,52 @@ def neighbors(
     source: Source,
     output: Output,
 ) -> None:
-    """The k nearest rows to each QUERY (cosine by default), exact, the query's tokens left out."""
+    """The k nearest rows to each QUERY (cosine by default), exact, the query's tokens left
+    out; or to a sum of terms (--positive, --negative), or to a vector (--vector)."""
     from embinspect.analyses.neighbors import neighbors as nearest
 
+    terms = bool(positive or negative)
+    if vector is not None and (queries or terms):
+        raise UsageError("--vector FILE goes alone: no QUERY, --positive or --negative")
+    if vector is None and not queries and not terms:
+        raise UsageError("give a QUERY, --positive/--negative terms, or --vector FILE")
+    given = _read_vector(vector) if vector is not None else None
     searcher = source.searcher(
         model,
         table=table.value, device=device, center=center, word_filter=word_filter.value,
         keep_query=keep_query, leading_space=not no_space, pool=pool.value, batch_size=batch_size,
+        restrict=restrict,
     )  # fmt: skip
     k = searcher.limit_k(k)
-    results = nearest(searcher, read_queries(queries), k, metric.value)
+    if given is not None:
+        from embinspect.analyses.neighbors import vector_neighbors
+
+        results: Any = [vector_neighbors(searcher, given, k, metric.value, label=vector or "-")]
+    else:
+        asked = read_queries(queries) if queries else None
+        results = nearest(
+            searcher, asked, k, metric.value, positive=positive or (), negative=negative or ()
+        )
     failed = output.stream(results, VIEW)
     searcher.note_left_out()
     if failed:
         raise typer.Exit(EXIT_QUERY)
+
+
+def _read_vector(path: str) -> Any:
+    """The --vector file's vector, or stdin's for -, read before the table is opened."""
+    from embinspect.analyses.neighbors import MAX_VECTOR_BYTES, parse_vector, read_vector
+
+    if path != "-":
+        return read_vector(path)
+    if sys.stdin is None:
+        raise StreamError("standard input: closed (--vector - reads the vector from it)")
+    try:
+        data = sys.stdin.buffer.read(MAX_VECTOR_BYTES + 1)
+    except (OSError, ValueError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else "closed"
+        raise StreamError(f"standard input: cannot read ({reason})") from None
+    return parse_vector(data, "standard input")
 
 
 def neighbors_result_rows(result: NeighborsResult) -> tuple[list[str], list[list[Any]]]:
@@ -90,10 +171,20 @@ def neighbors_result_table(result: NeighborsResult) -> None:
     screen = console()
     if result.error is not None:
         return  # already reported on stderr
-    title = "Neighbors of " + resolved_line(
-        result.query, result.token_ids, result.tokens, result.pooled
-    )
+    if result.vector:
+        where = "read from stdin" if result.query == "-" else f"in {result.query}"
+        title = f"Neighbors of the vector {where}"
+    elif result.positive is not None or result.negative is not None:
+        title = f"Neighbors of {result.query}"
+    else:
+        title = "Neighbors of " + resolved_line(
+            result.query, result.token_ids, result.tokens, result.pooled
+        )
     screen.print(ranked_table(title, result.neighbors, result.metric))
+    for term in [*(result.positive or []), *(result.negative or [])]:
+        screen.print(
+            resolved_line(term["query"], term["token_ids"], term["tokens"], term["pooled"])
+        )
 
 
 VIEW = View(rows=neighbors_result_rows, table=neighbors_result_table)

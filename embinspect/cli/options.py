@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from enum import Enum
-from typing import Annotated, BinaryIO, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from embinspect.cli.completion import devices, local_paths
 from embinspect.cli.render import OutputFormat
+from embinspect.cli.streams import Arriving, BufferedInput, LiveInput, stdin_input
 from embinspect.errors import StreamError, UsageError
 from embinspect.model.checkpoint import TABLES
 from embinspect.tables.queries import MAX_QUERY_CHARS, POOLS
@@ -217,7 +218,7 @@ def _stdin_lines(queries_per_line: int = 1) -> Iterator[str]:
         raise StreamError("standard input: closed (- reads the queries from it)")
     cap = queries_per_line * _LINE_BYTES
     try:
-        source = sys.stdin.buffer
+        source = stdin_input()  # read as lines arrive: a search answers what is at hand
         while raw := source.readline(cap + 1):
             if len(raw) > cap and not raw.endswith(b"\n"):
                 yield _long_line(raw, source)
@@ -230,7 +231,7 @@ def _stdin_lines(queries_per_line: int = 1) -> Iterator[str]:
         raise StreamError(f"standard input: cannot read ({reason})") from None
 
 
-def _long_line(start: bytes, source: BinaryIO) -> LongLine:
+def _long_line(start: bytes, source: LiveInput | BufferedInput) -> LongLine:
     """The rest of a line that began with ``start`` (no newline in it), skipped in chunks."""
     length = _characters(start)
     while chunk := source.readline(_SKIP_CHUNK):
@@ -242,8 +243,13 @@ def _long_line(start: bytes, source: BinaryIO) -> LongLine:
     return LongLine(prefix, length)
 
 
-def read_queries(arguments: list[str]) -> Iterator[str]:
-    """The queries in order; ``-`` stands for stdin, one query a line."""
+def read_queries(arguments: list[str]) -> Arriving[str]:
+    """The queries in order; ``-`` stands for stdin, one query a line, each available to
+    a search as soon as its line arrives."""
+    return Arriving(_queries(arguments), reads_stdin="-" in arguments)
+
+
+def _queries(arguments: list[str]) -> Iterator[str]:
     for argument in arguments:
         if argument == "-":
             yield from _stdin_lines()
@@ -251,10 +257,15 @@ def read_queries(arguments: list[str]) -> Iterator[str]:
             yield argument
 
 
-def read_questions(arguments: list[str]) -> Iterator[list[str]]:
+def read_questions(arguments: list[str]) -> Arriving[list[str]]:
     """Analogy questions A B C: from the arguments, or three per stdin line (tab-separated,
-    or space-separated when there is no tab). A line of another length becomes an error
-    result of its own; the other lines are still answered."""
+    or space-separated when there is no tab), each as soon as its line arrives. A line of
+    another length becomes an error result of its own; the other lines are still
+    answered."""
+    return Arriving(_questions(arguments), reads_stdin=arguments == ["-"])
+
+
+def _questions(arguments: list[str]) -> Iterator[list[str]]:
     if arguments == ["-"]:
         for line in _stdin_lines(queries_per_line=3):
             if isinstance(line, LongLine):

@@ -17,9 +17,12 @@ import errno
 import io
 import os
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from embinspect.errors import StreamError
+
+T = TypeVar("T")
 
 
 class ReaderGone(Exception):  # noqa: N818 (not an error: the reader has what it wanted)
@@ -145,3 +148,118 @@ def _raw(stream: Any) -> _Guarded | _Closed | None:
 def restore(saved: tuple[Any, Any]) -> None:
     """Flush-free: the guarded writers are left to be collected, the original streams back."""
     sys.stdout, sys.stderr = saved
+
+
+class LiveInput:
+    """stdin read from its descriptor as lines arrive, for ``-``: ``readline`` as a binary
+    file's, and ``ready()``, which says whether the next line can be had without waiting.
+
+    A search answers what is already at hand and no more (``analyses.neighbors.at_hand``):
+    lines a pipe holds are answered together, a batch at a time, while a person typing or
+    ``tail -f`` gets each answer as its line arrives, not after 256 lines or at EOF.
+    Python's own buffered reader cannot say whether a read would wait: bytes it holds are
+    invisible to ``select``, so this keeps its own buffer.
+    """
+
+    CHUNK = 1 << 16
+    # ready() reads ahead at most this much past a line with no end yet: a huge line
+    # is then at hand in pieces (readline returns one), and memory stays bounded.
+    READ_AHEAD = 1 << 20
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+        self.start = 0  # bytes before it were handed out already
+        self.eof = False
+        self.pollable = sys.platform != "win32"  # select() takes sockets only on Windows
+
+    def _fill(self) -> None:
+        if self.start > self.CHUNK:  # drop what was handed out, now and then, not per line
+            del self.buffer[: self.start]
+            self.start = 0
+        chunk = os.read(self.fd, self.CHUNK)
+        if chunk:
+            self.buffer += chunk
+        else:
+            self.eof = True
+
+    def _line_end(self, limit: int) -> int:
+        return self.buffer.find(b"\n", self.start, self.start + limit)
+
+    def readline(self, limit: int) -> bytes:
+        """The next line with its newline, at most ``limit`` bytes of it; b"" at EOF."""
+        while True:
+            end = self._line_end(limit)
+            held = len(self.buffer) - self.start
+            if end >= 0 or held >= limit or (self.eof and held):
+                stop = end + 1 if end >= 0 else self.start + min(limit, held)
+                line = bytes(self.buffer[self.start : stop])
+                self.start = stop
+                return line
+            if self.eof:
+                return b""
+            self._fill()
+
+    def ready(self) -> bool:
+        """Whether ``readline`` can answer without waiting for more input."""
+        import select
+
+        while True:
+            held = len(self.buffer) - self.start
+            if self.eof or self._line_end(held) >= 0 or held >= self.READ_AHEAD:
+                return True
+            if not self.pollable:
+                return False  # each line is answered alone: correct, only slower
+            try:
+                readable, _, _ = select.select([self.fd], [], [], 0)
+                if not readable:
+                    return False
+                self._fill()
+            except (OSError, ValueError):
+                return True  # readline meets the same failure and reports it
+
+
+class BufferedInput:
+    """A stdin that is no descriptor (a caller's in-memory stream): all of it is at hand."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def readline(self, limit: int) -> bytes:
+        line: bytes = self.source.readline(limit)
+        return line
+
+    def ready(self) -> bool:
+        return True
+
+
+_input: tuple[Any, LiveInput | BufferedInput] | None = None
+
+
+def stdin_input() -> LiveInput | BufferedInput:
+    """The reader of ``sys.stdin`` as it is now, made once per stdin stream (a second ``-``
+    goes on where the first stopped, as with Python's own buffered reader)."""
+    global _input
+    stream = sys.stdin
+    if _input is not None and _input[0] is stream:
+        return _input[1]
+    fd = _descriptor(stream)
+    reader: LiveInput | BufferedInput
+    reader = LiveInput(fd) if fd is not None else BufferedInput(stream.buffer)
+    _input = (stream, reader)
+    return reader
+
+
+class Arriving(Iterator[T]):
+    """Items read from stdin (``-``) among others, and ``ready()``: whether the next one can
+    be had without waiting, which is how a search knows to answer what it has so far."""
+
+    def __init__(self, items: Iterator[T], reads_stdin: bool) -> None:
+        self.items = items
+        self.reads_stdin = reads_stdin
+
+    def __next__(self) -> T:
+        return next(self.items)
+
+    def ready(self) -> bool:
+        return not self.reads_stdin or sys.stdin is None or stdin_input().ready()
