@@ -95,7 +95,11 @@ def _wrapped(stream: Any, fd: int, name: str, errors: str) -> Any:
         io.BufferedWriter(raw),
         encoding=getattr(stream, "encoding", None) or "utf-8",
         errors=errors,
-        line_buffering=bool(getattr(stream, "line_buffering", False)),
+        # Python's stderr is write-through when it is not a terminal (each note reaches a
+        # pipe or a log as it is written, not when the run ends): here, each line is.
+        line_buffering=bool(
+            getattr(stream, "line_buffering", False) or getattr(stream, "write_through", False)
+        ),
     )
 
 
