@@ -53,6 +53,7 @@ _LAZY = {
     "PositionReport": "embinspect.analyses.positions",
     "TableDiff": "embinspect.analyses.diff",
     "Projection": "embinspect.analyses.plot",
+    "ExportResult": "embinspect.analyses.export",
 }
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "PositionReport",
     "TableDiff",
     "Projection",
+    "ExportResult",
     "EmbinspectError",
     "UsageError",
     "ModelError",
