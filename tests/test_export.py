@@ -45,6 +45,14 @@ def minilm_tokens(minilm, ids) -> list[str]:
     return [vocab[i] for i in ids]
 
 
+def chunks_of(monkeypatch, rows: int) -> None:
+    """Export MiniLM's rows (384 wide) ``rows`` at a time, in every format."""
+    import embinspect.analyses.export as export
+
+    monkeypatch.setattr(export, "CHUNK_BYTES", rows * 384 * 4)
+    monkeypatch.setattr(export, "TEXT_CHUNK_VALUES", rows * 384)
+
+
 def listing(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
@@ -284,12 +292,28 @@ def test_an_existing_target_is_kept_without_force(cli, minilm, tmp_path, to, nam
     assert sorted(p.name for p in tmp_path.rglob("*")) == names  # no temporary, no old copy
 
 
+def test_force_never_replaces_a_folder_of_other_files(cli, minilm, tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    run = cli("export", minilm, "--to", "tensorboard", "--ids", "0:3", "--out", tmp_path, "--force")
+    assert_one_line_error(run, EXIT_USAGE, "a folder holding other files (mine.txt...)")
+    assert listing(tmp_path) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("ids", ["", "9:3"], ids=["empty-string", "reversed"])
+def test_an_empty_ids_option_selects_nothing(cli, minilm, tmp_path, ids):
+    run = cli("export", minilm, "--to", "npy", "--ids", ids, "--out", tmp_path / "x.npy")
+    assert_one_line_error(run, EXIT_USAGE, "no rows to export: the ids selection is empty")
+    assert listing(tmp_path) == []
+
+
 def test_an_unwritable_target_is_one_line(cli, minilm, tmp_path):
     (tmp_path / "afile").write_text("")
     run = cli(
         "export", minilm, "--to", "word2vec", "--ids", "0:3", "--out", tmp_path / "afile" / "x.txt"
     )
-    assert_one_line_error(run, EXIT_USAGE, "cannot write")
+    assert_one_line_error(
+        run, EXIT_USAGE, f"{tmp_path / 'afile' / 'x.txt'}: cannot write (Not a directory)"
+    )
     assert listing(tmp_path) == ["afile"]
 
 
@@ -309,7 +333,7 @@ def test_ctrl_c_midway_leaves_nothing(cli, minilm, tmp_path, monkeypatch, to, na
             raise KeyboardInterrupt
         return gather(self, ids)
 
-    monkeypatch.setattr(EmbeddingTable, "chunk_rows", lambda self, *a, **k: 100)
+    chunks_of(monkeypatch, 100)
     monkeypatch.setattr(EmbeddingTable, "gather", interrupted)
     run = cli("export", minilm, "--to", to, "--ids", "0:1000", "--out", tmp_path / name)
     assert run.returncode == EXIT_INTERRUPTED
@@ -324,17 +348,26 @@ def test_small_chunks_write_the_same_bytes(cli, minilm, tmp_path, monkeypatch, t
     """Rows are streamed a chunk at a time: 7-row chunks give what one chunk gives."""
     from embinspect.tables.table import EmbeddingTable
 
+    gather, sizes = EmbeddingTable.gather, []
+
+    def counted(self, ids):
+        sizes.append(len(ids))
+        return gather(self, ids)
+
+    monkeypatch.setattr(EmbeddingTable, "gather", counted)
     whole = tmp_path / "whole"
     whole.mkdir()
     assert (
         cli("export", minilm, "--to", to, "--ids", "0:100", "--out", whole / name).returncode == 0
     )
-    monkeypatch.setattr(EmbeddingTable, "chunk_rows", lambda self, *a, **k: 7)
+    assert sizes == [100]
+    chunks_of(monkeypatch, 7)
     pieces = tmp_path / "pieces"
     pieces.mkdir()
     assert (
         cli("export", minilm, "--to", to, "--ids", "0:100", "--out", pieces / name).returncode == 0
     )
+    assert sizes == [100, *[7] * 14, 2]
     for path in whole.rglob("*"):
         if path.is_file():
             assert path.read_bytes() == (pieces / path.relative_to(whole)).read_bytes()

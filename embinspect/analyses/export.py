@@ -27,8 +27,8 @@ space or backslash is written unchanged. ``npy`` and ``safetensors`` keep the ex
 tokens (JSON). A row with no token (no tokenizer, or a padding row past the vocabulary)
 is named ``#ID``.
 
-Rows are read and written a chunk at a time (``EmbeddingTable.chunk_rows``: about 32 MB
-of float32), so memory stays at a chunk whatever the table's size. Everything is written
+Rows are read and written a chunk at a time (``CHUNK_BYTES``, ``TEXT_CHUNK_VALUES``), so
+memory stays at a chunk whatever the table's size. Everything is written
 under a temporary name beside the target, flushed to disk and renamed into place: a
 failure, Ctrl-C or SIGTERM leaves nothing behind.
 """
@@ -68,6 +68,12 @@ FORMATS = ("tensorboard", "word2vec", "word2vec-binary", "npy", "safetensors")
 # MAX_HEADER_SIZE); embinspect's own reader allows a little more.
 SAFETENSORS_MAX_HEADER = 100_000_000
 VECTORS_TSV, METADATA_TSV = "vectors.tsv", "metadata.tsv"
+_PROJECTOR_FILES = (VECTORS_TSV, METADATA_TSV)
+# Rows go a chunk at a time: about 8 MB of float32 for the binary formats; a quarter of a
+# million values for the text ones, whose Python floats and strings weigh ~60 bytes each.
+CHUNK_BYTES = 8 * 1024 * 1024
+TEXT_CHUNK_VALUES = 256 * 1024
+_TEXT_FORMATS = ("tensorboard", "word2vec")
 
 
 @dataclass(frozen=True)
@@ -181,8 +187,12 @@ def export(
     """Export the rows of ``searcher``'s table that one selection names, all by default:
     ``ids`` (``parse_ids``), ``words`` (a file of queries, one a line), or
     ``neighbors_of`` (queries, each with its ``k`` nearest rows by ``metric``)."""
-    given = [name for name, value in (("ids", ids), ("words", words),
-             ("neighbors_of", neighbors_of)) if value]  # fmt: skip
+    chosen = (
+        ("ids", ids is not None),
+        ("words", words is not None),
+        ("neighbors_of", bool(neighbors_of)),
+    )
+    given = [name for name, present in chosen if present]
     if len(given) > 1:
         raise UsageError(
             "choose one selection of rows: ", Option(given[0]), " or ", Option(given[1])
@@ -193,9 +203,9 @@ def export(
     table = searcher.table
     selected: list[int] | None = None
     selection = "all"
-    if ids:
+    if ids is not None:
         selected, selection = parse_ids(ids, table.rows), "ids"
-    elif words:
+    elif words is not None:
         selected, selection = rows_of_words(searcher, read_lines(Path(words)), str(words)), "words"
     elif neighbors_of:
         selected, selection = rows_near(searcher, list(neighbors_of), k, metric), "neighbors"
@@ -255,7 +265,8 @@ def export_table(
 ) -> ExportResult:
     """Write rows ``ids`` of ``table`` (every row when None), in their order, as ``to``
     (one of ``FORMATS``) at ``out``; ``force`` replaces what is there. ``chunk_rows``: rows
-    read and written at once (default ``table.chunk_rows()``). UsageError for an empty
+    read and written at once (default: ``CHUNK_BYTES`` of float32, ``TEXT_CHUNK_VALUES``
+    values for the text formats). UsageError for an empty
     selection, an existing target without ``force``, or a target that cannot be written;
     nothing is left on disk then."""
     if to not in FORMATS:
@@ -271,16 +282,27 @@ def export_table(
             raise UsageError(f"{target}: is a folder; give a file name")
         if not target.is_dir() and target.exists() and to == "tensorboard":
             raise UsageError(f"{target}: is a file; tensorboard writes a folder")
+        if to == "tensorboard" and target.is_dir() and not target.is_symlink():
+            others = sorted(p.name for p in target.iterdir() if p.name not in _PROJECTOR_FILES)
+            if others:
+                # --force replaces an earlier export, never a folder of other files.
+                raise UsageError(
+                    f"{target}: a folder holding other files ({others[0]}...); ",
+                    Option("force"),
+                    " replaces only a folder of vectors.tsv and metadata.tsv",
+                )
     if table.header.dtype == "F64":
         note(f"{table.name} is F64: exported as float32 (rounded)")
-    step = chunk_rows or table.chunk_rows()
+    if chunk_rows is None:
+        values = TEXT_CHUNK_VALUES if to in _TEXT_FORMATS else CHUNK_BYTES // 4
+        chunk_rows = max(1, values // table.dim)
+    step = chunk_rows
     tokens = row_tokens(vocabulary, selected)
     writer = _WRITERS[to]
     try:
         escaped = writer(table, selected, tokens, targets, step, model)
     except OSError as err:
-        where = getattr(err, "filename", None) or targets[0]
-        raise UsageError(f"{where}: cannot write ({err.strerror or err})") from None
+        raise UsageError(f"{targets[0]}: cannot write ({err.strerror or err})") from None
     size = sum(_size(t) for t in targets)
     return ExportResult(
         model, table.name, to, str(targets[0]), [str(t) for t in _written(to, targets)],
@@ -291,6 +313,8 @@ def export_table(
 def _targets(to: str, out: Path) -> list[Path]:
     """The paths a format writes: a folder (tensorboard), a file, or NAME.npy and its
     NAME.vocab.json."""
+    if out.name in ("", ".", ".."):
+        raise UsageError(Option("out", str(out)), ": give a file or folder name to write")
     if to == "npy":
         if out.suffix.lower() != ".npy":
             raise UsageError(Option("out", str(out)), ": name the .npy file (NAME.npy)")
