@@ -53,6 +53,14 @@ def chunks_of(monkeypatch, rows: int) -> None:
     monkeypatch.setattr(export, "TEXT_CHUNK_VALUES", rows * 384)
 
 
+def gguf_tokens(path) -> list[str]:
+    """A GGUF file's vocabulary as the gguf package reads it."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(path).fields["tokenizer.ggml.tokens"]
+    return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+
+
 def listing(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
@@ -143,6 +151,23 @@ def test_a_gguf_table_is_exported_dequantized_as_float32(cli, tmp_path):
     vocab = json.loads((tmp_path / "smollm2.vocab.json").read_text())
     assert vocab[:3] == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     assert len(vocab) == len(ids)
+
+
+def test_a_real_vocabulary_with_backslashes_round_trips_through_gensim(cli, tmp_path):
+    """SmolLM2's byte-level tokens hold no raw space or control character (Ġ, Ċ stand
+    for them); its tokens with a backslash are the ones written escaped (doubled)."""
+    from gensim.models import KeyedVectors
+
+    gguf = checkpoints.smollm2_gguf()
+    out = tmp_path / "smollm2.txt"
+    run = cli("export", gguf, "--to", "word2vec", "--ids", "70:80", "--out", out, "-f", "json")
+    assert run.json()["escaped"] == 1
+    loaded = KeyedVectors.load_word2vec_format(str(out))
+    model = embinspect.load(gguf)
+    stored = gguf_tokens(gguf)[70:80]
+    assert stored[6] == "\\"
+    assert loaded.index_to_key == [t.replace("\\", "\\\\") for t in stored]
+    assert np.array_equal(loaded.vectors, np.stack([model.vector(f"#{i}") for i in range(70, 80)]))
 
 
 @pytest.mark.slow
