@@ -53,14 +53,6 @@ def chunks_of(monkeypatch, rows: int) -> None:
     monkeypatch.setattr(export, "TEXT_CHUNK_VALUES", rows * 384)
 
 
-def gguf_tokens(path) -> list[str]:
-    """A GGUF file's vocabulary as the gguf package reads it."""
-    from gguf import GGUFReader
-
-    field = GGUFReader(path).fields["tokenizer.ggml.tokens"]
-    return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
-
-
 def listing(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
@@ -164,9 +156,8 @@ def test_a_real_vocabulary_with_backslashes_round_trips_through_gensim(cli, tmp_
     assert run.json()["escaped"] == 1
     loaded = KeyedVectors.load_word2vec_format(str(out))
     model = embinspect.load(gguf)
-    stored = gguf_tokens(gguf)[70:80]
-    assert stored[6] == "\\"
-    assert loaded.index_to_key == [t.replace("\\", "\\\\") for t in stored]
+    # Ids 70..79 of its vocabulary (as gguf's GGUFReader reads it): V W X Y Z [ \ ] ^ _
+    assert loaded.index_to_key == ["V", "W", "X", "Y", "Z", "[", "\\\\", "]", "^", "_"]
     assert np.array_equal(loaded.vectors, np.stack([model.vector(f"#{i}") for i in range(70, 80)]))
 
 
@@ -189,7 +180,10 @@ def test_glove_words_file_exports_those_rows_for_gensim(cli, glove, tmp_path):
 # --- read back as MODEL --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("to,name", [("npy", "all.npy"), ("safetensors", "all.safetensors")])
+@pytest.mark.parametrize(
+    "to,name",
+    [("npy", "all.npy"), pytest.param("safetensors", "all.safetensors", marks=pytest.mark.slow)],
+)
 def test_a_whole_exported_table_gives_the_same_neighbours(cli, minilm, tmp_path, to, name):
     out = tmp_path / name
     assert cli("export", minilm, "--to", to, "--out", out, "-q").returncode == 0
