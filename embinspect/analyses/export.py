@@ -14,9 +14,12 @@ dequantized from a GGUF type exactly; an F64 table is rounded to float32, with a
 - ``safetensors``: one F32 tensor ``embeddings`` and, in the header's metadata, the
   tokens as a JSON list under ``embinspect.vocabulary`` (``sources.exported``).
 
-Text values are written as ``repr`` of their exact value (the shortest decimal that reads
-back to the same float64, which is the float32 value itself): they read back bit-exact
-whether a reader parses them as float32 or as float64 first.
+Text values are written with 9 significant digits (``%.9g``), which read back bit-exact
+whether a reader parses them straight to float32 (word2vec.c's ``strtof``) or to float64
+first and then rounds (numpy, gensim, JavaScript): the 9-digit decimal lies within
+5e-9·|x| of the float32 value x, while the nearest point that would round elsewhere (half
+a float32 step) lies at least 2^-25·|x| ≈ 3e-8·|x| away, so the further float64 rounding
+(2^-53 relative) cannot carry it across.
 
 A token cannot stand as it is in a whitespace-separated word2vec file or a TSV cell when
 it holds whitespace or a control character. In those two formats every token is written
@@ -354,8 +357,9 @@ def float32_chunks(
 
 
 def _text_values(rows: np.ndarray, separator: str) -> list[str]:
-    """Each row's values as text: ``repr`` of the exact value (see the module's note)."""
-    return [separator.join(map(repr, row)) for row in rows.astype("float64").tolist()]
+    """Each row's float32 values as text, 9 significant digits (see the module's note)."""
+    line = separator.join(["%.9g"] * rows.shape[1])
+    return [line % tuple(row) for row in rows.astype("float64").tolist()]
 
 
 def _escaped(tokens: list[str]) -> tuple[list[str], int]:
