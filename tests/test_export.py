@@ -131,6 +131,22 @@ def test_tensorboard_folder_has_vectors_and_metadata_with_token_and_id(cli, mini
     assert np.array_equal(values.astype(np.float32), minilm_rows(minilm, [2332, 5465, 3035]))
 
 
+@pytest.mark.parametrize(
+    "spec,ids",
+    [("5,2:4,3", [5, 2, 3]), ("30519:", [30519, 30520, 30521]), (":2, 7", [0, 1, 7])],
+    ids=["list-and-range", "open-end", "open-start"],
+)
+def test_ids_keep_the_order_given_each_once(cli, minilm, tmp_path, spec, ids):
+    assert (
+        cli(
+            "export", minilm, "--to", "tensorboard", "--ids", spec, "--out", tmp_path / "t"
+        ).returncode
+        == 0
+    )
+    lines = (tmp_path / "t" / "metadata.tsv").read_text().splitlines()[1:]
+    assert [int(line.split("\t")[1]) for line in lines] == ids
+
+
 def test_a_gguf_table_is_exported_dequantized_as_float32(cli, tmp_path):
     gguf = checkpoints.smollm2_gguf()
     out = tmp_path / "smollm2.npy"

@@ -110,37 +110,38 @@ class ExportResult(Displayable):
 # --- which rows ------------------------------------------------------------------------
 
 
-def parse_ids(spec: str, rows: int) -> list[int]:
+def parse_ids(spec: str, rows: int) -> Sequence[int]:
     """Row ids from ``--ids``: ids and ranges joined by commas (``0:5000``, ``7,42``,
     ``100:``, ``:10``; a range's end is excluded, as in Python), each id once, in the
-    order given; UsageError for ids outside the table."""
+    order given; UsageError for ids outside the table. One range stays a ``range`` (no
+    list of a million ids)."""
+    parts = [part.strip() for part in spec.split(",") if part.strip()]
+    try:
+        spans = [_span(part, rows, spec) for part in parts]
+    except ValueError:
+        raise UsageError(
+            Option("ids", spec), ": give ids and ranges joined by commas (0:5000,7,42)"
+        ) from None
+    if len(spans) == 1:
+        return spans[0]
     ids: dict[int, None] = {}
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if ":" in part:
-                low, _, high = part.partition(":")
-                start = int(low) if low.strip() else 0
-                stop = int(high) if high.strip() else rows
-                if start < 0 or stop > rows:
-                    raise UsageError(
-                        Option("ids", spec), f": {part} is outside the table (rows 0..{rows - 1})"
-                    )
-                ids.update(dict.fromkeys(range(start, stop)))
-            else:
-                row = int(part)
-                if not 0 <= row < rows:
-                    raise UsageError(
-                        Option("ids", spec), f": {row} is outside the table (rows 0..{rows - 1})"
-                    )
-                ids[row] = None
-        except ValueError:
-            raise UsageError(
-                Option("ids", spec), ": give ids and ranges joined by commas (0:5000,7,42)"
-            ) from None
+    for span in spans:
+        ids.update(dict.fromkeys(span))
     return list(ids)
+
+
+def _span(part: str, rows: int, spec: str) -> range:
+    """One part of ``--ids``: ``N`` or ``START:STOP`` as a range; ValueError if neither."""
+    if ":" in part:
+        low, _, high = part.partition(":")
+        start = int(low) if low.strip() else 0
+        stop = int(high) if high.strip() else rows
+    else:
+        start = int(part)
+        stop = start + 1
+    if start < 0 or stop > rows:
+        raise UsageError(Option("ids", spec), f": {part} is outside the table (rows 0..{rows - 1})")
+    return range(start, max(start, stop))
 
 
 def rows_of_words(searcher: Searcher, words: Iterable[str], where: str) -> list[int]:
@@ -204,7 +205,7 @@ def export(
         raise UsageError(Option("to", to), f": choose one of {', '.join(FORMATS)}")
     _targets(to, Path(os.fspath(out)))  # a misnamed --out before any search
     table = searcher.table
-    selected: list[int] | None = None
+    selected: Sequence[int] | None = None
     selection = "all"
     if ids is not None:
         selected, selection = parse_ids(ids, table.rows), "ids"
