@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import checkpoints
 import numpy as np
 import pytest
+from test_environment import WITH_CTRL_C
 from test_errors import EXIT_MODEL, assert_one_line_error
 
 import embinspect
@@ -555,3 +561,31 @@ def test_the_api_exports_as_the_cli_does(minilm, tmp_path):
         model.export("word2vec", tmp_path / "a.txt")
     with pytest.raises(UsageError, match="to='csv'"):
         model.export("csv", tmp_path / "c.csv")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow  # a real process and a signal
+@pytest.mark.parametrize(
+    "signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["sigterm", "ctrl-c"]
+)
+def test_a_signal_midway_leaves_nothing_in_a_real_process(tmp_path, signum, code):
+    """A process stopped while it writes: the temporary file is there, then gone."""
+    rows = np.random.default_rng(0).standard_normal((200_000, 50)).astype("<f4")
+    np.save(tmp_path / "big.npy", rows)
+    out = tmp_path / "out"
+    out.mkdir()
+    start = ["-c", WITH_CTRL_C] if signum == signal.SIGINT else ["-m", "embinspect"]
+    args = ["export", tmp_path / "big.npy", "--to", "word2vec", "--out", out / "big.txt", "-q"]
+    env = {**os.environ, "EMBINSPECT_CACHE": str(tmp_path / "cache")}
+    env.pop("EMBINSPECT_DEBUG", None)
+    process = subprocess.Popen(
+        [sys.executable, *start, *map(str, args)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(".incomplete") for p in out.iterdir()):
+        assert process.poll() is None and time.monotonic() < deadline, "it never started writing"
+        time.sleep(0.02)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code
+    assert "Traceback" not in stderr
+    assert listing(out) == []
