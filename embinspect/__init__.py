@@ -54,6 +54,7 @@ _LAZY = {
     "PositionReport": "embinspect.analyses.positions",
     "TableDiff": "embinspect.analyses.diff",
     "Projection": "embinspect.analyses.plot",
+    "ExportResult": "embinspect.analyses.export",
 }
 
 __all__ = [
@@ -82,6 +83,7 @@ __all__ = [
     "PositionReport",
     "TableDiff",
     "Projection",
+    "ExportResult",
     "EmbinspectError",
     "UsageError",
     "ModelError",

@@ -37,6 +37,7 @@ from embinspect.analyses.cache import CacheListing, CacheRemoval
 from embinspect.analyses.compare import Comparison
 from embinspect.analyses.compare import compare as pairwise_scores
 from embinspect.analyses.diff import TableDiff, diff_tables
+from embinspect.analyses.export import ExportResult
 from embinspect.analyses.info import Info, inspect_checkpoint
 from embinspect.analyses.neighbors import NeighborsResult, vector_neighbors
 from embinspect.analyses.neighbors import neighbors as nearest
@@ -553,6 +554,38 @@ class Model:
 
     # --- whole tables ----------------------------------------------------------------
 
+    def export(
+        self,
+        to: Literal["tensorboard", "word2vec", "word2vec-binary", "npy", "safetensors"],
+        out: str | os.PathLike[str],
+        *,
+        ids: str | None = None,
+        words: str | os.PathLike[str] | None = None,
+        neighbors_of: Iterable[str] | str | None = None,
+        k: int = 100,
+        metric: MetricName = "cosine",
+        table: TableName = "input",
+        no_space: bool = False,
+        force: bool = False,
+    ) -> ExportResult:
+        """Write the table, or the rows one selection names, as ``to`` at ``out``
+        (``export``): ``ids`` ("0:5000,42"), ``words`` (a file of queries, one a line), or
+        ``neighbors_of`` (queries, each with its ``k`` nearest rows by ``metric``); every
+        row by default. float32 values; ``force`` replaces what is at ``out``."""
+        from embinspect.analyses.export import FORMATS, export
+
+        _choice("to", to, FORMATS)
+        _choice("metric", metric, METRICS)
+        k = _count("k", k)
+        _optional_str("ids", ids)
+        near = _terms(neighbors_of, "neighbors_of")
+        searcher = self._searcher(table=table, device=self._device, no_space=no_space)
+        return export(
+            searcher, self._checkpoint.files.model, to, os.fspath(out), ids=ids,
+            words=os.fspath(words) if words is not None else None, neighbors_of=near, k=k,
+            metric=metric, force=bool(force),
+        )  # fmt: skip
+
     def stats(
         self, *, table: TableName = "input", pairs: int = 10_000, seed: int = 0
     ) -> TableStats:
@@ -884,11 +917,11 @@ def _queries(queries: object) -> tuple[bool, list[str]]:
 
 
 def _terms(terms: object, name: str) -> list[str]:
-    """``positive`` or ``negative``: None, one query, or a list of queries."""
+    """``positive``, ``negative``, ``neighbors_of``: None, one query, or a list of queries."""
     if terms is None:
         return []
     if isinstance(terms, str):
-        return [terms]
+        return [_query(terms, name)]
     return [_query(term, name) for term in _iterable(terms, name)]
 
 

@@ -166,6 +166,8 @@ def _format(checkpoint: Checkpoint) -> str:
         return "gguf"
     if files.word_vectors is not None:
         return files.word_vectors.shape.format
+    if files.exported is not None:
+        return files.exported.format  # "npy", or "safetensors" with its vocabulary
     return "safetensors"
 
 

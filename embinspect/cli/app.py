@@ -25,6 +25,7 @@ from embinspect.cli import (
     cache,
     compare,
     diff,
+    export,
     info,
     neighbors,
     outlier,
@@ -141,6 +142,15 @@ COMMANDS: list[tuple[Callable[..., None], str, tuple[str, str]]] = [
         (
             "embinspect diff gpt2 distilgpt2 -k 10",
             "embinspect diff HuggingFaceTB/SmolLM2-135M HuggingFaceTB/SmolLM2-135M-Instruct",
+        ),
+    ),
+    (
+        export.export,
+        "The table, or some rows, for TensorBoard, gensim, numpy.",
+        (
+            "embinspect export glove.6B.50d.txt --to tensorboard --ids 0:5000 --out projector",
+            "embinspect export sentence-transformers/all-MiniLM-L6-v2 --to safetensors "
+            "--out minilm.safetensors",
         ),
     ),
     (

@@ -76,7 +76,7 @@ class Checkpoint:
 
     def position_scheme(self) -> dict[str, Any]:
         """How positions reach the model (``positions.describe_positions``)."""
-        if self.files.word_vectors is not None:
+        if self.files.word_vectors is not None or self.files.exported is not None:
             return {"kind": "none"}  # a word's vector does not depend on where it stands
         table = self.embeddings.get(POSITION)
         rows = table.header.shape[0] if table else None
@@ -167,6 +167,8 @@ class Checkpoint:
         pooling type (an embedding model's)."""
         if self.files.word_vectors is not None:
             return None, "none: word vectors are not a language model"
+        if self.files.exported is not None:
+            return None, "none: an exported table holds only its rows"
         output = self.embeddings.get(OUTPUT)
         flag = self.text_config.get("tie_word_embeddings")
         if output is not None:
@@ -246,6 +248,8 @@ def open_checkpoint(
         return Checkpoint(
             files, config, headers, True, {TOKEN: EmbeddingTensor(TOKEN, header, family)}
         )
+    if files.exported is not None:
+        return _exported_checkpoint(files, config, headers)
     embeddings = find_embeddings(headers, tensor)
     if TOKEN not in embeddings:
         float_tables = [h.name for h in headers.values() if h.is_scorable and len(h.shape) == 2]
@@ -258,6 +262,17 @@ def open_checkpoint(
     if config_warning:  # once the checkpoint opened: a failure says one thing only
         note(*config_warning, kind="warning")
     return Checkpoint(files, config, headers, complete, embeddings)
+
+
+def _exported_checkpoint(
+    files: CheckpointFiles, config: dict[str, Any], headers: dict[str, TensorHeader]
+) -> Checkpoint:
+    """A table ``embinspect export`` wrote (``sources.exported``): its one table is the
+    token table, whatever its name."""
+    assert files.exported is not None
+    family = f"embinspect export ({files.exported.format})"
+    token = EmbeddingTensor(TOKEN, files.exported.header, family)
+    return Checkpoint(files, config, headers, True, {TOKEN: token})
 
 
 def _read_headers(

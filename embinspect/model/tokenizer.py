@@ -68,6 +68,8 @@ def count_vocabulary(files: CheckpointFiles) -> VocabularyCount | None:
         return VocabularyCount(count, GGUF_TOKENS) if count is not None else None
     if files.word_vectors is not None:
         return VocabularyCount(files.word_vectors.shape.rows, WORD_KEYS)
+    if files.exported is not None:
+        return _exported_count(files)
     path = files.optional(TOKENIZER_JSON)
     if path is not None:
         data = load_json(path)
@@ -676,6 +678,8 @@ def load_vocabulary(
         return _from_gguf(files.gguf)
     if files.word_vectors is not None:
         return WordKeys(files.word_vectors.load().words, str(files.word_vectors.path))
+    if files.exported is not None:
+        return _exported_keys(files)
     path = files.optional(TOKENIZER_JSON)
     if path is not None:
         return _from_tokenizer_json(path)
@@ -691,6 +695,29 @@ def load_vocabulary(
         f"{files.model}: no tokenizer files; query by token id (#1234) or pass ",
         Option("tokenizer", metavar="PATH_OR_ID"),
     )
+
+
+def _exported_count(files: CheckpointFiles) -> VocabularyCount | None:
+    """An exported table's vocabulary size (one token per row), or None without one."""
+    exported = files.exported
+    assert exported is not None
+    if exported.vocabulary is None:
+        return None
+    return VocabularyCount(exported.header.shape[0], exported.vocabulary)
+
+
+def _exported_keys(files: CheckpointFiles) -> WordKeys:
+    """The vocabulary of a table ``embinspect export`` wrote: its tokens, looked up as
+    the words of a word-vector file are (no tokenizer); UsageError when it has none."""
+    exported = files.exported
+    assert exported is not None
+    tokens = exported.tokens()
+    if tokens is None:
+        raise UsageError(
+            f"{files.model}: no vocabulary beside it ({exported.path.stem}.vocab.json); query "
+            "by row id (#1234)"
+        )
+    return WordKeys(tokens, str(exported.path))
 
 
 def _from_tokenizer_json(path: Path) -> Vocabulary:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from embinspect.errors import ModelError, reading
 
@@ -43,3 +47,51 @@ def write_atomically(path: Path, data: bytes | str) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_files(*paths: Path) -> Iterator[list[BinaryIO]]:
+    """Binary handles on temporary names beside ``paths``; when the block ends, each is
+    flushed to disk and renamed to its path (replacing what is there). When the block
+    fails (an error, Ctrl-C, SIGTERM) every temporary file is removed, and nothing of
+    the block is left on disk. OSError when a folder cannot be written."""
+    temporaries = [temporary_beside(path) for path in paths]
+    handles: list[BinaryIO] = []
+    try:
+        for temporary in temporaries:
+            handles.append(open(temporary, "xb"))  # noqa: SIM115 (closed below, on any end)
+        yield handles
+        for handle in handles:
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        for temporary, path in zip(temporaries, paths, strict=True):
+            os.replace(temporary, path)
+    finally:
+        for handle in handles:
+            handle.close()
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """A temporary folder beside ``path`` to fill; when the block ends it is renamed to
+    ``path`` (a folder there already is replaced: moved aside, then removed). When the
+    block fails the temporary folder is removed, and ``path`` is left as it was."""
+    temporary = temporary_beside(path)
+    temporary.mkdir()
+    try:
+        yield temporary
+        if path.is_dir() and not path.is_symlink():
+            old = temporary_beside(path).with_suffix(".old")
+            os.replace(path, old)
+            os.replace(temporary, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if path.is_symlink() or path.exists():
+                path.unlink()
+            os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)

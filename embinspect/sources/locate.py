@@ -22,6 +22,12 @@ from typing import TYPE_CHECKING
 
 from embinspect import progress
 from embinspect.errors import ModelError, NetworkError, Option
+from embinspect.sources.exported import (
+    ExportedTable,
+    is_npy,
+    open_npy,
+    open_safetensors_with_vocabulary,
+)
 from embinspect.sources.files import load_json
 from embinspect.sources.gguf_file import GgufFile, is_gguf, read_gguf
 from embinspect.sources.hub_options import HubOptions
@@ -62,7 +68,7 @@ class CheckpointFiles:
     """
 
     model: str
-    kind: str  # "directory", "file", "hub", "gguf" or "word-vectors"
+    kind: str  # "directory", "file", "hub", "gguf", "word-vectors" or "exported"
     weight_files: list[str]
     weight_map: dict[str, str] | None = None
     index_total_size: int | None = None
@@ -71,6 +77,7 @@ class CheckpointFiles:
     hub: HubRepo | None = field(default=None, repr=False)  # set for a Hub repo
     gguf: GgufFile | None = field(default=None, repr=False)  # set for a GGUF file
     word_vectors: WordVectorFile | None = field(default=None, repr=False)  # for a word-vector file
+    exported: ExportedTable | None = field(default=None, repr=False)  # what `export` wrote
 
     def optional(self, name: str) -> Path | None:
         """Local path of a checkpoint file, fetching it if remote; None if it does not exist."""
@@ -99,6 +106,8 @@ class CheckpointFiles:
             return {self.weight_files[0]: self.gguf.tensors}  # read when the file was located
         if self.word_vectors is not None:
             return {self.weight_files[0]: {VECTORS: self.word_vectors.header}}
+        if self.exported is not None:
+            return {self.weight_files[0]: {self.exported.header.name: self.exported.header}}
         headers = {}
         for name in names:
             path = self.optional(name)
@@ -347,6 +356,9 @@ def _locate_file(model: str, path: Path) -> CheckpointFiles:
         raise ModelError(f"{path}: named {path.suffix} but not {name} data (nor word vectors)")
     if path.suffix == ".gguf" or is_gguf(path):
         return _locate_gguf(model, path)
+    exported = _locate_exported(model, path)
+    if exported is not None:
+        return exported
     # Before the pickle check: word2vec binaries are often named .bin. Sniffing only reads
     # bytes; a pickle never looks like a "ROWS DIM" header. A .txt or .vec file that does
     # not sniff as one is read anyway, for the reader to name its first bad line.
@@ -477,6 +489,23 @@ def _locate_gguf(model: str, path: Path) -> CheckpointFiles:
 def _starts_with(path: Path, magic: bytes) -> bool:
     with open(path, "rb") as handle:
         return handle.read(len(magic)) == magic
+
+
+def _locate_exported(model: str, path: Path) -> CheckpointFiles | None:
+    """A table ``embinspect export`` wrote: a ``.npy`` file (and ``NAME.vocab.json``), or a
+    ``.safetensors`` file whose metadata holds its vocabulary; None for any other file."""
+    if path.suffix.lower() == ".npy" or is_npy(path):
+        table = open_npy(path)
+    elif path.suffix.lower() == ".safetensors":
+        found = open_safetensors_with_vocabulary(path)
+        if found is None:
+            return None
+        table = found
+    else:
+        return None
+    files = _single_file(model, "exported", path)
+    files.exported = table
+    return files
 
 
 def _locate_word_vectors(model: str, path: Path) -> CheckpointFiles:

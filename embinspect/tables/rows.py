@@ -29,9 +29,9 @@ def read_rows(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) 
     for token_id in ids:
         if not 0 <= token_id < rows:
             raise QueryError(f"token id {token_id} is outside {header.name} (rows 0..{rows - 1})")
-    if header.ggml_type is not None or files.word_vectors is not None:
-        # A GGUF tensor, its rows read (and dequantized) from the file's memory map; or the
-        # rows of a word-vector file, parsed into memory.
+    if header.ggml_type is not None or files.word_vectors is not None or files.exported is not None:
+        # A GGUF tensor, its rows read (and dequantized) from the file's memory map; the
+        # rows of a word-vector file, parsed into memory; or an exported .npy's, mapped.
         from embinspect.tables.table import EmbeddingTable
 
         if not ids:
