@@ -64,7 +64,7 @@ def test_svg_tsv_and_mistakes(cli, minilm, tmp_path):
     header, *lines = run.stdout.splitlines()
     assert header == "label\tkind\tof\ttoken_ids\ttokens\tx\ty" and len(lines) == 3
     assert_one_line_error(
-        cli("plot", minilm, "cat", "dog", "--out", tmp_path / "x.jpg"), 2, ".png or .svg"
+        cli("plot", minilm, "cat", "dog", "--out", tmp_path / "x.jpg"), 2, ".png, .svg or .html"
     )
     assert_one_line_error(cli("plot", minilm, "cat"), 2, "at least two points")
     bad = cli("plot", minilm, "cat", "dog", "#999999", "-f", "json")
