@@ -260,18 +260,26 @@ def nearest_drawn(points, count: int, block: int = 1024) -> list[list[tuple[int,
     unit = unit / torch.where(norms > 0, norms, 1.0)[:, None]
     valid = norms > 0
     answer: list[list[tuple[int, float]]] = []
-    for start in range(0, unit.shape[0], block):
+    total = unit.shape[0]
+    take = min(count, total - 1)
+    for start in range(0, total, block):
         scores = unit[start : start + block] @ unit.T
         scores[:, ~valid] = -torch.inf
         rows = torch.arange(start, start + scores.shape[0])
         scores[rows - start, rows] = -torch.inf  # not its own neighbor
-        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :count]
-        for row, picked in zip(rows.tolist(), order.tolist(), strict=True):
+        if take < 1:
+            answer.extend([] for _ in range(scores.shape[0]))
+            continue
+        # The take-th largest score; every point scoring at least that is a candidate, so
+        # ties at the edge are broken by index, not by topk's order.
+        edge = torch.topk(scores, take, dim=1).values[:, -1:]
+        for row, line, candidates in zip(rows.tolist(), scores, scores >= edge, strict=True):
             if not bool(valid[row]):
                 answer.append([])
                 continue
-            found = [(j, float(scores[row - start, j])) for j in picked]
-            answer.append([(j, s) for j, s in found if s != -torch.inf])
+            picked = candidates.nonzero().flatten().tolist()
+            found = sorted(((j, float(line[j])) for j in picked), key=lambda p: (-p[1], p[0]))
+            answer.append([(j, s) for j, s in found[:count] if s != -torch.inf])
     return answer
 
 
