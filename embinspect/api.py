@@ -421,7 +421,7 @@ class Model:
         _, items = _queries(queries)
         neighbors = _count("neighbors", neighbors, minimum=0)
         picture = picture_path(os.fspath(out), "out", PLOT_SUFFIXES) if out is not None else None
-        pattern = compile_match(match)
+        pattern = compile_match(match, neighbors)
         searcher = self._searcher(
             table=table, device="cpu", center=center, no_space=no_space, pool=pool
         )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embinspect.analyses.neighbors import neighbors as nearest
-from embinspect.errors import Option, QueryError, UsageError, note
+from embinspect.errors import Option, QueryError, UsageError
 from embinspect.model.tokenizer import PLAIN, readable_token
 from embinspect.result import Displayable
 from embinspect.tables.queries import printable
@@ -145,10 +145,15 @@ def view_data(projection: Projection) -> dict[str, Any]:
     }
 
 
-def compile_match(pattern: str | None) -> re.Pattern[str] | None:
-    """``--match``'s regular expression, or a UsageError saying why it is not one."""
+def compile_match(pattern: str | None, neighbors: int = 1) -> re.Pattern[str] | None:
+    """``--match``'s regular expression, or a UsageError saying why it is not one (or
+    that it picks neighbors, and ``neighbors`` is 0)."""
     if pattern is None:
         return None
+    if neighbors == 0:
+        raise UsageError(
+            Option("match"), " picks neighbors: give ", Option("neighbors", metavar="K"), " too"
+        )
     try:
         return re.compile(pattern)
     except re.error as err:
@@ -181,7 +186,9 @@ def _matching(searcher: Searcher, match: re.Pattern[str]) -> Searcher:
     if searcher.allowed is not None:
         allowed &= searcher.allowed
     if not bool(allowed.any()):
-        note(Option("match", match.pattern), ": no token matches; only the queries are drawn")
+        raise UsageError(
+            Option("match", terminal_line(match.pattern)), ": no token of this vocabulary matches"
+        )
     narrowed = copy.copy(searcher)
     narrowed.allowed = allowed
     return narrowed
@@ -202,7 +209,7 @@ def project(
     those drawn."""
     import torch
 
-    pattern = compile_match(match) if isinstance(match, str) else match
+    pattern = compile_match(match, neighbors) if isinstance(match, str) else match
     labelled: list[tuple[str, str, str | None, list[int], list[str], str]] = []
     vectors = []
     errors = []
@@ -374,7 +381,10 @@ def draw_figure(projection: Projection) -> Any:
     axes.set_xlabel(f"PC 1 ({first:.1%} of the variance of these points)")
     axes.set_ylabel(f"PC 2 ({second:.1%})")
     # The folder's own name: a long path as MODEL would crowd out the picture.
-    axes.set_title(f"{projection.tensor} of {Path(projection.model).name or projection.model}")
+    axes.set_title(
+        f"{projection.tensor} of {Path(projection.model).name or projection.model}",
+        parse_math=False,  # a $ in a name is a dollar sign, not mathtext
+    )
     axes.grid(alpha=0.2)
     handles = []
     seen: set[int] = set()
@@ -393,7 +403,8 @@ def draw_figure(projection: Projection) -> Any:
     columns = 1 + (len(handles) - 1) // 30
     legend = axes.legend(handles=handles, title=title, loc="upper left", bbox_to_anchor=(1.01, 1),
                          fontsize=8, title_fontsize=8, ncols=columns, borderaxespad=0)  # fmt: skip
-    legend.set_in_layout(True)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
     figure.tight_layout()
     left_out = place_labels(figure, axes, projection)
     if left_out:
@@ -443,7 +454,8 @@ def place_labels(figure: Any, axes: Any, projection: Projection) -> int:
         text = axes.annotate(
             point.readable, (point.x, point.y), xytext=(0, 0), textcoords="offset pixels",
             fontsize=10 if query else 8, fontweight="bold" if query else "normal",
-            color="black" if query else "#333333", zorder=4,
+            color="black" if query else "#333333", zorder=4, parse_math=False,
+            gid=f"label-{index}",  # the SVG's <g id="label-N">: point N's label
         )  # fmt: skip
         extent = text.get_window_extent(renderer)
         width, height = extent.width, extent.height

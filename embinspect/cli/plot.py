@@ -83,7 +83,7 @@ def plot(
 
     # Refused before the table is read, not after.
     picture = picture_path(out, "out", PLOT_SUFFIXES) if out is not None else None
-    pattern = compile_match(match)
+    pattern = compile_match(match, neighbors_k)
     searcher = source.searcher(
         model,
         table=table.value, device="cpu", center=center, leading_space=not no_space,
