@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import browser
 import numpy as np
@@ -299,3 +300,12 @@ def test_the_api_saves_the_view(minilm, tmp_path):
     assert (tmp_path / "b.html").read_text() == page
     with pytest.raises(embinspect.UsageError, match=r"\.png, \.svg or \.html"):
         result.save(tmp_path / "c.pdf")
+
+
+def test_the_readme_screenshot_is_small_and_shown():
+    # Made by `make docs-screenshot` (tests/plot_view_screenshot.py).
+    root = Path(__file__).resolve().parent.parent
+    shot = root / "docs" / "plot-view.png"
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size < 300_000
+    assert "](docs/plot-view.png)" in (root / "README.md").read_text()

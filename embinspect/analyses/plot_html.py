@@ -220,16 +220,22 @@ _SCRIPT = r"""
     const labelled = highlighted.concat(hovered >= 0 ? [hovered] : [], order.slice().reverse());
     let tried = 0;
     ctx.textBaseline = "bottom";
+    const done = new Set();
     labelled.forEach(function (i) {
       const p = points[i], x = sx(p), y = sy(p);
-      if (x < 0 || y < 0 || x > width || y > height) return;
+      if (done.has(i) || x < 0 || y < 0 || x > width || y > height) return;
+      done.add(i);
       if (!p.q && highlighted.indexOf(i) < 0 && i !== hovered && ++tried > 400) return;
       ctx.font = p.q ? "bold 13px system-ui, sans-serif" : "11px system-ui, sans-serif";
       const w = ctx.measureText(p.s).width, h = p.q ? 15 : 13;
-      const box = [x + 5, y - 5 - h, x + 5 + w, y - 5];
-      if (boxes.some(function (b) {
-        return b[0] < box[2] && box[0] < b[2] && b[1] < box[3] && box[1] < b[3];
-      })) return;
+      // Up right, up left, down right, down left of the point: the first that is free.
+      const left = x - 5 - w, above = y - 5 - h;
+      const places = [[x + 5, above], [left, above], [x + 5, y + 5], [left, y + 5]];
+      const box = places.map(function (c) { return [c[0], c[1], c[0] + w, c[1] + h]; })
+        .find(function (b) { return !boxes.some(function (o) {
+          return o[0] < b[2] && b[0] < o[2] && o[1] < b[3] && b[1] < o[3];
+        }); });
+      if (!box) return;
       boxes.push(box);
       ctx.fillStyle = p.q ? "#000" : "#333";
       ctx.fillText(p.s, box[0], box[3]);
