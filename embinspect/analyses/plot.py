@@ -10,6 +10,7 @@ them, so the PNG, the TSV and the JSON never disagree.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,10 +95,11 @@ class Projection(Displayable):
         return out
 
 
-def _short(value: float) -> float:
+def _short(value: float) -> float | None:
     """A coordinate or score with 6 significant digits: the page draws pixels, and 5,000
-    points stay well under a megabyte."""
-    return float(f"{value:.6g}")
+    points stay well under a megabyte. None (not drawn) for NaN or infinity (a row that
+    holds them), which JSON cannot carry."""
+    return float(f"{value:.6g}") if math.isfinite(value) else None
 
 
 def view_data(projection: Projection) -> dict[str, Any]:
@@ -265,7 +267,7 @@ def nearest_drawn(points, count: int, block: int = 1024) -> list[list[tuple[int,
     unit = points.double()
     norms = unit.norm(dim=1)
     unit = unit / torch.where(norms > 0, norms, 1.0)[:, None]
-    valid = norms > 0
+    valid = torch.isfinite(norms) & (norms > 0)  # a row with NaN or inf has no cosine
     answer: list[list[tuple[int, float]]] = []
     total = unit.shape[0]
     take = min(count, total - 1)

@@ -100,6 +100,8 @@ _SCRIPT = r"""
 (function () {
   const data = JSON.parse(document.getElementById("data").textContent);
   const points = data.points;
+  // A point without coordinates (its row holds NaN or infinity) is listed, not drawn.
+  const shown = points.filter(function (p) { return p.x !== null && p.y !== null; });
   const canvas = document.getElementById("plot");
   const ctx = canvas.getContext("2d");
   const tip = document.getElementById("tip");
@@ -169,7 +171,7 @@ _SCRIPT = r"""
   const view = { cx: 0, cy: 0, scale: 1 };
   function fit() {
     let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-    points.forEach(function (p) {
+    shown.forEach(function (p) {
       x0 = Math.min(x0, p.x); x1 = Math.max(x1, p.x);
       y0 = Math.min(y0, p.y); y1 = Math.max(y1, p.y);
     });
@@ -193,7 +195,7 @@ _SCRIPT = r"""
     ctx.lineWidth = 1;
     ctx.globalAlpha = 0.25;
     points.forEach(function (p) {
-      if (p.q || !(p.g in byQuery)) return;
+      if (p.q || !(p.g in byQuery) || p.x === null || points[byQuery[p.g]].x === null) return;
       const q = points[byQuery[p.g]];
       ctx.strokeStyle = styleOf(p).colour;
       ctx.beginPath(); ctx.moveTo(sx(q), sy(q)); ctx.lineTo(sx(p), sy(p)); ctx.stroke();
@@ -205,6 +207,7 @@ _SCRIPT = r"""
     points.forEach(function (p, i) { if (p.q) order.push(i); });
     order.forEach(function (i) {
       const p = points[i], x = sx(p), y = sy(p);
+      if (p.x === null || p.y === null) return;
       if (x < -10 || y < -10 || x > width + 10 || y > height + 10) return;
       const st = styleOf(p);
       shapePath(ctx, st.shape, x, y, p.q ? 7 : 3.5);
@@ -223,7 +226,8 @@ _SCRIPT = r"""
     const done = new Set();
     labelled.forEach(function (i) {
       const p = points[i], x = sx(p), y = sy(p);
-      if (done.has(i) || x < 0 || y < 0 || x > width || y > height) return;
+      if (done.has(i) || p.x === null || p.y === null) return;
+      if (x < 0 || y < 0 || x > width || y > height) return;
       done.add(i);
       if (!p.q && highlighted.indexOf(i) < 0 && i !== hovered && ++tried > 400) return;
       ctx.font = p.q ? "bold 13px system-ui, sans-serif" : "11px system-ui, sans-serif";
@@ -242,6 +246,7 @@ _SCRIPT = r"""
     });
     highlighted.forEach(function (i) {
       const p = points[i];
+      if (p.x === null || p.y === null) return;
       ctx.beginPath(); ctx.arc(sx(p), sy(p), 11, 0, 2 * Math.PI);
       ctx.strokeStyle = "#e00000"; ctx.lineWidth = 2.5; ctx.stroke();
     });
@@ -263,6 +268,7 @@ _SCRIPT = r"""
   function pointAt(mx, my) {
     let best = -1, bestD = 100;
     points.forEach(function (p, i) {
+      if (p.x === null || p.y === null) return;
       const dx = sx(p) - mx, dy = sy(p) - my, d = dx * dx + dy * dy;
       if (d <= bestD) { best = i; bestD = d; }
     });
