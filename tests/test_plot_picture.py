@@ -88,7 +88,7 @@ def test_no_two_labels_overlap(crowded):
     queries = {i for i, p in enumerate(crowded.points) if p.kind == "query"}
     assert queries <= set(shown)
     left = len(crowded.points) - len(shown)
-    note = f"{left} of {len(crowded.points)} labels left out where they would overlap others"
+    note = f"{left} of {len(crowded.points)} labels left out to keep labels apart"
     notes = [t.get_text() for t in figure.texts]
     assert notes == ([note + " (every point is in the TSV/JSON)"] if left else [])
     assert len(shown) >= 0.6 * len(crowded.points)
