@@ -115,9 +115,20 @@ def test_legend_names_each_query_in_its_own_style(crowded):
     styles = [(h.get_color(), h.get_marker()) for h in legend.legend_handles]
     assert len(set(styles)) == len(queries) == 12  # past ten, a new marker: no repeat
     assert styles[0] == (COLOURS[0], MARKERS[0]) and styles[10] == (COLOURS[0], MARKERS[1])
-    # Each neighbor is drawn in its query's colour and marker.
-    collections = figure.axes[0].collections
-    assert len(collections) == 2 * len(queries)  # the neighbors of each, then each query
+    # Each query's neighbors are drawn in its colour, at their points.
+    from matplotlib.collections import LineCollection, PathCollection
+    from matplotlib.colors import to_rgba
+
+    lines, *scatters = figure.axes[0].collections
+    neighbors = [p for p in crowded.points if p.kind == "neighbor"]
+    assert isinstance(lines, LineCollection) and len(lines.get_segments()) == len(neighbors)
+    assert all(isinstance(c, PathCollection) for c in scatters) and len(scatters) == 24
+    assert all(any(p.of == query for p in neighbors) for query in queries)
+    for group, query in enumerate(queries):
+        near = [[p.x, p.y] for p in crowded.points if p.of == query]
+        colour = to_rgba(COLOURS[group % 10], 0.8)
+        assert scatters[group].get_offsets().tolist() == near
+        assert tuple(scatters[group].get_facecolor()[0]) == pytest.approx(colour)
 
 
 def test_svg_holds_the_readable_tokens_as_text(cli, smollm2, tmp_path):
