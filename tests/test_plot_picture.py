@@ -217,13 +217,14 @@ def test_match_through_the_api(minilm):
         model.plot(["king", "queen"], match="x")
 
 
-def test_dollar_signs_are_not_mathtext(tmp_path, cli):
-    # matplotlib reads $...$ as mathematics: a token is drawn as it is, never parsed.
-    words = ["anchor", "$x$", "$", "a$b$c", "\\frac{1}", "^_"]
+def test_dollar_signs_and_markup_are_drawn_as_text(tmp_path, cli):
+    # matplotlib reads $...$ as mathematics: a token is drawn as it is, never parsed; and
+    # markup in a token stays text in the SVG (which parses as XML).
+    words = ["anchor", "$x$", "$", "a$b$c", "\\frac{1}", "^_", "</text>", "&amp;", "<!--"]
     rows = np.random.default_rng(3).normal(size=(len(words), 4))
     write_words(tmp_path / "dollars.txt", words, rows)
     out = tmp_path / "d.svg"
-    run = cli("plot", tmp_path / "dollars.txt", "anchor", "--neighbors", "5", "--out", out, "-q")
+    run = cli("plot", tmp_path / "dollars.txt", "anchor", "--neighbors", "8", "--out", out, "-q")
     assert run.returncode == 0, run.stderr
     text = "".join(ElementTree.parse(out).getroot().itertext())
     for word in words[1:]:
