@@ -130,6 +130,12 @@ format: install
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache *.egg-info
 
+# docs/plot-view.png, the README's screenshot of `plot --out view.html`, taken by the
+# headless Chromium the tests drive (tests/plot_view_screenshot.py).
+.PHONY: docs-screenshot
+docs-screenshot: install checkpoints
+	$(PY) tests/plot_view_screenshot.py docs/plot-view.png
+
 # README.md's example outputs, rewritten from the program (tests/readme_examples.py);
 # tests/test_readme.py checks them.
 .PHONY: readme

@@ -457,22 +457,33 @@ class Model:
         center: bool = False,
         no_space: bool = False,
         pool: PoolName = "mean",
+        match: str | None = None,
     ) -> Projection:
         """A 2-D PCA projection of the queries and each one's ``neighbors`` nearest rows
-        (``plot``); with ``out`` (.png, .svg; needs matplotlib) also a picture."""
+        (``plot``; with ``match``, a regular expression, the nearest rows whose readable
+        token matches it); with ``out`` also the view: ``.html`` (the interactive page),
+        ``.png`` or ``.svg`` (need matplotlib). ``result.save(path)`` and
+        ``result.to_html()`` write it later."""
         from dataclasses import replace
 
-        from embinspect.analyses.plot import draw, picture_path, project
+        from embinspect.analyses.plot import (
+            PLOT_SUFFIXES,
+            compile_match,
+            draw,
+            picture_path,
+            project,
+        )
 
         if isinstance(queries, str):
             raise UsageError("plot takes a list of queries, not one string")
         _, items = _queries(queries)
         neighbors = _count("neighbors", neighbors, minimum=0)
-        picture = picture_path(os.fspath(out), "out") if out is not None else None
+        picture = picture_path(os.fspath(out), "out", PLOT_SUFFIXES) if out is not None else None
+        pattern = compile_match(match, neighbors)
         searcher = self._searcher(
             table=table, device="cpu", center=center, no_space=no_space, pool=pool
         )
-        result = project(searcher, self.source, items, neighbors)
+        result = project(searcher, self.source, items, neighbors, match=pattern)
         if picture is not None:
             draw(result, picture)
             result = replace(result, picture=str(picture))

@@ -64,7 +64,7 @@ def test_svg_tsv_and_mistakes(cli, minilm, tmp_path):
     header, *lines = run.stdout.splitlines()
     assert header == "label\tkind\tof\ttoken_ids\ttokens\tx\ty" and len(lines) == 3
     assert_one_line_error(
-        cli("plot", minilm, "cat", "dog", "--out", tmp_path / "x.jpg"), 2, ".png or .svg"
+        cli("plot", minilm, "cat", "dog", "--out", tmp_path / "x.jpg"), 2, ".png, .svg or .html"
     )
     assert_one_line_error(cli("plot", minilm, "cat"), 2, "at least two points")
     bad = cli("plot", minilm, "cat", "dog", "#999999", "-f", "json")
@@ -83,3 +83,7 @@ def test_without_matplotlib(cli_process, minilm, tmp_path):
     run = cli("plot", minilm, "cat", "dog", "--out", tmp_path / "x.png", env=env)
     assert_one_line_error(run, 2, "pip install 'embinspect[plot]'")
     assert cli("plot", minilm, "cat", "dog", "-f", "json", env=env).returncode == 0
+    # The HTML view is written without matplotlib.
+    page = tmp_path / "view.html"
+    assert cli("plot", minilm, "cat", "dog", "--out", page, "-q", env=env).returncode == 0
+    assert page.read_text().startswith("<!DOCTYPE html>")

@@ -42,7 +42,8 @@ def plot(
         typer.Option(
             "--out",
             metavar="FILE",
-            help="Write the picture (.png or .svg; needs matplotlib: pip install "
+            help="Write the interactive view (.html: one self-contained page; hover, "
+            "search, zoom) or a picture (.png or .svg; needs matplotlib: pip install "
             "'embinspect[plot]'). The coordinates are printed either way.",
             show_default=False,
         ),
@@ -51,6 +52,16 @@ def plot(
         int,
         typer.Option("--neighbors", min=0, help="Also draw each query's K nearest rows."),
     ] = 0,
+    match: Annotated[
+        Optional[str],
+        typer.Option(
+            "--match",
+            metavar="REGEX",
+            help="Draw only neighbors whose token, as the picture shows it (␣the for "
+            "Ġthe), matches REGEX (Python re.search): each query's K nearest such rows.",
+            show_default=False,
+        ),
+    ] = None,
     table: TableOpt = Table.input,
     center: CenterOpt = False,
     no_space: NoSpaceOpt = False,
@@ -60,17 +71,25 @@ def plot(
     output: Output,
 ) -> None:
     """A 2-D projection (PCA of the points drawn) of the named tokens, with each one's
-    --neighbors K, as coordinates (table, TSV, JSON) and, with --out, a labelled picture."""
-    from embinspect.analyses.plot import draw, picture_path, project
+    --neighbors K, as coordinates (table, TSV, JSON) and, with --out, an interactive HTML
+    view or a labelled picture."""
+    from embinspect.analyses.plot import (
+        PLOT_SUFFIXES,
+        compile_match,
+        draw,
+        picture_path,
+        project,
+    )
 
     # Refused before the table is read, not after.
-    picture = picture_path(out, "out") if out is not None else None
+    picture = picture_path(out, "out", PLOT_SUFFIXES) if out is not None else None
+    pattern = compile_match(match, neighbors_k)
     searcher = source.searcher(
         model,
         table=table.value, device="cpu", center=center, leading_space=not no_space,
         pool=pool.value,
     )  # fmt: skip
-    result = project(searcher, model, list(read_queries(queries)), neighbors_k)
+    result = project(searcher, model, list(read_queries(queries)), neighbors_k, match=pattern)
     for failure in result.errors:
         report_error(failure["error"])
     if picture is not None:
@@ -110,7 +129,7 @@ def projection_table(result: Projection) -> None:
         points.add_column(column, justify="right" if column in ("x", "y") else "left")
     for p in result.points:
         near = shown(p.of) if p.of is not None else ""
-        points.add_row(shown(p.label), near, f"{p.x:+.4f}", f"{p.y:+.4f}")
+        points.add_row(shown(p.readable), near, f"{p.x:+.4f}", f"{p.y:+.4f}")
     console().print(points)
 
 

@@ -581,6 +581,41 @@ def stored_to_text(token: str, scheme: str) -> str:
     return token
 
 
+# A SentencePiece byte token (<0x0A>): already its readable form.
+_BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def readable_token(token: str, scheme: str) -> str:
+    """A token as a person reads it in a picture: the word-start marker (``Ġ``, ``▁``) and
+    any space as ``␣`` (``Ġthe`` is ``␣the``), a byte or control character as its byte
+    (``Ċ`` and ``<0x0A>`` are ``<0x0A>``; half a UTF-8 character is ``<0xE2>``), another
+    character no font draws as ``<U+2028>``; WordPiece's ``##ing`` stays as stored.
+    Pass ``PLAIN`` for an added token (``<|endoftext|>``), which is stored as it reads."""
+    if scheme == METASPACE and _BYTE_TOKEN.fullmatch(token):
+        return token.upper().replace("0X", "0x")
+    if scheme == BYTE_LEVEL:
+        raw = bytes(_UNICODE_TO_BYTE.get(ch, ord(ch) & 0xFF) for ch in token)
+        text = raw.decode("utf-8", errors="surrogateescape")
+    elif scheme == METASPACE:
+        text = token.replace("\u2581", " ")
+    else:
+        text = token
+    return "".join(_readable_char(char) for char in text)
+
+
+def _readable_char(char: str) -> str:
+    code = ord(char)
+    if char == " ":
+        return "\u2423"
+    if code < 0x20 or code == 0x7F:
+        return f"<0x{code:02X}>"
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"<0x{code - 0xDC00:02X}>"
+    if not char.isprintable():
+        return f"<U+{code:04X}>"
+    return char
+
+
 def whole_word(token: str, vocabulary: Vocabulary, token_id: int) -> str | None:
     """The word a token spells if it is letters only, with an optional leading-space marker
     (``Ġking``, ``▁king``, ``king``); None for fragments, punctuation and special tokens."""
