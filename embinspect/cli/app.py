@@ -171,10 +171,10 @@ COMMANDS: list[tuple[Callable[..., None], str, tuple[str, str]]] = [
     ),
     (
         plot.plot,
-        "A 2-D projection (PCA) of tokens and their neighbours.",
+        "Tokens and their neighbours in 2-D: a picture or an HTML view.",
         (
             "embinspect plot sentence-transformers/all-MiniLM-L6-v2 king queen man woman "
-            "--out plot.png",
+            "--neighbors 8 --out view.html",
             "embinspect plot glove.6B.50d.txt paris france --neighbors 3 -f json",
         ),
     ),
