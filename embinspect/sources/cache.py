@@ -297,17 +297,18 @@ def keep_derived_arrays(
     raw += b" " * (-len(raw) % 8)  # safetensors: data aligned to 8 bytes
     temporary = temporary_beside(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as handle:
-            handle.write(struct.pack("<Q", len(raw)))
-            handle.write(raw)
-            for view in buffers:
-                handle.write(view)
-        os.replace(temporary, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as handle:
+                handle.write(struct.pack("<Q", len(raw)))
+                handle.write(raw)
+                for view in buffers:
+                    handle.write(view)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
     except OSError:
         return False
-    finally:
-        temporary.unlink(missing_ok=True)
     return True
 
 
@@ -316,9 +317,9 @@ def read_arrays_entry(path: Path) -> tuple[ArraysEntry | None, str | None]:
     ``(entry, None)``; ``(None, None)`` when there is none; ``(None, why)`` when the file
     there is no entry embinspect wrote, or has been cut or grown since."""
     try:
-        with open(path, "rb") as handle:
+        with _open_entry(path) as handle:
             return _arrays_entry(path, handle), None
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no entry, or no folder for one
         return None, None
     except OSError as err:
         return None, f"unreadable ({err.strerror or err})"
@@ -332,7 +333,7 @@ def open_arrays_verified(path: Path, label: str) -> Iterator[tuple[IO[bytes], Ar
     on that open file (which the caller may map: a later rename over ``path`` does not
     change what it reads). Raises ``Untrusted`` when it does not check out, and OSError when
     it cannot be opened. The check is a progress step named ``label``, in bytes."""
-    with open(path, "rb") as handle:
+    with _open_entry(path) as handle:
         entry = _arrays_entry(path, handle)
         expected = entry.record["sha256"]
         digest = hashlib.sha256()
@@ -344,6 +345,13 @@ def open_arrays_verified(path: Path, label: str) -> Iterator[tuple[IO[bytes], Ar
         if digest.hexdigest() != expected:
             raise Untrusted("its data does not have the SHA-256 its record gives")
         yield handle, entry
+
+
+def _open_entry(path: Path) -> IO[bytes]:
+    """An entry opened to read, never through a link (as ``embinspect cache`` lists none):
+    a link where an entry should be is an OSError (ELOOP)."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    return open(path, "rb", opener=lambda name, flags: os.open(name, flags | nofollow))
 
 
 def _arrays_entry(path: Path, handle: IO[bytes]) -> ArraysEntry:
@@ -359,9 +367,8 @@ def _arrays_entry(path: Path, handle: IO[bytes]) -> ArraysEntry:
         raise Untrusted("not an entry embinspect wrote (its header length does not fit)")
     raw = handle.read(length)
     try:
-        tensors = parse_header(raw, info.st_size, path, path.name)
         record = json.loads(json.loads(raw)["__metadata__"][RECORD_KEY])
-    except (ModelError, ValueError, TypeError, KeyError, RecursionError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         raise Untrusted("not an entry embinspect wrote (its header does not parse)") from None
     data_start = 8 + length
     if (
@@ -372,13 +379,17 @@ def _arrays_entry(path: Path, handle: IO[bytes]) -> ArraysEntry:
         or not isinstance(record.get("provenance"), dict)
         or not isinstance(record.get("facts"), dict)
         or not isinstance(record.get("sha256"), str)
-        or not isinstance(record.get("data_bytes"), int)
+        or type(record.get("data_bytes")) is not int
     ):
         raise Untrusted("not an entry embinspect wrote (no record in its header)")
     if info.st_size != data_start + record["data_bytes"]:
         raise Untrusted(
             f"{info.st_size:,} bytes where its record says {data_start + record['data_bytes']:,}"
         )
+    try:
+        tensors = parse_header(raw, info.st_size, path, path.name)
+    except ModelError as err:
+        raise Untrusted(f"its tensors do not fit it ({err.message})") from None
     ends = sorted(t.offset + t.nbytes for t in tensors.values())
     if not ends or ends[-1] != info.st_size:
         raise Untrusted("its tensors do not fill the file")
