@@ -876,6 +876,8 @@ def _kept_shape(entry: ArraysEntry) -> WordVectorShape | None:
         facts.get("format") not in (WORD2VEC_TEXT, WORD2VEC_BINARY, GLOVE)
         or type(rows) is not int
         or type(dim) is not int
+        or rows < 1
+        or dim < 1
         or not (header_rows is None or type(header_rows) is int)
         or type(facts.get("compressed")) is not bool
         or facts.get("words") not in (WORDS_AS_LINES, WORDS_AS_JSON)
