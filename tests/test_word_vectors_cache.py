@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import _cli_env
+from test_imports import imported_heavy_modules
 
 import embinspect
 from embinspect import progress
@@ -279,6 +280,7 @@ def test_the_real_glove_cold_then_warm(cli, cli_steps, glove, tmp_path):
     assert cold_info.pop("cached_parse")["kept"] is False
     assert warm_info.pop("cached_parse")["path"] == str(entry)
     assert warm_info == cold_info
+    assert imported_heavy_modules("info", str(glove), env=env) == []  # the entry read: no numpy
 
 
 # --- when the file changes --------------------------------------------------------------------
@@ -530,6 +532,26 @@ def test_prune_removes_the_parses_of_changed_and_vanished_files(cli, env, tmp_pa
         ["", str(changed), str(vanished)]
     )
     assert [(e["model"], e["state"]) for e in listing(cli, env)] == [(str(kept), "ok")]
+
+
+def test_an_interrupted_write_is_listed_as_incomplete(cli, env, tmp_path):
+    path = write(tmp_path, "glove.txt")
+    neighbors(cli, path, env)
+    [entry] = entries(env)
+    left = entry.with_name(f".{entry.name}.0123abcd.incomplete")
+    left.write_bytes(entry.read_bytes()[:100])
+    listed = {e["kind"]: e for e in listing(cli, env)}
+    assert sorted(listed) == ["incomplete", "word-vectors"]
+    assert (listed["incomplete"]["paths"], listed["incomplete"]["state"]) == (
+        [str(left)],
+        "incomplete",
+    )
+    assert listed["word-vectors"]["state"] == "ok"
+    assert cli("cache", "prune", "-f", "json", env=env).json()["removed"] == []  # not an hour old
+    os.utime(left, (0, 0))
+    pruned = cli("cache", "prune", "-f", "json", env=env).json()["removed"]
+    assert [e["paths"] for e in pruned] == [[str(left)]]
+    assert entries(env) == [entry]
 
 
 def test_an_entry_of_another_cache_format_is_outdated(cli, env, parses, tmp_path, monkeypatch):
