@@ -376,11 +376,23 @@ def note(path: Path, env, reason: str) -> str:
 def test_a_truncated_entry_is_parsed_again(cli, env, parses, tmp_path):
     def truncate(entry):
         os.truncate(entry, entry.stat().st_size - 100)
+        shown = cli("info", tmp_path / "glove.txt", "-f", "json", env=env)
+        assert shown.json()["cached_parse"] == {
+            "kept": False,
+            "reason": "none usable: the next command that reads its rows parses it again and "
+            "keeps that",
+        }
+        assert shown.stderr == note(tmp_path / "glove.txt", env, reason(entry))
+
+    def reason(entry):
+        size = entry.stat().st_size
+        return f"{size:,} bytes where its record says {size + 100:,}"
 
     stderr = broken_entry_is_parsed_again(cli, env, parses, tmp_path, truncate)
     size = entries(env)[0].stat().st_size
-    reason = f"{size - 100:,} bytes where its record says {size:,}"
-    assert stderr == note(tmp_path / "glove.txt", env, reason)
+    assert stderr == note(
+        tmp_path / "glove.txt", env, f"{size - 100:,} bytes where its record says {size:,}"
+    )
 
 
 def test_a_flipped_byte_in_the_rows_is_found_by_the_digest(cli, env, parses, tmp_path):

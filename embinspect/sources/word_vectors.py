@@ -711,6 +711,7 @@ VECTORS_ARRAY, WORDS_ARRAY = "vectors", "words"
 # (a binary file's word may hold "\n").
 WORDS_AS_LINES, WORDS_AS_JSON = "lines", "json"
 NOT_YET = "none yet: the first command that reads its rows keeps them"
+UNUSABLE = "none usable: the next command that reads its rows parses it again and keeps that"
 
 
 def file_key(path: Path) -> dict[str, Any]:
@@ -750,7 +751,7 @@ class WordVectorCache:
     """A word-vector file's place in embinspect's cache.
 
     ``key``: what its parse is kept under (``file_key``), None when it is not kept at all
-    (``skipped`` says why: a small file, the cache turned off); ``entry``: the entry's
+    (``reason`` says why: a small file, the cache turned off); ``entry``: the entry's
     file; ``kept`` and ``shape``: the entry found there for the file as it is now (its
     record and sizes checked, its digest not yet) and the shape it records, or None;
     ``reason``: why there is none, in words, for ``info``.
@@ -780,6 +781,7 @@ class WordVectorCache:
         found, untrusted = read_arrays_entry(entry)
         if untrusted is not None:
             _note_untrusted(path, entry, untrusted)
+            cache.reason = UNUSABLE
             return cache
         if found is None:
             return cache
@@ -789,6 +791,7 @@ class WordVectorCache:
         shape = _kept_shape(found)
         if shape is None:
             _note_untrusted(path, entry, "its record does not describe its arrays")
+            cache.reason = UNUSABLE
             return cache
         cache.kept, cache.shape, cache.reason = found, shape, None
         return cache
