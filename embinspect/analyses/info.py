@@ -69,10 +69,13 @@ class Info(Displayable):
     # Hub repos only: the tensors held in embinspect's cache as ranges, {id, tensor, file,
     # bytes} (bytes on disk), as `embinspect cache ls` lists them.
     cached_ranges: list[dict[str, Any]] | None = None
+    # Word-vector files only: whether the parse is kept in embinspect's cache, and read
+    # from it (``{kept: true, id, bytes, path}``) or not (``{kept: false, reason}``).
+    cached_parse: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for optional in ("fetch", "gguf", "cached_ranges"):
+        for optional in ("fetch", "gguf", "cached_ranges", "cached_parse"):
             if data[optional] is None:
                 del data[optional]
         return data
@@ -128,6 +131,7 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
         gguf=_gguf_facts(checkpoint),
         fetch=_fetch_plan(checkpoint),
         cached_ranges=_cached_ranges(checkpoint),
+        cached_parse=_cached_parse(checkpoint),
     )
 
 
@@ -221,3 +225,24 @@ def _cached_ranges(checkpoint: Checkpoint) -> list[dict[str, Any]] | None:
         {"id": e.id, "tensor": e.tensor, "file": e.file, "bytes": e.size}
         for e in cached_ranges(hub.repo_id, hub.commit)
     ]
+
+
+def _cached_parse(checkpoint: Checkpoint) -> dict[str, Any] | None:
+    """For a word-vector file, the cache entry its rows and words are read from (and its
+    shape, here), or why there is none."""
+    word_vectors = checkpoint.files.word_vectors
+    if word_vectors is None:
+        return None
+    cache = word_vectors.cache
+    if cache is None or cache.kept is None:
+        reason = cache.reason if cache is not None else None
+        return {"kept": False, "reason": reason or "not kept"}
+    from embinspect.analyses.cache import derived_entry_id
+
+    kept = cache.kept
+    return {
+        "kept": True,
+        "id": derived_entry_id(kept.path),
+        "bytes": kept.size,
+        "path": str(kept.path),
+    }

@@ -83,6 +83,8 @@ def info_table(result: Info) -> None:
         summary.add_row("fetch" if index == 0 else "", describe_fetch(fetch))
     if result.cached_ranges is not None:
         summary.add_row("cached ranges", describe_cached_ranges(result.cached_ranges))
+    if result.cached_parse is not None:
+        summary.add_row("cached parse", describe_cached_parse(result.cached_parse))
     screen.print(summary)
 
 
@@ -109,6 +111,14 @@ def describe_cached_ranges(ranges: list[dict[str, Any]]) -> str:
     if not ranges:
         return "none"
     return ", ".join(f"{r['tensor']} of {r['file']}: {r['bytes']:,} bytes" for r in ranges)
+
+
+def describe_cached_parse(cached: dict[str, Any]) -> str:
+    """One line of ``info`` on a word-vector file: the cache entry its shape (and, for the
+    other commands, its rows and words) was read from, or why there is none."""
+    if not cached["kept"]:
+        return str(cached["reason"])
+    return f"read from cache entry {cached['id']} ({cached['bytes']:,} bytes), not parsed"
 
 
 def describe_position_scheme(position: dict[str, Any]) -> str:

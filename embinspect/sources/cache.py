@@ -16,6 +16,16 @@ the SHA-256 of its own content, in the same file, written at once. An entry is u
 when its record names the same source and its content still has that digest
 (``read_derived``); anything else (tampered, truncated, swapped for another entry, or
 derived from something else) is derived again, never trusted.
+
+A derived entry too large for a JSON string (a word-vector file's parse: a float32 table and
+its words) is kept as arrays (``keep_derived_arrays``): one safetensors file whose
+``__metadata__`` holds the same record, its ``sha256`` that of every byte after the header.
+``read_arrays_entry`` checks the record and the sizes only (cheap, for ``info`` and
+``embinspect cache ls``); ``open_arrays_verified`` checks the digest too, on the open file
+that the caller then maps, before any of it is used.
+
+``EMBINSPECT_NO_CACHE`` set (to anything but ``0``) turns derived entries off: none is read
+or written, and each run derives again. The Hub's ranges are not derived: they stay.
 """
 
 from __future__ import annotations
@@ -24,11 +34,18 @@ import hashlib
 import json
 import os
 import stat
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from embinspect.errors import note
-from embinspect.sources.files import write_atomically
+from embinspect import progress
+from embinspect.errors import ModelError, note
+from embinspect.sources.files import temporary_beside, write_atomically
+from embinspect.sources.safetensors_header import parse_header
+from embinspect.sources.tensor import TensorHeader
 
 # What marks a file that keep_derived wrote, and the layout of its record.
 DERIVED_KIND = "embinspect derived cache"
@@ -40,7 +57,10 @@ MAX_DERIVED_BYTES = 512 * 1024 * 1024
 # The folders of derived entries, and what an entry in each is (``embinspect cache ls``'s
 # kind): a new kind of derived entry adds its folder here.
 GGUF_TOKENIZERS = "gguf-tokenizers"
-DERIVED_FOLDERS = {GGUF_TOKENIZERS: "tokenizer"}
+WORD_VECTORS = "word-vectors"
+DERIVED_FOLDERS = {GGUF_TOKENIZERS: "tokenizer", WORD_VECTORS: "word-vectors"}
+# The setting that turns derived entries off (any value but "" and "0").
+NO_CACHE = "EMBINSPECT_NO_CACHE"
 
 # The Hub's part: huggingface_hub's assets cache, in embinspect's folder; per repo
 # (``models--org--name``, as huggingface_hub names it) and commit, the file list, each
@@ -59,6 +79,11 @@ def cache_dir() -> Path:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "embinspect"
+
+
+def derived_cache_off() -> bool:
+    """Whether ``EMBINSPECT_NO_CACHE`` turns derived entries off for this run."""
+    return os.environ.get(NO_CACHE, "") not in ("", "0")
 
 
 def cached_file(*parts: str) -> Path:
@@ -125,8 +150,11 @@ def keep_derived(
     ``source``: what the text was derived from, every field of which must match for the
     entry to be used again (a digest of the input, the converter's version);
     ``provenance``: more about the input, kept for whoever reads the file (its path, size
-    and mtime), not checked. False when the cache cannot be written (only time is lost).
+    and mtime), not checked. False when the cache cannot be written (only time is lost),
+    or is turned off (``EMBINSPECT_NO_CACHE``).
     """
+    if derived_cache_off():
+        return False
     record = {
         "kind": DERIVED_KIND,
         "version": DERIVED_VERSION,
@@ -145,7 +173,10 @@ def read_derived(path: Path, source: dict[str, Any], what: str) -> str | None:
     FILE") when there is one that cannot be trusted: not a regular file, not a record, a
     record of another source, or content whose SHA-256 is not the one recorded (changed
     after it was written). The caller derives the content again and keeps it over the entry.
+    None as well when derived entries are turned off (``EMBINSPECT_NO_CACHE``).
     """
+    if derived_cache_off():
+        return None
     try:
         info = os.stat(path)
     except OSError:
@@ -187,3 +218,179 @@ def read_record(path: Path) -> dict[str, Any] | None:
     ):
         return None
     return record
+
+
+# --- derived entries of arrays ---------------------------------------------------------------
+
+# The key of ``__metadata__`` that holds the record of an entry of arrays.
+RECORD_KEY = "embinspect"
+# An entry's header is its record and a few tensors: a larger one is not one we wrote.
+MAX_ARRAYS_HEADER_BYTES = 1024 * 1024
+# Bytes hashed at a time when an entry is checked (memory stays at this).
+DIGEST_BLOCK_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArraysEntry:
+    """An entry of arrays as its header describes it, the sizes checked: ``record`` (kind,
+    version, ``source``, ``provenance``, ``facts`` (what the caller kept beside the arrays)
+    and the ``sha256`` of the data), ``tensors`` (each placed in the file), the file's
+    ``size`` and where its data starts (``data_start``)."""
+
+    path: Path
+    record: dict[str, Any]
+    tensors: dict[str, TensorHeader]
+    size: int
+    data_start: int
+
+
+class Untrusted(Exception):
+    """An entry that is there but cannot be used: ``reason`` says why, in words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def keep_derived_arrays(
+    path: Path,
+    arrays: dict[str, tuple[str, tuple[int, ...], Any]],
+    source: dict[str, Any],
+    provenance: dict[str, Any],
+    facts: dict[str, Any],
+) -> bool:
+    """Keep ``arrays`` (``name: (safetensors dtype, shape, C-contiguous buffer)``), derived
+    from ``source``, at ``path``: one safetensors file, its record in ``__metadata__``.
+
+    Written under a temporary name and renamed, so a reader (another process) sees the
+    old entry or the new one, never half of one; two writers leave one whole entry. Nothing
+    is copied: the buffers are hashed, then written. False when the cache cannot be written
+    (the folder, a full disk: only time is lost) or is turned off.
+    """
+    if derived_cache_off():
+        return False
+    header: dict[str, Any] = {}
+    digest = hashlib.sha256()
+    offset = 0
+    buffers = []
+    for name, (dtype, shape, data) in arrays.items():
+        view = memoryview(data).cast("B")
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + view.nbytes],
+        }
+        offset += view.nbytes
+        digest.update(view)
+        buffers.append(view)
+    record = {
+        "kind": DERIVED_KIND,
+        "version": DERIVED_VERSION,
+        "source": source,
+        "provenance": provenance,
+        "facts": facts,
+        "data_bytes": offset,
+        "sha256": digest.hexdigest(),
+    }
+    header["__metadata__"] = {RECORD_KEY: json.dumps(record)}
+    raw = json.dumps(header).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # safetensors: data aligned to 8 bytes
+    temporary = temporary_beside(path)
+    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as handle:
+                handle.write(struct.pack("<Q", len(raw)))
+                handle.write(raw)
+                for view in buffers:
+                    handle.write(view)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+    except OSError:
+        return False
+    return True
+
+
+def read_arrays_entry(path: Path) -> tuple[ArraysEntry | None, str | None]:
+    """The entry of arrays at ``path``, its record and sizes checked (not its digest):
+    ``(entry, None)``; ``(None, None)`` when there is none; ``(None, why)`` when the file
+    there is no entry embinspect wrote, or has been cut or grown since."""
+    try:
+        with _open_entry(path) as handle:
+            return _arrays_entry(path, handle), None
+    except (FileNotFoundError, NotADirectoryError):  # no entry, or no folder for one
+        return None, None
+    except OSError as err:
+        return None, f"unreadable ({err.strerror or err})"
+    except Untrusted as untrusted:
+        return None, untrusted.reason
+
+
+@contextmanager
+def open_arrays_verified(path: Path, label: str) -> Iterator[tuple[IO[bytes], ArraysEntry]]:
+    """The entry at ``path`` open, its record, sizes and the SHA-256 of all its data checked
+    on that open file (which the caller may map: a later rename over ``path`` does not
+    change what it reads). Raises ``Untrusted`` when it does not check out, and OSError when
+    it cannot be opened. The check is a progress step named ``label``, in bytes."""
+    with _open_entry(path) as handle:
+        entry = _arrays_entry(path, handle)
+        expected = entry.record["sha256"]
+        digest = hashlib.sha256()
+        handle.seek(entry.data_start)
+        with progress.task(label, total=entry.size - entry.data_start) as advance:
+            while block := handle.read(DIGEST_BLOCK_BYTES):
+                digest.update(block)
+                advance(len(block))
+        if digest.hexdigest() != expected:
+            raise Untrusted("its data does not have the SHA-256 its record gives")
+        yield handle, entry
+
+
+def _open_entry(path: Path) -> IO[bytes]:
+    """An entry opened to read, never through a link (as ``embinspect cache`` lists none):
+    a link where an entry should be is an OSError (ELOOP)."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    return open(path, "rb", opener=lambda name, flags: os.open(name, flags | nofollow))
+
+
+def _arrays_entry(path: Path, handle: IO[bytes]) -> ArraysEntry:
+    """Read and check an entry's header from ``handle``; raise ``Untrusted``."""
+    info = os.fstat(handle.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        raise Untrusted("not a regular file")
+    prefix = handle.read(8)
+    if len(prefix) < 8:
+        raise Untrusted(f"{info.st_size} bytes: cut short")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > MAX_ARRAYS_HEADER_BYTES or 8 + length > info.st_size:
+        raise Untrusted("not an entry embinspect wrote (its header length does not fit)")
+    raw = handle.read(length)
+    try:
+        record = json.loads(json.loads(raw)["__metadata__"][RECORD_KEY])
+    except (ValueError, TypeError, KeyError, RecursionError):
+        raise Untrusted("not an entry embinspect wrote (its header does not parse)") from None
+    data_start = 8 + length
+    if (
+        not isinstance(record, dict)
+        or record.get("kind") != DERIVED_KIND
+        or record.get("version") != DERIVED_VERSION
+        or not isinstance(record.get("source"), dict)
+        or not isinstance(record.get("provenance"), dict)
+        or not isinstance(record.get("facts"), dict)
+        or not isinstance(record.get("sha256"), str)
+        or type(record.get("data_bytes")) is not int
+    ):
+        raise Untrusted("not an entry embinspect wrote (no record in its header)")
+    if info.st_size != data_start + record["data_bytes"]:
+        raise Untrusted(
+            f"{info.st_size:,} bytes where its record says {data_start + record['data_bytes']:,}"
+        )
+    try:
+        tensors = parse_header(raw, info.st_size, path, path.name)
+    except ModelError as err:
+        raise Untrusted(f"its tensors do not fit it ({err.message})") from None
+    ends = sorted(t.offset + t.nbytes for t in tensors.values())
+    if not ends or ends[-1] != info.st_size:
+        raise Untrusted("its tensors do not fill the file")
+    return ArraysEntry(path, record, tensors, info.st_size, data_start)

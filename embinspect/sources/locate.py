@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embinspect import progress
 from embinspect.errors import ModelError, NetworkError, Option
 from embinspect.sources.exported import (
     ExportedTable,
@@ -37,12 +36,13 @@ from embinspect.sources.word_vectors import (
     GLOVE,
     WORD2VEC_BINARY,
     WORD2VEC_TEXT,
+    WordVectorCache,
     WordVectors,
     WordVectorShape,
-    load_word_vectors,
+    load_located,
+    locate_word_vectors,
     read_start,
     sniff_word_vectors,
-    word_vector_shape,
 )
 
 if TYPE_CHECKING:
@@ -157,10 +157,12 @@ WORD_VECTOR_FORMATS = {
 @dataclass
 class WordVectorFile:
     """A word-vector file: its shape from the header (cheap, for ``info``), and its words
-    and rows, parsed once when a command first needs them."""
+    and rows, parsed once when a command first needs them; ``cache``: where that parse is
+    kept, and read back from on later runs (``word_vectors.WordVectorCache``)."""
 
     path: Path
     shape: WordVectorShape
+    cache: WordVectorCache | None = field(default=None, repr=False)
     _loaded: WordVectors | None = field(default=None, repr=False)
 
     @property
@@ -170,16 +172,8 @@ class WordVectorFile:
 
     def load(self) -> WordVectors:
         if self._loaded is None:
-            with progress.task("Parsing word vectors", total=self.shape.rows):
-                loaded = load_word_vectors(self.path, counted=self.shape.rows)
-            if loaded.vectors.shape != (self.shape.rows, self.shape.dim):
-                # The file changed between reading its header and its rows.
-                raise ModelError(
-                    f"{self.path}: holds {loaded.vectors.shape[0]:,} rows of "
-                    f"{loaded.vectors.shape[1]}, not the {self.shape.rows:,} of "
-                    f"{self.shape.dim} its start promised"
-                )
-            self._loaded = loaded
+            cache = self.cache or WordVectorCache(self.path)
+            self._loaded = load_located(self.path, self.shape, cache)
         return self._loaded
 
 
@@ -511,7 +505,8 @@ def _locate_exported(model: str, path: Path) -> CheckpointFiles | None:
 def _locate_word_vectors(model: str, path: Path) -> CheckpointFiles:
     """A word2vec, GloVe or fastText file: one table, keyed by words, no tokenizer."""
     files = _single_file(model, "word-vectors", path)
-    files.word_vectors = WordVectorFile(path, word_vector_shape(path))
+    shape, cache = locate_word_vectors(path)  # from the cache's entry when it has one
+    files.word_vectors = WordVectorFile(path, shape, cache)
     return files
 
 
