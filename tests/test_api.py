@@ -549,7 +549,8 @@ def readme_python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
-def test_readme_python_api_section_runs(minilm, capsys):
+def test_readme_python_api_section_runs(minilm, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # what the examples write (an export, a view) lands here
     blocks = readme_python_blocks()
     assert len(blocks) >= 2
     namespace: dict = {}
@@ -558,6 +559,8 @@ def test_readme_python_api_section_runs(minilm, capsys):
         code = block.replace(HUB_ID, str(minilm))
         quiet(exec, compile(code, "README.md", "exec"), namespace)
     assert capsys.readouterr().out
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["minilm.npy", "minilm.vocab.json", "view.html"], written
 
 
 # ---------------------------------------------------------------------------------------
