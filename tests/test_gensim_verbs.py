@@ -251,6 +251,80 @@ def test_vector_from_a_text_row_and_from_stdin(cli, glove20k, glove):
     assert neighbours_of(from_file)[2] == pytest.approx(neighbours_of(kept)[2], rel=1e-6)
 
 
+@pytest.mark.parametrize("word", ["1996", "nan"])
+def test_vector_from_a_glove_row_whose_word_is_a_number(cli, glove20k, rows, kv, word):
+    """GloVe's words 1996 and nan look like numbers: a row of 51 fields is a word and its
+    50 numbers whatever the word looks like; 50 fields are all numbers (the README's
+    ``grep -m1 '^1996 ' glove.6B.50d.txt | embinspect neighbors ... --vector -``)."""
+    lines = glove20k.read_text(encoding="utf-8").splitlines()
+    row = next(line for line in lines if line.startswith(f"{word} "))
+    (from_stdin,) = cli("neighbors", glove20k, "--vector", "-", "-k", "5", "-f", "json",
+                        input=row + "\n").json()  # fmt: skip
+    path = glove20k.parent / f"{word}-row.txt"
+    path.write_text(row + "\n")
+    (from_file,) = cli("neighbors", glove20k, "--vector", path, "-k", "5", "-f", "json").json()
+    (bare,) = cli("neighbors", glove20k, "--vector", "-", "-k", "5", "-f", "json",
+                  input=row.split(" ", 1)[1]).json()  # fmt: skip
+    expected = ranked(cosines(rows, rows[kv.key_to_index[word]]), 5)
+    assert neighbours_of(from_stdin)[1] == expected[0]
+    assert neighbours_of(from_stdin)[0][0] == word
+    assert from_file["neighbors"] == from_stdin["neighbors"] == bare["neighbors"]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A word-vector file of width 3 whose words look like numbers."""
+    path = tmp_path / "tiny.txt"
+    path.write_text("2 1 0 0\ninf 0 1 0\ncat 0 0 1\ndog 1 1 0\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("row", "first"),
+    [("2 1 0 0", "2"), ("inf 0 1 0", "inf"), ("0 0 1", "cat"), ("5 0 0 1", "cat")],
+    ids=["number-word", "inf-word", "bare-values", "number-word-not-in-table"],
+)
+def test_vector_row_of_width_plus_one_skips_its_word(cli, tiny, row, first):
+    (result,) = cli("neighbors", tiny, "--vector", "-", "-k", "1", "-f", "json",
+                    input=row).json()  # fmt: skip
+    assert [n["token"] for n in result["neighbors"]] == [first]
+    assert result["neighbors"][0]["score"] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_vector_as_the_shells_json_list(cli, glove20k, tmp_path):
+    """What the shell's ``vector`` prints under ``:format json`` is a --vector input."""
+    listed = cli("shell", glove20k, "-f", "json", input="vector king\n").stdout
+    assert listed.startswith("[") and listed.count(",") == 49
+    (from_json,) = cli("neighbors", glove20k, "--vector", "-", "-k", "5", "-f", "json",
+                       input=listed).json()  # fmt: skip
+    (kept,) = cli("neighbors", glove20k, "king", "--keep-query", "-k", "5", "-f", "json").json()
+    assert neighbours_of(from_json)[1] == neighbours_of(kept)[1]
+    path = tmp_path / "king.json"
+    path.write_text(listed)
+    (from_file,) = cli("neighbors", glove20k, "--vector", path, "-k", "5", "-f", "json").json()
+    assert from_file["neighbors"] == from_json["neighbors"]
+
+
+@pytest.mark.parametrize(
+    ("given", "fragment"),
+    [
+        ("1 2 3", "standard input: 3 values; the table's rows have 50"),
+        ("king 0.5 x 0.25", "standard input: 'x' is not a number"),
+        ("", "standard input: empty; give one row of numbers"),
+        ("[1, 2", "standard input: not a JSON list of numbers"),
+        ('[1, "a"]', "standard input: not a JSON list of numbers; give one flat list"),
+        ("[[1, 2]]", "standard input: not a JSON list of numbers; give one flat list"),
+        ("[" + ", ".join(["1"] * 49 + ["null"]) + "]", "standard input: holds NaN or infinite"),
+        (" ".join(["0"] * 50), "standard input: a zero vector has no direction"),
+    ],
+    ids=["short", "letters", "empty", "json-broken", "json-strings", "json-nested",
+         "json-null", "zero"],
+)  # fmt: skip
+def test_a_bad_vector_on_stdin_is_named_standard_input(cli, glove20k, given, fragment):
+    run = cli("neighbors", glove20k, "--vector", "-", input=given)
+    assert_one_line_error(run, EXIT_USAGE, fragment)
+
+
 def _pickled_npy(path):
     np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
 

@@ -276,20 +276,25 @@ MAX_VECTOR_BYTES = 64 * 1024 * 1024  # a text row of a million floats fits with 
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-def read_vector(path: str) -> np.ndarray:
-    """The vector in ``path``: a ``.npy`` array of shape (dim,), or a text file holding
-    one row of whitespace-separated numbers, optionally after a word (a word2vec or GloVe
-    row). Shape (dim,) float64; UsageError naming the file for anything else."""
+def read_vector(path: str, width: int | None = None) -> np.ndarray:
+    """The vector in ``path`` (as ``parse_vector``), ``width`` the table's row width when
+    known. Shape (dim,) float64; UsageError naming the file for anything else."""
     try:
         with open(path, "rb") as file:
             data = file.read(MAX_VECTOR_BYTES + 1)
     except OSError as err:
         raise UsageError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
-    return parse_vector(data, path)
+    return parse_vector(data, path, width)
 
 
-def parse_vector(data: bytes, label: str) -> np.ndarray:
-    """A vector from a file's bytes (as ``read_vector``); ``label`` names it in errors."""
+def parse_vector(data: bytes, label: str, width: int | None = None) -> np.ndarray:
+    """A vector from a file's bytes: a ``.npy`` array of shape (dim,); a JSON list of
+    numbers (what the shell's ``vector`` prints with ``:format json``); or one text row of
+    whitespace-separated numbers, optionally after a word (a word2vec or GloVe row).
+    ``width``, the table's row width when known, settles a row whose word looks like a
+    number (GloVe's ``1996``, ``nan``): ``width + 1`` fields are a word and its numbers,
+    ``width`` fields are all numbers. Without it, the first field is the word only when
+    it is not a number. ``label`` names the vector in errors."""
     import numpy as np
 
     if len(data) > MAX_VECTOR_BYTES:
@@ -300,13 +305,19 @@ def parse_vector(data: bytes, label: str) -> np.ndarray:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{label}: neither a .npy array nor UTF-8 text") from None
+    if text.lstrip().startswith("["):
+        return _json_vector(text, label)
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise UsageError(f"{label}: empty; give one row of numbers, or a .npy array")
     if len(lines) > 1:
         raise UsageError(f"{label}: {len(lines):,} lines; give one row of numbers (one vector)")
     fields = lines[0].split()
-    if _number(fields[0]) is None:
+    if width is not None and len(fields) in (width, width + 1):
+        word = len(fields) == width + 1  # a word first, whatever it looks like
+    else:
+        word = _number(fields[0]) is None
+    if word:
         fields = fields[1:]  # a word before the numbers, as a word2vec row has
         if not fields:
             raise UsageError(f"{label}: {shown(lines[0].strip())} holds no numbers")
@@ -317,6 +328,24 @@ def parse_vector(data: bytes, label: str) -> np.ndarray:
             raise UsageError(f"{label}: {shown(field_)} is not a number")
         values.append(value)
     return np.array(values, dtype=np.float64)
+
+
+def _json_vector(text: str, label: str) -> np.ndarray:
+    """A JSON list of numbers; null (the shell's word for NaN) as NaN, which
+    ``check_vector`` then refuses by name."""
+    import json
+
+    import numpy as np
+
+    try:
+        values = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise UsageError(f"{label}: not a JSON list of numbers ({brief(err)})") from None
+    if not isinstance(values, list) or not all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+    ):
+        raise UsageError(f"{label}: not a JSON list of numbers; give one flat list, [0.1, 0.2]")
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _number(text: str) -> float | None:
@@ -368,11 +397,18 @@ def check_vector(values: Any, dim: int, label: str, needs_direction: bool) -> to
 
 
 def vector_neighbors(
-    searcher: Searcher, values: Any, k: int, metric: str = "cosine", label: str = "vector"
+    searcher: Searcher,
+    values: Any,
+    k: int,
+    metric: str = "cosine",
+    label: str = "vector",
+    *,
+    named: str | None = None,
 ) -> NeighborsResult:
     """The k rows nearest to a vector of shape (dim,) (gensim's ``similar_by_vector``),
     exact as every search is; no row is left out for being the query. ``label`` names
-    the vector (its file) in the result and in errors."""
+    the vector (its file) in errors, and in the result unless ``named`` is given (``-``
+    for stdin, whose errors say "standard input")."""
     if metric not in METRICS:
         raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")
     query = check_vector(values, searcher.table.dim, label, needs_direction=False)
@@ -385,9 +421,9 @@ def vector_neighbors(
     (ranked,) = top_k(searcher.table, scorer, k, [set()], searcher.allowed, searcher.device)
     stamp = {"metric": metric, "provenance": searcher.provenance}
     if isinstance(ranked, QueryError):
-        return NeighborsResult(query=label, error=f"{label}: {ranked.message}", **stamp)
+        return NeighborsResult(query=named or label, error=f"{label}: {ranked.message}", **stamp)
     listed = [
         Neighbor(rank, s.token_id, searcher.token(s.token_id), s.score)
         for rank, s in enumerate(ranked, start=1)
     ]
-    return NeighborsResult(label, [], [], None, listed, vector=True, **stamp)
+    return NeighborsResult(named or label, [], [], None, listed, vector=True, **stamp)
