@@ -364,6 +364,49 @@ def test_a_bad_vector_file_is_one_line_and_exit_2(cli, glove20k, tmp_path, name,
     assert_one_line_error(run, EXIT_USAGE, f"{path}: {fragment}")
 
 
+def _npy_header(header: dict, data: bytes = b""):
+    """A .npy file of this header and these bytes, whatever they declare."""
+
+    def write(path):
+        with open(path, "wb") as file:
+            np.lib.format.write_array_header_1_0(file, header)
+            file.write(data)
+
+    return write
+
+
+@pytest.mark.parametrize(
+    ("write", "fragment"),
+    [
+        (_npy_header({"descr": "<f4", "fortran_order": False, "shape": (10**13,)}),
+         "its .npy header declares shape (10000000000000,) (40,000,000,000,000 bytes), but 0"),
+        (_npy_header({"descr": "|O", "fortran_order": False, "shape": (50,)}, b"\0" * 400),
+         "a .npy array of Python objects (a pickle)"),
+        (_npy_header({"descr": [("a", "<f4"), ("b", "<f4")], "fortran_order": False,
+                      "shape": (25,)}, b"\0" * 200),
+         "a .npy array of records"),
+        (_npy(np.ones(50, dtype=">f4")), "a big-endian .npy array (>f4)"),
+        (_npy_header({"descr": "<f4", "fortran_order": True, "shape": (2, 25)}, b"\0" * 200),
+         "a .npy array in Fortran order"),
+        (_npy_header({"descr": "<f8", "fortran_order": False, "shape": (50,)}, b"\0" * 100),
+         "its .npy header declares shape (50,) (400 bytes), but 100 bytes follow it"),
+        (_npy_header({"descr": "<f4", "fortran_order": False, "shape": (-2, -25)}, b"\0" * 200),
+         "its .npy header declares shape (-2, -25)"),
+    ],
+    ids=["huge-shape", "object-dtype", "structured", "big-endian", "fortran", "truncated",
+         "negative-shape"],
+)  # fmt: skip
+def test_a_hostile_npy_header_is_one_line_and_exit_2(cli, glove20k, tmp_path, write, fragment):
+    """The header's shape is checked against the file's size before anything is read or
+    allocated: a declared 10**13 values is not a MemoryError."""
+    path = tmp_path / "hostile.npy"
+    write(path)
+    assert_one_line_error(cli("neighbors", glove20k, "--vector", path), EXIT_USAGE,
+                          f"{path}: {fragment}")  # fmt: skip
+    piped = cli("neighbors", glove20k, "--vector", "-", input=path.read_bytes())
+    assert_one_line_error(piped, EXIT_USAGE, f"standard input: {fragment}")
+
+
 def test_a_missing_vector_file_is_one_line_and_exit_2(cli, glove20k, tmp_path):
     missing = tmp_path / "nowhere.npy"
     assert_one_line_error(cli("neighbors", glove20k, "--vector", missing), EXIT_USAGE,

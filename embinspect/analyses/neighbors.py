@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from embinspect.errors import Option, QueryError, UsageError
 from embinspect.model.checkpoint import Provenance, stamped
@@ -279,12 +279,34 @@ _NPY_MAGIC = b"\x93NUMPY"
 def read_vector(path: str, width: int | None = None) -> np.ndarray:
     """The vector in ``path`` (as ``parse_vector``), ``width`` the table's row width when
     known. Shape (dim,) float64; UsageError naming the file for anything else."""
+    if _starts_npy(path):
+        return _npy_values(path)
     try:
         with open(path, "rb") as file:
             data = file.read(MAX_VECTOR_BYTES + 1)
     except OSError as err:
         raise UsageError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
     return parse_vector(data, path, width)
+
+
+def _starts_npy(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(_NPY_MAGIC)) == _NPY_MAGIC
+    except OSError:
+        return False  # read_vector's own open says why
+
+
+def _npy_values(path: str) -> np.ndarray:
+    """The array in a ``.npy`` file, its header checked against the file's size before
+    any data is read. (To be replaced by sources.exported's shared .npy reader.)"""
+    import os
+
+    try:
+        with open(path, "rb") as file:
+            return _npy_array(file, os.fstat(file.fileno()).st_size, path)
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
 
 
 def parse_vector(data: bytes, label: str, width: int | None = None) -> np.ndarray:
@@ -295,12 +317,14 @@ def parse_vector(data: bytes, label: str, width: int | None = None) -> np.ndarra
     number (GloVe's ``1996``, ``nan``): ``width + 1`` fields are a word and its numbers,
     ``width`` fields are all numbers. Without it, the first field is the word only when
     it is not a number. ``label`` names the vector in errors."""
+    import io
+
     import numpy as np
 
     if len(data) > MAX_VECTOR_BYTES:
         raise UsageError(f"{label}: over {MAX_VECTOR_BYTES >> 20} MB, too large for one vector")
     if data.startswith(_NPY_MAGIC):
-        return _npy_vector(data, label)
+        return _npy_array(io.BytesIO(data), len(data), label)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -355,21 +379,52 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _npy_vector(data: bytes, label: str) -> np.ndarray:
-    import io
+def _npy_array(stream: BinaryIO, size: int, label: str) -> np.ndarray:
+    """A ``.npy`` array read from ``stream`` (``size`` bytes in all): its header parsed
+    with numpy's header readers (never ``np.load``, never a pickle), the declared shape
+    checked against the bytes there are, and only then its data read. Little-endian (or
+    single-byte) numbers in C order; UsageError naming ``label`` for anything else."""
+    import math
 
     import numpy as np
+    from numpy.lib import format as npy
 
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
+        version = npy.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(stream)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npy.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"version {version[0]}.{version[1]}")
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as err:
-        if "allow_pickle" in str(err):  # an array of Python objects: a pickle
-            raise UsageError(
-                f"{label}: a .npy array of Python objects (a pickle), which embinspect never "
-                "loads; save a float array"
-            ) from None
         raise UsageError(f"{label}: not a readable .npy array ({brief(err)})") from None
-    return np.asarray(array)
+    if dtype.hasobject:
+        raise UsageError(
+            f"{label}: a .npy array of Python objects (a pickle), which embinspect never "
+            "loads; save a float array"
+        )
+    if dtype.fields is not None or dtype.subdtype is not None:
+        raise UsageError(f"{label}: a .npy array of records ({dtype}); save a float array")
+    if dtype.byteorder == ">":
+        raise UsageError(
+            f"{label}: a big-endian .npy array ({dtype.str}); save a little-endian one"
+        )
+    if fortran and len(shape) > 1:
+        raise UsageError(f"{label}: a .npy array in Fortran order; save a vector, shape (dim,)")
+    if any(n < 0 for n in shape):
+        raise UsageError(f"{label}: its .npy header declares shape {tuple(shape)}")
+    declared = math.prod(shape) * dtype.itemsize
+    there = size - stream.tell()
+    if declared != there:
+        raise UsageError(
+            f"{label}: its .npy header declares shape {tuple(shape)} ({declared:,} bytes), "
+            f"but {there:,} bytes follow it"
+        )
+    if declared > MAX_VECTOR_BYTES:
+        raise UsageError(f"{label}: over {MAX_VECTOR_BYTES >> 20} MB, too large for one vector")
+    data = stream.read(declared)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def check_vector(values: Any, dim: int, label: str, needs_direction: bool) -> torch.Tensor:
