@@ -496,9 +496,45 @@ def test_outlier_leaves_out_what_it_cannot_resolve(cli, glove20k, kv):
 
 
 def test_outlier_needs_three_queries(cli, glove20k):
+    """One check, one wording: the analysis's, which the CLI asks before opening the table."""
     assert_one_line_error(
-        cli("outlier", glove20k, "king", "queen"), EXIT_USAGE, "at least 3 queries; got 2"
+        cli("outlier", glove20k, "king", "queen"),
+        EXIT_USAGE,
+        "outlier needs at least 3 queries to find the one that does not belong; got 2",
     )
+
+
+def test_outlier_names_none_when_fewer_than_three_queries_resolve(cli, glove20k):
+    """Two resolved queries are equally far from their mean: naming one would be naming
+    float noise. The ranking is still shown, the failed query reported, exit 4."""
+    run = cli("outlier", glove20k, "king", "queen", "#99999", "-f", "json")
+    assert run.returncode == EXIT_QUERY
+    result = json.loads(run.stdout)
+    assert result["outlier"] is None
+    assert sorted(r["query"] for r in result["ranking"]) == ["king", "queen"]
+    assert result["ranking"][0]["cosine"] == pytest.approx(result["ranking"][1]["cosine"])
+    assert [e["query"] for e in result["errors"]] == ["#99999"]
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("embinspect: error: ") and "#99999" in line
+    drawn = cli("outlier", glove20k, "king", "queen", "#99999", "-f", "table")
+    assert drawn.stdout.splitlines()[0] == (
+        "No outlier: fewer than three queries could be resolved"
+    )
+    assert "king" in drawn.stdout and "queen" in drawn.stdout
+    records = cli("outlier", glove20k, "king", "queen", "#99999", "-f", "jsonl").stdout
+    assert [json.loads(r)["outlier"] for r in records.splitlines()] == [False, False]
+
+
+def test_outlier_ties_keep_the_input_order(cli, glove20k, kv):
+    """The same row three ways: cosines of exactly 1.0 (clamped, not 1.0000000000000007),
+    so the tie keeps the input order and the last is named."""
+    king = f"#{kv.key_to_index['king']}"
+    result = cli("outlier", glove20k, "king", "=king", king, "-f", "json").json()
+    assert [r["query"] for r in result["ranking"]] == ["king", "=king", king]
+    assert [r["cosine"] for r in result["ranking"]] == [1.0, 1.0, 1.0]
+    assert result["outlier"] == king
+    same = cli("outlier", glove20k, "king", "king", "king", "-f", "json").json()
+    assert [r["cosine"] for r in same["ranking"]] == [1.0, 1.0, 1.0]
 
 
 # --- compare of multi-word queries: gensim's n_similarity -----------------------------------
