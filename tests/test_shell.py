@@ -273,6 +273,19 @@ def test_a_line_too_long_is_refused_and_the_session_goes_on(cli, minilm):
     assert run.stdout == cli("neighbors", minilm, "king", "-k", "1").stdout
 
 
+def test_a_line_too_long_but_read_whole_says_its_length_once(cli, minilm):
+    """5,010 characters: read whole (not cut on reading, as 25,010 are), then refused; the
+    length is said once, not by the quoting and again by the message."""
+    run = shell(cli, minilm, ["neighbors " + "a" * 5000, "neighbors king"], "-k", "1")
+    assert run.returncode == EXIT_USAGE
+    (error,) = run.stderr.splitlines()
+    quoted = "'neighbors " + "a" * 50 + "'"
+    assert error == (
+        f"embinspect: error: {quoted}... (5,010 characters): a line is at most 4,096 characters"
+    )
+    assert run.stdout == cli("neighbors", minilm, "king", "-k", "1").stdout
+
+
 def test_a_model_that_cannot_be_opened_ends_before_the_session(cli, tmp_path):
     run = shell(cli, tmp_path / "nowhere", ["neighbors king"])
     assert run.returncode == 3 and run.stdout == ""

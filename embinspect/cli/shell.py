@@ -238,7 +238,8 @@ class Session:
         length = getattr(line, "length", len(line))  # a LongLine was cut short on reading
         if length > _LINE_CHARS:
             raise UsageError(
-                f"{quoted(line)}... ({length:,} characters): a line is at most "
+                # Its first characters, quoted; the length said once (quoted would add it).
+                f"{quoted(line[:_QUOTED_CHARS])}... ({length:,} characters): a line is at most "
                 f"{_LINE_CHARS:,} characters"
             )
         words = line.strip().split(None, 1)
@@ -454,6 +455,7 @@ class Session:
 
 # A line holds a few queries: each at most MAX_QUERY_CHARS, as on stdin.
 _LINE_CHARS = MAX_QUERY_CHARS
+_QUOTED_CHARS = 60  # what a too-long line's error shows of it
 
 
 def split_queries(text: str) -> list[str]:
