@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import islice
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from embinspect.errors import Option, QueryError, UsageError
 from embinspect.model.checkpoint import Provenance, stamped
@@ -19,8 +18,6 @@ from embinspect.text import quoted as shown
 if TYPE_CHECKING:
     import numpy as np
     import torch
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,30 +77,6 @@ def ranked_grid(
     return Grid(title, ["rank", "id", "token", score_name], rows, before=before)
 
 
-_END = object()
-
-
-def at_hand(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """``items`` in batches of at most ``size``, in order. When their iterator has a
-    ``ready()`` method (stdin read as lines arrive), a batch also ends where the next item
-    would have to be waited for: what is at hand is answered now, so a person typing, or
-    ``tail -f``, gets each answer as its line arrives."""
-    iterator = iter(items)
-    ready = getattr(iterator, "ready", None)
-    if ready is None:
-        while batch := list(islice(iterator, size)):
-            yield batch
-        return
-    for first in iterator:
-        batch = [first]
-        while len(batch) < size and ready():
-            item = next(iterator, _END)
-            if item is _END:
-                break
-            batch.append(item)  # type: ignore[arg-type]  # not _END
-        yield batch
-
-
 def neighbors(
     searcher: Searcher,
     queries: Iterable[str] | None,
@@ -138,12 +111,7 @@ def neighbors(
         return searcher.resolve_many([query], needs_direction=metric == "cosine")
 
     stamp = {"metric": metric, "provenance": searcher.provenance}
-    answered = (
-        answer
-        for batch in at_hand(queries, searcher.batch_size)
-        for answer in searcher.in_batches(batch, resolve, score)
-    )
-    for query, answer, ranked in answered:
+    for query, answer, ranked in searcher.in_batches(queries, resolve, score):
         if ranked is None:
             yield NeighborsResult(query=printable(query), error=answer.message, **stamp)
         else:
@@ -226,12 +194,7 @@ def _combinations(
         return top_k(searcher.table, scorer, k, exclude, searcher.allowed, searcher.device)
 
     stamp = {"metric": metric, "provenance": searcher.provenance}
-    answered = (
-        answer
-        for batch in at_hand(items, searcher.batch_size)
-        for answer in searcher.in_batches(batch, resolve, score)
-    )
-    for item, answer, ranked in answered:
+    for item, answer, ranked in searcher.in_batches(items, resolve, score):
         named = formula(item[:plus], item[plus:])
         if ranked is None:
             yield NeighborsResult(query=named, error=answer.message, **stamp)

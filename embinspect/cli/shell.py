@@ -339,19 +339,11 @@ class Session:
         return 0
 
     def vector(self, rest: str) -> int:
-        import numpy as np
-
-        from embinspect.tables.queries import query_vector
-
         queries = split_queries(rest)
         if len(queries) != 1:
             raise UsageError('vector takes one query (vector king; vector "New York")')
-        searcher = self.searcher()
-        resolved = searcher.resolver.resolve(queries[0])
-        values = query_vector(searcher.table, resolved).numpy()
-        # float32 (which holds bf16, f16 and dequantized rows exactly) but for a float64 table.
-        dtype = np.float64 if searcher.table.stored_dtype == "float64" else np.float32
-        figures = [str(value) for value in values.astype(dtype)]  # the shortest round trip
+        values = self.searcher().stored_vector(queries[0])  # as Model.vector gives it
+        figures = [str(value) for value in values]  # the shortest round trip of its dtype
         if self.settings.output.format in (OutputFormat.json, OutputFormat.jsonl):
             # JSON has no words for NaN and the infinities: null, as every JSON output.
             line = "[" + ", ".join(_json_number(figure) for figure in figures) + "]"
