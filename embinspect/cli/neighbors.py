@@ -79,8 +79,8 @@ def neighbors(
             "--vector",
             metavar="FILE",
             help="The rows nearest to this vector (gensim's similar_by_vector): a .npy "
-            "array of shape (dim,), or a text row of numbers (a word first is skipped); "
-            "- reads it from stdin.",
+            "array of shape (dim,), a JSON list, or a text row of numbers (a word first "
+            "is skipped); - reads it from stdin.",
             show_default=False,
             autocompletion=local_paths,
         ),
