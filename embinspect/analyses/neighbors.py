@@ -368,7 +368,8 @@ def _npy_array(stream: BinaryIO, size: int, label: str) -> np.ndarray:
             "loads; save a float array"
         )
     if dtype.fields is not None or dtype.subdtype is not None:
-        raise UsageError(f"{label}: a .npy array of records ({dtype}); save a float array")
+        # Not its dtype: its field names are the file's words, and may be any length.
+        raise UsageError(f"{label}: a .npy array of records (named fields); save a float array")
     if dtype.byteorder == ">":
         raise UsageError(
             f"{label}: a big-endian .npy array ({dtype.str}); save a little-endian one"
