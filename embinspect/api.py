@@ -233,15 +233,9 @@ class Model:
         """The query's vector, shape (dim,): its row, or its rows pooled as searches pool
         them. float64 for a float64 table, else float32 (which holds bf16, f16 and
         dequantized rows exactly)."""
-        import numpy as np
-
-        from embinspect.tables.queries import query_vector
-
         query = _query(query)
         searcher = self._searcher(table=table, device="cpu", no_space=no_space, pool=pool)
-        vector = query_vector(searcher.table, searcher.resolver.resolve(query)).numpy()
-        dtype = np.float64 if searcher.table.stored_dtype == "float64" else np.float32
-        result: NDArray[np.floating[Any]] = np.asarray(vector, dtype=dtype)
+        result: NDArray[np.floating[Any]] = searcher.stored_vector(query)
         return result
 
     # --- searches --------------------------------------------------------------------

@@ -251,6 +251,80 @@ def test_vector_from_a_text_row_and_from_stdin(cli, glove20k, glove):
     assert neighbours_of(from_file)[2] == pytest.approx(neighbours_of(kept)[2], rel=1e-6)
 
 
+@pytest.mark.parametrize("word", ["1996", "nan"])
+def test_vector_from_a_glove_row_whose_word_is_a_number(cli, glove20k, rows, kv, word):
+    """GloVe's words 1996 and nan look like numbers: a row of 51 fields is a word and its
+    50 numbers whatever the word looks like; 50 fields are all numbers (the README's
+    ``grep -m1 '^1996 ' glove.6B.50d.txt | embinspect neighbors ... --vector -``)."""
+    lines = glove20k.read_text(encoding="utf-8").splitlines()
+    row = next(line for line in lines if line.startswith(f"{word} "))
+    (from_stdin,) = cli("neighbors", glove20k, "--vector", "-", "-k", "5", "-f", "json",
+                        input=row + "\n").json()  # fmt: skip
+    path = glove20k.parent / f"{word}-row.txt"
+    path.write_text(row + "\n")
+    (from_file,) = cli("neighbors", glove20k, "--vector", path, "-k", "5", "-f", "json").json()
+    (bare,) = cli("neighbors", glove20k, "--vector", "-", "-k", "5", "-f", "json",
+                  input=row.split(" ", 1)[1]).json()  # fmt: skip
+    expected = ranked(cosines(rows, rows[kv.key_to_index[word]]), 5)
+    assert neighbours_of(from_stdin)[1] == expected[0]
+    assert neighbours_of(from_stdin)[0][0] == word
+    assert from_file["neighbors"] == from_stdin["neighbors"] == bare["neighbors"]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A word-vector file of width 3 whose words look like numbers."""
+    path = tmp_path / "tiny.txt"
+    path.write_text("2 1 0 0\ninf 0 1 0\ncat 0 0 1\ndog 1 1 0\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("row", "first"),
+    [("2 1 0 0", "2"), ("inf 0 1 0", "inf"), ("0 0 1", "cat"), ("5 0 0 1", "cat")],
+    ids=["number-word", "inf-word", "bare-values", "number-word-not-in-table"],
+)
+def test_vector_row_of_width_plus_one_skips_its_word(cli, tiny, row, first):
+    (result,) = cli("neighbors", tiny, "--vector", "-", "-k", "1", "-f", "json",
+                    input=row).json()  # fmt: skip
+    assert [n["token"] for n in result["neighbors"]] == [first]
+    assert result["neighbors"][0]["score"] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_vector_as_the_shells_json_list(cli, glove20k, tmp_path):
+    """What the shell's ``vector`` prints under ``:format json`` is a --vector input."""
+    listed = cli("shell", glove20k, "-f", "json", input="vector king\n").stdout
+    assert listed.startswith("[") and listed.count(",") == 49
+    (from_json,) = cli("neighbors", glove20k, "--vector", "-", "-k", "5", "-f", "json",
+                       input=listed).json()  # fmt: skip
+    (kept,) = cli("neighbors", glove20k, "king", "--keep-query", "-k", "5", "-f", "json").json()
+    assert neighbours_of(from_json)[1] == neighbours_of(kept)[1]
+    path = tmp_path / "king.json"
+    path.write_text(listed)
+    (from_file,) = cli("neighbors", glove20k, "--vector", path, "-k", "5", "-f", "json").json()
+    assert from_file["neighbors"] == from_json["neighbors"]
+
+
+@pytest.mark.parametrize(
+    ("given", "fragment"),
+    [
+        ("1 2 3", "standard input: 3 values; the table's rows have 50"),
+        ("king 0.5 x 0.25", "standard input: 'x' is not a number"),
+        ("", "standard input: empty; give one row of numbers"),
+        ("[1, 2", "standard input: not a JSON list of numbers"),
+        ('[1, "a"]', "standard input: not a JSON list of numbers; give one flat list"),
+        ("[[1, 2]]", "standard input: not a JSON list of numbers; give one flat list"),
+        ("[" + ", ".join(["1"] * 49 + ["null"]) + "]", "standard input: holds NaN or infinite"),
+        (" ".join(["0"] * 50), "standard input: a zero vector has no direction"),
+    ],
+    ids=["short", "letters", "empty", "json-broken", "json-strings", "json-nested",
+         "json-null", "zero"],
+)  # fmt: skip
+def test_a_bad_vector_on_stdin_is_named_standard_input(cli, glove20k, given, fragment):
+    run = cli("neighbors", glove20k, "--vector", "-", input=given)
+    assert_one_line_error(run, EXIT_USAGE, fragment)
+
+
 def _pickled_npy(path):
     np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
 
@@ -288,6 +362,49 @@ def test_a_bad_vector_file_is_one_line_and_exit_2(cli, glove20k, tmp_path, name,
     write(path)
     run = cli("neighbors", glove20k, "--vector", path)
     assert_one_line_error(run, EXIT_USAGE, f"{path}: {fragment}")
+
+
+def _npy_header(header: dict, data: bytes = b""):
+    """A .npy file of this header and these bytes, whatever they declare."""
+
+    def write(path):
+        with open(path, "wb") as file:
+            np.lib.format.write_array_header_1_0(file, header)
+            file.write(data)
+
+    return write
+
+
+@pytest.mark.parametrize(
+    ("write", "fragment"),
+    [
+        (_npy_header({"descr": "<f4", "fortran_order": False, "shape": (10**13,)}),
+         "its .npy header declares shape (10000000000000,) (40,000,000,000,000 bytes), but 0"),
+        (_npy_header({"descr": "|O", "fortran_order": False, "shape": (50,)}, b"\0" * 400),
+         "a .npy array of Python objects (a pickle)"),
+        (_npy_header({"descr": [("a", "<f4"), ("b", "<f4")], "fortran_order": False,
+                      "shape": (25,)}, b"\0" * 200),
+         "a .npy array of records"),
+        (_npy(np.ones(50, dtype=">f4")), "a big-endian .npy array (>f4)"),
+        (_npy_header({"descr": "<f4", "fortran_order": True, "shape": (2, 25)}, b"\0" * 200),
+         "a .npy array in Fortran order"),
+        (_npy_header({"descr": "<f8", "fortran_order": False, "shape": (50,)}, b"\0" * 100),
+         "its .npy header declares shape (50,) (400 bytes), but 100 bytes follow it"),
+        (_npy_header({"descr": "<f4", "fortran_order": False, "shape": (-2, -25)}, b"\0" * 200),
+         "its .npy header declares shape (-2, -25)"),
+    ],
+    ids=["huge-shape", "object-dtype", "structured", "big-endian", "fortran", "truncated",
+         "negative-shape"],
+)  # fmt: skip
+def test_a_hostile_npy_header_is_one_line_and_exit_2(cli, glove20k, tmp_path, write, fragment):
+    """The header's shape is checked against the file's size before anything is read or
+    allocated: a declared 10**13 values is not a MemoryError."""
+    path = tmp_path / "hostile.npy"
+    write(path)
+    assert_one_line_error(cli("neighbors", glove20k, "--vector", path), EXIT_USAGE,
+                          f"{path}: {fragment}")  # fmt: skip
+    piped = cli("neighbors", glove20k, "--vector", "-", input=path.read_bytes())
+    assert_one_line_error(piped, EXIT_USAGE, f"standard input: {fragment}")
 
 
 def test_a_missing_vector_file_is_one_line_and_exit_2(cli, glove20k, tmp_path):
@@ -379,9 +496,45 @@ def test_outlier_leaves_out_what_it_cannot_resolve(cli, glove20k, kv):
 
 
 def test_outlier_needs_three_queries(cli, glove20k):
+    """One check, one wording: the analysis's, which the CLI asks before opening the table."""
     assert_one_line_error(
-        cli("outlier", glove20k, "king", "queen"), EXIT_USAGE, "at least 3 queries; got 2"
+        cli("outlier", glove20k, "king", "queen"),
+        EXIT_USAGE,
+        "outlier needs at least 3 queries to find the one that does not belong; got 2",
     )
+
+
+def test_outlier_names_none_when_fewer_than_three_queries_resolve(cli, glove20k):
+    """Two resolved queries are equally far from their mean: naming one would be naming
+    float noise. The ranking is still shown, the failed query reported, exit 4."""
+    run = cli("outlier", glove20k, "king", "queen", "#99999", "-f", "json")
+    assert run.returncode == EXIT_QUERY
+    result = json.loads(run.stdout)
+    assert result["outlier"] is None
+    assert sorted(r["query"] for r in result["ranking"]) == ["king", "queen"]
+    assert result["ranking"][0]["cosine"] == pytest.approx(result["ranking"][1]["cosine"])
+    assert [e["query"] for e in result["errors"]] == ["#99999"]
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("embinspect: error: ") and "#99999" in line
+    drawn = cli("outlier", glove20k, "king", "queen", "#99999", "-f", "table")
+    assert drawn.stdout.splitlines()[0] == (
+        "No outlier: fewer than three queries could be resolved"
+    )
+    assert "king" in drawn.stdout and "queen" in drawn.stdout
+    records = cli("outlier", glove20k, "king", "queen", "#99999", "-f", "jsonl").stdout
+    assert [json.loads(r)["outlier"] for r in records.splitlines()] == [False, False]
+
+
+def test_outlier_ties_keep_the_input_order(cli, glove20k, kv):
+    """The same row three ways: cosines of exactly 1.0 (clamped, not 1.0000000000000007),
+    so the tie keeps the input order and the last is named."""
+    king = f"#{kv.key_to_index['king']}"
+    result = cli("outlier", glove20k, "king", "=king", king, "-f", "json").json()
+    assert [r["query"] for r in result["ranking"]] == ["king", "=king", king]
+    assert [r["cosine"] for r in result["ranking"]] == [1.0, 1.0, 1.0]
+    assert result["outlier"] == king
+    same = cli("outlier", glove20k, "king", "king", "king", "-f", "json").json()
+    assert [r["cosine"] for r in same["ranking"]] == [1.0, 1.0, 1.0]
 
 
 # --- compare of multi-word queries: gensim's n_similarity -----------------------------------

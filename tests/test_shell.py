@@ -273,6 +273,47 @@ def test_a_line_too_long_is_refused_and_the_session_goes_on(cli, minilm):
     assert run.stdout == cli("neighbors", minilm, "king", "-k", "1").stdout
 
 
+def test_a_line_too_long_but_read_whole_says_its_length_once(cli, minilm):
+    """5,010 characters: read whole (not cut on reading, as 25,010 are), then refused; the
+    length is said once, not by the quoting and again by the message."""
+    run = shell(cli, minilm, ["neighbors " + "a" * 5000, "neighbors king"], "-k", "1")
+    assert run.returncode == EXIT_USAGE
+    (error,) = run.stderr.splitlines()
+    quoted = "'neighbors " + "a" * 50 + "'"
+    assert error == (
+        f"embinspect: error: {quoted}... (5,010 characters): a line is at most 4,096 characters"
+    )
+    assert run.stdout == cli("neighbors", minilm, "king", "-k", "1").stdout
+
+
+def test_a_librarys_note_is_worded_for_the_shell_and_shown_once_per_value(cli, tmp_path):
+    """``:k`` larger than the table: the note names ``:k`` (the shell has no -k) and comes
+    once for each value, not with every line."""
+    words = tmp_path / "words.txt"
+    words.write_text("king 1 0 0\nqueen 1 1 0\nman 0 1 0\nwoman 0 1 1\ncar 0 0 1\n")
+    lines = [":k 99999999", "neighbors king", "neighbors queen", ":k 88888888",
+             "analogy king man woman", "neighbors king"]  # fmt: skip
+    run = shell(cli, words, lines, "-f", "jsonl")
+    assert run.returncode == 0, run.stderr
+    rows = "the 5 rows of vectors; listing every row that can be a result"
+    assert run.stderr.splitlines() == [
+        f"embinspect: note: :k 99,999,999 is more than {rows}",
+        f"embinspect: note: :k 88,888,888 is more than {rows}",
+    ]
+
+
+@pytest.mark.slow  # a process with stdin closed
+def test_stdin_closed_is_worded_for_the_shell(minilm):
+    """``<&-``: exit 74, in the shell's words (it reads its lines from stdin; it has no -)."""
+    from test_environment import run_shell
+
+    returncode, stdout, stderr = run_shell("<&-", ["shell", minilm])
+    assert (returncode, stdout) == (74, "")
+    assert (
+        stderr == "embinspect: error: standard input: closed (the shell reads its lines from it)\n"
+    )
+
+
 def test_a_model_that_cannot_be_opened_ends_before_the_session(cli, tmp_path):
     run = shell(cli, tmp_path / "nowhere", ["neighbors king"])
     assert run.returncode == 3 and run.stdout == ""

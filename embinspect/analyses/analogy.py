@@ -7,7 +7,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from embinspect.analyses.neighbors import at_hand
 from embinspect.errors import Option, QueryError, UsageError
 from embinspect.model.checkpoint import Provenance, stamped
 from embinspect.result import Displayable, Grid
@@ -74,12 +73,7 @@ def analogies(
             )
         return searcher.resolve_many(list(question), needs_direction=True)
 
-    answered = (
-        answer
-        for batch in at_hand(questions, searcher.batch_size)
-        for answer in searcher.in_batches(batch, resolve, score)
-    )
-    for question, answer, ranked in answered:
+    for question, answer, ranked in searcher.in_batches(questions, resolve, score):
         parts = [printable(part) for part in question]
         formula = " - ".join(parts[:2]) + (f" + {parts[2]}" if len(parts) > 2 else "")
         if ranked is None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import islice
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from embinspect.errors import Option, QueryError, UsageError
 from embinspect.model.checkpoint import Provenance, stamped
@@ -19,8 +18,6 @@ from embinspect.text import quoted as shown
 if TYPE_CHECKING:
     import numpy as np
     import torch
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,30 +77,6 @@ def ranked_grid(
     return Grid(title, ["rank", "id", "token", score_name], rows, before=before)
 
 
-_END = object()
-
-
-def at_hand(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """``items`` in batches of at most ``size``, in order. When their iterator has a
-    ``ready()`` method (stdin read as lines arrive), a batch also ends where the next item
-    would have to be waited for: what is at hand is answered now, so a person typing, or
-    ``tail -f``, gets each answer as its line arrives."""
-    iterator = iter(items)
-    ready = getattr(iterator, "ready", None)
-    if ready is None:
-        while batch := list(islice(iterator, size)):
-            yield batch
-        return
-    for first in iterator:
-        batch = [first]
-        while len(batch) < size and ready():
-            item = next(iterator, _END)
-            if item is _END:
-                break
-            batch.append(item)  # type: ignore[arg-type]  # not _END
-        yield batch
-
-
 def neighbors(
     searcher: Searcher,
     queries: Iterable[str] | None,
@@ -138,12 +111,7 @@ def neighbors(
         return searcher.resolve_many([query], needs_direction=metric == "cosine")
 
     stamp = {"metric": metric, "provenance": searcher.provenance}
-    answered = (
-        answer
-        for batch in at_hand(queries, searcher.batch_size)
-        for answer in searcher.in_batches(batch, resolve, score)
-    )
-    for query, answer, ranked in answered:
+    for query, answer, ranked in searcher.in_batches(queries, resolve, score):
         if ranked is None:
             yield NeighborsResult(query=printable(query), error=answer.message, **stamp)
         else:
@@ -226,12 +194,7 @@ def _combinations(
         return top_k(searcher.table, scorer, k, exclude, searcher.allowed, searcher.device)
 
     stamp = {"metric": metric, "provenance": searcher.provenance}
-    answered = (
-        answer
-        for batch in at_hand(items, searcher.batch_size)
-        for answer in searcher.in_batches(batch, resolve, score)
-    )
-    for item, answer, ranked in answered:
+    for item, answer, ranked in searcher.in_batches(items, resolve, score):
         named = formula(item[:plus], item[plus:])
         if ranked is None:
             yield NeighborsResult(query=named, error=answer.message, **stamp)
@@ -276,37 +239,72 @@ MAX_VECTOR_BYTES = 64 * 1024 * 1024  # a text row of a million floats fits with 
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-def read_vector(path: str) -> np.ndarray:
-    """The vector in ``path``: a ``.npy`` array of shape (dim,), or a text file holding
-    one row of whitespace-separated numbers, optionally after a word (a word2vec or GloVe
-    row). Shape (dim,) float64; UsageError naming the file for anything else."""
+def read_vector(path: str, width: int | None = None) -> np.ndarray:
+    """The vector in ``path`` (as ``parse_vector``), ``width`` the table's row width when
+    known. Shape (dim,) float64; UsageError naming the file for anything else."""
+    if _starts_npy(path):
+        return _npy_values(path)
     try:
         with open(path, "rb") as file:
             data = file.read(MAX_VECTOR_BYTES + 1)
     except OSError as err:
         raise UsageError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
-    return parse_vector(data, path)
+    return parse_vector(data, path, width)
 
 
-def parse_vector(data: bytes, label: str) -> np.ndarray:
-    """A vector from a file's bytes (as ``read_vector``); ``label`` names it in errors."""
+def _starts_npy(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(_NPY_MAGIC)) == _NPY_MAGIC
+    except OSError:
+        return False  # read_vector's own open says why
+
+
+def _npy_values(path: str) -> np.ndarray:
+    """The array in a ``.npy`` file, its header checked against the file's size before
+    any data is read. (To be replaced by sources.exported's shared .npy reader.)"""
+    import os
+
+    try:
+        with open(path, "rb") as file:
+            return _npy_array(file, os.fstat(file.fileno()).st_size, path)
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
+
+
+def parse_vector(data: bytes, label: str, width: int | None = None) -> np.ndarray:
+    """A vector from a file's bytes: a ``.npy`` array of shape (dim,); a JSON list of
+    numbers (what the shell's ``vector`` prints with ``:format json``); or one text row of
+    whitespace-separated numbers, optionally after a word (a word2vec or GloVe row).
+    ``width``, the table's row width when known, settles a row whose word looks like a
+    number (GloVe's ``1996``, ``nan``): ``width + 1`` fields are a word and its numbers,
+    ``width`` fields are all numbers. Without it, the first field is the word only when
+    it is not a number. ``label`` names the vector in errors."""
+    import io
+
     import numpy as np
 
     if len(data) > MAX_VECTOR_BYTES:
         raise UsageError(f"{label}: over {MAX_VECTOR_BYTES >> 20} MB, too large for one vector")
     if data.startswith(_NPY_MAGIC):
-        return _npy_vector(data, label)
+        return _npy_array(io.BytesIO(data), len(data), label)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{label}: neither a .npy array nor UTF-8 text") from None
+    if text.lstrip().startswith("["):
+        return _json_vector(text, label)
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise UsageError(f"{label}: empty; give one row of numbers, or a .npy array")
     if len(lines) > 1:
         raise UsageError(f"{label}: {len(lines):,} lines; give one row of numbers (one vector)")
     fields = lines[0].split()
-    if _number(fields[0]) is None:
+    if width is not None and len(fields) in (width, width + 1):
+        word = len(fields) == width + 1  # a word first, whatever it looks like
+    else:
+        word = _number(fields[0]) is None
+    if word:
         fields = fields[1:]  # a word before the numbers, as a word2vec row has
         if not fields:
             raise UsageError(f"{label}: {shown(lines[0].strip())} holds no numbers")
@@ -319,6 +317,24 @@ def parse_vector(data: bytes, label: str) -> np.ndarray:
     return np.array(values, dtype=np.float64)
 
 
+def _json_vector(text: str, label: str) -> np.ndarray:
+    """A JSON list of numbers; null (the shell's word for NaN) as NaN, which
+    ``check_vector`` then refuses by name."""
+    import json
+
+    import numpy as np
+
+    try:
+        values = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise UsageError(f"{label}: not a JSON list of numbers ({brief(err)})") from None
+    if not isinstance(values, list) or not all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+    ):
+        raise UsageError(f"{label}: not a JSON list of numbers; give one flat list, [0.1, 0.2]")
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
 def _number(text: str) -> float | None:
     try:
         return float(text)
@@ -326,21 +342,53 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _npy_vector(data: bytes, label: str) -> np.ndarray:
-    import io
+def _npy_array(stream: BinaryIO, size: int, label: str) -> np.ndarray:
+    """A ``.npy`` array read from ``stream`` (``size`` bytes in all): its header parsed
+    with numpy's header readers (never ``np.load``, never a pickle), the declared shape
+    checked against the bytes there are, and only then its data read. Little-endian (or
+    single-byte) numbers in C order; UsageError naming ``label`` for anything else."""
+    import math
 
     import numpy as np
+    from numpy.lib import format as npy
 
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
+        version = npy.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(stream)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npy.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"version {version[0]}.{version[1]}")
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as err:
-        if "allow_pickle" in str(err):  # an array of Python objects: a pickle
-            raise UsageError(
-                f"{label}: a .npy array of Python objects (a pickle), which embinspect never "
-                "loads; save a float array"
-            ) from None
         raise UsageError(f"{label}: not a readable .npy array ({brief(err)})") from None
-    return np.asarray(array)
+    if dtype.hasobject:
+        raise UsageError(
+            f"{label}: a .npy array of Python objects (a pickle), which embinspect never "
+            "loads; save a float array"
+        )
+    if dtype.fields is not None or dtype.subdtype is not None:
+        # Not its dtype: its field names are the file's words, and may be any length.
+        raise UsageError(f"{label}: a .npy array of records (named fields); save a float array")
+    if dtype.byteorder == ">":
+        raise UsageError(
+            f"{label}: a big-endian .npy array ({dtype.str}); save a little-endian one"
+        )
+    if fortran and len(shape) > 1:
+        raise UsageError(f"{label}: a .npy array in Fortran order; save a vector, shape (dim,)")
+    if any(n < 0 for n in shape):
+        raise UsageError(f"{label}: its .npy header declares shape {tuple(shape)}")
+    declared = math.prod(shape) * dtype.itemsize
+    there = size - stream.tell()
+    if declared != there:
+        raise UsageError(
+            f"{label}: its .npy header declares shape {tuple(shape)} ({declared:,} bytes), "
+            f"but {there:,} bytes follow it"
+        )
+    if declared > MAX_VECTOR_BYTES:
+        raise UsageError(f"{label}: over {MAX_VECTOR_BYTES >> 20} MB, too large for one vector")
+    data = stream.read(declared)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def check_vector(values: Any, dim: int, label: str, needs_direction: bool) -> torch.Tensor:
@@ -368,11 +416,18 @@ def check_vector(values: Any, dim: int, label: str, needs_direction: bool) -> to
 
 
 def vector_neighbors(
-    searcher: Searcher, values: Any, k: int, metric: str = "cosine", label: str = "vector"
+    searcher: Searcher,
+    values: Any,
+    k: int,
+    metric: str = "cosine",
+    label: str = "vector",
+    *,
+    named: str | None = None,
 ) -> NeighborsResult:
     """The k rows nearest to a vector of shape (dim,) (gensim's ``similar_by_vector``),
     exact as every search is; no row is left out for being the query. ``label`` names
-    the vector (its file) in the result and in errors."""
+    the vector (its file) in errors, and in the result unless ``named`` is given (``-``
+    for stdin, whose errors say "standard input")."""
     if metric not in METRICS:
         raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")
     query = check_vector(values, searcher.table.dim, label, needs_direction=False)
@@ -385,9 +440,9 @@ def vector_neighbors(
     (ranked,) = top_k(searcher.table, scorer, k, [set()], searcher.allowed, searcher.device)
     stamp = {"metric": metric, "provenance": searcher.provenance}
     if isinstance(ranked, QueryError):
-        return NeighborsResult(query=label, error=f"{label}: {ranked.message}", **stamp)
+        return NeighborsResult(query=named or label, error=f"{label}: {ranked.message}", **stamp)
     listed = [
         Neighbor(rank, s.token_id, searcher.token(s.token_id), s.score)
         for rank, s in enumerate(ranked, start=1)
     ]
-    return NeighborsResult(label, [], [], None, listed, vector=True, **stamp)
+    return NeighborsResult(named or label, [], [], None, listed, vector=True, **stamp)

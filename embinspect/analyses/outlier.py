@@ -21,8 +21,9 @@ MIN_QUERIES = 3  # with two, both are equally far from their mean: neither is th
 class OutlierResult(Displayable):
     """The queries ranked by the cosine of their unit vector to the (unit) mean of all
     their unit vectors, most central first; ``outlier`` is the last one's query (None when
-    fewer than two queries could be resolved). Queries that could not be resolved are in
-    ``errors`` and take no part, as gensim leaves out words it does not know."""
+    fewer than three queries could be resolved: the ranking is still given, but with two
+    the odd one out is float noise). Queries that could not be resolved are in ``errors``
+    and take no part, as gensim leaves out words it does not know."""
 
     outlier: str | None
     ranking: list[dict[str, Any]]  # {query, token_ids, tokens, pooled, cosine}
@@ -54,17 +55,23 @@ class OutlierResult(Displayable):
         return Grid(title, ["rank", "query", "tokens", "cosine to the mean"], rows, after=after)
 
 
-def outlier(searcher: Searcher, queries: Sequence[str]) -> OutlierResult:
-    """Rank ``queries`` by the cosine of each unit vector to the mean of all of them
-    (normalised), in float64, most central first (ties keep the input order); the last is
-    the outlier. Centred on the table's mean row when the searcher is."""
-    import torch
-
+def check_queries(queries: Sequence[str]) -> None:
+    """UsageError unless there are enough queries to name one that does not belong."""
     if len(queries) < MIN_QUERIES:
         raise UsageError(
             f"outlier needs at least {MIN_QUERIES} queries to find the one that does not "
             f"belong; got {len(queries)}"
         )
+
+
+def outlier(searcher: Searcher, queries: Sequence[str]) -> OutlierResult:
+    """Rank ``queries`` by the cosine of each unit vector to the mean of all of them
+    (normalised), in float64, most central first (ties, the cosines clamped to [-1, 1],
+    keep the input order); the last is the outlier when at least three queries resolved.
+    Centred on the table's mean row when the searcher is."""
+    import torch
+
+    check_queries(queries)
     resolved, vectors, errors = [], [], []
     for query in queries:
         try:
@@ -74,9 +81,8 @@ def outlier(searcher: Searcher, queries: Sequence[str]) -> OutlierResult:
             continue
         resolved.append(answer[0])
         vectors.append(vector[0])
-    if len(resolved) < 2:
-        ranking = [{**r.echo(), "cosine": None} for r in resolved]
-        return OutlierResult(None, ranking, errors, searcher.provenance)
+    if not resolved:
+        return OutlierResult(None, [], errors, searcher.provenance)
     stacked = torch.stack(vectors)
     if searcher.center is not None:
         stacked = stacked - searcher.center
@@ -84,7 +90,9 @@ def outlier(searcher: Searcher, queries: Sequence[str]) -> OutlierResult:
     mean = units.mean(dim=0)
     if not bool(mean.any()):
         raise QueryError("the unit vectors cancel out: their mean has no direction to compare")
-    cosines = (units @ scaling.units(mean.unsqueeze(0))[0]).tolist()
+    # Clamped: the same unit vector three times is 1.0000000000000007 off by rounding.
+    cosines = (units @ scaling.units(mean.unsqueeze(0))[0]).clamp(-1.0, 1.0).tolist()
     order = sorted(range(len(resolved)), key=lambda i: -cosines[i])
     ranking = [{**resolved[i].echo(), "cosine": cosines[i]} for i in order]
-    return OutlierResult(ranking[-1]["query"], ranking, errors, searcher.provenance)
+    named = ranking[-1]["query"] if len(resolved) >= MIN_QUERIES else None
+    return OutlierResult(named, ranking, errors, searcher.provenance)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from embinspect.cli.completion import local_paths
 from embinspect.cli.options import (
+    STDIN,
     BatchSizeOpt,
     CenterOpt,
     DeviceOpt,
@@ -24,6 +26,7 @@ from embinspect.cli.options import (
     TopKOpt,
     WordFilter,
     read_queries,
+    stdin_errors,
 )
 from embinspect.cli.render import (
     Output,
@@ -33,7 +36,7 @@ from embinspect.cli.render import (
     resolved_line,
 )
 from embinspect.cli.source import Source, command
-from embinspect.errors import EXIT_QUERY, StreamError, UsageError
+from embinspect.errors import EXIT_QUERY, UsageError
 
 if TYPE_CHECKING:
     from embinspect.analyses.neighbors import NeighborsResult
@@ -76,8 +79,8 @@ def neighbors(
             "--vector",
             metavar="FILE",
             help="The rows nearest to this vector (gensim's similar_by_vector): a .npy "
-            "array of shape (dim,), or a text row of numbers (a word first is skipped); "
-            "- reads it from stdin.",
+            "array of shape (dim,), a JSON list, or a text row of numbers (a word first "
+            "is skipped); - reads it from stdin.",
             show_default=False,
             autocompletion=local_paths,
         ),
@@ -116,6 +119,7 @@ def neighbors(
         raise UsageError("--vector FILE goes alone: no QUERY, --positive or --negative")
     if vector is None and not queries and not terms:
         raise UsageError("give a QUERY, --positive/--negative terms, or --vector FILE")
+    # Read and checked before the table is opened; parsed again with the table's width.
     given = _read_vector(vector) if vector is not None else None
     searcher = source.searcher(
         model,
@@ -127,7 +131,9 @@ def neighbors(
     if given is not None:
         from embinspect.analyses.neighbors import vector_neighbors
 
-        results: Any = [vector_neighbors(searcher, given, k, metric.value, label=vector or "-")]
+        label = STDIN if vector == "-" else str(vector)
+        values = given(searcher.table.dim)
+        results: Any = [vector_neighbors(searcher, values, k, metric.value, label, named=vector)]
     else:
         asked = read_queries(queries) if queries else None
         results = nearest(
@@ -139,20 +145,19 @@ def neighbors(
         raise typer.Exit(EXIT_QUERY)
 
 
-def _read_vector(path: str) -> Any:
-    """The --vector file's vector, or stdin's for -, read before the table is opened."""
+def _read_vector(path: str) -> Callable[[int | None], Any]:
+    """The --vector file's vector, or stdin's for -, given the table's row width (which
+    settles a text row whose word looks like a number). Read, and parsed once to refuse a
+    malformed vector, before the table is opened."""
     from embinspect.analyses.neighbors import MAX_VECTOR_BYTES, parse_vector, read_vector
 
     if path != "-":
-        return read_vector(path)
-    if sys.stdin is None:
-        raise StreamError("standard input: closed (--vector - reads the vector from it)")
-    try:
+        read_vector(path)
+        return lambda width: read_vector(path, width)
+    with stdin_errors("--vector - reads the vector from it"):
         data = sys.stdin.buffer.read(MAX_VECTOR_BYTES + 1)
-    except (OSError, ValueError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else "closed"
-        raise StreamError(f"standard input: cannot read ({reason})") from None
-    return parse_vector(data, "standard input")
+    parse_vector(data, STDIN)
+    return lambda width: parse_vector(data, STDIN, width)
 
 
 def neighbors_result_rows(result: NeighborsResult) -> tuple[list[str], list[list[Any]]]:

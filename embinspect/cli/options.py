@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from enum import Enum
@@ -214,10 +215,8 @@ def _stdin_lines(queries_per_line: int = 1) -> Iterator[str]:
     a trailing space would otherwise become a token and be pooled into the query. A line
     longer than ``queries_per_line`` queries can be comes as a ``LongLine``.
     """
-    if sys.stdin is None:
-        raise StreamError("standard input: closed (- reads the queries from it)")
     cap = queries_per_line * _LINE_BYTES
-    try:
+    with stdin_errors("- reads the queries from it"):
         source = stdin_input()  # read as lines arrive: a search answers what is at hand
         while raw := source.readline(cap + 1):
             if len(raw) > cap and not raw.endswith(b"\n"):
@@ -226,9 +225,22 @@ def _stdin_lines(queries_per_line: int = 1) -> Iterator[str]:
             line = raw.decode("utf-8", "surrogateescape").strip()
             if line:
                 yield line
+
+
+STDIN = "standard input"  # how errors name stdin
+
+
+@contextlib.contextmanager
+def stdin_errors(reads: str) -> Iterator[None]:
+    """Reading stdin, its failures as one line (exit 74): closed (``reads`` says what
+    reads from it), or unreadable."""
+    if sys.stdin is None:
+        raise StreamError(f"{STDIN}: closed ({reads})")
+    try:
+        yield
     except (OSError, ValueError) as err:  # ValueError: stdin's file object was closed
         reason = err.strerror if isinstance(err, OSError) and err.strerror else "closed"
-        raise StreamError(f"standard input: cannot read ({reason})") from None
+        raise StreamError(f"{STDIN}: cannot read ({reason})") from None
 
 
 def _long_line(start: bytes, source: LiveInput | BufferedInput) -> LongLine:

@@ -45,13 +45,11 @@ def outlier(
 ) -> None:
     """Which query does not belong (gensim's doesnt_match): each query's cosine to the mean
     of their unit vectors, the farthest named."""
-    from embinspect.analyses.outlier import MIN_QUERIES
+    from embinspect.analyses.outlier import check_queries
     from embinspect.analyses.outlier import outlier as odd_one_out
-    from embinspect.errors import UsageError
 
     items = list(read_queries(queries))
-    if len(items) < MIN_QUERIES:  # before the table is opened
-        raise UsageError(f"outlier needs at least {MIN_QUERIES} queries; got {len(items)}")
+    check_queries(items)  # before the table is opened
     searcher = source.searcher(
         model,
         table=table.value, device="cpu", center=center, leading_space=not no_space,
@@ -93,9 +91,11 @@ def outlier_table(result: OutlierResult) -> None:
 
     screen = console()
     if result.outlier is None:
-        screen.print("No outlier: fewer than two queries could be resolved")
-        return
-    screen.print(f"Does not belong: '{result.outlier}'")
+        screen.print("No outlier: fewer than three queries could be resolved")
+        if not result.ranking:
+            return
+    else:
+        screen.print(f"Does not belong: '{result.outlier}'")
     table = RichTable()
     table.add_column("rank", justify="right")
     table.add_column("query")
@@ -107,7 +107,7 @@ def outlier_table(result: OutlierResult) -> None:
         pieces = " ".join(f"{t} #{i}" for t, i in zip(item["tokens"], ids, strict=True))
         cosine = figure(item["cosine"])
         row = [str(rank), item["query"], pieces, cosine]
-        if rank == last:
+        if rank == last and result.outlier is not None:
             row = [row[0], styled(item["query"], "bold red"), pieces, cosine]
         table.add_row(*row)
     screen.print(table)

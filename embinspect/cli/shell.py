@@ -38,6 +38,7 @@ from embinspect.cli import info as info_cli
 from embinspect.cli import neighbors as neighbors_cli
 from embinspect.cli import tokens as tokens_cli
 from embinspect.cli.options import (
+    STDIN,
     CenterOpt,
     DeviceOpt,
     Metric,
@@ -111,13 +112,12 @@ def shell(
     tokens, vector, info, and settings such as :k 20 (:help lists them). With stdin not a
     terminal, each line is answered as it arrives; the exit code is then that of the first
     line that failed, 0 when every line was answered."""
+    stdin = sys.stdin
+    if stdin is None:  # before the model is opened; in the shell's words (it has no -)
+        raise StreamError(f"{STDIN}: closed (the shell reads its lines from it)")
     settings = Settings(k, metric.value, table.value, center, output)
     session = Session(source, model, settings, device)
-    stdin = sys.stdin
-    if stdin is not None and stdin.isatty():
-        code = session.converse()
-    else:
-        code = session.follow(read_queries(["-"]))
+    code = session.converse() if stdin.isatty() else session.follow(read_queries(["-"]))
     if code:
         raise typer.Exit(code)
 
@@ -150,6 +150,7 @@ class Session:
         self._info_checkpoint: Checkpoint | None = None
         self._searchers: dict[tuple[str, bool], Searcher] = {}
         self._noted: set[tuple[str, bool]] = set()
+        self._notes_shown: set[str] = set()
         self._completions: Completions | None = None
         self.searcher()  # a table, device or tokenizer that cannot be used ends the start
         self.commands: dict[str, Callable[[str], int]] = {
@@ -227,18 +228,38 @@ class Session:
         """Answer one line: 0, or the exit code the command would have ended with (its
         error already on stderr). ``Quit`` for ``:quit``."""
         try:
-            return self._answer(line)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", EmbinspectWarning)
+                warnings.showwarning = self._note_once(warnings.showwarning)
+                return self._answer(line)
         except StreamError:
             raise  # stdout failed: nothing more can be answered (main says so, once)
         except EmbinspectError as err:
             report_error(err.worded(_worded))
             return err.exit_code
 
+    def _note_once(self, show_other: Callable[..., None]) -> Callable[..., None]:
+        """A ``warnings.showwarning`` for one line: the library's notes worded as the shell
+        spells its settings (``:k 99,999,999``, not ``-k``), each shown once a session
+        (once per setting value: the value is in the note), not on every line."""
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+            if not isinstance(message, EmbinspectWarning):
+                show_other(message, category, filename, lineno, file, line)
+                return
+            text = f"{message.kind}: {message.worded(_worded)}"
+            if text not in self._notes_shown:
+                self._notes_shown.add(text)
+                report_note(text)
+
+        return show
+
     def _answer(self, line: str) -> int:
         length = getattr(line, "length", len(line))  # a LongLine was cut short on reading
         if length > _LINE_CHARS:
             raise UsageError(
-                f"{quoted(line)}... ({length:,} characters): a line is at most "
+                # Its first characters, quoted; the length said once (quoted would add it).
+                f"{quoted(line[:_QUOTED_CHARS])}... ({length:,} characters): a line is at most "
                 f"{_LINE_CHARS:,} characters"
             )
         words = line.strip().split(None, 1)
@@ -318,19 +339,11 @@ class Session:
         return 0
 
     def vector(self, rest: str) -> int:
-        import numpy as np
-
-        from embinspect.tables.queries import query_vector
-
         queries = split_queries(rest)
         if len(queries) != 1:
             raise UsageError('vector takes one query (vector king; vector "New York")')
-        searcher = self.searcher()
-        resolved = searcher.resolver.resolve(queries[0])
-        values = query_vector(searcher.table, resolved).numpy()
-        # float32 (which holds bf16, f16 and dequantized rows exactly) but for a float64 table.
-        dtype = np.float64 if searcher.table.stored_dtype == "float64" else np.float32
-        figures = [str(value) for value in values.astype(dtype)]  # the shortest round trip
+        values = self.searcher().stored_vector(queries[0])  # as Model.vector gives it
+        figures = [str(value) for value in values]  # the shortest round trip of its dtype
         if self.settings.output.format in (OutputFormat.json, OutputFormat.jsonl):
             # JSON has no words for NaN and the infinities: null, as every JSON output.
             line = "[" + ", ".join(_json_number(figure) for figure in figures) + "]"
@@ -454,6 +467,7 @@ class Session:
 
 # A line holds a few queries: each at most MAX_QUERY_CHARS, as on stdin.
 _LINE_CHARS = MAX_QUERY_CHARS
+_QUOTED_CHARS = 60  # what a too-long line's error shows of it
 
 
 def split_queries(text: str) -> list[str]:

@@ -158,7 +158,7 @@ class LiveInput:
     """stdin read from its descriptor as lines arrive, for ``-``: ``readline`` as a binary
     file's, and ``ready()``, which says whether the next line can be had without waiting.
 
-    A search answers what is already at hand and no more (``analyses.neighbors.at_hand``):
+    A search answers what is already at hand and no more (``tables.search.at_hand``):
     lines a pipe holds are answered together, a batch at a time, while a person typing or
     ``tail -f`` gets each answer as its line arrives, not after 256 lines or at EOF.
     Python's own buffered reader cannot say whether a read would wait: bytes it holds are

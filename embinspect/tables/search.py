@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from embinspect.errors import Option, QueryError, UsageError, note
 from embinspect.model.checkpoint import Checkpoint
@@ -24,7 +24,10 @@ from embinspect.tables.scoring import CosineScorer, CosMulScorer, top_k
 from embinspect.tables.table import EmbeddingTable
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
+
+T = TypeVar("T")
 
 FILTERS = ("none", "words")
 ANALOGY_METHODS = ("add", "mul")
@@ -182,6 +185,17 @@ class Searcher:
         resolved, vectors = self.resolve_many([query], needs_direction=True)
         return resolved[0], vectors[0]
 
+    def stored_vector(self, query: str) -> np.ndarray:
+        """The query's vector as the table holds it, shape (dim,): its row, or its rows
+        pooled as searches pool them; float64 for a float64 table, else float32 (which
+        holds bf16, f16 and dequantized rows exactly). NaN and zeros are given as they
+        are: nothing is compared."""
+        import numpy as np
+
+        vector = query_vector(self.table, self.resolver.resolve(query)).numpy()
+        dtype = np.float64 if self.table.stored_dtype == "float64" else np.float32
+        return np.asarray(vector, dtype=dtype)
+
     def resolve_many(self, queries: list[str], needs_direction: bool):
         """(resolved queries, their vectors (n, dim)), or the QueryError of the first bad one."""
         import torch
@@ -193,14 +207,14 @@ class Searcher:
     def in_batches(self, items, resolve, score):
         """For each item, in input order and a batch at a time: ``(item, resolved,
         ranked)``, or ``(item, QueryError, None)`` when it could not be resolved or
-        scored.
+        scored. A batch is at most ``batch_size`` items, and only those at hand when
+        ``items`` arrive as stdin's lines do (``at_hand``).
 
         ``resolve(item)`` gives (resolved queries, vectors); ``score(good)`` gives one
         top-k list (or QueryError) per resolvable item of the batch, in one pass over
         the table.
         """
-        iterator = iter(items)
-        while batch := list(islice(iterator, self.batch_size)):
+        for batch in at_hand(items, self.batch_size):
             answered = []
             for item in batch:
                 try:
@@ -262,3 +276,27 @@ class Searcher:
         if self.center is not None:
             combined = combined + self.center  # the scorer subtracts the mean again
         return CosineScorer(combined, self.center, self.device)
+
+
+_END = object()
+
+
+def at_hand(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in batches of at most ``size``, in order. When their iterator has a
+    ``ready()`` method (stdin read as lines arrive), a batch also ends where the next item
+    would have to be waited for: what is at hand is answered now, so a person typing, or
+    ``tail -f``, gets each answer as its line arrives."""
+    iterator = iter(items)
+    ready = getattr(iterator, "ready", None)
+    if ready is None:
+        while batch := list(islice(iterator, size)):
+            yield batch
+        return
+    for first in iterator:
+        batch = [first]
+        while len(batch) < size and ready():
+            item = next(iterator, _END)
+            if item is _END:
+                break
+            batch.append(item)  # type: ignore[arg-type]  # not _END
+        yield batch
