@@ -589,3 +589,66 @@ def test_a_signal_midway_leaves_nothing_in_a_real_process(tmp_path, signum, code
     assert process.returncode == code
     assert "Traceback" not in stderr
     assert listing(out) == []
+
+
+# --- the one .npy reader for bytes (neighbors' --vector reads through it) -----------------
+
+
+def _npy_bytes(array, **header) -> bytes:
+    """``array`` as np.save writes it, its header's fields replaced by ``header``."""
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    data = buffer.getvalue()
+    if not header:
+        return data
+    length = int.from_bytes(data[8:10], "little")
+    fields = {"descr": "<f4", "fortran_order": False, "shape": array.shape, **header}
+    text = repr(fields).encode("latin1")
+    text = text + b" " * (length - 1 - len(text)) + b"\n"
+    assert len(text) == length
+    return data[:10] + text + data[10 + length :]
+
+
+@pytest.mark.parametrize(
+    "array,ndim", [(np.arange(5, dtype="<f4") / 3, 1), (np.eye(3, dtype="<f8"), 2)],
+    ids=["vector-f32", "table-f64"],
+)  # fmt: skip
+def test_read_npy_gives_the_array_exactly(array, ndim):
+    from embinspect.sources.exported import read_npy
+
+    got = read_npy(_npy_bytes(array), "v.npy")
+    assert got.dtype == array.dtype and got.ndim == ndim
+    assert np.array_equal(got, array)
+
+
+@pytest.mark.parametrize(
+    "data,fragment",
+    [
+        (_npy_bytes(np.ones(4, dtype="<f4"), shape=(10**13,)), "needs 40,000,000,000,000 bytes"),
+        (_npy_bytes(np.ones(4, dtype="<f4"))[:-3], "truncated .npy file"),
+        (_npy_bytes(np.ones(4, dtype="<f4")) + b"\0\0\0\0", "needs 16 bytes after its header"),
+        (_npy_bytes(np.array([1, "x"], dtype=object)), "never unpickles"),
+        (_npy_bytes(np.ones(4, dtype=">f4")), "dtype '>f4'"),
+        (_npy_bytes(np.ones((2, 2, 2), dtype="<f4")), "is not a 1-D or 2-D array"),
+        (_npy_bytes(np.ones(4, dtype="<i8")), "dtype '<i8'"),
+        (_npy_bytes(np.ones((2, 2), dtype="<f4"), fortran_order=True), "Fortran-order"),
+        (_npy_bytes(np.ones(4, dtype="<f4"), shape=(-4,)), "is not a 1-D or 2-D array"),
+        (b"\x93NUMPY\x01\x00\xff\xff" + b"{" * 200, "truncated .npy file"),
+        (b"\x93NUMPY\x09\x00\x10\x00", "format version 9"),
+        (b"not an npy", "not a .npy file"),
+    ],
+    ids=[
+        "huge-shape", "truncated", "trailing-bytes", "object", "big-endian", "3-d",
+        "integers", "fortran", "negative", "header-cut", "version", "no-magic",
+    ],
+)  # fmt: skip
+def test_read_npy_refuses_a_hostile_file_before_allocating(data, fragment):
+    from embinspect.errors import ModelError
+    from embinspect.sources.exported import read_npy
+
+    with pytest.raises(ModelError) as caught:
+        read_npy(data, "v.npy")
+    assert fragment in str(caught.value)
+    assert str(caught.value).startswith("v.npy: ")
