@@ -654,3 +654,23 @@ def test_two_processes_keeping_the_same_parse_at_once(tmp_path):
     assert json.loads(third.stdout)["cached_parse"]["path"] == str(entry)
     ids = [n["token_id"] for n in json.loads(outputs[0])[0]["neighbors"][:3]]
     assert ids == reference_neighbors(values, 1, 3)
+
+
+@pytest.mark.parametrize("verb", ["ls", "prune"])
+def test_an_entry_whose_file_became_a_fifo_does_not_hang_the_cache_commands(
+    cli, env, tmp_path, verb
+):
+    # Opening a FIFO for reading waits for a writer: the key is taken without blocking.
+    path = write(tmp_path, "glove.txt")
+    neighbors(cli, path, env)
+    path.unlink()
+    os.mkfifo(path)
+    done = subprocess.run(
+        [sys.executable, "-m", "embinspect", "cache", verb, "-f", "json"],
+        capture_output=True, text=True, env=_cli_env(env), timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [entry] = json.loads(done.stdout)["entries" if verb == "ls" else "removed"]
+    assert (entry["model"], entry["state"]) == (str(path), "changed")
+    assert entry["reason"] == f"{path}: cannot be read (not a regular file)"
+    assert len(entries(env)) == (1 if verb == "ls" else 0)

@@ -33,6 +33,7 @@ and its own SHA-256 is checked before any row of it is.
 from __future__ import annotations
 
 import codecs
+import errno
 import gzip
 import hashlib
 import json
@@ -719,12 +720,14 @@ def file_key(path: Path) -> dict[str, Any]:
     the SHA-256 of its first and last ``EDGE_BYTES``, and ``CACHE_FORMAT``. A file written
     again has a new mtime and ctime (a copy with ``cp -p`` or ``rsync -t`` keeps the mtime,
     not the ctime), and the digest is there for file systems whose clocks are coarse.
-    Raises OSError when the file cannot be read, or is not a regular file."""
+    Raises OSError when the file cannot be read, or is not a regular file (opened without
+    blocking: a FIFO a record names must not hang ``cache ls`` waiting for a writer)."""
     resolved = path.resolve()
-    with open(resolved, "rb") as handle:
+    descriptor = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    with open(descriptor, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"{resolved}: not a regular file")
+            raise OSError(errno.EINVAL, "not a regular file", str(resolved))
         digest = hashlib.sha256(handle.read(EDGE_BYTES))
         if info.st_size > EDGE_BYTES:
             handle.seek(max(EDGE_BYTES, info.st_size - EDGE_BYTES))
