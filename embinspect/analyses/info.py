@@ -234,6 +234,8 @@ def _cached_parse(checkpoint: Checkpoint) -> dict[str, Any] | None:
     if word_vectors is None:
         return None
     cache = word_vectors.cache
+    if cache is not None:
+        cache.note_untrusted(reading_rows=False)
     if cache is None or cache.kept is None:
         reason = cache.reason if cache is not None else None
         return {"kept": False, "reason": reason or "not kept"}
