@@ -50,11 +50,12 @@ def write_atomically(path: Path, data: bytes | str) -> None:
 
 
 @contextmanager
-def atomic_files(*paths: Path) -> Iterator[list[BinaryIO]]:
+def atomic_files(*paths: Path, sync: bool = True) -> Iterator[list[BinaryIO]]:
     """Binary handles on temporary names beside ``paths``; when the block ends, each is
-    flushed to disk and renamed to its path (replacing what is there). When the block
-    fails (an error, Ctrl-C, SIGTERM) every temporary file is removed, and nothing of
-    the block is left on disk. OSError when a folder cannot be written."""
+    flushed to disk (``sync``; a cache that can be rebuilt passes False) and renamed to
+    its path, in the order given (replacing what is there). When the block fails (an
+    error, Ctrl-C, SIGTERM) every temporary file is removed, and nothing of the block is
+    left on disk. OSError when a folder cannot be written."""
     temporaries = [temporary_beside(path) for path in paths]
     handles: list[BinaryIO] = []
     try:
@@ -63,7 +64,8 @@ def atomic_files(*paths: Path) -> Iterator[list[BinaryIO]]:
         yield handles
         for handle in handles:
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
             handle.close()
         for temporary, path in zip(temporaries, paths, strict=True):
             os.replace(temporary, path)
