@@ -652,3 +652,88 @@ def test_read_npy_refuses_a_hostile_file_before_allocating(data, fragment):
         read_npy(data, "v.npy")
     assert fragment in str(caught.value)
     assert str(caught.value).startswith("v.npy: ")
+
+
+# --- a target that appears while the rows are written ------------------------------------
+
+
+def _appearing(monkeypatch, make) -> None:
+    """``make()`` runs once the existence check is passed, as the first chunk is read: a
+    target made by another process while export writes."""
+    import embinspect.analyses.export as export
+
+    real = export.float32_chunks
+
+    def chunks(*args, **kwargs):
+        make()
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(export, "float32_chunks", chunks)
+
+
+@pytest.mark.parametrize(
+    "to,name,appears",
+    [
+        ("word2vec", "t.txt", "t.txt"),
+        ("word2vec-binary", "t.bin", "t.bin"),
+        ("safetensors", "t.safetensors", "t.safetensors"),
+        ("npy", "t.npy", "t.npy"),
+        ("npy", "t.npy", "t.vocab.json"),
+        ("tensorboard", "tb", "tb"),
+        ("tensorboard", "tb", "tb/mine.txt"),
+    ],
+    ids=[
+        "word2vec", "word2vec-binary", "safetensors", "npy", "npy-vocabulary",
+        "tensorboard-file", "tensorboard-folder",
+    ],
+)  # fmt: skip
+def test_a_target_made_during_the_run_is_kept_without_force(
+    cli, minilm, tmp_path, monkeypatch, to, name, appears
+):
+    intruder = tmp_path / appears
+
+    def make():
+        intruder.parent.mkdir(exist_ok=True)
+        intruder.write_text("theirs")
+
+    _appearing(monkeypatch, make)
+    run = cli("export", minilm, "--to", to, "--ids", "0:3", "--out", tmp_path / name)
+    assert_one_line_error(
+        run, EXIT_USAGE, f"{tmp_path / appears.split('/')[0]}: already exists; pass --force"
+    )
+    assert intruder.read_text() == "theirs"
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == sorted(
+        {appears, appears.split("/")[0]}
+    )  # nothing of the export, no temporary
+
+
+def test_an_empty_folder_made_during_the_run_is_replaced(cli, minilm, tmp_path, monkeypatch):
+    # A rename onto an empty folder replaces it, and loses nothing (README: export).
+    _appearing(monkeypatch, lambda: (tmp_path / "tb").mkdir())
+    run = cli("export", minilm, "--to", "tensorboard", "--ids", "0:3", "--out", tmp_path / "tb")
+    assert run.returncode == 0, run.stderr
+    assert listing(tmp_path / "tb") == ["metadata.tsv", "vectors.tsv"]
+
+
+def test_npy_publishes_the_vocabulary_first_and_the_npy_last(cli, minilm, tmp_path, monkeypatch):
+    # A reader starts from NAME.npy: it must never find a new table beside an old vocabulary.
+    published = []
+    real_link, real_replace = os.link, os.replace
+
+    def link(source, target, *args, **kwargs):
+        published.append(os.path.basename(target))
+        return real_link(source, target, *args, **kwargs)
+
+    def replace(source, target, *args, **kwargs):
+        published.append(os.path.basename(target))
+        return real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "t.npy"
+    assert cli("export", minilm, "--to", "npy", "--ids", "0:3", "--out", out).returncode == 0
+    assert published == ["t.vocab.json", "t.npy"]
+    published.clear()
+    forced = cli("export", minilm, "--to", "npy", "--ids", "0:5", "--out", out, "--force")
+    assert forced.returncode == 0
+    assert published == ["t.vocab.json", "t.npy"]

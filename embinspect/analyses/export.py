@@ -33,7 +33,11 @@ is named ``#ID``.
 Rows are read and written a chunk at a time (``CHUNK_BYTES``, ``TEXT_CHUNK_VALUES``), so
 memory stays at a chunk whatever the table's size. Everything is written
 under a temporary name beside the target, flushed to disk and renamed into place: a
-failure, Ctrl-C or SIGTERM leaves nothing behind.
+failure, Ctrl-C or SIGTERM leaves nothing behind. Without ``force`` nothing is ever
+written over: a file published by a hard link (which never replaces), a folder by a rename
+(which never replaces a file or a non-empty folder), so a target made while the rows were
+written is left alone (UsageError, "already exists"). ``npy``'s pair is published file by
+file, the vocabulary first and the ``.npy`` last.
 """
 
 from __future__ import annotations
@@ -281,7 +285,7 @@ def export_table(
     targets = _targets(to, Path(os.fspath(out)))
     for target in targets:
         if (target.exists() or target.is_symlink()) and not force:
-            raise UsageError(f"{target}: already exists; pass ", Option("force"), " to replace it")
+            raise _exists(target)
         if target.is_dir() and to != "tensorboard":
             raise UsageError(f"{target}: is a folder; give a file name")
         if not target.is_dir() and target.exists() and to == "tensorboard":
@@ -304,7 +308,9 @@ def export_table(
     tokens = row_tokens(vocabulary, selected)
     writer = _WRITERS[to]
     try:
-        escaped = writer(table, selected, tokens, targets, step, model)
+        escaped = writer(table, selected, tokens, targets, step, model, not force)
+    except FileExistsError as err:  # made while the rows were written: left alone
+        raise _exists(Path(err.filename or targets[0])) from None
     except OSError as err:
         raise UsageError(f"{targets[0]}: cannot write ({err.strerror or err})") from None
     size = sum(_size(t) for t in targets)
@@ -312,6 +318,10 @@ def export_table(
         model, table.name, to, str(targets[0]), [str(t) for t in _written(to, targets)],
         len(selected), table.dim, "float32", size, selection, escaped, provenance,
     )  # fmt: skip
+
+
+def _exists(target: Path) -> UsageError:
+    return UsageError(f"{target}: already exists; pass ", Option("force"), " to replace it")
 
 
 def _targets(to: str, out: Path) -> list[Path]:
@@ -368,9 +378,9 @@ def _escaped(tokens: list[str]) -> tuple[list[str], int]:
     return written, sum(a != b for a, b in zip(tokens, written, strict=True))
 
 
-def _write_word2vec(table, ids, tokens, targets, step, model) -> int:
+def _write_word2vec(table, ids, tokens, targets, step, model, new) -> int:
     written, escaped = _escaped(tokens)
-    with atomic_files(targets[0]) as (handle,):
+    with atomic_files(targets[0], replace=not new) as (handle,):
         handle.write(f"{len(ids)} {table.dim}\n".encode())
         done = 0
         for rows in float32_chunks(table, ids, step):
@@ -381,9 +391,9 @@ def _write_word2vec(table, ids, tokens, targets, step, model) -> int:
     return escaped
 
 
-def _write_word2vec_binary(table, ids, tokens, targets, step, model) -> int:
+def _write_word2vec_binary(table, ids, tokens, targets, step, model, new) -> int:
     written, escaped = _escaped(tokens)
-    with atomic_files(targets[0]) as (handle,):
+    with atomic_files(targets[0], replace=not new) as (handle,):
         handle.write(f"{len(ids)} {table.dim}\n".encode())
         done = 0
         for rows in float32_chunks(table, ids, step):
@@ -395,9 +405,9 @@ def _write_word2vec_binary(table, ids, tokens, targets, step, model) -> int:
     return escaped
 
 
-def _write_tensorboard(table, ids, tokens, targets, step, model) -> int:
+def _write_tensorboard(table, ids, tokens, targets, step, model, new) -> int:
     written, escaped = _escaped(tokens)
-    with atomic_folder(targets[0]) as folder:
+    with atomic_folder(targets[0], replace=not new) as folder:
         with open(folder / METADATA_TSV, "wb") as meta:
             meta.write(b"token\tid\n")
             meta.write("".join(f"{t}\t{i}\n" for t, i in zip(written, ids, strict=True)).encode())
@@ -409,12 +419,14 @@ def _write_tensorboard(table, ids, tokens, targets, step, model) -> int:
     return escaped
 
 
-def _write_npy(table, ids, tokens, targets, step, model) -> int:
+def _write_npy(table, ids, tokens, targets, step, model, new) -> int:
     import numpy as np
 
     npy, vocab = targets
     header = {"descr": "<f4", "fortran_order": False, "shape": (len(ids), table.dim)}
-    with atomic_files(vocab, npy) as (vocab_handle, handle):
+    # The vocabulary is renamed first, the .npy last: a reader, which starts from the .npy,
+    # never finds a new table beside an old vocabulary.
+    with atomic_files(vocab, npy, replace=not new) as (vocab_handle, handle):
         vocab_handle.write(_json_list(tokens))
         np.lib.format.write_array_header_1_0(handle, header)
         for rows in float32_chunks(table, ids, step):
@@ -422,7 +434,7 @@ def _write_npy(table, ids, tokens, targets, step, model) -> int:
     return 0
 
 
-def _write_safetensors(table, ids, tokens, targets, step, model) -> int:
+def _write_safetensors(table, ids, tokens, targets, step, model, new) -> int:
     metadata = {
         VOCABULARY_KEY: _json_list(tokens).decode("ascii"),
         SOURCE_KEY: model,
@@ -439,7 +451,7 @@ def _write_safetensors(table, ids, tokens, targets, step, model) -> int:
             Option("to", "npy"),
             " instead",
         )
-    with atomic_files(targets[0]) as (handle,):
+    with atomic_files(targets[0], replace=not new) as (handle,):
         handle.write(len(raw).to_bytes(8, "little") + raw)
         for rows in float32_chunks(table, ids, step):
             handle.write(rows.tobytes())
