@@ -737,3 +737,50 @@ def test_npy_publishes_the_vocabulary_first_and_the_npy_last(cli, minilm, tmp_pa
     forced = cli("export", minilm, "--to", "npy", "--ids", "0:5", "--out", out, "--force")
     assert forced.returncode == 0
     assert published == ["t.vocab.json", "t.npy"]
+
+
+# --- a hostile --words file --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        ("/dev/zero", "line 1 is longer than 4,096 characters (a query's limit)"),
+        (b"king\n" + b"a" * 4097 + b"\n", "line 2 is longer than 4,096 characters"),
+        (b"king\n" + "é".encode() * 4097, "line 2 is longer than 4,096 characters"),
+        (b"king\nqu\xffeen\n", "line 2 is not UTF-8 text"),
+        (b"king\n" * 4, "more than 3 lines (a words file holds at most 3, or twice"),
+        ("folder", "Is a directory"),
+        ("missing", "No such file or directory"),
+    ],
+    ids=["dev-zero", "long-line", "long-line-unended", "not-utf8", "too-many-lines", "folder",
+         "missing"],
+)  # fmt: skip
+def test_a_hostile_words_file_is_one_line(cli, minilm, tmp_path, monkeypatch, content, fragment):
+    import embinspect.analyses.export as export
+
+    monkeypatch.setattr(export, "WORDS_MIN_LINES", 3)
+    monkeypatch.setattr(export, "max_words_lines", lambda rows: 3)
+    if content == "/dev/zero":
+        words = content
+    else:
+        words = tmp_path / content if isinstance(content, str) else tmp_path / "words.txt"
+        if content == "folder":
+            words.mkdir()
+        elif isinstance(content, bytes):
+            words.write_bytes(content)
+    out = tmp_path / "o.txt"
+    run = cli("export", minilm, "--to", "word2vec", "--words", words, "--out", out)
+    assert_one_line_error(run, EXIT_USAGE, f"--words {words}: {fragment}")
+    assert not out.exists()
+
+
+def test_a_words_file_of_exactly_the_limit_is_read(cli, minilm, tmp_path, monkeypatch):
+    import embinspect.analyses.export as export
+
+    monkeypatch.setattr(export, "max_words_lines", lambda rows: 3)
+    words = tmp_path / "words.txt"
+    words.write_bytes(b"king\r\n\n#" + b"9" * 4095)  # CRLF, a blank line, an unended last
+    run = cli("export", minilm, "--to", "word2vec", "--words", words, "--out", tmp_path / "o")
+    assert run.returncode == EXIT_QUERY, run.stderr  # all three read: #999... names no row
+    assert f"{words}:3: " in run.stderr

@@ -42,6 +42,7 @@ file, the vocabulary first and the ``.npy`` last.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -61,6 +62,7 @@ from embinspect.sources.exported import (
     vocabulary_path,
 )
 from embinspect.sources.files import atomic_files, atomic_folder
+from embinspect.tables.queries import MAX_QUERY_CHARS
 from embinspect.text import terminal_cell
 
 if TYPE_CHECKING:
@@ -81,6 +83,10 @@ _PROJECTOR_FILES = (VECTORS_TSV, METADATA_TSV)
 CHUNK_BYTES = 8 * 1024 * 1024
 TEXT_CHUNK_VALUES = 256 * 1024
 _TEXT_FORMATS = ("tensorboard", "word2vec")
+# A --words file: lines of at most MAX_QUERY_CHARS characters (4 bytes each in UTF-8, and
+# a line end), and at most WORDS_MIN_LINES of them, or twice the table's rows.
+WORDS_MIN_LINES = 1_000_000
+_MAX_WORDS_LINE_BYTES = 4 * MAX_QUERY_CHARS + 2
 
 
 @dataclass(frozen=True)
@@ -214,7 +220,8 @@ def export(
     if ids is not None:
         selected, selection = parse_ids(ids, table.rows), "ids"
     elif words is not None:
-        selected, selection = rows_of_words(searcher, read_lines(Path(words)), str(words)), "words"
+        lines = read_lines(Path(os.fspath(words)), table.rows)
+        selected, selection = rows_of_words(searcher, lines, str(words)), "words"
     elif neighbors_of:
         selected, selection = rows_near(searcher, list(neighbors_of), k, metric), "neighbors"
     return export_table(
@@ -223,15 +230,45 @@ def export(
     )  # fmt: skip
 
 
-def read_lines(path: Path) -> list[str]:
-    """The lines of a ``--words`` file (UTF-8), without their line ends."""
+def read_lines(path: Path, rows: int) -> Iterator[str]:
+    """The lines of a ``--words`` file (UTF-8), without their line ends, read one at a
+    time: each at most ``MAX_QUERY_CHARS`` characters (a query's limit), at most
+    ``max_words_lines(rows)`` of them, so that an endless stream (``/dev/zero``, a pipe
+    that never ends) is one clean UsageError, not all of memory."""
+    limit = max_words_lines(rows)
+    option = Option("words", str(path))
     try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(Option("words", str(path)), ": not UTF-8 text") from None
+        with open(path, "rb") as handle:
+            for number in itertools.count(1):
+                raw = handle.readline(_MAX_WORDS_LINE_BYTES + 1)
+                if not raw:
+                    return
+                if number > limit:
+                    raise UsageError(
+                        option,
+                        f": more than {limit:,} lines (a words file holds at most "
+                        f"{WORDS_MIN_LINES:,}, or twice the table's rows)",
+                    )
+                ended = raw.endswith(b"\n")
+                try:
+                    line = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+                except UnicodeDecodeError:
+                    raise UsageError(option, f": line {number:,} is not UTF-8 text") from None
+                if len(line) > MAX_QUERY_CHARS or (not ended and len(raw) > _MAX_WORDS_LINE_BYTES):
+                    raise UsageError(
+                        option,
+                        f": line {number:,} is longer than {MAX_QUERY_CHARS:,} characters "
+                        "(a query's limit)",
+                    )
+                yield line
     except OSError as err:
-        raise UsageError(Option("words", str(path)), f": {err.strerror or err}") from None
-    return [line.removesuffix("\r") for line in text.split("\n")]
+        raise UsageError(option, f": {err.strerror or err}") from None
+
+
+def max_words_lines(rows: int) -> int:
+    """How many lines a ``--words`` file may hold: ``WORDS_MIN_LINES``, or twice the
+    table's rows when that is more."""
+    return max(WORDS_MIN_LINES, 2 * rows)
 
 
 # --- how tokens are written ------------------------------------------------------------
