@@ -784,3 +784,52 @@ def test_a_words_file_of_exactly_the_limit_is_read(cli, minilm, tmp_path, monkey
     run = cli("export", minilm, "--to", "word2vec", "--words", words, "--out", tmp_path / "o")
     assert run.returncode == EXIT_QUERY, run.stderr  # all three read: #999... names no row
     assert f"{words}:3: " in run.stderr
+
+
+# --- tokens that repeat: word2vec keys rows by token -------------------------------------
+
+
+def _word_level_tokenizer(folder, vocab: list[str]):
+    """A tokenizer.json of a WordLevel model with ``vocab``: fewer tokens than rows leave
+    rows with no token, exported as ``#ID``."""
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text(json.dumps({
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+        "normalizer": None, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None,
+        "decoder": None,
+        "model": {"type": "WordLevel", "vocab": {t: i for i, t in enumerate(vocab)},
+                  "unk_token": vocab[-1]},
+    }))  # fmt: skip
+    return folder
+
+
+@pytest.mark.parametrize("to", ["word2vec", "word2vec-binary"])
+@pytest.mark.parametrize(
+    "vocab,tokenizer,message",
+    [
+        (["a", "b", "a", "b"], None, "2 rows repeat the token of an earlier row (the first: a)"),
+        (["a b", "c", "a b", "d\x1b"], None,  # named as written: escaped
+         "1 row repeats the token of an earlier row (the first: a\\x20b)"),
+        (None, ["#3", "x", "y"],
+         "1 row repeats the token of an earlier row (the first: #3)"),
+    ],
+    ids=["same-token", "escaped", "id-placeholder"],
+)  # fmt: skip
+def test_repeated_tokens_are_refused_for_word2vec(cli, tmp_path, to, vocab, tokenizer, message):
+    np.save(tmp_path / "t.npy", np.arange(8, dtype="<f4").reshape(4, 2) + 1)
+    extra = []
+    if vocab is not None:
+        (tmp_path / "t.vocab.json").write_text(json.dumps(vocab))
+    if tokenizer is not None:
+        extra = ["--tokenizer", _word_level_tokenizer(tmp_path / "tok", tokenizer)]
+    before = listing(tmp_path)
+    run = cli("export", tmp_path / "t.npy", "--to", to, "--out", tmp_path / "o", *extra)
+    assert_one_line_error(
+        run, EXIT_USAGE,
+        f"{message}; {to} keys rows by token: export --to npy or --to safetensors (rows kept "
+        "by position), or choose other rows",
+    )  # fmt: skip
+    assert listing(tmp_path) == before
+    tensorboard = cli("export", tmp_path / "t.npy", "--to", "tensorboard", "--out",
+                      tmp_path / "tb", *extra)  # fmt: skip
+    assert tensorboard.returncode == 0, tensorboard.stderr  # one row a line: repeats are fine

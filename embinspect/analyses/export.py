@@ -292,6 +292,32 @@ def row_tokens(vocabulary: Vocabulary | None, ids: Sequence[int]) -> list[str]:
     return tokens
 
 
+def refuse_repeated_tokens(tokens: Sequence[str], to: str) -> None:
+    """UsageError when two rows would be written under one token (as written: two tokens
+    that escape alike, or a token spelled like another row's ``#ID``): a word2vec reader
+    keys rows by token, and gensim loads such a file into a broken table. It names the
+    first repeated token (escaped, so terminal-safe) and how many rows repeat one."""
+    seen: set[str] = set()
+    first: str | None = None
+    repeats = 0
+    for token in tokens:
+        written = written_token(token)
+        if written in seen:
+            repeats += 1
+            first = written if first is None else first
+        seen.add(written)
+    if first is not None:
+        rows = "row repeats" if repeats == 1 else "rows repeat"
+        raise UsageError(
+            f"{repeats:,} {rows} the token of an earlier row (the first: {first}); {to} "
+            "keys rows by token: export ",
+            Option("to", "npy"),
+            " or ",
+            Option("to", "safetensors"),
+            " (rows kept by position), or choose other rows",
+        )
+
+
 # --- writing ---------------------------------------------------------------------------
 
 
@@ -343,6 +369,8 @@ def export_table(
         chunk_rows = max(1, values // table.dim)
     step = chunk_rows
     tokens = row_tokens(vocabulary, selected)
+    if to in ("word2vec", "word2vec-binary"):
+        refuse_repeated_tokens(tokens, to)
     writer = _WRITERS[to]
     try:
         escaped = writer(table, selected, tokens, targets, step, model, not force)
