@@ -833,3 +833,15 @@ def test_repeated_tokens_are_refused_for_word2vec(cli, tmp_path, to, vocab, toke
     tensorboard = cli("export", tmp_path / "t.npy", "--to", "tensorboard", "--out",
                       tmp_path / "tb", *extra)  # fmt: skip
     assert tensorboard.returncode == 0, tensorboard.stderr  # one row a line: repeats are fine
+
+
+@pytest.mark.parametrize("to,name", [("npy", "t.npy"), ("tensorboard", "tb")])
+def test_a_tilde_in_out_is_the_home_folder(cli, minilm, tmp_path, monkeypatch, to, name):
+    # --out=~/t.npy reaches embinspect unexpanded (no shell expands ~ after "="), as plot's.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # where an unexpanded ~ would be made
+    run = cli("export", minilm, "--to", to, "--ids", "0:3", f"--out=~/{name}", "-f", "json")
+    assert run.returncode == 0, run.stderr
+    assert run.json()["out"] == str(tmp_path / name)
+    assert name in listing(tmp_path)
+    assert not (tmp_path / "~").exists()

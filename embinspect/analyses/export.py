@@ -61,7 +61,7 @@ from embinspect.sources.exported import (
     VOCABULARY_KEY,
     vocabulary_path,
 )
-from embinspect.sources.files import atomic_files, atomic_folder
+from embinspect.sources.files import atomic_files, atomic_folder, output_path
 from embinspect.tables.queries import MAX_QUERY_CHARS
 from embinspect.text import terminal_cell
 
@@ -213,7 +213,7 @@ def export(
         )
     if to not in FORMATS:
         raise UsageError(Option("to", to), f": choose one of {', '.join(FORMATS)}")
-    _targets(to, Path(os.fspath(out)))  # a misnamed --out before any search
+    _targets(to, output_path(out))  # a misnamed --out before any search
     table = searcher.table
     selected: Sequence[int] | None = None
     selection = "all"
@@ -345,7 +345,7 @@ def export_table(
     selected: Sequence[int] = range(table.rows) if ids is None else ids
     if not selected:
         raise UsageError(f"no rows to export: the {selection} selection is empty")
-    targets = _targets(to, Path(os.fspath(out)))
+    targets = _targets(to, output_path(out))
     for target in targets:
         if (target.exists() or target.is_symlink()) and not force:
             raise _exists(target)

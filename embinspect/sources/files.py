@@ -33,6 +33,12 @@ def load_json(path: Path) -> dict:
     return data
 
 
+def output_path(path: str | os.PathLike[str]) -> Path:
+    """A path to write that a user gave (``--out``, ``plot``'s picture): ``~`` expanded
+    as a shell would, when the shell did not (``--out=~/t.npy``, the Python API)."""
+    return Path(os.fspath(path)).expanduser()
+
+
 def temporary_beside(path: Path) -> Path:
     """A name next to ``path``, unique to this process, for writing before the rename."""
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.incomplete")
