@@ -493,8 +493,10 @@ def _npy_with(tmp_path, vocab: bytes, rows: int = 3):
     ],
     ids=["wrong-length", "not-a-string", "not-a-list", "not-json", "huge"],
 )
-def test_a_hostile_npy_vocabulary_is_one_line(cli, tmp_path, vocab, fragment):
-    run = cli("neighbors", _npy_with(tmp_path, vocab), "#0")
+@pytest.mark.parametrize("verb", ["neighbors", "info"])
+def test_a_hostile_npy_vocabulary_is_one_line(cli, tmp_path, vocab, fragment, verb):
+    # info checks the vocabulary as a query does: one check, the same refusal.
+    run = cli(verb, _npy_with(tmp_path, vocab), *(["#0"] if verb == "neighbors" else []))
     assert_one_line_error(run, EXIT_MODEL, fragment)
 
 
@@ -530,14 +532,41 @@ def test_a_truncated_npy_is_one_line(cli, tmp_path):
     ],
     ids=["wrong-length", "not-strings", "not-json"],
 )
-def test_a_hostile_safetensors_vocabulary_is_one_line(cli, tmp_path, vocab, fragment):
+@pytest.mark.parametrize("verb", ["neighbors", "info"])
+def test_a_hostile_safetensors_vocabulary_is_one_line(cli, tmp_path, vocab, fragment, verb):
     from safetensors.numpy import save_file
 
     path = tmp_path / "h.safetensors"
     save_file(
         {"embeddings": np.ones((2, 3), dtype="<f4")}, str(path), {"embinspect.vocabulary": vocab}
     )
-    assert_one_line_error(cli("neighbors", path, "#0"), EXIT_MODEL, fragment)
+    run = cli(verb, path, *(["#0"] if verb == "neighbors" else []))
+    assert_one_line_error(run, EXIT_MODEL, fragment)
+
+
+@pytest.mark.parametrize("verb", ["neighbors", "info"])
+@pytest.mark.parametrize(
+    "value,kind",
+    [({"a": 0, "b": 1}, "object"), (["a", "b"], "array"), (2, "number"), (None, "null")],
+    ids=["object", "array", "number", "null"],
+)
+def test_a_safetensors_vocabulary_that_is_not_a_string_is_the_vocabulary_error(
+    cli, tmp_path, value, kind, verb
+):
+    # Not left out (which read as "no token embedding tensor found"): named as it is.
+    header = {
+        "__metadata__": {"embinspect.vocabulary": value},
+        "embeddings": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+    }
+    raw = json.dumps(header).encode()
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + bytes(24))
+    run = cli(verb, path, *(["#0"] if verb == "neighbors" else []))
+    assert_one_line_error(
+        run, EXIT_MODEL,
+        f"{path} (metadata embinspect.vocabulary): a JSON {kind}, not a string (safetensors "
+        "metadata values are strings)",
+    )  # fmt: skip
 
 
 # --- the API -------------------------------------------------------------------------------

@@ -101,6 +101,8 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
     try:
         vocab = count_vocabulary(checkpoint.files)
     except ModelError as err:
+        if checkpoint.files.exported is not None:
+            raise  # an exported table's vocabulary is part of the file: broken, as for a query
         # info describes tensors; a broken tokenizer file only leaves the vocabulary unknown.
         vocab = None
         warnings.append((*err.parts, "; vocabulary size unknown"))

@@ -735,10 +735,12 @@ def load_vocabulary(
 
 
 def _exported_count(files: CheckpointFiles) -> VocabularyCount | None:
-    """An exported table's vocabulary size (one token per row), or None without one."""
+    """An exported table's vocabulary size (one token per row), or None without one; its
+    tokens read and checked as every command reads them (``ExportedTable.tokens``), so
+    that ``info`` refuses the vocabulary a query would refuse (ModelError)."""
     exported = files.exported
     assert exported is not None
-    if exported.vocabulary is None:
+    if exported.tokens() is None or exported.vocabulary is None:
         return None
     return VocabularyCount(exported.header.shape[0], exported.vocabulary)
 

@@ -232,7 +232,7 @@ def parse_tokens(raw: bytes | str, rows: int, where: str) -> list[str]:
 def open_safetensors_with_vocabulary(path: Path) -> ExportedTable | None:
     """The table of a ``.safetensors`` file whose metadata holds a vocabulary
     (``VOCABULARY_KEY``), or None when it holds none (an ordinary checkpoint file)."""
-    tensors, metadata = read_header_and_metadata(path)
+    tensors, metadata = read_header_and_metadata(path, strings=(VOCABULARY_KEY,))
     if VOCABULARY_KEY not in metadata:
         return None
     tables = [h for h in tensors.values() if len(h.shape) == 2]
