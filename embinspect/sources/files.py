@@ -48,12 +48,8 @@ def write_atomically(path: Path, data: bytes | str) -> None:
     """Write ``data`` under a temporary name beside ``path``, then rename: a reader never
     sees half a file. OSError when the folder cannot be written (nothing is left behind)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_beside(path)
-    try:
-        temporary.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_files(path, sync=False) as (handle,):
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 @contextmanager
