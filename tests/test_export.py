@@ -493,8 +493,10 @@ def _npy_with(tmp_path, vocab: bytes, rows: int = 3):
     ],
     ids=["wrong-length", "not-a-string", "not-a-list", "not-json", "huge"],
 )
-def test_a_hostile_npy_vocabulary_is_one_line(cli, tmp_path, vocab, fragment):
-    run = cli("neighbors", _npy_with(tmp_path, vocab), "#0")
+@pytest.mark.parametrize("verb", ["neighbors", "info"])
+def test_a_hostile_npy_vocabulary_is_one_line(cli, tmp_path, vocab, fragment, verb):
+    # info checks the vocabulary as a query does: one check, the same refusal.
+    run = cli(verb, _npy_with(tmp_path, vocab), *(["#0"] if verb == "neighbors" else []))
     assert_one_line_error(run, EXIT_MODEL, fragment)
 
 
@@ -530,14 +532,41 @@ def test_a_truncated_npy_is_one_line(cli, tmp_path):
     ],
     ids=["wrong-length", "not-strings", "not-json"],
 )
-def test_a_hostile_safetensors_vocabulary_is_one_line(cli, tmp_path, vocab, fragment):
+@pytest.mark.parametrize("verb", ["neighbors", "info"])
+def test_a_hostile_safetensors_vocabulary_is_one_line(cli, tmp_path, vocab, fragment, verb):
     from safetensors.numpy import save_file
 
     path = tmp_path / "h.safetensors"
     save_file(
         {"embeddings": np.ones((2, 3), dtype="<f4")}, str(path), {"embinspect.vocabulary": vocab}
     )
-    assert_one_line_error(cli("neighbors", path, "#0"), EXIT_MODEL, fragment)
+    run = cli(verb, path, *(["#0"] if verb == "neighbors" else []))
+    assert_one_line_error(run, EXIT_MODEL, fragment)
+
+
+@pytest.mark.parametrize("verb", ["neighbors", "info"])
+@pytest.mark.parametrize(
+    "value,kind",
+    [({"a": 0, "b": 1}, "object"), (["a", "b"], "array"), (2, "number"), (None, "null")],
+    ids=["object", "array", "number", "null"],
+)
+def test_a_safetensors_vocabulary_that_is_not_a_string_is_the_vocabulary_error(
+    cli, tmp_path, value, kind, verb
+):
+    # Not left out (which read as "no token embedding tensor found"): named as it is.
+    header = {
+        "__metadata__": {"embinspect.vocabulary": value},
+        "embeddings": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+    }
+    raw = json.dumps(header).encode()
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + bytes(24))
+    run = cli(verb, path, *(["#0"] if verb == "neighbors" else []))
+    assert_one_line_error(
+        run, EXIT_MODEL,
+        f"{path} (metadata embinspect.vocabulary): a JSON {kind}, not a string (safetensors "
+        "metadata values are strings)",
+    )  # fmt: skip
 
 
 # --- the API -------------------------------------------------------------------------------
@@ -589,3 +618,259 @@ def test_a_signal_midway_leaves_nothing_in_a_real_process(tmp_path, signum, code
     assert process.returncode == code
     assert "Traceback" not in stderr
     assert listing(out) == []
+
+
+# --- the one .npy reader for bytes (neighbors' --vector reads through it) -----------------
+
+
+def _npy_bytes(array, **header) -> bytes:
+    """``array`` as np.save writes it, its header's fields replaced by ``header``."""
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    data = buffer.getvalue()
+    if not header:
+        return data
+    length = int.from_bytes(data[8:10], "little")
+    fields = {"descr": "<f4", "fortran_order": False, "shape": array.shape, **header}
+    text = repr(fields).encode("latin1")
+    text = text + b" " * (length - 1 - len(text)) + b"\n"
+    assert len(text) == length
+    return data[:10] + text + data[10 + length :]
+
+
+@pytest.mark.parametrize(
+    "array,ndim", [(np.arange(5, dtype="<f4") / 3, 1), (np.eye(3, dtype="<f8"), 2)],
+    ids=["vector-f32", "table-f64"],
+)  # fmt: skip
+def test_read_npy_gives_the_array_exactly(array, ndim):
+    from embinspect.sources.exported import read_npy
+
+    got = read_npy(_npy_bytes(array), "v.npy")
+    assert got.dtype == array.dtype and got.ndim == ndim
+    assert np.array_equal(got, array)
+
+
+@pytest.mark.parametrize(
+    "data,fragment",
+    [
+        (_npy_bytes(np.ones(4, dtype="<f4"), shape=(10**13,)), "needs 40,000,000,000,000 bytes"),
+        (_npy_bytes(np.ones(4, dtype="<f4"))[:-3], "truncated .npy file"),
+        (_npy_bytes(np.ones(4, dtype="<f4")) + b"\0\0\0\0", "needs 16 bytes after its header"),
+        (_npy_bytes(np.array([1, "x"], dtype=object)), "never unpickles"),
+        (_npy_bytes(np.ones(4, dtype=">f4")), "dtype '>f4'"),
+        (_npy_bytes(np.ones((2, 2, 2), dtype="<f4")), "is not a 1-D or 2-D array"),
+        (_npy_bytes(np.ones(4, dtype="<i8")), "dtype '<i8'"),
+        (_npy_bytes(np.ones((2, 2), dtype="<f4"), fortran_order=True), "Fortran-order"),
+        (_npy_bytes(np.ones(4, dtype="<f4"), shape=(-4,)), "is not a 1-D or 2-D array"),
+        (b"\x93NUMPY\x01\x00\xff\xff" + b"{" * 200, "truncated .npy file"),
+        (b"\x93NUMPY\x09\x00\x10\x00", "format version 9"),
+        (b"not an npy", "not a .npy file"),
+    ],
+    ids=[
+        "huge-shape", "truncated", "trailing-bytes", "object", "big-endian", "3-d",
+        "integers", "fortran", "negative", "header-cut", "version", "no-magic",
+    ],
+)  # fmt: skip
+def test_read_npy_refuses_a_hostile_file_before_allocating(data, fragment):
+    from embinspect.errors import ModelError
+    from embinspect.sources.exported import read_npy
+
+    with pytest.raises(ModelError) as caught:
+        read_npy(data, "v.npy")
+    assert fragment in str(caught.value)
+    assert str(caught.value).startswith("v.npy: ")
+
+
+# --- a target that appears while the rows are written ------------------------------------
+
+
+def _appearing(monkeypatch, make) -> None:
+    """``make()`` runs once the existence check is passed, as the first chunk is read: a
+    target made by another process while export writes."""
+    import embinspect.analyses.export as export
+
+    real = export.float32_chunks
+
+    def chunks(*args, **kwargs):
+        make()
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(export, "float32_chunks", chunks)
+
+
+@pytest.mark.parametrize(
+    "to,name,appears",
+    [
+        ("word2vec", "t.txt", "t.txt"),
+        ("word2vec-binary", "t.bin", "t.bin"),
+        ("safetensors", "t.safetensors", "t.safetensors"),
+        ("npy", "t.npy", "t.npy"),
+        ("npy", "t.npy", "t.vocab.json"),
+        ("tensorboard", "tb", "tb"),
+        ("tensorboard", "tb", "tb/mine.txt"),
+    ],
+    ids=[
+        "word2vec", "word2vec-binary", "safetensors", "npy", "npy-vocabulary",
+        "tensorboard-file", "tensorboard-folder",
+    ],
+)  # fmt: skip
+def test_a_target_made_during_the_run_is_kept_without_force(
+    cli, minilm, tmp_path, monkeypatch, to, name, appears
+):
+    intruder = tmp_path / appears
+
+    def make():
+        intruder.parent.mkdir(exist_ok=True)
+        intruder.write_text("theirs")
+
+    _appearing(monkeypatch, make)
+    run = cli("export", minilm, "--to", to, "--ids", "0:3", "--out", tmp_path / name)
+    assert_one_line_error(
+        run, EXIT_USAGE, f"{tmp_path / appears.split('/')[0]}: already exists; pass --force"
+    )
+    assert intruder.read_text() == "theirs"
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == sorted(
+        {appears, appears.split("/")[0]}
+    )  # nothing of the export, no temporary
+
+
+def test_an_empty_folder_made_during_the_run_is_replaced(cli, minilm, tmp_path, monkeypatch):
+    # A rename onto an empty folder replaces it, and loses nothing (README: export).
+    _appearing(monkeypatch, lambda: (tmp_path / "tb").mkdir())
+    run = cli("export", minilm, "--to", "tensorboard", "--ids", "0:3", "--out", tmp_path / "tb")
+    assert run.returncode == 0, run.stderr
+    assert listing(tmp_path / "tb") == ["metadata.tsv", "vectors.tsv"]
+
+
+def test_npy_publishes_the_vocabulary_first_and_the_npy_last(cli, minilm, tmp_path, monkeypatch):
+    # A reader starts from NAME.npy: it must never find a new table beside an old vocabulary.
+    published = []
+    real_link, real_replace = os.link, os.replace
+
+    def link(source, target, *args, **kwargs):
+        published.append(os.path.basename(target))
+        return real_link(source, target, *args, **kwargs)
+
+    def replace(source, target, *args, **kwargs):
+        published.append(os.path.basename(target))
+        return real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "t.npy"
+    assert cli("export", minilm, "--to", "npy", "--ids", "0:3", "--out", out).returncode == 0
+    assert published == ["t.vocab.json", "t.npy"]
+    published.clear()
+    forced = cli("export", minilm, "--to", "npy", "--ids", "0:5", "--out", out, "--force")
+    assert forced.returncode == 0
+    assert published == ["t.vocab.json", "t.npy"]
+
+
+# --- a hostile --words file --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        ("/dev/zero", "line 1 is longer than 4,096 characters (a query's limit)"),
+        (b"king\n" + b"a" * 4097 + b"\n", "line 2 is longer than 4,096 characters"),
+        (b"king\n" + "é".encode() * 4097, "line 2 is longer than 4,096 characters"),
+        (b"king\nqu\xffeen\n", "line 2 is not UTF-8 text"),
+        (b"king\n" * 4, "more than 3 lines (a words file holds at most 3, or twice"),
+        ("folder", "Is a directory"),
+        ("missing", "No such file or directory"),
+    ],
+    ids=["dev-zero", "long-line", "long-line-unended", "not-utf8", "too-many-lines", "folder",
+         "missing"],
+)  # fmt: skip
+def test_a_hostile_words_file_is_one_line(cli, minilm, tmp_path, monkeypatch, content, fragment):
+    import embinspect.analyses.export as export
+
+    monkeypatch.setattr(export, "WORDS_MIN_LINES", 3)
+    monkeypatch.setattr(export, "max_words_lines", lambda rows: 3)
+    if content == "/dev/zero":
+        words = content
+    else:
+        words = tmp_path / content if isinstance(content, str) else tmp_path / "words.txt"
+        if content == "folder":
+            words.mkdir()
+        elif isinstance(content, bytes):
+            words.write_bytes(content)
+    out = tmp_path / "o.txt"
+    run = cli("export", minilm, "--to", "word2vec", "--words", words, "--out", out)
+    assert_one_line_error(run, EXIT_USAGE, f"--words {words}: {fragment}")
+    assert not out.exists()
+
+
+def test_a_words_file_of_exactly_the_limit_is_read(cli, minilm, tmp_path, monkeypatch):
+    import embinspect.analyses.export as export
+
+    monkeypatch.setattr(export, "max_words_lines", lambda rows: 3)
+    words = tmp_path / "words.txt"
+    words.write_bytes(b"king\r\n\n#" + b"9" * 4095)  # CRLF, a blank line, an unended last
+    run = cli("export", minilm, "--to", "word2vec", "--words", words, "--out", tmp_path / "o")
+    assert run.returncode == EXIT_QUERY, run.stderr  # all three read: #999... names no row
+    assert f"{words}:3: " in run.stderr
+
+
+# --- tokens that repeat: word2vec keys rows by token -------------------------------------
+
+
+def _word_level_tokenizer(folder, vocab: list[str]):
+    """A tokenizer.json of a WordLevel model with ``vocab``: fewer tokens than rows leave
+    rows with no token, exported as ``#ID``."""
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text(json.dumps({
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+        "normalizer": None, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None,
+        "decoder": None,
+        "model": {"type": "WordLevel", "vocab": {t: i for i, t in enumerate(vocab)},
+                  "unk_token": vocab[-1]},
+    }))  # fmt: skip
+    return folder
+
+
+@pytest.mark.parametrize("to", ["word2vec", "word2vec-binary"])
+@pytest.mark.parametrize(
+    "vocab,tokenizer,message",
+    [
+        (["a", "b", "a", "b"], None, "2 rows repeat the token of an earlier row (the first: a)"),
+        (["a b", "c", "a b", "d\x1b"], None,  # named as written: escaped
+         "1 row repeats the token of an earlier row (the first: a\\x20b)"),
+        (None, ["#3", "x", "y"],
+         "1 row repeats the token of an earlier row (the first: #3)"),
+    ],
+    ids=["same-token", "escaped", "id-placeholder"],
+)  # fmt: skip
+def test_repeated_tokens_are_refused_for_word2vec(cli, tmp_path, to, vocab, tokenizer, message):
+    np.save(tmp_path / "t.npy", np.arange(8, dtype="<f4").reshape(4, 2) + 1)
+    extra = []
+    if vocab is not None:
+        (tmp_path / "t.vocab.json").write_text(json.dumps(vocab))
+    if tokenizer is not None:
+        extra = ["--tokenizer", _word_level_tokenizer(tmp_path / "tok", tokenizer)]
+    before = listing(tmp_path)
+    run = cli("export", tmp_path / "t.npy", "--to", to, "--out", tmp_path / "o", *extra)
+    assert_one_line_error(
+        run, EXIT_USAGE,
+        f"{message}; {to} keys rows by token: export --to npy or --to safetensors (rows kept "
+        "by position), or choose other rows",
+    )  # fmt: skip
+    assert listing(tmp_path) == before
+    tensorboard = cli("export", tmp_path / "t.npy", "--to", "tensorboard", "--out",
+                      tmp_path / "tb", *extra)  # fmt: skip
+    assert tensorboard.returncode == 0, tensorboard.stderr  # one row a line: repeats are fine
+
+
+@pytest.mark.parametrize("to,name", [("npy", "t.npy"), ("tensorboard", "tb")])
+def test_a_tilde_in_out_is_the_home_folder(cli, minilm, tmp_path, monkeypatch, to, name):
+    # --out=~/t.npy reaches embinspect unexpanded (no shell expands ~ after "="), as plot's.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # where an unexpanded ~ would be made
+    run = cli("export", minilm, "--to", to, "--ids", "0:3", f"--out=~/{name}", "-f", "json")
+    assert run.returncode == 0, run.stderr
+    assert run.json()["out"] == str(tmp_path / name)
+    assert name in listing(tmp_path)
+    assert not (tmp_path / "~").exists()

@@ -47,11 +47,14 @@ SVG = "{http://www.w3.org/2000/svg}"
         ("a\u2028b", WORDS, "a<U+2028>b"),
         ("zero\u200bwidth", WORDS, "zero<U+200B>width"),
         ("bell\x07", WORDS, "bell<0x07>"),
+        ("中", BYTE_LEVEL, "中"),  # no byte spells it: shown as stored, not as ord & 0xFF
+        ("Ġ中\x1b[31m", BYTE_LEVEL, "Ġ中<0x1B>[31m"),  # as stored, still terminal-safe
     ],
     ids=["gpt2-space", "gpt2-newline", "gpt2-tab", "gpt2-half-character", "gpt2-utf8",
          "sentencepiece-space", "sentencepiece-byte", "sentencepiece-byte-lowercase",
          "wordpiece-continuation", "wordpiece-special", "added", "word-space",
-         "line-separator", "zero-width", "control"],
+         "line-separator", "zero-width", "control", "gpt2-outside-the-alphabet",
+         "gpt2-outside-the-alphabet-escaped"],
 )  # fmt: skip
 def test_readable_token(token, scheme, readable):
     assert readable_token(token, scheme) == readable

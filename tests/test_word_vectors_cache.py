@@ -365,11 +365,10 @@ def broken_entry_is_parsed_again(cli, env, parses, tmp_path, damage) -> str:
     return again.stderr
 
 
-def note(path: Path, env, reason: str) -> str:
+def note(path: Path, env, reason: str, then: str = "parsing the file again") -> str:
     entry = entries(env)[0]
     return (
-        f"embinspect: note: the cached parse of {path} ({entry}) cannot be used: {reason}; "
-        "parsing the file again\n"
+        f"embinspect: note: the cached parse of {path} ({entry}) cannot be used: {reason}; {then}\n"
     )
 
 
@@ -382,7 +381,10 @@ def test_a_truncated_entry_is_parsed_again(cli, env, parses, tmp_path):
             "reason": "none usable: the next command that reads its rows parses it again and "
             "keeps that",
         }
-        assert shown.stderr == note(tmp_path / "glove.txt", env, reason(entry))
+        # info parses nothing: its note says the entry is not used, not "parsing again".
+        assert shown.stderr == note(
+            tmp_path / "glove.txt", env, reason(entry), "not used (info parses nothing)"
+        )
 
     def reason(entry):
         size = entry.stat().st_size
@@ -654,3 +656,23 @@ def test_two_processes_keeping_the_same_parse_at_once(tmp_path):
     assert json.loads(third.stdout)["cached_parse"]["path"] == str(entry)
     ids = [n["token_id"] for n in json.loads(outputs[0])[0]["neighbors"][:3]]
     assert ids == reference_neighbors(values, 1, 3)
+
+
+@pytest.mark.parametrize("verb", ["ls", "prune"])
+def test_an_entry_whose_file_became_a_fifo_does_not_hang_the_cache_commands(
+    cli, env, tmp_path, verb
+):
+    # Opening a FIFO for reading waits for a writer: the key is taken without blocking.
+    path = write(tmp_path, "glove.txt")
+    neighbors(cli, path, env)
+    path.unlink()
+    os.mkfifo(path)
+    done = subprocess.run(
+        [sys.executable, "-m", "embinspect", "cache", verb, "-f", "json"],
+        capture_output=True, text=True, env=_cli_env(env), timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [entry] = json.loads(done.stdout)["entries" if verb == "ls" else "removed"]
+    assert (entry["model"], entry["state"]) == (str(path), "changed")
+    assert entry["reason"] == f"{path}: cannot be read (not a regular file)"
+    assert len(entries(env)) == (1 if verb == "ls" else 0)

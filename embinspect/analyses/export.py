@@ -33,11 +33,16 @@ is named ``#ID``.
 Rows are read and written a chunk at a time (``CHUNK_BYTES``, ``TEXT_CHUNK_VALUES``), so
 memory stays at a chunk whatever the table's size. Everything is written
 under a temporary name beside the target, flushed to disk and renamed into place: a
-failure, Ctrl-C or SIGTERM leaves nothing behind.
+failure, Ctrl-C or SIGTERM leaves nothing behind. Without ``force`` nothing is ever
+written over: a file published by a hard link (which never replaces), a folder by a rename
+(which never replaces a file or a non-empty folder), so a target made while the rows were
+written is left alone (UsageError, "already exists"). ``npy``'s pair is published file by
+file, the vocabulary first and the ``.npy`` last.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -56,7 +61,8 @@ from embinspect.sources.exported import (
     VOCABULARY_KEY,
     vocabulary_path,
 )
-from embinspect.sources.files import atomic_files, atomic_folder
+from embinspect.sources.files import atomic_files, atomic_folder, output_path
+from embinspect.tables.queries import MAX_QUERY_CHARS
 from embinspect.text import terminal_cell
 
 if TYPE_CHECKING:
@@ -77,6 +83,10 @@ _PROJECTOR_FILES = (VECTORS_TSV, METADATA_TSV)
 CHUNK_BYTES = 8 * 1024 * 1024
 TEXT_CHUNK_VALUES = 256 * 1024
 _TEXT_FORMATS = ("tensorboard", "word2vec")
+# A --words file: lines of at most MAX_QUERY_CHARS characters (4 bytes each in UTF-8, and
+# a line end), and at most WORDS_MIN_LINES of them, or twice the table's rows.
+WORDS_MIN_LINES = 1_000_000
+_MAX_WORDS_LINE_BYTES = 4 * MAX_QUERY_CHARS + 2
 
 
 @dataclass(frozen=True)
@@ -203,14 +213,15 @@ def export(
         )
     if to not in FORMATS:
         raise UsageError(Option("to", to), f": choose one of {', '.join(FORMATS)}")
-    _targets(to, Path(os.fspath(out)))  # a misnamed --out before any search
+    _targets(to, output_path(out))  # a misnamed --out before any search
     table = searcher.table
     selected: Sequence[int] | None = None
     selection = "all"
     if ids is not None:
         selected, selection = parse_ids(ids, table.rows), "ids"
     elif words is not None:
-        selected, selection = rows_of_words(searcher, read_lines(Path(words)), str(words)), "words"
+        lines = read_lines(Path(os.fspath(words)), table.rows)
+        selected, selection = rows_of_words(searcher, lines, str(words)), "words"
     elif neighbors_of:
         selected, selection = rows_near(searcher, list(neighbors_of), k, metric), "neighbors"
     return export_table(
@@ -219,15 +230,45 @@ def export(
     )  # fmt: skip
 
 
-def read_lines(path: Path) -> list[str]:
-    """The lines of a ``--words`` file (UTF-8), without their line ends."""
+def read_lines(path: Path, rows: int) -> Iterator[str]:
+    """The lines of a ``--words`` file (UTF-8), without their line ends, read one at a
+    time: each at most ``MAX_QUERY_CHARS`` characters (a query's limit), at most
+    ``max_words_lines(rows)`` of them, so that an endless stream (``/dev/zero``, a pipe
+    that never ends) is one clean UsageError, not all of memory."""
+    limit = max_words_lines(rows)
+    option = Option("words", str(path))
     try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(Option("words", str(path)), ": not UTF-8 text") from None
+        with open(path, "rb") as handle:
+            for number in itertools.count(1):
+                raw = handle.readline(_MAX_WORDS_LINE_BYTES + 1)
+                if not raw:
+                    return
+                if number > limit:
+                    raise UsageError(
+                        option,
+                        f": more than {limit:,} lines (a words file holds at most "
+                        f"{WORDS_MIN_LINES:,}, or twice the table's rows)",
+                    )
+                ended = raw.endswith(b"\n")
+                try:
+                    line = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+                except UnicodeDecodeError:
+                    raise UsageError(option, f": line {number:,} is not UTF-8 text") from None
+                if len(line) > MAX_QUERY_CHARS or (not ended and len(raw) > _MAX_WORDS_LINE_BYTES):
+                    raise UsageError(
+                        option,
+                        f": line {number:,} is longer than {MAX_QUERY_CHARS:,} characters "
+                        "(a query's limit)",
+                    )
+                yield line
     except OSError as err:
-        raise UsageError(Option("words", str(path)), f": {err.strerror or err}") from None
-    return [line.removesuffix("\r") for line in text.split("\n")]
+        raise UsageError(option, f": {err.strerror or err}") from None
+
+
+def max_words_lines(rows: int) -> int:
+    """How many lines a ``--words`` file may hold: ``WORDS_MIN_LINES``, or twice the
+    table's rows when that is more."""
+    return max(WORDS_MIN_LINES, 2 * rows)
 
 
 # --- how tokens are written ------------------------------------------------------------
@@ -249,6 +290,32 @@ def row_tokens(vocabulary: Vocabulary | None, ids: Sequence[int]) -> list[str]:
         token = vocabulary.id_to_token(i)
         tokens.append(token if token is not None else f"#{i}")
     return tokens
+
+
+def refuse_repeated_tokens(tokens: Sequence[str], to: str) -> None:
+    """UsageError when two rows would be written under one token (as written: two tokens
+    that escape alike, or a token spelled like another row's ``#ID``): a word2vec reader
+    keys rows by token, and gensim loads such a file into a broken table. It names the
+    first repeated token (escaped, so terminal-safe) and how many rows repeat one."""
+    seen: set[str] = set()
+    first: str | None = None
+    repeats = 0
+    for token in tokens:
+        written = written_token(token)
+        if written in seen:
+            repeats += 1
+            first = written if first is None else first
+        seen.add(written)
+    if first is not None:
+        rows = "row repeats" if repeats == 1 else "rows repeat"
+        raise UsageError(
+            f"{repeats:,} {rows} the token of an earlier row (the first: {first}); {to} "
+            "keys rows by token: export ",
+            Option("to", "npy"),
+            " or ",
+            Option("to", "safetensors"),
+            " (rows kept by position), or choose other rows",
+        )
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -278,10 +345,10 @@ def export_table(
     selected: Sequence[int] = range(table.rows) if ids is None else ids
     if not selected:
         raise UsageError(f"no rows to export: the {selection} selection is empty")
-    targets = _targets(to, Path(os.fspath(out)))
+    targets = _targets(to, output_path(out))
     for target in targets:
         if (target.exists() or target.is_symlink()) and not force:
-            raise UsageError(f"{target}: already exists; pass ", Option("force"), " to replace it")
+            raise _exists(target)
         if target.is_dir() and to != "tensorboard":
             raise UsageError(f"{target}: is a folder; give a file name")
         if not target.is_dir() and target.exists() and to == "tensorboard":
@@ -302,9 +369,13 @@ def export_table(
         chunk_rows = max(1, values // table.dim)
     step = chunk_rows
     tokens = row_tokens(vocabulary, selected)
+    if to in ("word2vec", "word2vec-binary"):
+        refuse_repeated_tokens(tokens, to)
     writer = _WRITERS[to]
     try:
-        escaped = writer(table, selected, tokens, targets, step, model)
+        escaped = writer(table, selected, tokens, targets, step, model, not force)
+    except FileExistsError as err:  # made while the rows were written: left alone
+        raise _exists(Path(err.filename or targets[0])) from None
     except OSError as err:
         raise UsageError(f"{targets[0]}: cannot write ({err.strerror or err})") from None
     size = sum(_size(t) for t in targets)
@@ -312,6 +383,10 @@ def export_table(
         model, table.name, to, str(targets[0]), [str(t) for t in _written(to, targets)],
         len(selected), table.dim, "float32", size, selection, escaped, provenance,
     )  # fmt: skip
+
+
+def _exists(target: Path) -> UsageError:
+    return UsageError(f"{target}: already exists; pass ", Option("force"), " to replace it")
 
 
 def _targets(to: str, out: Path) -> list[Path]:
@@ -368,9 +443,9 @@ def _escaped(tokens: list[str]) -> tuple[list[str], int]:
     return written, sum(a != b for a, b in zip(tokens, written, strict=True))
 
 
-def _write_word2vec(table, ids, tokens, targets, step, model) -> int:
+def _write_word2vec(table, ids, tokens, targets, step, model, new) -> int:
     written, escaped = _escaped(tokens)
-    with atomic_files(targets[0]) as (handle,):
+    with atomic_files(targets[0], replace=not new) as (handle,):
         handle.write(f"{len(ids)} {table.dim}\n".encode())
         done = 0
         for rows in float32_chunks(table, ids, step):
@@ -381,9 +456,9 @@ def _write_word2vec(table, ids, tokens, targets, step, model) -> int:
     return escaped
 
 
-def _write_word2vec_binary(table, ids, tokens, targets, step, model) -> int:
+def _write_word2vec_binary(table, ids, tokens, targets, step, model, new) -> int:
     written, escaped = _escaped(tokens)
-    with atomic_files(targets[0]) as (handle,):
+    with atomic_files(targets[0], replace=not new) as (handle,):
         handle.write(f"{len(ids)} {table.dim}\n".encode())
         done = 0
         for rows in float32_chunks(table, ids, step):
@@ -395,9 +470,9 @@ def _write_word2vec_binary(table, ids, tokens, targets, step, model) -> int:
     return escaped
 
 
-def _write_tensorboard(table, ids, tokens, targets, step, model) -> int:
+def _write_tensorboard(table, ids, tokens, targets, step, model, new) -> int:
     written, escaped = _escaped(tokens)
-    with atomic_folder(targets[0]) as folder:
+    with atomic_folder(targets[0], replace=not new) as folder:
         with open(folder / METADATA_TSV, "wb") as meta:
             meta.write(b"token\tid\n")
             meta.write("".join(f"{t}\t{i}\n" for t, i in zip(written, ids, strict=True)).encode())
@@ -409,12 +484,14 @@ def _write_tensorboard(table, ids, tokens, targets, step, model) -> int:
     return escaped
 
 
-def _write_npy(table, ids, tokens, targets, step, model) -> int:
+def _write_npy(table, ids, tokens, targets, step, model, new) -> int:
     import numpy as np
 
     npy, vocab = targets
     header = {"descr": "<f4", "fortran_order": False, "shape": (len(ids), table.dim)}
-    with atomic_files(vocab, npy) as (vocab_handle, handle):
+    # The vocabulary is renamed first, the .npy last: a reader, which starts from the .npy,
+    # never finds a new table beside an old vocabulary.
+    with atomic_files(vocab, npy, replace=not new) as (vocab_handle, handle):
         vocab_handle.write(_json_list(tokens))
         np.lib.format.write_array_header_1_0(handle, header)
         for rows in float32_chunks(table, ids, step):
@@ -422,7 +499,7 @@ def _write_npy(table, ids, tokens, targets, step, model) -> int:
     return 0
 
 
-def _write_safetensors(table, ids, tokens, targets, step, model) -> int:
+def _write_safetensors(table, ids, tokens, targets, step, model, new) -> int:
     metadata = {
         VOCABULARY_KEY: _json_list(tokens).decode("ascii"),
         SOURCE_KEY: model,
@@ -439,7 +516,7 @@ def _write_safetensors(table, ids, tokens, targets, step, model) -> int:
             Option("to", "npy"),
             " instead",
         )
-    with atomic_files(targets[0]) as (handle,):
+    with atomic_files(targets[0], replace=not new) as (handle,):
         handle.write(len(raw).to_bytes(8, "little") + raw)
         for rows in float32_chunks(table, ids, step):
             handle.write(rows.tobytes())

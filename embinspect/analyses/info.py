@@ -101,6 +101,8 @@ def inspect_checkpoint(checkpoint: Checkpoint) -> Info:
     try:
         vocab = count_vocabulary(checkpoint.files)
     except ModelError as err:
+        if checkpoint.files.exported is not None:
+            raise  # an exported table's vocabulary is part of the file: broken, as for a query
         # info describes tensors; a broken tokenizer file only leaves the vocabulary unknown.
         vocab = None
         warnings.append((*err.parts, "; vocabulary size unknown"))
@@ -234,6 +236,8 @@ def _cached_parse(checkpoint: Checkpoint) -> dict[str, Any] | None:
     if word_vectors is None:
         return None
     cache = word_vectors.cache
+    if cache is not None:
+        cache.note_untrusted(reading_rows=False)
     if cache is None or cache.kept is None:
         reason = cache.reason if cache is not None else None
         return {"kept": False, "reason": reason or "not kept"}

@@ -20,6 +20,7 @@ from embinspect.analyses.neighbors import neighbors as nearest
 from embinspect.errors import Option, QueryError, UsageError
 from embinspect.model.tokenizer import PLAIN, readable_token
 from embinspect.result import Displayable
+from embinspect.sources.files import output_path
 from embinspect.tables.queries import printable
 from embinspect.text import terminal_line
 
@@ -316,7 +317,7 @@ def picture_path(path: str, option: str, suffixes: tuple[str, ...] = PICTURE_SUF
     """A picture to write, given by ``option`` (``out`` here, ``plot`` for positions):
     refused before anything is read when its suffix is not one of ``suffixes``, its folder
     does not exist, or matplotlib is missing (an ``.html`` view needs no matplotlib)."""
-    out = Path(path).expanduser()
+    out = output_path(path)
     if out.suffix.lower() not in suffixes:
         kinds = f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
         raise UsageError(Option(option, path), f": write a {kinds} file")

@@ -590,11 +590,13 @@ def readable_token(token: str, scheme: str) -> str:
     any space as ``␣`` (``Ġthe`` is ``␣the``), a byte or control character as its byte
     (``Ċ`` and ``<0x0A>`` are ``<0x0A>``; half a UTF-8 character is ``<0xE2>``), another
     character no font draws as ``<U+2028>``; WordPiece's ``##ing`` stays as stored.
-    Pass ``PLAIN`` for an added token (``<|endoftext|>``), which is stored as it reads."""
+    Pass ``PLAIN`` for an added token (``<|endoftext|>``), which is stored as it reads.
+    A byte-level token holding a character outside the byte alphabet (``中``, which no
+    byte spells) is not bytes: it is shown as stored, its unprintable characters escaped."""
     if scheme == METASPACE and _BYTE_TOKEN.fullmatch(token):
         return token.upper().replace("0X", "0x")
-    if scheme == BYTE_LEVEL:
-        raw = bytes(_UNICODE_TO_BYTE.get(ch, ord(ch) & 0xFF) for ch in token)
+    if scheme == BYTE_LEVEL and all(ch in _UNICODE_TO_BYTE for ch in token):
+        raw = bytes(_UNICODE_TO_BYTE[ch] for ch in token)
         text = raw.decode("utf-8", errors="surrogateescape")
     elif scheme == METASPACE:
         text = token.replace("\u2581", " ")
@@ -733,10 +735,12 @@ def load_vocabulary(
 
 
 def _exported_count(files: CheckpointFiles) -> VocabularyCount | None:
-    """An exported table's vocabulary size (one token per row), or None without one."""
+    """An exported table's vocabulary size (one token per row), or None without one; its
+    tokens read and checked as every command reads them (``ExportedTable.tokens``), so
+    that ``info`` refuses the vocabulary a query would refuse (ModelError)."""
     exported = files.exported
     assert exported is not None
-    if exported.vocabulary is None:
+    if exported.tokens() is None or exported.vocabulary is None:
         return None
     return VocabularyCount(exported.header.shape[0], exported.vocabulary)
 

@@ -43,7 +43,7 @@ from typing import IO, Any
 
 from embinspect import progress
 from embinspect.errors import ModelError, note
-from embinspect.sources.files import temporary_beside, write_atomically
+from embinspect.sources.files import atomic_files, write_atomically
 from embinspect.sources.safetensors_header import parse_header
 from embinspect.sources.tensor import TensorHeader
 
@@ -295,18 +295,13 @@ def keep_derived_arrays(
     header["__metadata__"] = {RECORD_KEY: json.dumps(record)}
     raw = json.dumps(header).encode("utf-8")
     raw += b" " * (-len(raw) % 8)  # safetensors: data aligned to 8 bytes
-    temporary = temporary_beside(path)
     try:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "wb") as handle:
-                handle.write(struct.pack("<Q", len(raw)))
-                handle.write(raw)
-                for view in buffers:
-                    handle.write(view)
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_files(path, sync=False) as (handle,):  # a cache: rebuilt if lost
+            handle.write(struct.pack("<Q", len(raw)))
+            handle.write(raw)
+            for view in buffers:
+                handle.write(view)
     except OSError:
         return False
     return True

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embinspect.errors import ModelError, reading
 from embinspect.sources.safetensors_header import read_header_and_metadata
 from embinspect.sources.tensor import TensorHeader
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NPY_MAGIC = b"\x93NUMPY"
 # The key of a safetensors file's ``__metadata__`` that holds its vocabulary: a JSON list
@@ -40,6 +45,7 @@ VOCABULARY_ROW_BYTES = 1024
 
 # The .npy dtypes read (little-endian floats), as safetensors names them.
 _NPY_DTYPES = {"<f4": "F32", "<f8": "F64", "<f2": "F16"}
+_NPY_ITEMSIZE = {"F32": 4, "F64": 8, "F16": 2}
 
 
 @dataclass
@@ -90,64 +96,100 @@ def read_npy_header(path: Path) -> TensorHeader:
     with reading(path, "a .npy file"):
         size = os.path.getsize(path)
         with open(path, "rb") as handle:
-            start = handle.read(10)
-            if not start.startswith(NPY_MAGIC) or len(start) < 10:
-                raise ModelError(f"{path}: not a .npy file (no \\x93NUMPY magic)")
-            major = start[6]
-            if major == 1:
-                (length,) = struct.unpack("<H", start[8:10])
-                offset = 10
-            elif major in (2, 3):
-                length_bytes = start[8:10] + handle.read(2)
-                (length,) = struct.unpack("<I", length_bytes)
-                offset = 12
-            else:
-                raise ModelError(f"{path}: .npy format version {major} is not one numpy writes")
-            if length > MAX_NPY_HEADER_BYTES:
-                raise ModelError(f"{path}: .npy header of {length:,} bytes (hostile or corrupt)")
-            raw = handle.read(length)
+            start = handle.read(12 + MAX_NPY_HEADER_BYTES)
+    dtype, shape, data_start = _npy_layout(start, size, str(path), (2,))
+    rows, dim = shape
+    nbytes = rows * dim * _NPY_ITEMSIZE[dtype]
+    return TensorHeader("vectors", dtype, (rows, dim), nbytes, path.name, data_start)
+
+
+def read_npy(data: bytes, label: str, ndims: tuple[int, ...] = (1, 2)) -> np.ndarray:
+    """The array of a whole ``.npy`` file's bytes ``data``, never through ``np.load``: its
+    header checked as ``read_npy_header`` checks a table's (little-endian float16, 32 or
+    64, C order, no objects or records, a header of at most ``MAX_NPY_HEADER_BYTES``), its
+    dimensions one of ``ndims``, and its values exactly the bytes that follow the header
+    (a shape that promises more, or less, than ``data`` holds is refused before anything
+    is allocated: memory stays at ``len(data)``). A read-only array of the stored dtype;
+    ModelError naming ``label`` for anything else (a caller reading a user's file turns it
+    into its own error)."""
+    import numpy as np
+
+    dtype, shape, data_start = _npy_layout(data, len(data), label, ndims)
+    itemsize = _NPY_ITEMSIZE[dtype]
+    count = math.prod(shape)
+    if len(data) - data_start != count * itemsize:
+        raise ModelError(
+            f"{label}: .npy shape {shape} needs {count * itemsize:,} bytes after its header, "
+            f"the file has {len(data) - data_start:,}"
+        )
+    descr = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}[dtype]
+    return np.frombuffer(data, dtype=descr, count=count, offset=data_start).reshape(shape)
+
+
+def _npy_layout(
+    start: bytes, size: int, label: str, ndims: tuple[int, ...]
+) -> tuple[str, tuple[int, ...], int]:
+    """What a ``.npy`` file's first bytes ``start`` (at least its header) say about a file
+    of ``size`` bytes: its dtype (as safetensors names it), its shape (of one of ``ndims``
+    dimensions) and where its values begin; ModelError for anything embinspect does not
+    read, or a file too short for the values its shape promises."""
+    if not start.startswith(NPY_MAGIC) or len(start) < 10:
+        raise ModelError(f"{label}: not a .npy file (no \\x93NUMPY magic)")
+    major = start[6]
+    if major == 1:
+        (length,) = struct.unpack("<H", start[8:10])
+        offset = 10
+    elif major in (2, 3):
+        (length,) = struct.unpack("<I", start[8:12].ljust(4, b"\0"))
+        offset = 12
+    else:
+        raise ModelError(f"{label}: .npy format version {major} is not one numpy writes")
+    if length > MAX_NPY_HEADER_BYTES:
+        raise ModelError(f"{label}: .npy header of {length:,} bytes (hostile or corrupt)")
+    raw = start[offset : offset + length]
     if len(raw) < length:
-        raise ModelError(f"{path}: truncated .npy file (its header is cut short)")
-    described = _npy_dict(path, raw, "latin1" if major < 3 else "utf-8")
+        raise ModelError(f"{label}: truncated .npy file (its header is cut short)")
+    described = _npy_dict(label, raw, "latin1" if major < 3 else "utf-8")
     descr = described.get("descr")
     if descr in ("|O", "O", "<O", ">O") or not isinstance(descr, str):
         raise ModelError(
-            f"{path}: a .npy array of Python objects or records (a pickle); embinspect never "
+            f"{label}: a .npy array of Python objects or records (a pickle); embinspect never "
             "unpickles: save the table as float32 (np.save(path, table.astype('float32')))"
         )
     if descr not in _NPY_DTYPES:
         raise ModelError(
-            f"{path}: .npy dtype {descr!r}; embinspect reads little-endian float32, float64 "
+            f"{label}: .npy dtype {descr!r}; embinspect reads little-endian float32, float64 "
             "and float16 (<f4, <f8, <f2)"
         )
     if described.get("fortran_order") is not False:
-        raise ModelError(f"{path}: a Fortran-order .npy array; save it in C order")
+        raise ModelError(f"{label}: a Fortran-order .npy array; save it in C order")
     shape = described.get("shape")
     counts = isinstance(shape, tuple) and all(
         isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
     )
-    if not counts or len(shape) != 2:
-        raise ModelError(f"{path}: .npy array of shape {shape!r} is not a 2-D table")
+    if not counts or len(shape) not in ndims:
+        kinds = " or ".join(f"{n}-D" for n in ndims)
+        what = "table" if ndims == (2,) else "array"
+        raise ModelError(f"{label}: .npy array of shape {shape!r} is not a {kinds} {what}")
     dtype = _NPY_DTYPES[descr]
-    itemsize = int(descr[2])
-    rows, dim = shape
     data_start = offset + length
-    nbytes = rows * dim * itemsize
+    nbytes = math.prod(shape) * _NPY_ITEMSIZE[dtype]
     if data_start + nbytes > size:
+        sizes = " × ".join(f"{n:,}" for n in shape)
         raise ModelError(
-            f"{path}: truncated .npy file: {rows:,} × {dim} {dtype} needs {nbytes:,} bytes "
+            f"{label}: truncated .npy file: {sizes} {dtype} needs {nbytes:,} bytes "
             f"after its header, the file has {max(0, size - data_start):,}"
         )
-    return TensorHeader("vectors", dtype, (rows, dim), nbytes, path.name, data_start)
+    return dtype, shape, data_start
 
 
-def _npy_dict(path: Path, raw: bytes, encoding: str) -> dict:
+def _npy_dict(label: str, raw: bytes, encoding: str) -> dict:
     try:
         described = ast.literal_eval(raw.decode(encoding))
     except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
-        raise ModelError(f"{path}: unreadable .npy header (not a dict literal)") from None
+        raise ModelError(f"{label}: unreadable .npy header (not a dict literal)") from None
     if not isinstance(described, dict):
-        raise ModelError(f"{path}: unreadable .npy header (not a dict literal)")
+        raise ModelError(f"{label}: unreadable .npy header (not a dict literal)")
     return described
 
 
@@ -190,7 +232,7 @@ def parse_tokens(raw: bytes | str, rows: int, where: str) -> list[str]:
 def open_safetensors_with_vocabulary(path: Path) -> ExportedTable | None:
     """The table of a ``.safetensors`` file whose metadata holds a vocabulary
     (``VOCABULARY_KEY``), or None when it holds none (an ordinary checkpoint file)."""
-    tensors, metadata = read_header_and_metadata(path)
+    tensors, metadata = read_header_and_metadata(path, strings=(VOCABULARY_KEY,))
     if VOCABULARY_KEY not in metadata:
         return None
     tables = [h for h in tensors.values() if len(h.shape) == 2]

@@ -37,15 +37,31 @@ def read_header(
     return parse_header(raw, file_size, path, file_label or path.name)
 
 
-def read_header_and_metadata(path: Path) -> tuple[dict[str, TensorHeader], dict[str, str]]:
+def read_header_and_metadata(
+    path: Path, strings: tuple[str, ...] = ()
+) -> tuple[dict[str, TensorHeader], dict[str, str]]:
     """``read_header``'s tensors, and the header's ``__metadata__`` (its string values;
-    {} when there is none), from one read."""
+    {} when there is none), from one read. A key of ``strings`` whose value is not a
+    string is a ModelError naming it (another key's is left out)."""
     raw, file_size = _raw_header(path, None)
     tensors = parse_header(raw, file_size, path, path.name)
     metadata = json.loads(raw).get("__metadata__")  # parse_header has checked the JSON
     if not isinstance(metadata, dict):
         return tensors, {}
+    for key in strings:
+        if key in metadata and not isinstance(metadata[key], str):
+            raise ModelError(
+                f"{path} (metadata {key}): a JSON {_json_kind(metadata[key])}, not a string "
+                "(safetensors metadata values are strings)"
+            )
     return tensors, {k: v for k, v in metadata.items() if isinstance(v, str)}
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    kinds = {dict: "object", list: "array", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 def _raw_header(path: Path, file_size: int | None) -> tuple[bytes, int]:

@@ -33,6 +33,7 @@ and its own SHA-256 is checked before any row of it is.
 from __future__ import annotations
 
 import codecs
+import errno
 import gzip
 import hashlib
 import json
@@ -719,12 +720,14 @@ def file_key(path: Path) -> dict[str, Any]:
     the SHA-256 of its first and last ``EDGE_BYTES``, and ``CACHE_FORMAT``. A file written
     again has a new mtime and ctime (a copy with ``cp -p`` or ``rsync -t`` keeps the mtime,
     not the ctime), and the digest is there for file systems whose clocks are coarse.
-    Raises OSError when the file cannot be read, or is not a regular file."""
+    Raises OSError when the file cannot be read, or is not a regular file (opened without
+    blocking: a FIFO a record names must not hang ``cache ls`` waiting for a writer)."""
     resolved = path.resolve()
-    with open(resolved, "rb") as handle:
+    descriptor = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    with open(descriptor, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"{resolved}: not a regular file")
+            raise OSError(errno.EINVAL, "not a regular file", str(resolved))
         digest = hashlib.sha256(handle.read(EDGE_BYTES))
         if info.st_size > EDGE_BYTES:
             handle.seek(max(EDGE_BYTES, info.st_size - EDGE_BYTES))
@@ -763,6 +766,16 @@ class WordVectorCache:
     kept: ArraysEntry | None = None
     shape: WordVectorShape | None = None
     reason: str | None = None
+    untrusted: str | None = None  # why the entry found cannot be used, when it cannot
+
+    def note_untrusted(self, reading_rows: bool) -> None:
+        """The note naming an entry found that cannot be used, once: a command that reads
+        the rows parses the file again; ``info``, which reads none, uses nothing."""
+        if self.untrusted is None or self.entry is None:
+            return
+        then = "parsing the file again" if reading_rows else "not used (info parses nothing)"
+        _note_untrusted(self.file, self.entry, self.untrusted, then)
+        self.untrusted = None
 
     @classmethod
     def find(cls, path: Path) -> WordVectorCache:
@@ -780,8 +793,7 @@ class WordVectorCache:
         cache = cls(path, key, entry, reason=NOT_YET)
         found, untrusted = read_arrays_entry(entry)
         if untrusted is not None:
-            _note_untrusted(path, entry, untrusted)
-            cache.reason = UNUSABLE
+            cache.reason, cache.untrusted = UNUSABLE, untrusted
             return cache
         if found is None:
             return cache
@@ -790,8 +802,7 @@ class WordVectorCache:
             return cache
         shape = _kept_shape(found)
         if shape is None:
-            _note_untrusted(path, entry, "its record does not describe its arrays")
-            cache.reason = UNUSABLE
+            cache.reason, cache.untrusted = UNUSABLE, "its record does not describe its arrays"
             return cache
         cache.kept, cache.shape, cache.reason = found, shape, None
         return cache
@@ -866,8 +877,10 @@ class WordVectorCache:
             return keep_derived_arrays(self.entry, arrays, key, provenance, facts)
 
 
-def _note_untrusted(path: Path, entry: Path, reason: str) -> None:
-    note(f"the cached parse of {path} ({entry}) cannot be used: {reason}; parsing the file again")
+def _note_untrusted(
+    path: Path, entry: Path, reason: str, then: str = "parsing the file again"
+) -> None:
+    note(f"the cached parse of {path} ({entry}) cannot be used: {reason}; {then}")
 
 
 def _kept_shape(entry: ArraysEntry) -> WordVectorShape | None:
@@ -929,6 +942,7 @@ def locate_word_vectors(path: Path) -> tuple[WordVectorShape, WordVectorCache]:
 def load_located(path: Path, shape: WordVectorShape, cache: WordVectorCache) -> WordVectors:
     """The rows and words of a file ``locate_word_vectors`` found: mapped from the cache
     when it holds them (and they check out), else parsed and kept there."""
+    cache.note_untrusted(reading_rows=True)
     kept = cache.read()
     if kept is not None:
         return kept
