@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
-from embinspect.errors import Option, QueryError, UsageError
+from embinspect.errors import ModelError, Option, QueryError, UsageError
 from embinspect.model.checkpoint import Provenance, stamped
 from embinspect.result import Displayable, Grid
+from embinspect.sources.exported import NPY_MAGIC, read_npy
 from embinspect.tables.queries import printable
 from embinspect.tables.scoring import METRICS, make_scorer, top_k
 from embinspect.tables.search import Neighbor, Searcher
@@ -236,40 +237,17 @@ class _WithTerms:
 # state, a mean of rows computed elsewhere.
 
 MAX_VECTOR_BYTES = 64 * 1024 * 1024  # a text row of a million floats fits with room
-_NPY_MAGIC = b"\x93NUMPY"
 
 
 def read_vector(path: str, width: int | None = None) -> np.ndarray:
     """The vector in ``path`` (as ``parse_vector``), ``width`` the table's row width when
     known. Shape (dim,) float64; UsageError naming the file for anything else."""
-    if _starts_npy(path):
-        return _npy_values(path)
     try:
         with open(path, "rb") as file:
             data = file.read(MAX_VECTOR_BYTES + 1)
     except OSError as err:
         raise UsageError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
     return parse_vector(data, path, width)
-
-
-def _starts_npy(path: str) -> bool:
-    try:
-        with open(path, "rb") as file:
-            return file.read(len(_NPY_MAGIC)) == _NPY_MAGIC
-    except OSError:
-        return False  # read_vector's own open says why
-
-
-def _npy_values(path: str) -> np.ndarray:
-    """The array in a ``.npy`` file, its header checked against the file's size before
-    any data is read. (To be replaced by sources.exported's shared .npy reader.)"""
-    import os
-
-    try:
-        with open(path, "rb") as file:
-            return _npy_array(file, os.fstat(file.fileno()).st_size, path)
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
 
 
 def parse_vector(data: bytes, label: str, width: int | None = None) -> np.ndarray:
@@ -280,14 +258,12 @@ def parse_vector(data: bytes, label: str, width: int | None = None) -> np.ndarra
     number (GloVe's ``1996``, ``nan``): ``width + 1`` fields are a word and its numbers,
     ``width`` fields are all numbers. Without it, the first field is the word only when
     it is not a number. ``label`` names the vector in errors."""
-    import io
-
     import numpy as np
 
     if len(data) > MAX_VECTOR_BYTES:
         raise UsageError(f"{label}: over {MAX_VECTOR_BYTES >> 20} MB, too large for one vector")
-    if data.startswith(_NPY_MAGIC):
-        return _npy_array(io.BytesIO(data), len(data), label)
+    if data.startswith(NPY_MAGIC):
+        return _npy_vector(data, label)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -342,53 +318,14 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _npy_array(stream: BinaryIO, size: int, label: str) -> np.ndarray:
-    """A ``.npy`` array read from ``stream`` (``size`` bytes in all): its header parsed
-    with numpy's header readers (never ``np.load``, never a pickle), the declared shape
-    checked against the bytes there are, and only then its data read. Little-endian (or
-    single-byte) numbers in C order; UsageError naming ``label`` for anything else."""
-    import math
-
-    import numpy as np
-    from numpy.lib import format as npy
-
+def _npy_vector(data: bytes, label: str) -> np.ndarray:
+    """The array of a ``.npy`` file's bytes, through the one checked reader (its header
+    against its bytes before anything is allocated; never ``np.load``, never a pickle);
+    a user's file, so what it refuses is a UsageError."""
     try:
-        version = npy.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = npy.read_array_header_1_0(stream)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = npy.read_array_header_2_0(stream)
-        else:
-            raise ValueError(f"version {version[0]}.{version[1]}")
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as err:
-        raise UsageError(f"{label}: not a readable .npy array ({brief(err)})") from None
-    if dtype.hasobject:
-        raise UsageError(
-            f"{label}: a .npy array of Python objects (a pickle), which embinspect never "
-            "loads; save a float array"
-        )
-    if dtype.fields is not None or dtype.subdtype is not None:
-        # Not its dtype: its field names are the file's words, and may be any length.
-        raise UsageError(f"{label}: a .npy array of records (named fields); save a float array")
-    if dtype.byteorder == ">":
-        raise UsageError(
-            f"{label}: a big-endian .npy array ({dtype.str}); save a little-endian one"
-        )
-    if fortran and len(shape) > 1:
-        raise UsageError(f"{label}: a .npy array in Fortran order; save a vector, shape (dim,)")
-    if any(n < 0 for n in shape):
-        raise UsageError(f"{label}: its .npy header declares shape {tuple(shape)}")
-    declared = math.prod(shape) * dtype.itemsize
-    there = size - stream.tell()
-    if declared != there:
-        raise UsageError(
-            f"{label}: its .npy header declares shape {tuple(shape)} ({declared:,} bytes), "
-            f"but {there:,} bytes follow it"
-        )
-    if declared > MAX_VECTOR_BYTES:
-        raise UsageError(f"{label}: over {MAX_VECTOR_BYTES >> 20} MB, too large for one vector")
-    data = stream.read(declared)
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+        return read_npy(data, label, ndims=(1,))
+    except ModelError as err:
+        raise UsageError(*err.parts) from None
 
 
 def check_vector(values: Any, dim: int, label: str, needs_direction: bool) -> torch.Tensor:

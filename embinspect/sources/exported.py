@@ -151,10 +151,11 @@ def _npy_layout(
         raise ModelError(f"{label}: truncated .npy file (its header is cut short)")
     described = _npy_dict(label, raw, "latin1" if major < 3 else "utf-8")
     descr = described.get("descr")
+    what = "table" if ndims == (2,) else "array"
     if descr in ("|O", "O", "<O", ">O") or not isinstance(descr, str):
         raise ModelError(
             f"{label}: a .npy array of Python objects or records (a pickle); embinspect never "
-            "unpickles: save the table as float32 (np.save(path, table.astype('float32')))"
+            f"unpickles: save the {what} as float32 (np.save(path, {what}.astype('float32')))"
         )
     if descr not in _NPY_DTYPES:
         raise ModelError(
@@ -169,7 +170,6 @@ def _npy_layout(
     )
     if not counts or len(shape) not in ndims:
         kinds = " or ".join(f"{n}-D" for n in ndims)
-        what = "table" if ndims == (2,) else "array"
         raise ModelError(f"{label}: .npy array of shape {shape!r} is not a {kinds} {what}")
     dtype = _NPY_DTYPES[descr]
     data_start = offset + length
