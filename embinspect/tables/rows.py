@@ -15,6 +15,7 @@ from embinspect.sources.locate import CheckpointFiles
 from embinspect.sources.tensor import TensorHeader
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 
@@ -54,6 +55,27 @@ def read_rows(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) 
     if not ids:
         return torch.empty((0, header.shape[1]))
     return torch.stack([by_id[token_id] for token_id in ids])
+
+
+def read_row_array(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) -> np.ndarray:
+    """Rows ``ids`` of a 2-D tensor in float64 as a numpy array, shape (len(ids), dim): the
+    values ``read_rows`` gives, read through the table's memory map without importing torch
+    (which only a dtype numpy cannot read, float8 or an integer table, still needs)."""
+    import numpy as np
+
+    from embinspect.tables.table import readable_without_torch
+
+    if not readable_without_torch(header):
+        return read_rows(files, header, ids).double().numpy()
+    rows = header.shape[0]
+    for token_id in ids:
+        if not 0 <= token_id < rows:
+            raise QueryError(f"token id {token_id} is outside {header.name} (rows 0..{rows - 1})")
+    if not ids:
+        return np.zeros((0, header.shape[1]), dtype=np.float64)
+    from embinspect.tables.table import EmbeddingTable
+
+    return EmbeddingTable(files, header).gather_array(ids)
 
 
 def _runs(sorted_ids: list[int]) -> list[tuple[int, int]]:
