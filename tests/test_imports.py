@@ -1,5 +1,5 @@
 """`embinspect --help` and `embinspect info` must not import torch or transformers; nor do
-`tokens` and `compare` on the CPU, which read a few rows with numpy."""
+`tokens`, `compare` and `positions`, which read a few rows with numpy."""
 
 from __future__ import annotations
 
@@ -104,11 +104,12 @@ ROW_LOOKUPS = [
 
 
 def test_row_lookups_import_neither_torch_nor_transformers(minilm, glove):
-    """MiniLM (f32 safetensors, learned positions), SmolLM2's GGUF (Q8_0 token table) and
-    GloVe (a word-vector file, its parse cached): each command answers, without torch."""
+    """MiniLM (f32 safetensors, learned positions), SmolLM2's GGUF (Q8_0 token table, RoPE)
+    and GloVe (a word-vector file, its parse cached): each command answers, without torch."""
     models = [minilm, checkpoints.smollm2_gguf(), glove]
     runs = [(args[0], str(model), *args[1:]) for model in models for args in ROW_LOOKUPS]
     runs.append(("tokens", str(minilm), "hello world", "--positions"))  # + position rows
+    runs += [("positions", str(minilm)), ("positions", str(checkpoints.smollm2_gguf()))]
     env = {"EMBINSPECT_CACHE": str(checkpoints.cache_root() / "embinspect-cache")}
     with ThreadPoolExecutor(max_workers=2) as pool:
         done = list(pool.map(lambda args: probe(*args, "-f", "json", env=env), runs))
@@ -117,6 +118,9 @@ def test_row_lookups_import_neither_torch_nor_transformers(minilm, glove):
         answer = json.loads(stdout)
         if args[0] == "tokens":
             assert len(answer["tokens"]) >= 2 and answer["tokens"][0]["norm"] > 0, args
+        elif args[0] == "positions":  # a learned table read, or RoPE's figures
+            assert answer["kind"] in {"learned", "rotary"}, args
+            assert answer["kind"] != "learned" or answer["learned"]["positions"] == 512, args
         else:
             assert len(answer["matrix"]) == 3, args
             assert answer["matrix"][0][0] == pytest.approx(1.0, abs=1e-15), args
