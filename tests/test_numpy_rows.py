@@ -95,3 +95,44 @@ def test_word_vector_rows_equal_torch_bit_for_bit(tmp_path, monkeypatch):
     assert same_bits(array, tensor)
     assert same_bits(looked_up, torch_looked_up)
     assert same_bits(array, table[IDS].astype(np.float64))
+
+
+def hostile_rows() -> np.ndarray:
+    """Rows at every scale float64 holds, and the rows that have no norm or direction."""
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(12, DIM))
+    for i, scale in enumerate([1e-310, 1e-200, 1e-40, 1e20, 1e300, 1e307]):
+        rows[i] *= scale
+    rows[6] = 0.0
+    rows[7, 3] = np.nan
+    rows[8, 0] = np.inf
+    rows[9, :] = -np.inf
+    rows[10, :2] = [np.nan, np.inf]
+    return rows
+
+
+def test_numpy_scaling_is_the_torch_scaling():
+    """The power-of-two scaling is exact, so numpy's and torch's agree bit for bit; norms
+    and unit vectors are sums, which numpy and torch (MKL) add in different orders: the
+    same to an ulp or two, and the same NaN, inf and zero rows."""
+    from embinspect.tables import scaling
+
+    rows = hostile_rows()
+    tensor = torch.from_numpy(rows)
+    assert np.array_equal(scaling.array_exponents(rows), scaling.exponents(tensor).numpy())
+    got, exponent = scaling.array_scaled(rows)
+    want, want_exponent = scaling.scaled(tensor)
+    assert same_bits(got, want.numpy()) and np.array_equal(exponent, want_exponent.numpy())
+    norms, torch_norms = scaling.array_norms(rows), scaling.norms(tensor).numpy()
+    assert np.array_equal(np.isnan(norms), np.isnan(torch_norms))
+    assert np.array_equal(np.isinf(norms), np.isinf(torch_norms))
+    assert norms[:6] == pytest.approx(torch_norms[:6], rel=1e-15, abs=0)
+    assert norms[6] == 0.0 and list(np.isnan(norms[7:])) == [True, False, False, True, False]
+    units, torch_units = scaling.array_units(rows), scaling.units(tensor).numpy()
+    assert np.array_equal(np.isnan(units), np.isnan(torch_units))
+    finite = np.isfinite(torch_units)
+    assert units[finite] == pytest.approx(torch_units[finite], rel=1e-15, abs=1e-16)
+    usable = rows[[0, 1, 2, 3, 4, 5, 11]]
+    assert scaling.array_mean(usable) == pytest.approx(
+        scaling.mean(torch.from_numpy(usable)).numpy(), rel=1e-15, abs=0
+    )
