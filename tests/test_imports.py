@@ -126,3 +126,22 @@ def test_row_lookups_import_neither_torch_nor_transformers(minilm, glove):
             assert answer["matrix"][0][0] == pytest.approx(1.0, abs=1e-15), args
         assert not {"torch", "transformers"} & set(heavy), (args, heavy)
         assert "numpy" in heavy, args  # the rows were read: numpy did it
+
+
+API_PROBE = """
+import sys
+import embinspect
+model = embinspect.load(sys.argv[1])
+assert model.tokens("hello world").tokens[0].norm > 0
+assert len(model.compare(["cat", "dog", "car"]).matrix) == 3
+assert model.positions().kind == "learned"
+print(",".join(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})))
+"""
+
+
+def test_api_row_lookups_import_neither_torch_nor_transformers(minilm):
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", API_PROBE, str(minilm)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert done.stdout == "\n"
