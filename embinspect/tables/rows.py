@@ -1,8 +1,9 @@
 """Read rows of an embedding table from its shard, and nothing else.
 
-``safetensors.safe_open`` memory-maps only the shard holding the tensor, and
-``get_slice`` reads only the requested rows, so looking up ten tokens in a 2 GB table
-reads a few kilobytes.
+``read_row_array`` maps the tensor's bytes with numpy and reads only the requested rows, so
+looking up ten tokens in a 2 GB table reads a few kilobytes and imports no torch;
+``read_rows`` (``safetensors.safe_open`` and ``get_slice``, as torch tensors) is its
+fallback for dtypes numpy cannot read (float8, integers).
 """
 
 from __future__ import annotations

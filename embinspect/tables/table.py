@@ -1,9 +1,10 @@
 """A whole embedding table, memory-mapped in its stored dtype, for full-table scans.
 
-``tokens`` reads a few rows with ``safe_open``/``get_slice`` (``embinspect.tables.rows``); a
-neighbor search reads every row, many times for a batch of queries. Mapping the tensor's
-bytes (located by the safetensors header) lets each chunk be a view with no copy, and
-lets candidate rows be gathered by id without a second pass over the file.
+``tokens``, ``compare`` and ``positions`` read a few rows (``gather_array``: numpy alone, so
+they never import torch); a neighbor search reads every row, many times for a batch of
+queries. Mapping the tensor's bytes (located by the safetensors header) lets each chunk be
+a view with no copy, and lets candidate rows be gathered by id without a second pass over
+the file.
 """
 
 from __future__ import annotations
