@@ -740,7 +740,8 @@ class Model:
         _choice("word_filter", word_filter, FILTERS)
         _choice("pool", pool, POOLS)
         batch_size = _count("batch_size", batch_size)
-        where = str(resolve_device(device))
+        # "cpu" is named without torch (compare reads a few rows with numpy alone).
+        where = "cpu" if device == "cpu" else str(resolve_device(device))
         key = (table, where, bool(center), word_filter, not no_space, pool, restrict)
         searcher = self._searchers.get(key)
         if searcher is None:

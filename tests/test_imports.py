@@ -1,12 +1,15 @@
-"""`embinspect --help` and `embinspect info` must not import torch or transformers."""
+"""`embinspect --help` and `embinspect info` must not import torch or transformers; nor do
+`tokens`, `compare` and `positions`, which read a few rows with numpy."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import checkpoints
 import pytest
 
 HEAVY = ("torch", "transformers", "tokenizers", "numpy")
@@ -15,16 +18,23 @@ PROBE = """
 import sys
 from embinspect.cli import main
 sys.argv = ["embinspect", *sys.argv[1:]]
+code = 0
 try:
     main()
-except SystemExit:
-    pass
+except SystemExit as exit:
+    code = exit.code
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY_NAMES))
 print("HEAVY:" + ",".join(heavy), file=sys.stderr)
+print(f"EXIT:{code}", file=sys.stderr)
 """
 
 
 def imported_heavy_modules(*args: str, env: dict[str, str] | None = None) -> list[str]:
+    return probe(*args, env=env)[0]
+
+
+def probe(*args: str, env: dict[str, str] | None = None) -> tuple[list[str], int, str]:
+    """(heavy modules imported, exit code, stdout) of one run of the CLI in a process."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE.replace("HEAVY_NAMES", repr(HEAVY)), *args],
         capture_output=True,
@@ -33,7 +43,9 @@ def imported_heavy_modules(*args: str, env: dict[str, str] | None = None) -> lis
         env={**os.environ, **(env or {})},
     )
     line = [x for x in done.stderr.splitlines() if x.startswith("HEAVY:")][-1]
-    return [m for m in line.removeprefix("HEAVY:").split(",") if m]
+    code = [x for x in done.stderr.splitlines() if x.startswith("EXIT:")][-1]
+    heavy = [m for m in line.removeprefix("HEAVY:").split(",") if m]
+    return heavy, int(code.removeprefix("EXIT:") or 0), done.stdout
 
 
 def imported_heavy_modules_each(runs: list[tuple[str, ...]]) -> list[list[str]]:
@@ -80,3 +92,56 @@ def test_every_command_has_help_text(cli):
         assert command.callback.__doc__, command.callback.__name__
         run = cli(command.callback.__name__, "--help")
         assert run.returncode == 0 and "Usage" in run.stdout
+
+
+# Commands that read a few rows: numpy reads them (bf16 by a shift, GGUF blocks by gguf's
+# numpy dequantization) and computes their norms and scores; torch's import would be most
+# of the run.
+ROW_LOOKUPS = [
+    ("tokens", "hello world"),
+    ("compare", "cat", "dog", "car"),
+]
+
+
+def test_row_lookups_import_neither_torch_nor_transformers(minilm, glove):
+    """MiniLM (f32 safetensors, learned positions), SmolLM2's GGUF (Q8_0 token table, RoPE)
+    and GloVe (a word-vector file, its parse cached): each command answers, without torch."""
+    models = [minilm, checkpoints.smollm2_gguf(), glove]
+    runs = [(args[0], str(model), *args[1:]) for model in models for args in ROW_LOOKUPS]
+    runs.append(("tokens", str(minilm), "hello world", "--positions"))  # + position rows
+    runs += [("positions", str(minilm)), ("positions", str(checkpoints.smollm2_gguf()))]
+    env = {"EMBINSPECT_CACHE": str(checkpoints.cache_root() / "embinspect-cache")}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(lambda args: probe(*args, "-f", "json", env=env), runs))
+    for args, (heavy, code, stdout) in zip(runs, done, strict=True):
+        assert code == 0, args
+        answer = json.loads(stdout)
+        if args[0] == "tokens":
+            assert len(answer["tokens"]) >= 2 and answer["tokens"][0]["norm"] > 0, args
+        elif args[0] == "positions":  # a learned table read, or RoPE's figures
+            assert answer["kind"] in {"learned", "rotary"}, args
+            assert answer["kind"] != "learned" or answer["learned"]["positions"] == 512, args
+        else:
+            assert len(answer["matrix"]) == 3, args
+            assert answer["matrix"][0][0] == pytest.approx(1.0, abs=1e-15), args
+        assert not {"torch", "transformers"} & set(heavy), (args, heavy)
+        assert "numpy" in heavy, args  # the rows were read: numpy did it
+
+
+API_PROBE = """
+import sys
+import embinspect
+model = embinspect.load(sys.argv[1])
+assert model.tokens("hello world").tokens[0].norm > 0
+assert len(model.compare(["cat", "dog", "car"]).matrix) == 3
+assert model.positions().kind == "learned"
+print(",".join(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})))
+"""
+
+
+def test_api_row_lookups_import_neither_torch_nor_transformers(minilm):
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", API_PROBE, str(minilm)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert done.stdout == "\n"

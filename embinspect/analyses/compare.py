@@ -15,7 +15,7 @@ from embinspect.tables.scoring import METRICS
 from embinspect.tables.search import Searcher
 
 if TYPE_CHECKING:
-    import torch
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -45,27 +45,24 @@ class Comparison(Displayable):
 
 
 def compare(searcher: Searcher, queries: list[str], metric: str = "cosine") -> Comparison:
-    """Pairwise scores in float64 of every resolvable query."""
-    import torch
+    """Pairwise scores in float64 of every resolvable query, computed with numpy: a few
+    rows, which never wait on torch's import."""
+    import numpy as np
 
     if metric not in METRICS:
         raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")
     items, vectors, errors = [], [], []
     for query in queries:
         try:
-            resolved, vector = searcher.resolve_many([query], metric == "cosine")
+            resolved, vector = searcher.resolve_array(query, metric == "cosine")
         except QueryError as err:
             errors.append({"query": printable(query), "error": err.message})
             continue
-        items.append(resolved[0])
-        vectors.append(vector[0])
-    stacked = (
-        torch.stack(vectors)
-        if vectors
-        else torch.zeros((0, searcher.table.dim), dtype=torch.float64)
-    )
+        items.append(resolved)
+        vectors.append(vector)
+    stacked = np.stack(vectors) if vectors else np.zeros((0, searcher.table.dim), dtype=np.float64)
     if searcher.center is not None:
-        stacked = stacked - searcher.center
+        stacked = stacked - searcher.center.numpy()
     matrix = pairwise(stacked, metric)
     # A query whose score with itself or an earlier query is beyond float64 (the dot
     # product of two rows of 1e200) is an error of its own; the others are answered.
@@ -87,21 +84,19 @@ def compare(searcher: Searcher, queries: list[str], metric: str = "cosine") -> C
 _RANGE = "float64's range (about 1.8e308)"
 
 
-def pairwise(vectors: torch.Tensor, metric: str) -> torch.Tensor:
+def pairwise(vectors: np.ndarray, metric: str) -> np.ndarray:
     """(n, n) float64 scores between rows of ``vectors`` (n, dim), computed on rows scaled
     by their own power of two (``tables.scaling``): exact for rows of any finite size,
     inf only where the score itself is beyond float64."""
-    import torch
-
     if metric == "cosine":
-        units = scaling.units(vectors)
+        units = scaling.array_units(vectors)
         return units @ units.T
     if metric == "dot":
-        values, exponent = scaling.scaled(vectors)
-        return scaling.ldexp(values @ values.T, exponent[:, None] + exponent[None, :])
+        values, exponent = scaling.array_scaled(vectors)
+        return scaling.array_ldexp(values @ values.T, exponent[:, None] + exponent[None, :])
     if metric == "l2":
         # Direct differences: cdist's matmul shortcut loses digits for close vectors.
         count = vectors.shape[0]
         differences = (vectors[:, None, :] - vectors[None, :, :]).reshape(count * count, -1)
-        return scaling.norms(differences).reshape(count, count).to(torch.float64)
+        return scaling.array_norms(differences).reshape(count, count)
     raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")

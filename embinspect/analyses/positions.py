@@ -7,7 +7,7 @@ their frequencies come from ``rope_theta``, the rotated dimensions and any rope 
 in ``config.json``, and a numeric check rotates random vectors as transformers' Llama
 does to show that a query-key score depends only on the offset between positions.
 
-numpy (and torch, to read the table) are imported inside functions; matplotlib only
+numpy (which reads the table too: no torch) is imported inside functions; matplotlib only
 when a picture is asked for.
 """
 
@@ -279,7 +279,7 @@ def _read_learned(checkpoint: Checkpoint, max_positions: int | None) -> tuple[np
             "positions; at least 2 are needed"
         )
     count = available if max_positions is None else min(max_positions, available)
-    return table.gather(range(first, first + count)).numpy(), header, first
+    return table.gather_array(range(first, first + count)), header, first
 
 
 def _describe_learned(

@@ -13,7 +13,7 @@ from embinspect.model.tokenizer import Vocabulary
 from embinspect.result import Displayable
 from embinspect.tables import scaling
 from embinspect.tables.queries import printable, shown
-from embinspect.tables.rows import read_rows
+from embinspect.tables.rows import read_row_array
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,10 @@ def lookup_tokens(
     """Tokenize ``text`` and read each token's row (and position row, with ``positions``).
 
     ``special_tokens`` None: added with ``positions`` (the positions the model really uses:
-    BERT's ``[CLS]`` at 0, the first word at 1), left out without."""
-    import torch
+    BERT's ``[CLS]`` at 0, the first word at 1), left out without.
 
+    Rows are read and their norms computed with numpy, in float64: a lookup of a few rows
+    never waits on torch's import."""
     table = checkpoint.token_table.header
     unlabelled = checkpoint.unlabelled(table, vocabulary)
     if unlabelled is not None:
@@ -84,7 +85,7 @@ def lookup_tokens(
     ids = vocabulary.encode(text, special_tokens=special_tokens)
     if not ids:
         raise QueryError("the text tokenizes to no tokens")
-    token_rows = read_rows(checkpoint.files, table, ids).to(torch.float64)
+    token_rows = read_row_array(checkpoint.files, table, ids)
     scheme = checkpoint.position_scheme()
     note = None
     added = None
@@ -92,10 +93,10 @@ def lookup_tokens(
     if positions:
         added, position_ids, note = _position_rows(checkpoint, scheme, len(ids))
     # Scaled by each row's power of two: rows of 1e-200 or 1e300 have their norm, not 0 or inf.
-    token_norms = scaling.norms(token_rows).tolist()
+    token_norms = scaling.array_norms(token_rows).tolist()
     if added is not None:
-        position_norms = scaling.norms(added[0]).tolist()
-        input_norms = scaling.norms(token_rows + added[1]).tolist()
+        position_norms = scaling.array_norms(added[0]).tolist()
+        input_norms = scaling.array_norms(token_rows + added[1]).tolist()
     result = []
     for index, token_id in enumerate(ids):
         row = token_rows[index]
@@ -129,8 +130,6 @@ def _position_rows(
     checkpoint: Checkpoint, scheme: dict[str, Any], count: int
 ) -> tuple[tuple[Any, Any] | None, list[int | None], str]:
     """(position rows, position rows + token-type row 0), their ids, and what was added."""
-    import torch
-
     if scheme["kind"] != "learned":
         where = {
             "rotary": "rotary: position is applied inside attention (to queries and keys), "
@@ -145,13 +144,13 @@ def _position_rows(
     if ids[-1] >= header.shape[0]:
         available = max(header.shape[0] - first, 0)  # a config's pad_token_id may be absurd
         raise QueryError(f"the text is {count} tokens; {header.name} has positions for {available}")
-    position = read_rows(checkpoint.files, header, ids).to(torch.float64)
+    position = read_row_array(checkpoint.files, header, ids)
     total = position
     note = f"input = token + position ({header.name})"
     token_type = checkpoint.embeddings.get(TOKEN_TYPE)
     if token_type is not None:
         # BERT adds segment embedding 0 for a single sentence, before its LayerNorm.
-        segment = read_rows(checkpoint.files, token_type.header, [0]).to(torch.float64)
+        segment = read_row_array(checkpoint.files, token_type.header, [0])
         total = position + segment
         note += f" + token type 0 ({token_type.header.name}), before the embedding LayerNorm"
     return (position, total), ids, note

@@ -17,6 +17,7 @@ from embinspect.model.tokenizer import BYTE_LEVEL, METASPACE, Vocabulary
 from embinspect.text import quoted as shown
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from embinspect.tables.table import EmbeddingTable
@@ -185,3 +186,13 @@ def query_vector(table: EmbeddingTable, resolved: ResolvedQuery) -> torch.Tensor
     if resolved.pooled == "last":
         return rows[-1]
     return rows.mean(dim=0)
+
+
+def query_array(table: EmbeddingTable, resolved: ResolvedQuery) -> np.ndarray:
+    """``query_vector`` as a numpy float64 array (dim,), read without torch."""
+    rows = table.gather_array(resolved.token_ids)
+    if resolved.pooled == "first":
+        return rows[0]
+    if resolved.pooled == "last":
+        return rows[-1]
+    return rows.mean(axis=0)

@@ -1,8 +1,9 @@
 """Read rows of an embedding table from its shard, and nothing else.
 
-``safetensors.safe_open`` memory-maps only the shard holding the tensor, and
-``get_slice`` reads only the requested rows, so looking up ten tokens in a 2 GB table
-reads a few kilobytes.
+``read_row_array`` maps the tensor's bytes with numpy and reads only the requested rows, so
+looking up ten tokens in a 2 GB table reads a few kilobytes and imports no torch;
+``read_rows`` (``safetensors.safe_open`` and ``get_slice``, as torch tensors) is its
+fallback for dtypes numpy cannot read (float8, integers).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from embinspect.sources.locate import CheckpointFiles
 from embinspect.sources.tensor import TensorHeader
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 
@@ -54,6 +56,27 @@ def read_rows(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) 
     if not ids:
         return torch.empty((0, header.shape[1]))
     return torch.stack([by_id[token_id] for token_id in ids])
+
+
+def read_row_array(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) -> np.ndarray:
+    """Rows ``ids`` of a 2-D tensor in float64 as a numpy array, shape (len(ids), dim): the
+    values ``read_rows`` gives, read through the table's memory map without importing torch
+    (which only a dtype numpy cannot read, float8 or an integer table, still needs)."""
+    import numpy as np
+
+    from embinspect.tables.table import readable_without_torch
+
+    if not readable_without_torch(header):
+        return read_rows(files, header, ids).double().numpy()
+    rows = header.shape[0]
+    for token_id in ids:
+        if not 0 <= token_id < rows:
+            raise QueryError(f"token id {token_id} is outside {header.name} (rows 0..{rows - 1})")
+    if not ids:
+        return np.zeros((0, header.shape[1]), dtype=np.float64)
+    from embinspect.tables.table import EmbeddingTable
+
+    return EmbeddingTable(files, header).gather_array(ids)
 
 
 def _runs(sorted_ids: list[int]) -> list[tuple[int, int]]:

@@ -98,6 +98,77 @@ def paired_cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vecdot(a, b, dim=1) / norms
 
 
+# The same formulas on numpy float64 arrays, for what reads a few rows (``tokens``,
+# ``compare``) and need not import torch: each is its torch twin above, step for step.
+
+
+def array_exponents(rows: np.ndarray) -> np.ndarray:
+    """``exponents`` of rows (n, dim) float64 as a numpy array."""
+    import numpy as np
+
+    biggest = np.abs(rows).max(axis=1) if rows.shape[1] else np.zeros(rows.shape[0])
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(biggest) & (biggest > 0)
+    _, exponent = np.frexp(np.where(usable, biggest, 1.0).astype(np.float64))
+    return np.where(usable, exponent.astype(np.int64), 0)
+
+
+def array_ldexp(values: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """``ldexp`` of numpy arrays: values·2^exponent, an exponent per row of a 2-D
+    ``values`` broadcast over its columns."""
+    import numpy as np
+
+    power = np.asarray(exponent).astype(np.int32)
+    if values.ndim == 2 and power.ndim == 1:
+        power = power[:, None]
+    with np.errstate(over="ignore"):
+        return np.ldexp(values.astype(np.float64), power)
+
+
+def array_scaled(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``scaled`` of a numpy array: ``(rows·2^-e, e)``."""
+    exponent = array_exponents(rows)
+    return array_ldexp(rows, -exponent), exponent
+
+
+def _row_norms(values: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.linalg.norm(values, axis=1)
+
+
+def array_norms(rows: np.ndarray) -> np.ndarray:
+    """``norms`` of a numpy array: |x| of each row in float64, inf only where |x| is beyond
+    float64, NaN for a row with NaN, inf for one with an infinity."""
+    import numpy as np
+
+    values, exponent = array_scaled(rows)
+    length = array_ldexp(_row_norms(values), exponent)
+    finite = np.isfinite(rows).all(axis=1)
+    bad = np.where(np.isnan(rows).any(axis=1), np.nan, np.inf)
+    return np.where(finite, length, bad)
+
+
+def array_units(rows: np.ndarray) -> np.ndarray:
+    """``units`` of a numpy array: each row over its own length; NaN for a zero row."""
+    import numpy as np
+
+    values, _ = array_scaled(rows)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return values / _row_norms(values)[:, None]
+
+
+def array_mean(rows: np.ndarray) -> np.ndarray:
+    """``mean`` of a numpy array (n, dim) float64: summed scaled by the largest row's power
+    of two, so that a sum of huge rows cannot overflow."""
+    import numpy as np
+
+    exponent = int(array_exponents(rows).max()) if rows.shape[0] else 0
+    values = array_ldexp(rows, np.asarray(-exponent))
+    return array_ldexp(values.mean(axis=0), np.asarray(exponent))
+
+
 def root_sum_squares(mantissa: np.ndarray, exponent: np.ndarray) -> tuple[float, int]:
     """sqrt(Σ (m_i·2^e_i)²) of lengths given as ``lengths`` gives them, as ``(m, e)``:
     summed at the largest power of two, so squares of 1e300 cannot overflow (those far

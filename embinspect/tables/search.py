@@ -19,7 +19,13 @@ from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary, whole_word
 from embinspect.tables import scaling
 from embinspect.tables.device import resolve_device
-from embinspect.tables.queries import QueryResolver, ResolvedQuery, printable, query_vector
+from embinspect.tables.queries import (
+    QueryResolver,
+    ResolvedQuery,
+    printable,
+    query_array,
+    query_vector,
+)
 from embinspect.tables.scoring import CosineScorer, CosMulScorer, top_k
 from embinspect.tables.table import EmbeddingTable
 
@@ -69,7 +75,10 @@ class Searcher:
         # A position table chosen with --tensor: rows named by index, queried by #id.
         vocabulary, unlabelled = checkpoint.labelled(header, vocabulary)
         self.vocabulary = vocabulary
-        self.device = resolve_device(device)
+        # The CPU is named without torch: compare, which reads only its queries' rows,
+        # never imports it; the first scan resolves it (``device``).
+        self._device_name = device
+        self._device = None if device == "cpu" else resolve_device(device)
         self.resolver = QueryResolver(
             vocabulary, self.table.rows, leading_space=leading_space, pool=pool,
             unlabelled=unlabelled,
@@ -80,11 +89,17 @@ class Searcher:
         self.variants: dict[str, set[int]] = {}
         self.allowed = self._allowed_rows(word_filter, restrict)
 
+    @property
+    def device(self) -> torch.device:
+        """The torch device that scores the table (resolved on first use for ``cpu``)."""
+        if self._device is None:
+            self._device = resolve_device(self._device_name)
+        return self._device
+
     def _allowed_rows(self, word_filter: str, restrict: int | None) -> torch.Tensor | None:
         """Rows a result may name: rows with a token (not padding), whole words if asked,
-        among the first ``restrict`` rows when given (gensim's restrict_vocab)."""
-        import torch
-
+        among the first ``restrict`` rows when given (gensim's restrict_vocab); None when
+        every row may be (then torch is not imported: compare never needs it)."""
         vocabulary = self.vocabulary
         if restrict is not None and restrict < 1:
             raise UsageError(Option("restrict"), " must be at least 1")
@@ -94,10 +109,14 @@ class Searcher:
                 raise UsageError(Option("word_filter", "words"), " needs a tokenizer")
             if limit == self.table.rows:
                 return None
+            import torch
+
             return torch.arange(self.table.rows) < limit
         every_row = limit == self.table.rows and vocabulary.size >= self.table.rows
         if word_filter == "none" and every_row:
             return None
+        import torch
+
         allowed = torch.zeros(self.table.rows, dtype=torch.bool)
         for token_id in range(limit):
             token = vocabulary.id_to_token(token_id)
@@ -178,6 +197,27 @@ class Searcher:
         if needs_direction and not bool(moved.any()):
             raise QueryError(f"{resolved.query}: a zero vector has no direction to compare")
         return vector
+
+    def resolve_array(self, query: str, needs_direction: bool) -> tuple[ResolvedQuery, np.ndarray]:
+        """How a query resolved, and its float64 vector (dim,) as a numpy array, read and
+        pooled without torch (``_vector``'s checks, step for step); QueryError when it
+        cannot be scored."""
+        import numpy as np
+
+        resolved = self.resolver.resolve(query)
+        vector = query_array(self.table, resolved)
+        finite = bool(np.isfinite(vector).all())
+        if not finite and resolved.pooled == "mean":
+            # The sum of huge finite rows can overflow where their mean does not.
+            vector = scaling.array_mean(self.table.gather_array(resolved.token_ids))
+            finite = bool(np.isfinite(vector).all())
+        if not finite:
+            raise QueryError(f"{resolved.query}: its row holds NaN or infinite values")
+        moved = vector - self.center.numpy() if self.center is not None else vector
+        # Zero only when every component is: the norm of a row of 1e-200 underflows.
+        if needs_direction and not bool(moved.any()):
+            raise QueryError(f"{resolved.query}: a zero vector has no direction to compare")
+        return resolved, vector
 
     def resolve_vector(self, query: str) -> tuple[ResolvedQuery, torch.Tensor]:
         """How a query resolved, and its float64 vector (dim,); QueryError when it cannot

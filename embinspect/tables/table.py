@@ -1,9 +1,10 @@
 """A whole embedding table, memory-mapped in its stored dtype, for full-table scans.
 
-``tokens`` reads a few rows with ``safe_open``/``get_slice`` (``embinspect.tables.rows``); a
-neighbor search reads every row, many times for a batch of queries. Mapping the tensor's
-bytes (located by the safetensors header) lets each chunk be a view with no copy, and
-lets candidate rows be gathered by id without a second pass over the file.
+``tokens``, ``compare`` and ``positions`` read a few rows (``gather_array``: numpy alone, so
+they never import torch); a neighbor search reads every row, many times for a batch of
+queries. Mapping the tensor's bytes (located by the safetensors header) lets each chunk be
+a view with no copy, and lets candidate rows be gathered by id without a second pass over
+the file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from embinspect.sources.tensor import TensorHeader
 from embinspect.tables.scaling import SAFE_NORMS, RunningSum
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 # safetensors dtype -> (numpy dtype of the raw bytes, torch dtype to view them as). numpy
@@ -220,6 +222,22 @@ class EmbeddingTable:
         index = np.asarray(ids, dtype=np.int64)
         return self._view(np.ascontiguousarray(self._array[index])).double()
 
+    def gather_array(self, ids: Sequence[int]) -> np.ndarray:
+        """Rows ``ids`` in float64 as a numpy array, shape (len(ids), dim): the same exact
+        stored values as ``gather``, without importing torch (bf16 is widened to float32 by
+        a 16-bit shift; float8, which numpy cannot read, goes through torch)."""
+        import numpy as np
+
+        index = np.asarray(ids, dtype=np.int64)
+        raw = np.ascontiguousarray(self._array[index])
+        if self._dequantize is not None:
+            return self._dequantize(raw).astype(np.float64)
+        if self._torch_dtype == "bfloat16":
+            return (raw.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+        if self._torch_dtype in ("float64", "float32", "float16"):
+            return raw.astype(np.float64)
+        return self._view(raw).double().numpy()
+
     def mean_row(self) -> torch.Tensor:
         """Mean of the finite rows in float64, shape (dim,), summed chunk by chunk.
 
@@ -237,6 +255,12 @@ class EmbeddingTable:
         if total.count == 0:
             raise ModelError(f"{self.name}: every row holds NaN or infinity; nothing to centre on")
         return total.mean()
+
+
+def readable_without_torch(header: TensorHeader) -> bool:
+    """Whether ``EmbeddingTable.gather_array`` reads this tensor's rows with numpy alone: a
+    float64, float32, float16 or bfloat16 table, or GGUF quantized blocks."""
+    return header.is_quantized or header.dtype in ("F64", "F32", "F16", "BF16")
 
 
 def _dequantizer(header: TensorHeader):
