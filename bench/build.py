@@ -35,7 +35,7 @@ LLAMA3_8B = {
     "layers": 3,  # 2 × 1.05 GB of tables + 3 × 436 MB of layers = 3.4 GB
 }
 QWEN36 = {"hidden": 5120, "vocab": 248320}
-# The scaling tables: one token table each, dim 4096 bf16, 4k to 256k rows (8 MB to 2.1 GB).
+# The scaling tables: one token table each, dim 4096 bf16, 4k to 256k rows (34 MB to 2.1 GB).
 SCALING_ROWS = (4096, 32768, 131072, 262144)
 SCALING_DIM = 4096
 
