@@ -18,7 +18,7 @@ PIP_FLOOR := pip>=25.1
 LOWEST_VENV ?= .cache/venv-lowest
 INSTALL_VENV ?= .cache/venv-install
 
-.PHONY: install checkpoints demo test test-fast test-lowest test-install lint format bench clean
+.PHONY: install checkpoints demo test test-fast test-lowest test-install lint format bench bench-scaling bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -116,6 +116,19 @@ bench: install
 	$(PY) -m compileall -q embinspect
 	$(PY) bench/run.py
 	$(PY) bench/formats.py
+
+# The scaling section of bench/RESULTS.md alone (4k to 256k rows × 4096 bf16, with its
+# floors) and its plot, docs/scaling.png: minutes rather than the whole bench's quarter hour.
+bench-scaling: install
+	$(PY) -m compileall -q embinspect
+	$(PY) bench/run.py --only scaling
+
+# The scan cases on a CUDA GPU against its own floors, into bench/RESULTS-gpu.md; on a
+# machine without CUDA it says so in one line and exits 0. `$(PY) bench/gpu.py --device
+# cpu --dry-run` runs the same code on the CPU with a tiny table (no results file).
+bench-gpu: install
+	$(PY) -m compileall -q embinspect
+	$(PY) bench/gpu.py
 
 # ruff, and mypy (strict on the public API: embinspect, embinspect.api, results, errors).
 lint: install

@@ -5,6 +5,8 @@ measures; decoder layers make the 8B-shaped one as heavy to load as a user's che
 and seeded random bf16 values. A checkpoint is written into a temporary folder and
 renamed into place only when complete, so an interrupted build is never mistaken for a
 finished one. Prints a JSON object: {name: folder or null, "notes": [...]}.
+``build.py --scaling`` builds the scaling tables instead (4k to 256k rows × 4096 bf16)
+and prints {rows: folder}.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ LLAMA3_8B = {
     "layers": 3,  # 2 × 1.05 GB of tables + 3 × 436 MB of layers = 3.4 GB
 }
 QWEN36 = {"hidden": 5120, "vocab": 248320}
+# The scaling tables: one token table each, dim 4096 bf16, 4k to 256k rows (34 MB to 2.1 GB).
+SCALING_ROWS = (4096, 32768, 131072, 262144)
+SCALING_DIM = 4096
 
 
 def random_bf16(shape: tuple[int, ...], std: float = STD) -> torch.Tensor:
@@ -133,6 +138,28 @@ def qwen_plan() -> tuple[dict, list[dict]]:
     return config, shards
 
 
+def scaling_plan(rows: int):
+    """A checkpoint holding one tied token table of ``rows`` × 4096 bf16 and nothing else."""
+
+    def plan() -> tuple[dict, list[dict]]:
+        config = {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_size": SCALING_DIM,
+            "num_hidden_layers": 0,  # only the table is measured
+            "vocab_size": rows,
+            "tie_word_embeddings": True,
+            "torch_dtype": "bfloat16",
+        }
+        return config, [{"model.embed_tokens.weight": ((rows, SCALING_DIM), "randn")}]
+
+    return plan
+
+
+def scaling_name(rows: int) -> str:
+    return f"scaling-{rows}x{SCALING_DIM}"
+
+
 def is_complete(folder) -> bool:
     index = folder / "model.safetensors.index.json"
     if not (folder / "config.json").is_file() or not index.is_file():
@@ -175,6 +202,17 @@ def build(name: str, plan, seed: int) -> str:
 
 def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:] == ["--scaling"]:
+        # {rows: folder} of the scaling tables, each seeded on its own. BENCH_SCALING_ROWS
+        # (e.g. 512,1024) picks other sizes: tiny ones check the bench's own code quickly.
+        sizes = os.environ.get("BENCH_SCALING_ROWS")
+        chosen = [int(r) for r in sizes.split(",")] if sizes else SCALING_ROWS
+        tables = {
+            rows: build(scaling_name(rows), scaling_plan(rows), SEED + 10 + i)
+            for i, rows in enumerate(chosen)
+        }
+        print(json.dumps(tables))
+        return
     out: dict = {"notes": []}
     out["llama3-8b-shape"] = build("llama3-8b-shape", llama_plan, SEED)
     qwen = CACHE / "qwen3.6-shape"

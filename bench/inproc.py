@@ -3,7 +3,9 @@
 Times what the CLI cannot show apart: one query's scan once the checkpoint is open and
 torch is imported (against the memory floor), and batches of 1 to 10,000 queries (against
 the compute floor). Usage: inproc.py MODEL_DIR --single 5 --counts 1,10,100 --budget S
-Prints JSON: open_s, single (times, ids, scores), counts ({n: times} or a skip note).
+[--repeat-large 1] [--answers]. Prints JSON: open_s, single (times, ids, scores), counts
+({n: times} or a skip note; with --answers also each count's query ids and the ids and
+scores of its answers, for the float64 check).
 """
 
 import argparse
@@ -33,6 +35,8 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=5, help="timed runs of one query")
     parser.add_argument("--counts", default="1,10,100,1000,10000")
     parser.add_argument("--budget", type=float, default=240.0, help="seconds per count")
+    parser.add_argument("--repeat-large", type=int, default=1, help="timed runs above 100")
+    parser.add_argument("--answers", action="store_true", help="report every answer")
     args = parser.parse_args()
 
     searcher = Searcher(open_checkpoint(args.model), None, device="cpu")
@@ -56,10 +60,20 @@ def main() -> None:
         if per_query is not None and per_query * n > args.budget:
             counts[n] = {"skipped": f"predicted {per_query * n:.0f} s > budget {args.budget:.0f} s"}
             continue
-        queries = [f"#{rng.randrange(searcher.table.rows)}" for _ in range(n)]
-        repeat = 3 if n <= 100 else 1  # small counts are noisy; large ones are long
-        times = [timed(lambda q=queries: list(neighbors(searcher, q, K))) for _ in range(repeat)]
+        ids = [rng.randrange(searcher.table.rows) for _ in range(n)]
+        queries = [f"#{i}" for i in ids]
+        repeat = 3 if n <= 100 else args.repeat_large  # small counts are noisy
+        results: list = []
+
+        def run(q=queries, into=results) -> None:
+            into[:] = list(neighbors(searcher, q, K))
+
+        times = [timed(run) for _ in range(repeat)]
         counts[n] = {"times": times}
+        if args.answers:
+            counts[n]["queries"] = ids
+            counts[n]["ids"] = [[x.token_id for x in r.neighbors] for r in results]
+            counts[n]["scores"] = [[x.score for x in r.neighbors] for r in results]
         per_query = min(times) / n
     out["counts"] = counts
     print(json.dumps(out))
