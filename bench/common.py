@@ -135,3 +135,13 @@ def tensor_file(folder: Path, name: str) -> Path:
     if index.is_file():
         return folder / json.loads(index.read_text())["weight_map"][name]
     return folder / "model.safetensors"
+
+
+def test_checkpoint(name: str) -> str:
+    """The folder of one of the tests' real checkpoints (built by tests/checkpoints.py)."""
+    return subprocess.run(
+        [PY, str(ROOT / "tests" / "checkpoints.py"), "--print", name],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()

@@ -21,13 +21,22 @@ import datetime
 import json
 import platform
 import random
-import subprocess
 import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
 
-from common import BENCH, CACHE, EMBINSPECT, PY, ROOT, fmt_s, run_json, run_timed, tensor_file
+from common import (
+    BENCH,
+    CACHE,
+    EMBINSPECT,
+    PY,
+    fmt_s,
+    run_json,
+    run_timed,
+    tensor_file,
+    test_checkpoint,
+)
 
 K = 10
 QUERY_ID = 1000
@@ -192,15 +201,6 @@ def suite(label: str, folder: str, device, rows: list[str], targets: list, repea
     )
 
 
-def checkpoint(name: str) -> str:
-    return subprocess.run(
-        [PY, str(ROOT / "tests" / "checkpoints.py"), "--print", name],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
@@ -219,7 +219,7 @@ def main() -> None:
     import build
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    minilm = checkpoint("minilm")
+    minilm = test_checkpoint("minilm")
     if args.dry_run:
         big = ("tiny (2048×256 bf16)", build.build("gpu-dry-2k-256", tiny_plan, build.SEED))
         counts = [100, 1000]
@@ -237,7 +237,7 @@ def main() -> None:
     print("[bench-gpu] Google analogies", file=sys.stderr, flush=True)
     suite("MiniLM", minilm, device, rows, targets, repeat=1 if args.dry_run else 3)
     if not args.dry_run:
-        suite("SmolLM2-135M (49152×576 bf16)", checkpoint("smollm2"), device, rows, targets)
+        suite("SmolLM2-135M (49152×576 bf16)", test_checkpoint("smollm2"), device, rows, targets)
     elapsed = time.perf_counter() - start
     report = markdown(device, f, rows, targets, elapsed, args.dry_run)
     target = CACHE / "RESULTS-gpu-dry-run.md" if args.dry_run else BENCH / "RESULTS-gpu.md"

@@ -41,6 +41,7 @@ from common import (
     run_json,
     run_timed,
     tensor_file,
+    test_checkpoint,
 )
 
 LLAMA, QWEN = "llama3-8b-shape", "qwen3.6-shape"  # folder names under .cache/bench/
@@ -574,16 +575,6 @@ class Bench:
             "",
         ]
         return "\n".join(text)
-
-
-def test_checkpoint(name: str) -> str:
-    """The folder of one of the tests' real checkpoints (built by tests/checkpoints.py)."""
-    return subprocess.run(
-        [PY, str(ROOT / "tests" / "checkpoints.py"), "--print", name],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def snapshot_code() -> str:
