@@ -27,10 +27,7 @@ def read_rows(files: CheckpointFiles, header: TensorHeader, ids: Sequence[int]) 
     import torch
     from safetensors import SafetensorError, safe_open
 
-    rows = header.shape[0]
-    for token_id in ids:
-        if not 0 <= token_id < rows:
-            raise QueryError(f"token id {token_id} is outside {header.name} (rows 0..{rows - 1})")
+    _check_ids(header, ids)
     if header.ggml_type is not None or files.word_vectors is not None or files.exported is not None:
         # A GGUF tensor, its rows read (and dequantized) from the file's memory map; the
         # rows of a word-vector file, parsed into memory; or an exported .npy's, mapped.
@@ -67,16 +64,21 @@ def read_row_array(files: CheckpointFiles, header: TensorHeader, ids: Sequence[i
     from embinspect.tables.table import readable_without_torch
 
     if not readable_without_torch(header):
-        return read_rows(files, header, ids).double().numpy()
-    rows = header.shape[0]
-    for token_id in ids:
-        if not 0 <= token_id < rows:
-            raise QueryError(f"token id {token_id} is outside {header.name} (rows 0..{rows - 1})")
+        return read_rows(files, header, ids).double().numpy()  # checks the ids itself
+    _check_ids(header, ids)
     if not ids:
         return np.zeros((0, header.shape[1]), dtype=np.float64)
     from embinspect.tables.table import EmbeddingTable
 
     return EmbeddingTable(files, header).gather_array(ids)
+
+
+def _check_ids(header: TensorHeader, ids: Sequence[int]) -> None:
+    """QueryError for an id outside the tensor's rows."""
+    rows = header.shape[0]
+    for token_id in ids:
+        if not 0 <= token_id < rows:
+            raise QueryError(f"token id {token_id} is outside {header.name} (rows 0..{rows - 1})")
 
 
 def _runs(sorted_ids: list[int]) -> list[tuple[int, int]]:

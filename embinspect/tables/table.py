@@ -216,11 +216,11 @@ class EmbeddingTable:
         return self._on_device[key]
 
     def gather(self, ids: Sequence[int]) -> torch.Tensor:
-        """Rows ``ids`` in float64 on the CPU, shape (len(ids), dim): exact stored values."""
-        import numpy as np
+        """Rows ``ids`` in float64 on the CPU, shape (len(ids), dim): exact stored values,
+        ``gather_array``'s, as a tensor (one way of reading a few rows)."""
+        import torch
 
-        index = np.asarray(ids, dtype=np.int64)
-        return self._view(np.ascontiguousarray(self._array[index])).double()
+        return torch.from_numpy(self.gather_array(ids))
 
     def gather_array(self, ids: Sequence[int]) -> np.ndarray:
         """Rows ``ids`` in float64 as a numpy array, shape (len(ids), dim): the same exact
