@@ -388,6 +388,14 @@ def cli():
     return run_cli
 
 
+@pytest.fixture(params=["numpy", "torch"])
+def scan_engine(request, monkeypatch):
+    """The test once on each scan engine (``tables/array_scan``): numpy's, forced (it hands
+    to torch what it cannot bound: centred searches, 3CosMul, extreme rows), and torch's."""
+    monkeypatch.setenv("EMBINSPECT_SCAN", request.param)
+    return request.param
+
+
 @pytest.fixture
 def cli_process():
     """Run the CLI in a fresh process (``run_process``)."""

@@ -28,6 +28,10 @@ from reference import (
 )
 from safetensors.torch import save_file
 
+# Every test here runs on both scan engines (numpy for a few queries, torch for the
+# rest): their answers must be the same exact ones.
+pytestmark = pytest.mark.usefixtures("scan_engine")
+
 
 @pytest.fixture(scope="module")
 def near_ties(tmp_path_factory):

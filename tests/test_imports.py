@@ -128,6 +128,35 @@ def test_row_lookups_import_neither_torch_nor_transformers(minilm, glove):
         assert "numpy" in heavy, args  # the rows were read: numpy did it
 
 
+# One query's search: numpy scans the table (array_scan) and torch is never imported;
+# --device auto finds no GPU without asking torch (no /dev/nvidia* node).
+SINGLE_SEARCHES = [
+    ("neighbors", "king", "-k", "7"),
+    ("neighbors", "king", "-k", "7", "--metric", "l2"),
+    ("analogy", "king", "man", "woman", "-k", "7"),
+]
+
+
+def test_single_searches_import_neither_torch_nor_transformers(minilm, glove):
+    from embinspect.tables import array_scan
+
+    if not array_scan.cpu_without_torch("auto"):
+        pytest.skip("a GPU device node is present: --device auto asks torch")
+    models = [minilm, checkpoints.smollm2_gguf(), glove]
+    runs = [(args[0], str(model), *args[1:]) for model in models for args in SINGLE_SEARCHES]
+    env = {"EMBINSPECT_CACHE": str(checkpoints.cache_root() / "embinspect-cache")}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(lambda args: probe(*args, "-f", "json", env=env), runs))
+    for args, (heavy, code, stdout) in zip(runs, done, strict=True):
+        assert code == 0, args
+        (answer,) = json.loads(stdout)
+        listed = answer["neighbors"] if args[0] == "neighbors" else answer["results"]
+        assert len(listed) == 7, args
+        scores = [n["score"] for n in listed]
+        assert scores == sorted(scores, reverse="l2" not in args), args
+        assert not {"torch", "transformers"} & set(heavy), (args, heavy)
+
+
 API_PROBE = """
 import sys
 import embinspect

@@ -8,6 +8,10 @@ import pytest
 from reference import cos_add, cos_mul, cosines, ranked, table
 from tokenizers import Tokenizer
 
+# Every test here runs on both scan engines (numpy for a few queries, torch for the
+# rest): their answers must be the same exact ones.
+pytestmark = pytest.mark.usefixtures("scan_engine")
+
 MINILM_WORDS = "embeddings.word_embeddings.weight"
 
 

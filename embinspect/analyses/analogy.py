@@ -56,14 +56,19 @@ def analogies(
 ) -> Iterator[AnalogyResult]:
     """For each (A, B, C): the k rows nearest to A - B + C, in input order, a batch at a
     time; a question that cannot be resolved yields a result carrying its ``error``."""
-    import torch
+    import numpy as np
 
     if method not in ANALOGY_METHODS:
         raise UsageError(Option("method", method), ": choose add or mul")
 
     def score(good):
-        scorer = searcher.analogy_scorer(torch.stack([v for _, v in good]), method)
+        triples = np.stack([v for _, v in good])
         exclude = [{i for q in r for i in q.token_ids} for r, _ in good]
+        if method == "add":  # a cosine search for one direction each: either scan
+            return searcher.top_k("cosine", searcher.analogy_directions(triples), k, exclude)
+        import torch
+
+        scorer = searcher.analogy_scorer(torch.from_numpy(triples), method)
         return top_k(searcher.table, scorer, k, exclude, searcher.allowed, searcher.device)
 
     def resolve(question):
@@ -71,7 +76,7 @@ def analogies(
             raise QueryError(
                 f"expected three queries A B C, got {len(question)}: {shown(' '.join(question))}"
             )
-        return searcher.resolve_many(list(question), needs_direction=True)
+        return searcher.resolve_arrays(list(question), needs_direction=True)
 
     for question, answer, ranked in searcher.in_batches(questions, resolve, score):
         parts = [printable(part) for part in question]

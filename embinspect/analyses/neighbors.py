@@ -11,14 +11,13 @@ from embinspect.model.checkpoint import Provenance, stamped
 from embinspect.result import Displayable, Grid
 from embinspect.sources.exported import NPY_MAGIC, read_npy
 from embinspect.tables.queries import printable
-from embinspect.tables.scoring import METRICS, make_scorer, top_k
+from embinspect.tables.scoring import METRICS
 from embinspect.tables.search import Neighbor, Searcher
 from embinspect.text import brief
 from embinspect.text import quoted as shown
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
 
 @dataclass(frozen=True)
@@ -100,16 +99,15 @@ def neighbors(
         yield from _combinations(searcher, queries, k, metric, list(positive), list(negative))
         return
 
-    import torch
+    import numpy as np
 
     def score(good):
-        vectors = torch.cat([vector for _, vector in good])
-        scorer = make_scorer(metric, vectors, searcher.center, searcher.device)
+        vectors = np.concatenate([vector for _, vector in good])
         exclude = [set() if searcher.keep_query else searcher.own_rows(r[0]) for r, _ in good]
-        return top_k(searcher.table, scorer, k, exclude, searcher.allowed, searcher.device)
+        return searcher.top_k(metric, vectors, k, exclude)
 
     def resolve(query):
-        return searcher.resolve_many([query], needs_direction=metric == "cosine")
+        return searcher.resolve_arrays([query], needs_direction=metric == "cosine")
 
     stamp = {"metric": metric, "provenance": searcher.provenance}
     for query, answer, ranked in searcher.in_batches(queries, resolve, score):
@@ -130,7 +128,7 @@ def formula(positive: Sequence[str], negative: Sequence[str]) -> str:
     return text
 
 
-def combined_direction(units: torch.Tensor, plus: int) -> torch.Tensor:
+def combined_direction(units: np.ndarray, plus: int) -> np.ndarray:
     """The terms' unit vectors (n, dim), the first ``plus`` positive, the rest negative,
     summed in the order p1 - n1 + p2 - n2 + ... (then the rest): the order ``analogy``
     sums A - B + C in, so that ``analogy A B C`` and ``--positive A --positive C
@@ -153,10 +151,9 @@ def _combinations(
     positive: list[str],
     negative: list[str],
 ) -> Iterator[NeighborsResult]:
-    import torch
+    import numpy as np
 
     from embinspect.tables import scaling
-    from embinspect.tables.scoring import CosineScorer
 
     if metric != "cosine":
         raise UsageError(
@@ -174,25 +171,25 @@ def _combinations(
         plus = len(positive) + 1
 
     def resolve(item):
-        resolved, vectors = searcher.resolve_many(list(item), needs_direction=True)
-        centered = vectors - searcher.center if searcher.center is not None else vectors
-        direction = combined_direction(scaling.units(centered), plus)
+        resolved, vectors = searcher.resolve_arrays(list(item), needs_direction=True)
+        center = searcher.center.numpy() if searcher.center is not None else None
+        centered = vectors - center if center is not None else vectors
+        direction = combined_direction(scaling.array_units(centered), plus)
         if not bool(direction.any()):
             raise QueryError(
                 f"{formula(item[:plus], item[plus:])}: the terms cancel out, and a zero "
                 "vector has no direction to compare"
             )
-        if searcher.center is not None:
-            direction = direction + searcher.center
-        return resolved, direction.unsqueeze(0)
+        if center is not None:
+            direction = direction + center
+        return resolved, direction[None, :]
 
     def score(good):
-        scorer = CosineScorer(torch.cat([v for _, v in good]), searcher.center, searcher.device)
         exclude = [
             set() if searcher.keep_query else {i for r in terms for i in searcher.own_rows(r)}
             for terms, _ in good
         ]
-        return top_k(searcher.table, scorer, k, exclude, searcher.allowed, searcher.device)
+        return searcher.top_k("cosine", np.concatenate([v for _, v in good]), k, exclude)
 
     stamp = {"metric": metric, "provenance": searcher.provenance}
     for item, answer, ranked in searcher.in_batches(items, resolve, score):
@@ -328,11 +325,10 @@ def _npy_vector(data: bytes, label: str) -> np.ndarray:
         raise UsageError(*err.parts) from None
 
 
-def check_vector(values: Any, dim: int, label: str, needs_direction: bool) -> torch.Tensor:
+def check_vector(values: Any, dim: int, label: str, needs_direction: bool) -> np.ndarray:
     """``values`` as a float64 query of shape (1, dim): a real array of shape (dim,),
     finite, and nonzero when a direction is needed (cosine); UsageError otherwise."""
     import numpy as np
-    import torch
 
     try:
         array = np.asarray(values)
@@ -349,7 +345,7 @@ def check_vector(values: Any, dim: int, label: str, needs_direction: bool) -> to
         raise UsageError(f"{label}: holds NaN or infinite values")
     if needs_direction and not vector.any():
         raise UsageError(f"{label}: a zero vector has no direction to compare")
-    return torch.from_numpy(vector.copy()).unsqueeze(0)
+    return vector.copy()[None, :]
 
 
 def vector_neighbors(
@@ -369,12 +365,12 @@ def vector_neighbors(
         raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")
     query = check_vector(values, searcher.table.dim, label, needs_direction=False)
     if metric == "cosine":
-        moved = query[0] - searcher.center if searcher.center is not None else query[0]
+        center = searcher.center.numpy() if searcher.center is not None else None
+        moved = query[0] - center if center is not None else query[0]
         if not bool(moved.any()):
             what = "the mean row" if searcher.center is not None else "a zero vector"
             raise UsageError(f"{label}: {what} has no direction to compare")
-    scorer = make_scorer(metric, query, searcher.center, searcher.device)
-    (ranked,) = top_k(searcher.table, scorer, k, [set()], searcher.allowed, searcher.device)
+    (ranked,) = searcher.top_k(metric, query, k, [set()])
     stamp = {"metric": metric, "provenance": searcher.provenance}
     if isinstance(ranked, QueryError):
         return NeighborsResult(query=named or label, error=f"{label}: {ranked.message}", **stamp)

@@ -176,12 +176,12 @@ def readable_label(searcher: Searcher, token_id: int, token: str | None) -> str:
 
 def _matching(searcher: Searcher, match: re.Pattern[str]) -> Searcher:
     """A copy of ``searcher`` whose results are only rows whose readable token matches."""
-    import torch
+    import numpy as np
 
     if searcher.vocabulary is None:
         raise UsageError(Option("match"), " needs token names, and these rows have none")
     rows = searcher.table.rows
-    allowed = torch.zeros(rows, dtype=torch.bool)
+    allowed = np.zeros(rows, dtype=bool)
     for token_id in range(min(rows, searcher.vocabulary.size)):
         token = searcher.vocabulary.id_to_token(token_id)
         if token is not None and match.search(readable_label(searcher, token_id, token)):

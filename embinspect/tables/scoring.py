@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from embinspect.errors import Option, QueryError, UsageError
+from embinspect.tables import exact as exact_scores
 from embinspect.tables import scaling
 from embinspect.tables.scaling import SAFE_NORMS
 
@@ -249,8 +250,9 @@ class Scorer:
         beyond float64); results rank on these, ties to the lower id."""
         return scaling.rounded(mantissa, exponent)
 
-    def report_one(self, mantissa: float, exponent: int) -> float:
-        """``report`` of one score."""
+    @staticmethod
+    def report_one(mantissa: float, exponent: int) -> float:
+        """``report`` of one score (of the class alone: the numpy scan has no scorer)."""
         return scaling.value(mantissa, exponent)
 
     @property
@@ -300,8 +302,9 @@ class CosineScorer(Scorer):
         self.args = (queries, center, device)
         self.base = _Centered(queries, center, device)
         # Scaled first: a float64 query of 1e-200 has a direction, though its norm
-        # underflows. A zero query (refused before this) would give zeros.
-        self.unit64 = torch.nan_to_num(scaling.units(self.base.queries64), nan=0.0)
+        # underflows. A zero query (refused before this) would give zeros. In numpy, as
+        # the numpy scan makes them (``exact``): the same bits on either engine.
+        self.unit64 = torch.from_numpy(exact_scores.query_units(self.base.queries64.numpy()))
         self.unit32 = self.unit64.float().to(device)
         self.batch = self.base.batch
         # dot error <= n·u·|x| for a unit query, the norm's relative error <= n·u, and the
@@ -356,14 +359,14 @@ class CosineScorer(Scorer):
         rows = self.base.shift64(rows)
         if scaled:
             rows, _ = scaling.scaled(rows)
-        cosines = _row_dots(rows, self.unit64[index]) / rows.norm(dim=1)
+        cosines = torch.from_numpy(exact_scores.cosines(rows.numpy(), self.unit64[index].numpy()))
         return cosines, torch.zeros(cosines.shape[0], dtype=torch.long)
 
     def exact_many(self, rows, queries):
         import torch
 
         rows, _ = scaling.scaled(self.base.shift64(rows))  # once for every query
-        lengths = rows.norm(dim=1)
+        lengths = torch.from_numpy(exact_scores.row_norms(rows.numpy()))
         zeros = torch.zeros(rows.shape[0], dtype=torch.long)
         for query in queries:
             yield query, _row_dots(rows, self.unit64[query].expand_as(rows)) / lengths, zeros
@@ -478,10 +481,10 @@ class L2Scorer(Scorer):
 
         difference = self.base.shift64(rows) - self.base.queries64[index]
         if not scaled:
-            return -(difference**2).sum(dim=1), torch.zeros(rows.shape[0], dtype=torch.long)
+            return -_row_dots(difference, difference), torch.zeros(rows.shape[0], dtype=torch.long)
         # -|d|² = -|d·2^-e|²·2^(2e): the difference scaled before it is squared.
         difference, exponent = scaling.scaled(difference)
-        return -(difference**2).sum(dim=1), 2 * exponent
+        return -_row_dots(difference, difference), 2 * exponent
 
     def select(self, indices):
         queries, center, device = self.args
@@ -495,7 +498,8 @@ class L2Scorer(Scorer):
 
         return scaling.rounded(np.sqrt(np.maximum(-mantissa, 0.0)), exponent // 2)
 
-    def report_one(self, mantissa, exponent):
+    @staticmethod
+    def report_one(mantissa, exponent):
         return scaling.value(math.sqrt(max(-mantissa, 0.0)), exponent // 2)
 
 
@@ -630,13 +634,11 @@ def stored_matmul_ok(device, dtype_name: str) -> bool:
 
 
 def _row_dots(rows: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """Float64 dot product of each row with its vector (rows and vectors both (P, dim)):
-    P independent dot products (a batched product of 1×dim by dim×1), so a score does
-    not depend on which other pairs are scored with it, as a matrix product's blocking
-    would make it; no (P, dim) temporary, as an elementwise product would need."""
+    """Float64 dot product of each row with its vector (rows and vectors both (P, dim)),
+    by ``exact.row_dots``: the one formula both scan engines rescore with."""
     import torch
 
-    return torch.einsum("pd,pd->p", rows, vectors)
+    return torch.from_numpy(exact_scores.row_dots(rows.numpy(), vectors.numpy()))
 
 
 def make_scorer(metric: str, queries: torch.Tensor, center, device) -> Scorer:
@@ -654,7 +656,7 @@ def top_k(
     scorer: Scorer,
     k: int,
     exclude: Sequence[set[int]],
-    allowed: torch.Tensor | None,
+    allowed: torch.Tensor | np.ndarray | None,
     device,
 ) -> list[list[Scored] | QueryError]:
     """The k best rows for each query of ``scorer``, exact, best first, ties by lower id.
@@ -664,6 +666,10 @@ def top_k(
     whose k best include a score beyond float64 (the dot product of two rows of 1e200) a
     QueryError saying so, in place of its list.
     """
+    import torch
+
+    if allowed is not None and not isinstance(allowed, torch.Tensor):
+        allowed = torch.from_numpy(allowed)  # the Searcher keeps its mask in numpy
     _prepare(device)
     found: list[list[tuple[int, float, int]]] = [[] for _ in range(scorer.batch)]
     far = scorer.far()
@@ -693,7 +699,7 @@ def top_k(
         for queries, rows in ((near, extreme), (far, usable)):
             if queries and bool(rows.any()):
                 _exact_rows(table, scorer, queries, rows, k, exclude, found)
-    return [_ranked(scorer, pairs, k) for pairs in found]
+    return [ranked(scorer, pairs, k) for pairs in found]
 
 
 def _settled_stats(table, scorer, device) -> RowStats:
@@ -744,7 +750,7 @@ def _exact_rows(table, scorer, queries, rows, k, exclude, found) -> None:
 def _order(scorer, ids, mantissa, exponent, k: int):
     """Positions of the k best scores ``mantissa·2^exponent`` (numpy arrays), best first,
     ties by lower id, ranked on the scores as reported (each rounded once), as
-    ``_ranked`` ranks them."""
+    ``ranked`` ranks them."""
     import numpy as np
 
     scores = scorer.report(mantissa, exponent)
@@ -755,7 +761,7 @@ def _order(scorer, ids, mantissa, exponent, k: int):
     return np.lexsort((ids, key))[:k]
 
 
-def _ranked(scorer, pairs, k) -> list[Scored] | QueryError:
+def ranked(scorer, pairs, k) -> list[Scored] | QueryError:
     """The k best of ``pairs`` (id, mantissa, exponent) as reported scores (distances for
     L2), or the QueryError of a score among them beyond float64. A few dozen pairs a
     query: plain Python sorts them faster than numpy would."""

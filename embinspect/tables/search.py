@@ -17,16 +17,10 @@ from typing import TYPE_CHECKING, TypeVar
 from embinspect.errors import Option, QueryError, UsageError, note
 from embinspect.model.checkpoint import Checkpoint
 from embinspect.model.tokenizer import Vocabulary, whole_word
-from embinspect.tables import scaling
+from embinspect.tables import array_scan, scaling
 from embinspect.tables.device import resolve_device
-from embinspect.tables.queries import (
-    QueryResolver,
-    ResolvedQuery,
-    printable,
-    query_array,
-    query_vector,
-)
-from embinspect.tables.scoring import CosineScorer, CosMulScorer, top_k
+from embinspect.tables.queries import QueryResolver, ResolvedQuery, printable, query_array
+from embinspect.tables.scoring import CosineScorer, CosMulScorer, Scored, make_scorer, top_k
 from embinspect.tables.table import EmbeddingTable
 
 if TYPE_CHECKING:
@@ -75,10 +69,12 @@ class Searcher:
         # A position table chosen with --tensor: rows named by index, queried by #id.
         vocabulary, unlabelled = checkpoint.labelled(header, vocabulary)
         self.vocabulary = vocabulary
-        # The CPU is named without torch: compare, which reads only its queries' rows,
-        # never imports it; the first scan resolves it (``device``).
+        # The CPU (``cpu``, or ``auto`` with no GPU in sight) is named without torch:
+        # compare, which reads only its queries' rows, and the numpy scan never import
+        # it; a torch scan resolves it when it first needs it (``device``).
         self._device_name = device
-        self._device = None if device == "cpu" else resolve_device(device)
+        cpu = array_scan.cpu_without_torch(device)
+        self._device = None if cpu else resolve_device(device)
         self.resolver = QueryResolver(
             vocabulary, self.table.rows, leading_space=leading_space, pool=pool,
             unlabelled=unlabelled,
@@ -96,10 +92,12 @@ class Searcher:
             self._device = resolve_device(self._device_name)
         return self._device
 
-    def _allowed_rows(self, word_filter: str, restrict: int | None) -> torch.Tensor | None:
-        """Rows a result may name: rows with a token (not padding), whole words if asked,
-        among the first ``restrict`` rows when given (gensim's restrict_vocab); None when
-        every row may be (then torch is not imported: compare never needs it)."""
+    def _allowed_rows(self, word_filter: str, restrict: int | None) -> np.ndarray | None:
+        """Rows a result may name (bool, (rows,)): rows with a token (not padding), whole
+        words if asked, among the first ``restrict`` rows when given (gensim's
+        restrict_vocab); None when every row may be."""
+        import numpy as np
+
         vocabulary = self.vocabulary
         if restrict is not None and restrict < 1:
             raise UsageError(Option("restrict"), " must be at least 1")
@@ -109,15 +107,11 @@ class Searcher:
                 raise UsageError(Option("word_filter", "words"), " needs a tokenizer")
             if limit == self.table.rows:
                 return None
-            import torch
-
-            return torch.arange(self.table.rows) < limit
+            return np.arange(self.table.rows) < limit
         every_row = limit == self.table.rows and vocabulary.size >= self.table.rows
         if word_filter == "none" and every_row:
             return None
-        import torch
-
-        allowed = torch.zeros(self.table.rows, dtype=torch.bool)
+        allowed = np.zeros(self.table.rows, dtype=bool)
         for token_id in range(limit):
             token = vocabulary.id_to_token(token_id)
             if token is None:
@@ -146,10 +140,16 @@ class Searcher:
     def note_left_out(self) -> None:
         """After a search: a note of how many rows were left out of results for being all
         zeros or holding NaN or infinity (padding rows and filtered rows not counted)."""
+        import numpy as np
+
         stats = next(iter(self.table.row_stats.values()), None)
         if stats is None:
             return
-        zero, broken = stats.zero.cpu(), stats.broken.cpu()
+        # Either scan's stats: numpy arrays, or torch tensors (perhaps on a GPU).
+        zero, broken = (
+            np.asarray(m if isinstance(m, np.ndarray) else m.cpu().numpy())  # type: ignore[attr-defined]
+            for m in (stats.zero, stats.broken)  # type: ignore[attr-defined]
+        )
         if self.allowed is not None:
             zero, broken = zero & self.allowed, broken & self.allowed
         counts = {"all zeros": int(zero.sum()), "with NaN or infinite values": int(broken.sum())}
@@ -179,25 +179,6 @@ class Searcher:
                     own |= self.variants.get(word.casefold(), set())
         return own
 
-    def _vector(self, resolved: ResolvedQuery, needs_direction: bool) -> torch.Tensor:
-        """The query's float64 vector; refuses one that cannot be scored (NaN, or zero
-        where a direction is needed: cosine of a zero vector is undefined)."""
-        import torch
-
-        vector = query_vector(self.table, resolved)
-        finite = bool(torch.isfinite(vector).all())
-        if not finite and resolved.pooled == "mean":
-            # The sum of huge finite rows can overflow where their mean does not.
-            vector = scaling.mean(self.table.gather(resolved.token_ids))
-            finite = bool(torch.isfinite(vector).all())
-        if not finite:
-            raise QueryError(f"{resolved.query}: its row holds NaN or infinite values")
-        moved = vector - self.center if self.center is not None else vector
-        # Zero only when every component is: the norm of a row of 1e-200 underflows.
-        if needs_direction and not bool(moved.any()):
-            raise QueryError(f"{resolved.query}: a zero vector has no direction to compare")
-        return vector
-
     def resolve_array(self, query: str, needs_direction: bool) -> tuple[ResolvedQuery, np.ndarray]:
         """How a query resolved, and its float64 vector (dim,) as a numpy array, read and
         pooled without torch (``_vector``'s checks, step for step); QueryError when it
@@ -219,6 +200,16 @@ class Searcher:
             raise QueryError(f"{resolved.query}: a zero vector has no direction to compare")
         return resolved, vector
 
+    def resolve_arrays(
+        self, queries: list[str], needs_direction: bool
+    ) -> tuple[list[ResolvedQuery], np.ndarray]:
+        """(resolved queries, their float64 vectors (n, dim) in numpy), or the QueryError
+        of the first bad one."""
+        import numpy as np
+
+        answers = [self.resolve_array(query, needs_direction) for query in queries]
+        return [a[0] for a in answers], np.stack([a[1] for a in answers])
+
     def resolve_vector(self, query: str) -> tuple[ResolvedQuery, torch.Tensor]:
         """How a query resolved, and its float64 vector (dim,); QueryError when it cannot
         be compared (no row, NaN, or a zero vector)."""
@@ -232,17 +223,34 @@ class Searcher:
         are: nothing is compared."""
         import numpy as np
 
-        vector = query_vector(self.table, self.resolver.resolve(query)).numpy()
+        vector = query_array(self.table, self.resolver.resolve(query))
         dtype = np.float64 if self.table.stored_dtype == "float64" else np.float32
         return np.asarray(vector, dtype=dtype)
 
     def resolve_many(self, queries: list[str], needs_direction: bool):
-        """(resolved queries, their vectors (n, dim)), or the QueryError of the first bad one."""
+        """``resolve_arrays`` with the vectors as a torch tensor."""
         import torch
 
-        resolved = [self.resolver.resolve(query) for query in queries]
-        vectors = [self._vector(r, needs_direction) for r in resolved]
-        return resolved, torch.stack(vectors)
+        resolved, vectors = self.resolve_arrays(queries, needs_direction)
+        return resolved, torch.from_numpy(vectors)
+
+    def top_k(
+        self, metric: str, queries: np.ndarray, k: int, exclude: list[set[int]]
+    ) -> list[list[Scored] | QueryError]:
+        """The k best rows for each query (float64, (B, dim)) by ``metric`` (cosine, dot,
+        l2), exact (``scoring.top_k``): scanned in numpy when that is cheaper than
+        importing torch (``array_scan.choose``), else by torch, on this searcher's device;
+        both rescore and rank their candidates by the same code."""
+        cpu = self._device is None or self._device.type == "cpu"
+        centered = self.center is not None
+        if array_scan.choose(self.table, metric, queries.shape[0], centered, cpu):
+            answer = array_scan.top_k_array(self.table, metric, queries, k, exclude, self.allowed)
+            if answer is not None:
+                return answer
+        import torch
+
+        scorer = make_scorer(metric, torch.from_numpy(queries), self.center, self.device)
+        return top_k(self.table, scorer, k, exclude, self.allowed, self.device)
 
     def in_batches(self, items, resolve, score):
         """For each item, in input order and a batch at a time: ``(item, resolved,
@@ -308,14 +316,22 @@ class Searcher:
     def analogy_scorer(self, triples: torch.Tensor, method: str):
         if method == "mul":
             return CosMulScorer(triples, self.center, self.device)
-        # 3CosAdd as gensim's most_similar: the mean of unit vectors, +A -B +C.
-        centered = triples - self.center if self.center is not None else triples
-        # Unit vectors scaled first, so rows of 1e-200 or 1e300 have their direction.
-        units = scaling.units(centered.reshape(-1, centered.shape[2])).reshape(centered.shape)
-        combined = units[:, 0] - units[:, 1] + units[:, 2]
-        if self.center is not None:
-            combined = combined + self.center  # the scorer subtracts the mean again
+        import torch
+
+        combined = torch.from_numpy(self.analogy_directions(triples.numpy()))
         return CosineScorer(combined, self.center, self.device)
+
+    def analogy_directions(self, triples: np.ndarray) -> np.ndarray:
+        """3CosAdd's query for each (A, B, C) of ``triples`` (B, 3, dim) float64, as
+        gensim's most_similar makes it: unit A - unit B + unit C, shape (B, dim); centred
+        first when the searcher is (and moved back: the scorer subtracts the mean again)."""
+        center = self.center.numpy() if self.center is not None else None
+        centered = triples - center if center is not None else triples
+        # Unit vectors scaled first, so rows of 1e-200 or 1e300 have their direction.
+        flat = centered.reshape(-1, centered.shape[2])
+        units = scaling.array_units(flat).reshape(centered.shape)
+        combined = units[:, 0] - units[:, 1] + units[:, 2]
+        return combined + center if center is not None else combined
 
 
 _END = object()

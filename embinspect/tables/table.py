@@ -151,6 +151,36 @@ class EmbeddingTable:
             out.copy_(block, non_blocking=True)
             yield start, out
 
+    def array_chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``chunks`` in numpy, without torch: ``(first row, float32 rows)``, exact for
+        every dtype ``readable_without_torch`` takes (a float64 value beyond float32's
+        range becomes ±inf, as in ``chunks``). A float32 table's chunks are views of the
+        mapping; the others are converted into one buffer reused for every chunk (bf16
+        widened by a 16-bit shift), valid until the next chunk is yielded."""
+        import numpy as np
+
+        step = self.chunk_rows()
+        buffer = None
+        for start in range(0, self.rows, step):
+            raw = self._array[start : start + step]
+            if self._dequantize is not None:
+                yield start, self._dequantize(raw)
+                continue
+            if self._torch_dtype == "float32":
+                yield start, np.asarray(raw)
+                continue
+            if buffer is None:
+                buffer = np.empty((step, self.dim), dtype=np.uint32)
+            out = buffer[: raw.shape[0]]
+            if self._torch_dtype == "bfloat16":
+                np.left_shift(raw, 16, out=out, dtype=np.uint32)
+                yield start, out.view(np.float32)
+                continue
+            values = out.view(np.float32)
+            with np.errstate(over="ignore"):
+                np.copyto(values, raw, casting="unsafe")  # float16 or float64
+            yield start, values
+
     def low_precision(self, dtype_name: str) -> tuple[torch.Tensor | None, float]:
         """The table in a half-precision dtype for fast products, and the largest relative
         rounding error of a row, |x - x'|/|x| (an upper bound). A table stored in that
