@@ -329,4 +329,22 @@ def _dequantizer(header: TensorHeader):
             values = dequantize(np.ascontiguousarray(raw), qtype)
         return values.reshape(raw.shape[0], dim)
 
+    if qtype == GGMLQuantizationType.Q8_0:
+        return _q8_0_rows
     return rows
+
+
+def _q8_0_rows(raw: np.ndarray) -> np.ndarray:
+    """GGUF Q8_0 rows (uint8, (n, row bytes)) as float32 (n, dim): blocks of a float16
+    scale d and 32 int8 values x, each value x·d, as gguf's ``Q8_0.dequantize_blocks``
+    computes it (an int8 times a float16 is exact in float32, so the values are the same
+    bits), in whole-array steps rather than gguf's groups of 16 rows: the dequantization
+    of a scan then costs a few ms, not a third of a second, on SmolLM2's table."""
+    import numpy as np
+
+    blocks = np.ascontiguousarray(raw).reshape(raw.shape[0], -1, 34)
+    scales = np.ascontiguousarray(blocks[:, :, :2]).view(np.float16).astype(np.float32)
+    values = blocks[:, :, 2:].view(np.int8).astype(np.float32)
+    with np.errstate(all="ignore"):
+        values *= scales
+    return values.reshape(raw.shape[0], -1)
