@@ -23,6 +23,7 @@ torch for batches, GPUs, and big tables that one process scans again and again.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Sequence
@@ -55,6 +56,9 @@ MAX_QUERIES = 8
 BIG_TABLE = 32 * 1024 * 1024
 REPEATS = 2
 _STATS_KEY = (False, "numpy")
+# Rows converted and multiplied at once (bytes of float32): about a core's L2 cache.
+CHUNK_BYTES = 2 * 1024 * 1024
+MAX_THREADS = 4
 # What each metric reports, ranks and names (class attributes: no torch needed).
 _REPORTS = {"cosine": CosineScorer, "dot": DotScorer, "l2": L2Scorer}
 
@@ -140,12 +144,7 @@ def top_k_array(
     known = table.row_stats.get(_STATS_KEY)
     approx = np.empty((batch, table.rows), dtype=np.float32)
     norms = np.empty(table.rows, dtype=np.float32) if known is None else None
-    with np.errstate(all="ignore"):
-        for start, chunk in table.array_chunks():
-            stop = start + chunk.shape[0]
-            approx[:, start:stop] = (chunk @ q32.T).T
-            if norms is not None:
-                norms[start:stop] = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
+    _scan(table, q32, approx, norms)
     stats = known if known is not None else _settled(table, norms)
     table.row_stats[_STATS_KEY] = stats
     usable = ~stats.excluded & np.isfinite(stats.norms)
@@ -173,6 +172,37 @@ def top_k_array(
         pairs = _rescored(table, metric, prepared[query], candidates)
         answers.append(ranked(_REPORTS[metric], pairs, k))
     return answers
+
+
+def _scan(table: EmbeddingTable, q32, approx, norms) -> None:
+    """Float32 products of every row with each query into ``approx`` (B, rows) and, when
+    ``norms`` is given, each row's float32 norm: a few MB of rows at a time, so that a
+    converted chunk is still in the CPU's cache when it is multiplied, in one thread per
+    core (numpy's loops let go of the GIL) over parts of the table. numpy's own einsum
+    loops, not BLAS: the products of a few queries are a pass over memory, and BLAS's
+    threads, woken for each small chunk, cost more than they bring on a busy machine."""
+    import numpy as np
+
+    step = max(16, CHUNK_BYTES // (4 * table.dim))
+    parts = min(os.cpu_count() or 1, MAX_THREADS, max(1, table.rows // (4 * step)))
+    bounds = [table.rows * i // parts for i in range(parts + 1)]
+
+    def part(first: int, stop: int) -> None:
+        with np.errstate(all="ignore"):
+            for start, chunk in table.array_chunks(first, stop, step):
+                end = start + chunk.shape[0]
+                approx[:, start:end] = np.einsum("bj,ij->bi", q32, chunk)
+                if norms is not None:
+                    norms[start:end] = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
+
+    if parts == 1:
+        part(0, table.rows)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(parts) as pool:
+        for done in [pool.submit(part, a, b) for a, b in itertools.pairwise(bounds)]:
+            done.result()
 
 
 def _bounds(metric: str, approx, norms, length: float, dim: int):

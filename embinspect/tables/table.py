@@ -151,18 +151,22 @@ class EmbeddingTable:
             out.copy_(block, non_blocking=True)
             yield start, out
 
-    def array_chunks(self) -> Iterator[tuple[int, np.ndarray]]:
-        """``chunks`` in numpy, without torch: ``(first row, float32 rows)``, exact for
-        every dtype ``readable_without_torch`` takes (a float64 value beyond float32's
-        range becomes ±inf, as in ``chunks``). A float32 table's chunks are views of the
-        mapping; the others are converted into one buffer reused for every chunk (bf16
-        widened by a 16-bit shift), valid until the next chunk is yielded."""
+    def array_chunks(
+        self, first: int = 0, stop: int | None = None, step: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """``chunks`` in numpy, without torch: ``(first row, float32 rows)`` of rows
+        ``first`` .. ``stop`` - 1, ``step`` rows at a time, exact for every dtype
+        ``readable_without_torch`` takes (a float64 value beyond float32's range becomes
+        ±inf, as in ``chunks``). A float32 table's chunks are views of the mapping; the
+        others are converted into one buffer reused for every chunk (bf16 widened by a
+        16-bit shift), valid until the next chunk is yielded."""
         import numpy as np
 
-        step = self.chunk_rows()
+        step = step or self.chunk_rows()
+        stop = self.rows if stop is None else stop
         buffer = None
-        for start in range(0, self.rows, step):
-            raw = self._array[start : start + step]
+        for start in range(first, stop, step):
+            raw = self._array[start : min(start + step, stop)]
             if self._dequantize is not None:
                 yield start, self._dequantize(raw)
                 continue
