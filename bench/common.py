@@ -32,6 +32,10 @@ CHILD_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
     "PYTHONWARNINGS": "ignore",
 }
+# An installed package has its bytecode; a machine that sets PYTHONDONTWRITEBYTECODE
+# would have every timed run compile embinspect's sources again (0.1 s a run): the
+# warm-up run writes the bytecode, as installing would have.
+CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @dataclass

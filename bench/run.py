@@ -52,8 +52,20 @@ BATCH_QUERIES = 1000
 SCALING = "1,10,100,1000,10000"
 SCALING_BUDGET = 300.0  # seconds one scaling point may take; longer ones are skipped
 HELP_TARGET = 0.3  # seconds, for --help and info
-SPEEDUP_SINGLE = 3.0  # over the naive transformers script
-SPEEDUP_GENSIM = 20.0  # over gensim's most_similar loop
+SPEEDUP_SINGLE = 6.0  # over the naive transformers script
+STARTUP_RATIO = 0.5  # a quick command's whole process, of `python -c "import torch"`
+# Issue 19's start-up cases: commands that read a few rows, and one query's search.
+QUICK_COMMANDS = [
+    ("tokens", ["hello world"]),
+    ("compare", ["cat", "dog", "car"]),
+    ("info", []),
+    ("positions", []),
+    ("neighbors", ["king"]),
+    ("analogy", ["king", "man", "woman"]),
+]
+BATCH_SLACK = 0.25  # 1,000 stdin queries, 8B shape: ≤ (compute floor + start-up)·1.25
+WARM_GEMM_RATIO = 1.5  # 1,000 queries in a warm process, 8B shape, of the bf16 GEMM floor
+WARM_MINILM_RATIO = 2.0  # 10,000 queries in a warm process, MiniLM, of its floor
 RSS_SLACK = 0.25  # of the table, on top of the table and torch's own footprint
 SPEEDUP_EVAL = 10.0  # over gensim's evaluate_word_analogies
 SCALING_COUNTS = "1,10,100,1000"
@@ -125,6 +137,7 @@ class Bench:
         self.floors = floors
         torch_rt = run_timed([PY, "-c", "import torch"], repeat=3, warmup=1)
         self.torch_rss = torch_rt.peak_rss
+        self.torch_import = torch_rt.median
         self.raw["floors"] = {**floors, "torch_import_rss": self.torch_rss}
 
     def evaluation(self) -> None:
@@ -204,6 +217,55 @@ class Bench:
                 )
             )
 
+    def quick(self) -> None:
+        """Start-up: each quick command on MiniLM, SmolLM2's GGUF and GloVe (its parse
+        cached by the warm-up run) as a whole process, against `python -c "import
+        torch"` timed before and after them in the same step."""
+        models = [
+            ("MiniLM (30522×384 f32)", test_checkpoint("minilm")),
+            ("SmolLM2-135M GGUF (Q8_0 table)", test_checkpoint("smollm2-gguf")),
+            ("GloVe 6B 50d (cached parse)", test_checkpoint("glove")),
+        ]
+        torch_import = run_timed([PY, "-c", "import torch"], repeat=5, warmup=1)
+        measured = []
+        for label, folder in models:
+            for name, args in QUICK_COMMANDS:
+                if name == "positions" and label.startswith("GloVe"):
+                    continue  # word vectors have no positions (exit 3 by design)
+                timed = run_timed([EMBINSPECT, name, folder, *args, "--format", "json"])
+                imported = run_timed(
+                    [PY, "-X", "importtime", "-m", "embinspect", name, folder, *args],
+                    repeat=1,
+                    warmup=0,
+                ).stderr.decode()
+                torch = any(line.rstrip().endswith("| torch") for line in imported.splitlines())
+                measured.append((label, name, args, timed, torch))
+        after = run_timed([PY, "-c", "import torch"], repeat=5, warmup=0)
+        torch_import.times += after.times
+        limit = torch_import.median * STARTUP_RATIO
+        self.raw["quick"] = {"import torch": torch_import.json()}
+        self.rows.append(
+            Row(
+                '`python -c "import torch"` (the yardstick of the next rows)',
+                torch_import.summary(),
+                notes=f"before and after them; half of it: {fmt_s(limit)}",
+            )
+        )
+        for label, name, args, timed, torch in measured:
+            words = " ".join(args)
+            ratio = timed.median / torch_import.median
+            met = timed.median <= limit
+            self.raw["quick"][f"{name} {label}"] = {**timed.json(), "torch": torch}
+            self.rows.append(
+                Row(
+                    f"`{name}{' ' + words if words else ''}` process, {label}",
+                    timed.summary(),
+                    notes=self.target(f"≤ ½ import torch ({name}, {label.split()[0]})", met)
+                    + f" ({ratio:.2f}× it); torch {'imported' if torch else 'not imported'}; "
+                    f"peak RSS {fmt_bytes(timed.peak_rss)}",
+                )
+            )
+
     def single(self) -> None:
         """One query end to end: `embinspect neighbors MODEL '#1000'` as a process."""
         refs = {t.label: self.reference(t, [QUERY_ID])[QUERY_ID] for t in self.tables}
@@ -217,14 +279,15 @@ class Bench:
             ref = refs[t.label]
             exact = ids == ref["ids"]
             delta = max(abs(a - b) for a, b in zip(scores, ref["scores"], strict=True))
-            budget = t.nbytes * (1 + RSS_SLACK) + self.torch_rss
+            # One query is scanned by numpy, without torch: the budget is the table + 25%.
+            budget = t.nbytes * (1 + RSS_SLACK)
             within = "within" if ours.peak_rss <= budget else "over"
             # The issue sets the memory target on the 8B shape; on the others the figure is
             # shown against the same formula for comparison.
             memory = (
-                self.target(f"RSS ≤ {fmt_bytes(budget)}", ours.peak_rss <= budget)
+                self.target(f"RSS ≤ table + 25% = {fmt_bytes(budget)}", ours.peak_rss <= budget)
                 if t is self.llama
-                else f"{within} table + torch + 25% = {fmt_bytes(budget)}"
+                else f"{within} table + 25% = {fmt_bytes(budget)}"
             )
             notes = [
                 self.target("= float64 reference", exact) + f" (max |Δscore| {delta:.1e})",
@@ -293,8 +356,15 @@ class Bench:
             check += f" (of the first {len(differ[:20])} others, ours = float64 ref: {ours_right})"
         speedup = loop / ours.median
         floor = self.floor(t, BATCH_QUERIES)
+        # Start-up of a batch: torch's import (a batch pays for it) and opening the table.
+        opened = run_timed([EMBINSPECT, "info", t.folder, "--format", "json"], repeat=3)
+        startup = self.torch_import + opened.median
+        limit = (floor + startup) * (1 + BATCH_SLACK)
+        within = f"(floor + start-up {fmt_s(startup)}) × 1.25 = {fmt_s(limit)}"
         notes = [
-            self.target(f"≥ {SPEEDUP_GENSIM:.0f}× gensim", speedup >= SPEEDUP_GENSIM),
+            self.target(f"≤ {within}", ours.median <= limit)
+            if t is self.llama
+            else f"{'within' if ours.median <= limit else 'over'} {within}",
             check,
             f"gensim load {fmt_s(load)} more (→ {(loop + load) / ours.median:.1f}× with load)",
             f"peak RSS ours {fmt_bytes(ours.peak_rss)}, gensim {fmt_bytes(peer_rss)}",
@@ -392,13 +462,20 @@ class Bench:
                 else f"scaling: {n:,} queries, warm process, {t.label}"
             )
             spread = f" ({fmt_s(times[0])}–{fmt_s(times[-1])}, n={len(times)})"
+            notes = f"{fmt_s(best / n)}/query"
+            if t is self.llama and n == BATCH_QUERIES:
+                met = best <= WARM_GEMM_RATIO * floor
+                notes = self.target(f"≤ {WARM_GEMM_RATIO}× the bf16 GEMM floor", met) + "; " + notes
+            if t is self.minilm and n == 10_000:
+                met = best <= WARM_MINILM_RATIO * floor
+                notes = self.target(f"≤ {WARM_MINILM_RATIO:.0f}× the floor", met) + "; " + notes
             self.rows.append(
                 Row(
                     case,
                     fmt_s(best) + (spread if len(times) > 1 else " (1 run)"),
                     floor=f"{fmt_s(floor)} ({kind})",
                     to_floor=f"{best / floor:.1f}×",
-                    notes=f"{fmt_s(best / n)}/query",
+                    notes=notes,
                 )
             )
 
@@ -692,6 +769,7 @@ def main() -> None:
     steps = [
         ("build + floors", bench.setup),
         ("--help / info", bench.startup),
+        ("quick commands", bench.quick),
         ("single query", bench.single),
     ]
     for name, step in steps:

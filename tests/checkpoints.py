@@ -19,8 +19,8 @@ Building is idempotent and atomic: every folder is assembled in a temporary sibl
 into place only once complete and verified, so a folder that exists is always finished, and
 concurrent pytest runs cannot see (or clobber) each other's half-built output.
 
-Run ``python tests/checkpoints.py`` to build everything and print the four paths (one per
-line: minilm, smollm2, gpt2, glove), or ``--print NAME`` for just one.
+Run ``python tests/checkpoints.py`` to build everything and print the five paths (one per
+line: minilm, smollm2, gpt2, glove, smollm2-gguf), or ``--print NAME`` for just one.
 """
 
 from __future__ import annotations
@@ -526,6 +526,7 @@ FIXTURES: dict[str, Callable[[], Path]] = {
     "smollm2": smollm2_dir,
     "gpt2": gpt2_dir,
     "glove": glove_6b_50d,
+    "smollm2-gguf": smollm2_gguf,
 }
 
 

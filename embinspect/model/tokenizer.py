@@ -431,9 +431,10 @@ class WordKeys:
         self.words = words
         self.source = source
         self.size = len(words)
-        self.rows: dict[str, int] = {}
-        for row, word in enumerate(words):
-            self.rows.setdefault(word, row)
+        # Built backwards so that the first row of a repeated word is the one kept: one
+        # pass in C (a Python loop over GloVe's 400,000 words took a quarter second).
+        backwards = range(len(words) - 1, -1, -1)
+        self.rows: dict[str, int] = dict(zip(reversed(words), backwards, strict=True))
         self._noted = False
 
     @functools.cached_property
