@@ -111,6 +111,11 @@ def test_bad_option_is_a_usage_error(cli, minilm):
     assert_one_line_error(cli("bogus"), EXIT_USAGE, "No such command 'bogus'")
 
 
+def test_unknown_scan_engine_is_a_usage_error(cli, minilm):
+    run = cli("neighbors", minilm, "king", env={"EMBINSPECT_SCAN": "gpu"})
+    assert_one_line_error(run, EXIT_USAGE, "EMBINSPECT_SCAN='gpu': use auto, numpy or torch")
+
+
 def test_debug_shows_the_traceback(cli_process, tmp_path):
     # A process: the error escapes main, and Python itself prints the traceback.
     run = cli_process("info", tmp_path / "missing", env={"EMBINSPECT_DEBUG": "1"})
