@@ -26,7 +26,7 @@ from embinspect.tables.queries import (
     query_array,
     query_vector,
 )
-from embinspect.tables.scoring import CosineScorer, CosMulScorer, top_k
+from embinspect.tables.scoring import CosineScorer, CosMulScorer
 from embinspect.tables.table import EmbeddingTable
 
 if TYPE_CHECKING:
@@ -282,6 +282,8 @@ class Searcher:
         the evaluation suites: no query text to resolve, one gather per batch."""
         import torch
 
+        from embinspect.tables.screening import screened_top_k
+
         if method not in ANALOGY_METHODS:
             raise UsageError(Option("method", method), ": choose add or mul")
         iterator = iter(triples)
@@ -297,7 +299,9 @@ class Searcher:
             if good:
                 scorer = self.analogy_scorer(vectors[good], method)
                 exclude = [set(batch[i]) for i in good]
-                ranked = top_k(self.table, scorer, k, exclude, self.allowed, self.device)
+                # Thousands of questions asking for a few rows each: top_k on the rows a
+                # screening pass keeps, the same answers (tables/screening.py).
+                ranked = screened_top_k(self.table, scorer, k, exclude, self.allowed, self.device)
                 for i, scored in zip(good, ranked, strict=True):
                     if isinstance(scored, QueryError):
                         answers[i] = scored.message

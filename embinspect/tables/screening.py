@@ -1,0 +1,226 @@
+"""Exact top-k for large batches asking for a few rows each, by a screening pass first.
+
+An analogy suite asks for the one (or five) best rows of each of ten thousand questions.
+``scoring.top_k``'s scan is built for neighbor lists: it keeps a buffer of hundreds of
+rows per query and merges every block into it, and for a suite that bookkeeping, not the
+products, was most of the time. Here one pass over the table scores each block with the
+scorer's own bounds (``stored_bounds`` in bf16 where the scan would use it, ``bounds`` in
+float32 otherwise) and keeps, per batch, only the rows that some query could still rank
+among its k best: a row whose upper bound is below the k-th best lower bound seen so far
+for every query has, for each query, k rows certainly better, so it is in no top k. The
+rows kept (about one per question for k = 1 in bf16) become a small table of their own
+(``subset_table``: the same stored values), and ``top_k`` ranks it as it ranks any table,
+float64 rescoring included, so the answers are ``top_k``'s on the whole table, id for id
+(ties go to the lower id: the kept rows stay in table order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from embinspect.errors import QueryError
+from embinspect.sources.tensor import TensorHeader
+from embinspect.tables.scoring import (
+    SHADOW_MAX_ERROR,
+    SHADOW_MIN_BATCH,
+    Scored,
+    Scorer,
+    _prepare,
+    _settled_stats,
+    stored_matmul_ok,
+    top_k,
+)
+from embinspect.tables.table import EmbeddingTable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from embinspect.sources.locate import CheckpointFiles
+
+# The (queries × rows) float32 score block of one step stays near this size.
+SCREEN_BLOCK_BYTES = 4 * 1024 * 1024
+
+
+def screened_top_k(
+    table: EmbeddingTable,
+    scorer: Scorer,
+    k: int,
+    exclude: Sequence[set[int]],
+    allowed: torch.Tensor | None,
+    device,
+) -> list[list[Scored] | QueryError]:
+    """``top_k(table, scorer, k, exclude, allowed, device)``, the same answers, computed
+    on the rows a screening pass keeps (``candidate_rows``)."""
+    import numpy as np
+
+    if scorer.far():  # a query the fast pass cannot bound is scored against every row
+        return top_k(table, scorer, k, exclude, allowed, device)
+    rows = candidate_rows(table, scorer, k, exclude, allowed, device)
+    if rows.size == 0:  # no row can be a result (as top_k answers then)
+        return [[] for _ in range(scorer.batch)]
+    subset = subset_table(table, rows)
+    local = []
+    for ids in exclude:
+        wanted = np.fromiter(ids, dtype=np.int64, count=len(ids))
+        at = np.searchsorted(rows, wanted)
+        inside = (at < rows.size) & (rows[np.minimum(at, rows.size - 1)] == wanted)
+        local.append(set(at[inside].tolist()))
+    ranked = top_k(subset, scorer, k, local, None, device)
+    table_ids = rows.tolist()
+    return [
+        answer
+        if isinstance(answer, QueryError)
+        else [Scored(table_ids[s.token_id], s.score) for s in answer]
+        for answer in ranked
+    ]
+
+
+def candidate_rows(
+    table: EmbeddingTable,
+    scorer: Scorer,
+    k: int,
+    exclude: Sequence[set[int]],
+    allowed: torch.Tensor | None,
+    device,
+) -> np.ndarray:
+    """The ids, ascending, of every row that may be among the k best of some query of
+    ``scorer`` (``exclude[i]`` never counts for query i; only ``allowed`` rows count):
+    a superset of each query's exact top k and of the rows tied with its k-th.
+
+    A block's k best keys per query give k lower bounds; the k best lower bounds so far
+    bound the k-th best score from below (k rows score at least that much), and a row
+    whose key is below ``key_below`` of it cannot reach it. The bound only rises as blocks
+    go by, so a row kept early is a row that was possible then; a NaN key (or bound) keeps
+    its row. Extreme rows (finite, nonzero, norm outside the fast pass's range) are never
+    screened: ``top_k`` scores them in float64, so each is kept.
+    """
+    import numpy as np
+    import torch
+
+    _prepare(device)
+    stats = _settled_stats(table, scorer, device)
+    limit = table.rows
+    allowed_dev = None
+    if allowed is not None:
+        if not bool(allowed.any()):
+            return np.empty(0, dtype=np.int64)
+        limit = int(allowed.nonzero().max()) + 1  # the rows beyond it are never read
+        allowed_dev = allowed[:limit].to(device)
+    batch = scorer.batch
+    low = _screen_dtype(table, scorer, device)
+    if low is not None:
+        row_error = table.low_precision(low)[1]
+
+        def score_block(block, known):
+            return scorer.stored_bounds(block, known, row_error)  # type: ignore[attr-defined]
+
+        chunks = table.low_chunks(device, low)
+    else:
+        score_block, chunks = scorer.bounds, table.chunks(device)
+    pairs = [(query, token_id) for query, ids in enumerate(exclude) for token_id in ids]
+    excluded_queries = torch.tensor([p[0] for p in pairs], dtype=torch.long, device=device)
+    excluded_ids = torch.tensor([p[1] for p in pairs], dtype=torch.long, device=device)
+    best = torch.full((batch, k), -torch.inf, device=device)  # the k best lower bounds
+    kept = torch.zeros(limit, dtype=torch.bool, device=device)
+    # Blocks small enough for the allocator to reuse their memory (no page faults).
+    step = max(256, SCREEN_BLOCK_BYTES // (4 * max(batch, 1)))
+    for first, block in _blocks(chunks, step, limit):
+        count = block.shape[0]
+        scored = score_block(block, stats.part(first, count))
+        key, unusable = scored.key, scored.unusable
+        if allowed_dev is not None:
+            unusable = unusable | ~allowed_dev[first : first + count]
+        if bool(unusable.any()):
+            key.masked_fill_(unusable, -torch.inf)
+        inside = (excluded_ids >= first) & (excluded_ids < first + count)
+        if bool(inside.any()):
+            key[excluded_queries[inside], excluded_ids[inside] - first] = -torch.inf
+        best = _better_bounds(scored, key, best, k)
+        # Not below the threshold: a NaN key, or a NaN threshold (no bound yet), keeps a
+        # row. key - t >= 0 exactly when key >= t (a difference of floats is 0 only for
+        # equal ones), so one subtraction in place and a max over the queries tell.
+        threshold = scored.key_below(best[:, -1])
+        reach = key.sub_(threshold.unsqueeze(1)).amax(dim=0)
+        kept[first : first + count] = ~(reach < 0) & ~unusable
+    extreme = stats.extreme[:limit]
+    if allowed_dev is not None:
+        extreme = extreme & allowed_dev
+    kept |= extreme
+    return kept.nonzero().flatten().cpu().numpy()
+
+
+def _better_bounds(scored, key, best, k: int):
+    """``best`` (B, k), the k best lower bounds so far per query, with the block's rows
+    taken in. Only a query whose block maximum reaches its k-th best lower bound can gain
+    (a row's lower bound is at most its key): its k best keys are looked up, the others'
+    stand at -inf."""
+    import torch
+
+    batch, count = key.shape
+    take = min(k, count)
+    gain = ~(key.amax(dim=1) < best[:, -1])  # NaN: look
+    if bool(gain.all()):
+        top, index = key.topk(take, dim=1)
+    else:
+        top = torch.full((batch, take), -torch.inf, device=key.device)
+        index = torch.zeros((batch, take), dtype=torch.long, device=key.device)
+        if bool(gain.any()):
+            queries = gain.nonzero().flatten()
+            top[queries], index[queries] = key[queries].topk(take, dim=1)
+    _, lower = scored.limits(top, index)
+    # A NaN bound says nothing: it must not take one of the k places.
+    lower = torch.where(torch.isnan(lower), -torch.inf, lower)
+    return torch.cat([best, lower], dim=1).topk(k, dim=1).values
+
+
+def _screen_dtype(table: EmbeddingTable, scorer: Scorer, device) -> str | None:
+    """bf16 where the scan would take it (the stored rows of a bf16 table, or on the CPU a
+    float32 table's close bf16 copy for a batch that repays it), else None (float32)."""
+    if not hasattr(scorer, "stored_bounds") or scorer.centered:
+        return None
+    stored = table.stored_dtype
+    if stored == "bfloat16":
+        return stored if stored_matmul_ok(device, stored) else None
+    shadow = stored == "float32" and device.type == "cpu" and scorer.batch >= SHADOW_MIN_BATCH
+    close = shadow and stored_matmul_ok(device, "bfloat16")
+    if close and table.low_precision("bfloat16")[1] <= SHADOW_MAX_ERROR:
+        return "bfloat16"
+    return None
+
+
+def _blocks(chunks, step: int, limit: int) -> Iterator[tuple[int, Any]]:
+    """``(first row, rows)`` of at most ``step`` rows, up to row ``limit``."""
+    for start, chunk in chunks:
+        if start >= limit:
+            return
+        end = min(chunk.shape[0], limit - start)
+        for at in range(0, end, step):
+            yield start + at, chunk[at : min(at + step, end)]
+
+
+class _InMemory:
+    """What ``EmbeddingTable`` asks of a checkpoint's files for a table held in memory."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def loaded_rows(self, header: TensorHeader) -> np.ndarray:
+        return self.values
+
+
+def subset_table(table: EmbeddingTable, ids: np.ndarray) -> EmbeddingTable:
+    """Rows ``ids`` of ``table`` as a table of their own, in memory, row i being row
+    ``ids[i]``: the stored values exactly (float64 for a float64 table; every other
+    stored or dequantized value is a float32)."""
+    import numpy as np
+
+    values = table.gather_array(ids)
+    wide = table.stored_dtype == "float64"
+    if not wide:
+        values = values.astype(np.float32)
+    header = TensorHeader(
+        table.name, "F64" if wide else "F32", (len(ids), table.dim), values.nbytes, file=""
+    )
+    return EmbeddingTable(cast("CheckpointFiles", _InMemory(values)), header)
