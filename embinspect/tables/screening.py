@@ -212,15 +212,9 @@ class _InMemory:
 
 def subset_table(table: EmbeddingTable, ids: np.ndarray) -> EmbeddingTable:
     """Rows ``ids`` of ``table`` as a table of their own, in memory, row i being row
-    ``ids[i]``: the stored values exactly (float64 for a float64 table; every other
-    stored or dequantized value is a float32)."""
-    import numpy as np
-
+    ``ids[i]``: the stored values exactly, held in float64 (which holds every stored or
+    dequantized value), so that its scans run in float32 with float32's narrow bounds
+    and no half-precision copy is made of a few hundred rows."""
     values = table.gather_array(ids)
-    wide = table.stored_dtype == "float64"
-    if not wide:
-        values = values.astype(np.float32)
-    header = TensorHeader(
-        table.name, "F64" if wide else "F32", (len(ids), table.dim), values.nbytes, file=""
-    )
+    header = TensorHeader(table.name, "F64", (len(ids), table.dim), values.nbytes, file="")
     return EmbeddingTable(cast("CheckpointFiles", _InMemory(values)), header)
