@@ -300,14 +300,23 @@ def evaluate_analogies(
 ) -> AnalogyEvaluation:
     """Every question of ``suite`` whose four words are in ``index``, answered in batches
     (one pass over the table per batch), scored as gensim's evaluate_word_analogies."""
-    fold = index.fold
+    # A suite names a few hundred words tens of thousands of times: each is folded and
+    # looked up once.
+    seen: dict[str, tuple[str, int | None]] = {}
+    for section in suite.sections:
+        for _, words in section.questions:
+            for word in words:
+                if word not in seen:
+                    folded_word = index.fold(word)
+                    seen[word] = (folded_word, index.row(folded_word))
     jobs: list[tuple[int, int, tuple[str, ...], list[int]]] = []
     skipped = [0] * len(suite.sections)
     for number, section in enumerate(suite.sections):
         for line, words in section.questions:
-            folded = tuple(fold(w) for w in words)
-            rows = [index.row(w) for w in folded]
-            if any(r is None for r in rows):
+            found = [seen[w] for w in words]
+            folded = tuple(f for f, _ in found)
+            rows = [r for _, r in found]
+            if None in rows:
                 skipped[number] += 1
             else:
                 jobs.append((number, line, folded, rows))  # type: ignore[arg-type]

@@ -61,12 +61,15 @@ def screened_top_k(
     if rows.size == 0:  # no row can be a result (as top_k answers then)
         return [[] for _ in range(scorer.batch)]
     subset = subset_table(table, rows)
-    local = []
-    for ids in exclude:
-        wanted = np.fromiter(ids, dtype=np.int64, count=len(ids))
-        at = np.searchsorted(rows, wanted)
-        inside = (at < rows.size) & (rows[np.minimum(at, rows.size - 1)] == wanted)
-        local.append(set(at[inside].tolist()))
+    # Each query's left-out ids as rows of the subset (those that are in it), found for
+    # the whole batch at once.
+    queries = np.repeat(np.arange(len(exclude)), [len(ids) for ids in exclude])
+    wanted = np.fromiter((i for ids in exclude for i in ids), dtype=np.int64, count=queries.size)
+    at = np.searchsorted(rows, wanted)
+    inside = rows[np.minimum(at, rows.size - 1)] == wanted
+    local: list[set[int]] = [set() for _ in exclude]
+    for query, row in zip(queries[inside].tolist(), at[inside].tolist(), strict=True):
+        local[query].add(row)
     ranked = top_k(subset, scorer, k, local, None, device)
     table_ids = rows.tolist()
     return [
