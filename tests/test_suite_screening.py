@@ -196,6 +196,17 @@ def test_hostile_table_answers_equal_gensim_protocol(cli, hostile, options):
     assert [f["question"] for f in result["failures"]] == failed
 
 
+def test_rows_too_many_to_copy_are_ranked_on_the_whole_table(cli, hostile, monkeypatch):
+    """Past the size of the copy of the rows kept, top_k ranks the whole table: the same
+    answers."""
+    from embinspect.tables import screening
+
+    path, suite, rows, words, questions = hostile
+    monkeypatch.setattr(screening, "SUBSET_MAX_BYTES", 0)
+    result = cli("analogy", path, "--file", suite, "-f", "json").json()
+    assert our_answers(result) == gensim_answers(rows, words, questions)
+
+
 def test_hostile_table_reaches_every_trap(hostile):
     """The traps are live: the crowds tie and near-tie, the extreme rows and the second
     spelling of w3 are the best rows of their questions (else the test above proves less)."""

@@ -39,8 +39,11 @@ if TYPE_CHECKING:
 
     from embinspect.sources.locate import CheckpointFiles
 
-# The (queries × rows) float32 score block of one step stays near this size.
+# The (queries × rows) float32 score block of one step stays near this size: small
+# enough for the allocator to reuse its memory (no page faults).
 SCREEN_BLOCK_BYTES = 4 * 1024 * 1024
+# The float64 copy of the rows kept stays under this size, else top_k scans the table.
+SUBSET_MAX_BYTES = 64 * 1024 * 1024
 
 
 def screened_top_k(
@@ -60,6 +63,10 @@ def screened_top_k(
     rows = candidate_rows(table, scorer, k, exclude, allowed, device)
     if rows.size == 0:  # no row can be a result (as top_k answers then)
         return [[] for _ in range(scorer.batch)]
+    if rows.size * table.dim * 8 > SUBSET_MAX_BYTES:
+        # A crowd the bounds cannot thin on a large table: a float64 copy of the rows
+        # kept would cost more memory than the scan it saves.
+        return top_k(table, scorer, k, exclude, allowed, device)
     subset = subset_table(table, rows)
     # Each query's left-out ids as rows of the subset (those that are in it), found for
     # the whole batch at once.
@@ -127,7 +134,6 @@ def candidate_rows(
     excluded_ids = torch.tensor([p[1] for p in pairs], dtype=torch.long, device=device)
     best = torch.full((batch, k), -torch.inf, device=device)  # the k best lower bounds
     kept = torch.zeros(limit, dtype=torch.bool, device=device)
-    # Blocks small enough for the allocator to reuse their memory (no page faults).
     step = max(256, SCREEN_BLOCK_BYTES // (4 * max(batch, 1)))
     for first, block in _blocks(chunks, step, limit):
         count = block.shape[0]
