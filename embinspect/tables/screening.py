@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 SCREEN_BLOCK_BYTES = 4 * 1024 * 1024
 # The float64 copy of the rows kept stays under this size, else top_k scans the table.
 SUBSET_MAX_BYTES = 64 * 1024 * 1024
+# Queries ranked together on the rows kept for them (one top_k call, whatever the batch
+# of the screening passes): each call costs a few milliseconds however small its table.
+RANK_GROUP = 1024
 
 
 def screened_top_k(
@@ -53,14 +56,22 @@ def screened_top_k(
     exclude: Sequence[set[int]],
     allowed: torch.Tensor | None,
     device,
+    batch: int | None = None,
 ) -> list[list[Scored] | QueryError]:
     """``top_k(table, scorer, k, exclude, allowed, device)``, the same answers, computed
-    on the rows a screening pass keeps (``candidate_rows``)."""
+    on the rows a screening pass keeps (``candidate_rows``): one pass over the table per
+    ``batch`` queries (all at once without it), then one ``top_k`` for them all."""
     import numpy as np
 
     if scorer.far():  # a query the fast pass cannot bound is scored against every row
         return top_k(table, scorer, k, exclude, allowed, device)
-    rows = candidate_rows(table, scorer, k, exclude, allowed, device)
+    step = batch or scorer.batch
+    parts = []
+    for start in range(0, scorer.batch, step):
+        stop = min(start + step, scorer.batch)
+        part = scorer if stop - start == scorer.batch else scorer.select(list(range(start, stop)))
+        parts.append(candidate_rows(table, part, k, exclude[start:stop], allowed, device))
+    rows = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
     if rows.size == 0:  # no row can be a result (as top_k answers then)
         return [[] for _ in range(scorer.batch)]
     if rows.size * table.dim * 8 > SUBSET_MAX_BYTES:
