@@ -11,7 +11,8 @@ for every query has, for each query, k rows certainly better, so it is in no top
 rows kept (about one per question for k = 1 in bf16) become a small table of their own
 (``subset_table``: the same stored values), and ``top_k`` ranks it as it ranks any table,
 float64 rescoring included, so the answers are ``top_k``'s on the whole table, id for id
-(ties go to the lower id: the kept rows stay in table order).
+(ties go to the lower id: the kept rows stay in table order). Several batches' rows are
+ranked in one ``top_k``, whose fixed cost would otherwise rival the ranking itself.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def screened_top_k(
     parts = []
     for start in range(0, scorer.batch, step):
         stop = min(start + step, scorer.batch)
+        # The same queries, row for row (``select``, as top_k's own rescans use it).
         part = scorer if stop - start == scorer.batch else scorer.select(list(range(start, stop)))
         parts.append(candidate_rows(table, part, k, exclude[start:stop], allowed, device))
     rows = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
