@@ -290,10 +290,14 @@ class Searcher:
         the evaluation suites: no query text to resolve, one gather per batch."""
         import torch
 
+        from embinspect.tables.screening import RANK_GROUP, screened_top_k
+
         if method not in ANALOGY_METHODS:
             raise UsageError(Option("method", method), ": choose add or mul")
         iterator = iter(triples)
-        while batch := list(islice(iterator, self.batch_size)):
+        # A group of questions is screened a batch at a time (one pass over the table per
+        # batch), then ranked together on the rows kept.
+        while batch := list(islice(iterator, max(self.batch_size, RANK_GROUP))):
             vectors = self.table.gather([i for t in batch for i in t]).reshape(len(batch), 3, -1)
             moved = vectors - self.center if self.center is not None else vectors
             # Nonzero by its components, not its norm, which underflows for tiny rows.
@@ -305,7 +309,11 @@ class Searcher:
             if good:
                 scorer = self.analogy_scorer(vectors[good], method)
                 exclude = [set(batch[i]) for i in good]
-                ranked = top_k(self.table, scorer, k, exclude, self.allowed, self.device)
+                # Thousands of questions asking for a few rows each: top_k on the rows a
+                # screening pass keeps, the same answers (tables/screening.py).
+                ranked = screened_top_k(
+                    self.table, scorer, k, exclude, self.allowed, self.device, self.batch_size
+                )
                 for i, scored in zip(good, ranked, strict=True):
                     if isinstance(scored, QueryError):
                         answers[i] = scored.message
