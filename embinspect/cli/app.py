@@ -232,6 +232,12 @@ def main(argv: list[str] | None = None) -> None:
     reader of stdout left, with ``EXIT_IO`` otherwise; SIGTERM with ``EXIT_TERMINATED``.
     """
     args = sys.argv[1:] if argv is None else list(argv)
+    # torch's OpenMP threads spin while they wait for work by default: on a machine whose
+    # cores are busy with anything else, a batch then waits on threads that hold no core
+    # (the Google suite on MiniLM took 12.8 s instead of 3.5 s beside one other busy
+    # process on 2 cores). Sleeping instead costs ~10% on an idle machine. Read when torch
+    # loads, so set here, before any import of it; OMP_WAIT_POLICY=ACTIVE restores spinning.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     saved = streams.guard()
     on_term = None
     if threading.current_thread() is threading.main_thread():
