@@ -73,3 +73,15 @@ def test_crowded_batch_equals_one_query_at_a_time(cli, crowded):
     together = cli("neighbors", path, *args, "-k", str(K), "-f", "jsonl").jsonl()
     alone = cli("neighbors", path, *args, "-k", str(K), "--batch-size", "1", "-f", "jsonl")
     assert together == alone.jsonl()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_crowded_batch_on_cuda_equals_cpu(cli, crowded, metric):
+    """The GPU scans the same blocks with the same merge: the same answers as the CPU."""
+    path, _ = crowded
+    args = ["neighbors", path, *[f"#{q}" for q in QUERIES], "-k", str(K), "--metric", metric]
+    cpu = cli(*args, "--device", "cpu", "-f", "jsonl")
+    gpu = cli(*args, "--device", "cuda", "-f", "jsonl")
+    assert (gpu.returncode, gpu.stdout) == (cpu.returncode, cpu.stdout)

@@ -425,7 +425,7 @@ class DotScorer(Scorer):
             reach = reach + stats.drift
         slack = self.qnorm.unsqueeze(1) * reach.unsqueeze(0)
         unusable = stats.excluded | ~torch.isfinite(stats.norms)
-        return _widened(self.q32 @ rows.T, slack, unusable, stats)
+        return _widened(_product(self.q32, rows, "scores"), slack, unusable, stats)
 
     def stored_bounds(self, block, known, row_error=0.0):
         """The half-precision products and their bound (``_stored_products``)."""
@@ -625,7 +625,10 @@ def _stored_products(scorer, queries64, block, norms, row_error=0.0):
     room.
     """
     q_low, q_error, q_low_norm, roundoff = _stored_query(scorer, queries64, block.dtype)
-    products = (q_low @ block.T).float()
+    import torch
+
+    low = _product(q_low, block, "stored")
+    products = _scratch("scores", low.shape, torch.float32, low.device).copy_(low)
     per_query = _per_query_error(scorer, q_error, q_low_norm, row_error)
     slack = per_query.unsqueeze(1) * norms.unsqueeze(0) * 1.02
     tiny = STORED_TINY[_dtype_name(block.dtype)]  # a subnormal result's rounding
