@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 METRICS = ("cosine", "dot", "l2")
 U32 = 2.0**-24  # unit roundoff of float32
 COSMUL_EPSILON = 1e-6  # Levy & Goldberg (2014), as gensim's most_similar_cosmul
-SCORE_BLOCK_BYTES = 16 * 1024 * 1024
+SCORE_BLOCK_BYTES = 8 * 1024 * 1024  # (queries × rows) float32: 16 MB ran ~10% slower
 EXACT_BLOCK_BYTES = 4 * 1024 * 1024  # float64 rows rescored at once, whatever k is
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
 # Unit roundoff of the half-precision types a table may be stored in.
