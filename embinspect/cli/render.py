@@ -103,8 +103,8 @@ def _stream(results: Iterable[Any], output: Output, view: View, as_array: bool) 
             else:
                 if header_due:
                     out.write("\t".join(terminal_cell(h) for h in header) + "\n")
-                for row in rows:
-                    out.write("\t".join(terminal_cell(_cell(v)) for v in row) + "\n")
+                lines = ["\t".join([terminal_cell(_cell(v)) for v in row]) for row in rows]
+                out.write("".join(line + "\n" for line in lines))
             header_due = header_due and header is None
             for note in view.notes(result):
                 report_note(note)
@@ -120,7 +120,10 @@ def _json(document: Any, indent: int | None = None) -> str:
     """Strict JSON: NaN and infinities (which JSON has no words for) become null. Strings
     keep their exact value; a character a terminal would act on (C1 controls, bidi
     controls, lone surrogates: JSON itself escapes only C0) is written ``\\uNNNN``."""
-    text = json.dumps(_finite(document), ensure_ascii=False, indent=indent, allow_nan=False)
+    try:  # most documents hold no NaN or infinity: then _finite's copy is the same
+        text = json.dumps(document, ensure_ascii=False, indent=indent, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(document), ensure_ascii=False, indent=indent, allow_nan=False)
     if text.replace("\n", " ").isprintable():
         return text
     # Outside strings JSON holds only printable ASCII and the newlines of the indent.
@@ -195,6 +198,13 @@ def report_note(note: str) -> None:
 
 
 def _cell(value: Any) -> str:
+    kind = type(value)  # the common cells first: a stream writes a million of them
+    if kind is str:
+        return value
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return repr(value)
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -29,6 +29,7 @@ import functools
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 METRICS = ("cosine", "dot", "l2")
 U32 = 2.0**-24  # unit roundoff of float32
 COSMUL_EPSILON = 1e-6  # Levy & Goldberg (2014), as gensim's most_similar_cosmul
-SCORE_BLOCK_BYTES = 16 * 1024 * 1024
+SCORE_BLOCK_BYTES = 8 * 1024 * 1024  # (queries × rows) float32: 16 MB ran ~10% slower
 EXACT_BLOCK_BYTES = 4 * 1024 * 1024  # float64 rows rescored at once, whatever k is
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
 # Unit roundoff of the half-precision types a table may be stored in.
@@ -319,7 +320,7 @@ class CosineScorer(Scorer):
         rows = self.base.shift(chunk)
         stats = self.base.stats(chunk, rows, known)
         norms = stats.norms
-        scores = (self.unit32 @ rows.T) / norms
+        scores = _product(self.unit32, rows, "scores").div_(norms)
         # A zero row (or a centred row equal to the mean) has no cosine.
         unusable = stats.excluded | ~torch.isfinite(norms) | (norms == 0)
         if stats.drift is None:
@@ -338,20 +339,46 @@ class CosineScorer(Scorer):
         """Cosines from a chunk in half precision: the products of ``_stored_products``
         divided by |x|. Their bound, divided by |x| too, is a constant per query plus
         2.02u'·|cosine|: a monotone function of the cosine, so the scan ranks on the
-        cosines alone."""
+        cosines alone.
+
+        In bf16 the query is not its unit vector but itself scaled by a power of two
+        (``scaling.scaled``: exact, so a query that is a stored row rounds to bf16 with
+        no error at all), and the keys are its cosines times its length |q'|: a positive
+        factor per query, which no comparison across queries sees (a scan's bounds are
+        only ever compared within a query). float16 keeps the unit vector, whose
+        products stay inside float16's range (``_float16_fits``)."""
         import torch
 
         norms = known.norms
-        q_low, q_error, q_low_norm, roundoff = _stored_query(self, self.unit64, block.dtype)
+        query, length = self._stored_direction(block.dtype)
+        q_low, q_error, q_low_norm, roundoff = _stored_query(self, query, block.dtype)
         # Converted first: a division that promotes bf16 to float32 runs ~15x slower.
-        cosines = (q_low @ block.T).float().div_(norms)
-        per_query = _per_query_error(self, q_error, q_low_norm, row_error) * 1.02 + self.slack
+        products = _product(q_low, block, "stored")
+        cosines = _scratch("scores", products.shape, torch.float32, products.device)
+        cosines.copy_(products).div_(norms)
+        error = _per_query_error(self, q_error, q_low_norm, row_error)
+        # The keys' own float32 rounding (division by |x|, |x|'s error): slack·|q'|.
+        per_query = error * 1.02 + self.slack * length
         unusable = known.excluded | ~torch.isfinite(norms) | (norms == 0)
         # A product that rounds to a subnormal is off by up to STORED_TINY, whatever its
         # size: over |x| that is largest for the block's smallest usable row.
         floor = norms.masked_fill(unusable, torch.inf).amin()
         per_query = per_query + STORED_TINY[_dtype_name(block.dtype)] * 1.01 / floor
         return _monotone(cosines, 2.02 * roundoff, per_query, unusable, known)
+
+    def _stored_direction(self, dtype) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """The float64 queries ``stored_bounds`` rounds to ``dtype`` (B, dim), and by
+        how much at most their keys exceed their cosines: |q·2^-e| for bf16 (a (B,)
+        float32 tensor on the device, rounded up), 1 for the unit queries of float16."""
+        import torch
+
+        if dtype != torch.bfloat16:
+            return self.unit64, 1.0
+        if "_scaled64" not in self.__dict__:
+            scaled, _ = scaling.scaled(self.base.queries64)
+            length = torch.linalg.vector_norm(scaled, dim=1) * (1 + 2.0**-20)
+            self._scaled64 = scaled, length.float().to(self.base.device)
+        return self._scaled64
 
     def exact(self, rows, index, scaled=True):
         import torch
@@ -401,7 +428,7 @@ class DotScorer(Scorer):
             reach = reach + stats.drift
         slack = self.qnorm.unsqueeze(1) * reach.unsqueeze(0)
         unusable = stats.excluded | ~torch.isfinite(stats.norms)
-        return _widened(self.q32 @ rows.T, slack, unusable, stats)
+        return _widened(_product(self.q32, rows, "scores"), slack, unusable, stats)
 
     def stored_bounds(self, block, known, row_error=0.0):
         """The half-precision products and their bound (``_stored_products``)."""
@@ -554,6 +581,36 @@ class CosMulScorer(Scorer):
         return CosMulScorer(triples[indices], center, device)
 
 
+# Per thread, the (queries × rows) blocks of the last scan, reused by the next block:
+# a fresh block of 16 MB costs more in page faults than the product that fills it.
+_SCRATCH = threading.local()
+SCRATCH_MAX_BYTES = 4 * SCORE_BLOCK_BYTES  # larger blocks are allocated as they come
+
+
+def _scratch(slot: str, shape, dtype, device) -> torch.Tensor:
+    """A tensor of ``shape`` for ``slot`` ("stored", "scores"), valid until the next call
+    for the same slot in this thread: a block's scores live only while it is merged."""
+    import torch
+
+    size = math.prod(shape)
+    if size * torch.finfo(dtype).bits // 8 > SCRATCH_MAX_BYTES:
+        return torch.empty(shape, dtype=dtype, device=device)
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    key = (slot, dtype, str(device))
+    buffer = buffers.get(key)
+    if buffer is None or buffer.numel() < size:
+        buffer = buffers[key] = torch.empty(size, dtype=dtype, device=device)
+    return buffer[:size].view(shape)
+
+
+def _product(queries: torch.Tensor, rows: torch.Tensor, slot: str) -> torch.Tensor:
+    """``queries @ rows.T`` (B, n) in their dtype, into ``slot``'s scratch block."""
+    import torch
+
+    out = _scratch(slot, (queries.shape[0], rows.shape[0]), queries.dtype, queries.device)
+    return torch.matmul(queries, rows.T, out=out)
+
+
 def _far(queries64: torch.Tensor) -> list[int]:
     """Indices of the queries (B, dim) whose float64 norm is outside ``SAFE_NORMS``."""
     low, high = SAFE_NORMS
@@ -572,7 +629,10 @@ def _stored_products(scorer, queries64, block, norms, row_error=0.0):
     room.
     """
     q_low, q_error, q_low_norm, roundoff = _stored_query(scorer, queries64, block.dtype)
-    products = (q_low @ block.T).float()
+    import torch
+
+    low = _product(q_low, block, "stored")
+    products = _scratch("scores", low.shape, torch.float32, low.device).copy_(low)
     per_query = _per_query_error(scorer, q_error, q_low_norm, row_error)
     slack = per_query.unsqueeze(1) * norms.unsqueeze(0) * 1.02
     tiny = STORED_TINY[_dtype_name(block.dtype)]  # a subnormal result's rounding
@@ -828,7 +888,7 @@ def _scan(
 
     batch = scorer.batch
     keep = min(buffer, table.rows)
-    state = _Kept.empty(batch, device)
+    state = _Kept.empty(batch, k, device)
     allowed_dev = allowed.to(device) if allowed is not None else None
     pairs = [(row, token_id) for row, ids in enumerate(exclude) for token_id in ids]
     excluded_rows = torch.tensor([p[0] for p in pairs], dtype=torch.long, device=device)
@@ -867,6 +927,7 @@ def _scan(
         if bool(inside.any()):
             key[excluded_rows[inside], excluded_ids[inside] - first] = -torch.inf
         state.merge(scored, key, first, k, keep)
+    state.settle(keep)
     if cache is None:
         filling.settle(table)
         table.row_stats[(scorer.centered, str(device))] = filling
@@ -876,88 +937,195 @@ def _scan(
 @dataclass
 class _Kept:
     """Per query, the rows a scan keeps (at most ``keep``, best upper bound first): their
-    keys, upper and lower bounds and ids, and the highest upper bound of any row let go."""
+    keys, upper and lower bounds and ids, and the highest upper bound of any row let go.
+
+    Blocks' rows are taken in as they come (``pending``) and compacted to ``keep`` only
+    when they pile up and at the end (``settle``): a compaction is a top-k of the
+    (batch × width) kept set, once per a few blocks instead of once per block. Rows that
+    can never be results (upper bound below the k-th best lower bound seen) are left out
+    as a block is read; ``best_lower`` holds the k best lower bounds of every row seen.
+    """
 
     key: torch.Tensor
     upper: torch.Tensor
     lower: torch.Tensor
     ids: torch.Tensor
     dropped: torch.Tensor
+    best_lower: torch.Tensor  # (batch, k), the k best lower bounds seen, -inf for none
+    # Once ``keep`` rows are kept: the lowest kept key (a row below it cannot enter) and
+    # the lowest kept upper bound (which bounds such a row); -inf otherwise.
+    floor: torch.Tensor
+    floor_upper: torch.Tensor
+    pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
 
     @classmethod
-    def empty(cls, batch: int, device) -> _Kept:
+    def empty(cls, batch: int, k: int, device) -> _Kept:
         import torch
 
         none = torch.full((batch, 0), -torch.inf, device=device)
         ids = torch.zeros((batch, 0), dtype=torch.long, device=device)
-        return cls(none, none, none, ids, torch.full((batch,), -torch.inf, device=device))
+        lowest = torch.full((batch,), -torch.inf, device=device)
+        best = torch.full((batch, k), -torch.inf, device=device)
+        return cls(none, none, none, ids, lowest, best, lowest, lowest, [])
 
     def merge(self, scored: BlockScores, key: torch.Tensor, first: int, k: int, keep: int) -> None:
         """Take a block's rows that may belong in the top k into the kept set.
 
-        A row cannot enter when its upper bound is below the k-th best lower bound kept
+        A row cannot enter when its upper bound is below the k-th best lower bound seen
         (it can never be a result), or, once ``keep`` rows are kept, when its key is
         below the lowest kept key (then the lowest kept row's upper bound, which bounds
-        it, joins ``dropped``). When only a few rows can enter, a comparison finds them
-        (far cheaper than a top-k of the whole block); otherwise the block's top-k does.
+        it, joins ``dropped``). A query without k lower bounds yet takes them from the
+        block's k best keys first, so that the comparison sees a real threshold. When only
+        a few rows can enter, a comparison finds them (far cheaper than a top-k of the
+        whole block); otherwise the block's top-k does.
         """
         import torch
 
         batch, count = key.shape
-        picked = None
-        kept = self.key.shape[1]
-        # Rows that can no longer be results: an upper bound below the k-th best lower
-        # bound kept so far. They go without a trace; rows let go for want of room do not.
-        threshold = torch.full((batch,), -torch.inf, device=key.device)
-        if kept >= k:
-            threshold = scored.key_below(self.lower.topk(k, dim=1).values[:, -1])
-        if kept >= keep:
-            floor = self.key.amin(dim=1)
-            crowded = floor > threshold
-            lowest = torch.where(crowded, self.upper.amin(dim=1), -torch.inf)
-            self.dropped = torch.maximum(self.dropped, lowest)
-            threshold = torch.maximum(threshold, floor)
-        if bool((threshold > -torch.inf).any()):
-            threshold = threshold.clamp_min(-torch.finfo(key.dtype).max)  # -inf rows never hit
-            # A row max per query is one cheap pass: a block no query can use ends here
-            # (NaN compares false both ways: a NaN max counts as a possible hit).
-            if not bool((~(key.amax(dim=1) < threshold)).any()):
-                return
-            hits = key >= threshold.unsqueeze(1)  # NaN is never a hit
-            rows, columns = hits.nonzero(as_tuple=True)  # row-major: each query's in order
-            per_query = torch.bincount(rows, minlength=batch)
-            width = int(per_query.max())
-            if width * 4 <= count:
-                starts = per_query.cumsum(0) - per_query
-                slot = torch.arange(rows.numel(), device=key.device) - starts[rows]
-                picked = torch.full((batch, width), -torch.inf, device=key.device)
-                picked[rows, slot] = key[rows, columns]
-                index = torch.zeros((batch, width), dtype=torch.long, device=key.device)
-                index[rows, slot] = columns
-        if picked is None:
+        kth = self.best_lower[:, -1]
+        if not bool((kth > -torch.inf).all()):
+            kth = self._seeded(scored, key, k)
+        threshold = scored.key_below(kth)
+        crowded = self.floor > threshold
+        lowest = torch.where(crowded, self.floor_upper, -torch.inf)
+        self.dropped = torch.maximum(self.dropped, lowest)
+        threshold = torch.maximum(threshold, self.floor)
+        # -inf rows (masked, or no result possible) are never hits.
+        threshold = threshold.clamp_min(-torch.finfo(key.dtype).max)
+        found = _hits(key, threshold)
+        if found is None:
+            return  # no query can use this block
+        rows, columns = found
+        if rows.numel() * 4 <= batch * count:
+            picked, index = _gathered(key, rows, columns, keep)
+        else:  # most of the block: its top-k is cheaper than gathering it
             picked, index = key.topk(min(keep + 1, count), dim=1)
             if bool(torch.isnan(picked).any()):
                 # topk ranks NaN first; NaN (overflow, a NaN component) is never a result.
                 # Rare, so the whole block is checked only when one shows up.
                 key.masked_fill_(torch.isnan(key), -torch.inf)
                 picked, index = key.topk(min(keep + 1, count), dim=1)
-        elif picked.shape[1] > keep:  # only the block's best ``keep`` can stay
-            picked, order = picked.topk(keep + 1, dim=1)
-            index = index.gather(1, order)
         upper, lower = scored.limits(picked, index)
         if picked.shape[1] > keep:
             self.dropped = torch.maximum(self.dropped, upper[:, keep])
             picked, upper, lower, index = (t[:, :keep] for t in (picked, upper, lower, index))
-        merged_upper = torch.cat([self.upper, upper], dim=1)
-        take = min(keep + 1, merged_upper.shape[1])
-        best, order = merged_upper.topk(take, dim=1)
-        if take > keep:
+        self._note_lower(lower, k)
+        self.pending.append((picked, upper, lower, index + first))
+        if self.key.shape[1] + sum(p[0].shape[1] for p in self.pending) > 4 * keep:
+            self.settle(keep)
+
+    def _seeded(self, scored: BlockScores, key: torch.Tensor, k: int) -> torch.Tensor:
+        """The k-th best lower bound (B,) counting the block's k best keys too: a first
+        threshold. Not kept: those rows are hits of this block (their upper bounds reach
+        it), noted with the others, and a row must not count twice."""
+        import torch
+
+        take = min(k, key.shape[1])
+        best, index = key.topk(take, dim=1)
+        if bool(torch.isnan(best).any()):  # topk ranks NaN first; NaN is never a result
+            key.masked_fill_(torch.isnan(key), -torch.inf)
+            best, index = key.topk(take, dim=1)
+        joined = torch.cat([self.best_lower, scored.limits(best, index)[1]], dim=1)
+        return joined.topk(k, dim=1).values[:, -1]
+
+    def _note_lower(self, lower: torch.Tensor, k: int) -> None:
+        import torch
+
+        joined = torch.cat([self.best_lower, lower], dim=1)
+        self.best_lower = joined.topk(k, dim=1).values
+
+    def settle(self, keep: int) -> None:
+        """Compact the pending rows into the kept set: its ``keep`` best upper bounds,
+        the best of the rest joining ``dropped``."""
+        import torch
+
+        if not self.pending:
+            return
+        parts = [(self.key, self.upper, self.lower, self.ids), *self.pending]
+        self.pending = []
+        key, upper, lower, ids = (
+            torch.cat([part[column] for part in parts], dim=1) for column in range(4)
+        )
+        if upper.shape[1] > keep:
+            best, order = upper.topk(keep + 1, dim=1)
             self.dropped = torch.maximum(self.dropped, best[:, keep])
-            best, order = best[:, :keep], order[:, :keep]
-        self.upper = best
-        self.key = torch.cat([self.key, picked], dim=1).gather(1, order)
-        self.lower = torch.cat([self.lower, lower], dim=1).gather(1, order)
-        self.ids = torch.cat([self.ids, index + first], dim=1).gather(1, order)
+            order = order[:, :keep]
+            upper = best[:, :keep]
+            key, lower, ids = (t.gather(1, order) for t in (key, lower, ids))
+        self.key, self.upper, self.lower, self.ids = key, upper, lower, ids
+        if key.shape[1] >= keep:
+            self.floor, self.floor_upper = key.amin(dim=1), upper.amin(dim=1)
+
+
+def _gathered(key: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, keep: int):
+    """The hits ``(rows, columns)`` of ``key`` (row-major) as (B, width) keys and
+    columns, -inf after each query's own; a query with more than ``keep`` keeps its best
+    ``keep + 1`` (the top-k of those queries alone: a crowd of near-ties in a few
+    queries leaves the others' hits as they are)."""
+    import torch
+
+    batch = key.shape[0]
+    per_query = torch.bincount(rows, minlength=batch)
+    width = int(per_query.max())
+    starts = per_query.cumsum(0) - per_query
+    slot = torch.arange(rows.numel(), device=key.device) - starts[rows]
+    picked = torch.full((batch, width), -torch.inf, device=key.device)
+    picked[rows, slot] = key[rows, columns]
+    index = torch.zeros((batch, width), dtype=torch.long, device=key.device)
+    index[rows, slot] = columns
+    if width <= keep:
+        return picked, index
+    crowded = (per_query > keep).nonzero().flatten()
+    best, order = picked[crowded].topk(keep + 1, dim=1)
+    chosen = index[crowded].gather(1, order)
+    picked, index = picked[:, : keep + 1].contiguous(), index[:, : keep + 1].contiguous()
+    picked[crowded], index[crowded] = best, chosen
+    return picked, index
+
+
+# Columns of a block tested at once by their maximum before the columns themselves are.
+HIT_TILE = 64
+
+
+def _hits(key: torch.Tensor, threshold: torch.Tensor):
+    """``(rows, columns)`` of the entries of ``key`` (B, n) at or above ``threshold``
+    (B,), row-major (each query's columns in order); None when there are none. NaN is
+    never a hit.
+
+    Hits are few next to the block: each query's columns are first tested a tile at a
+    time by the tile's maximum (a NaN maximum counts as a possible hit), and only the
+    tiles that may hold one are compared entry by entry."""
+    import torch
+
+    batch, count = key.shape
+    whole = count - count % HIT_TILE
+    tiles = whole // HIT_TILE
+    limit = threshold.unsqueeze(1)
+    parts = []
+    if tiles:
+        shaped = key.unfold(1, HIT_TILE, HIT_TILE)  # (B, tiles, HIT_TILE), a view
+        maybe = ~(shaped.amax(dim=2) < limit)
+        query, tile = maybe.nonzero(as_tuple=True)
+        if query.numel() * 4 > batch * tiles:  # many tiles: compare the block itself
+            rows, columns = (key[:, :whole] >= limit).nonzero(as_tuple=True)
+            parts.append((rows, columns))
+        elif query.numel():
+            inside = shaped[query, tile] >= limit[query]
+            at, offset = inside.nonzero(as_tuple=True)
+            parts.append((query[at], tile[at] * HIT_TILE + offset))
+    if whole < count:
+        rows, columns = (key[:, whole:] >= limit).nonzero(as_tuple=True)
+        parts.append((rows, columns + whole))
+    if not parts:
+        return None
+    if len(parts) == 1:
+        rows, columns = parts[0]
+    else:  # the tail's columns go after each query's others
+        rows = torch.cat([p[0] for p in parts])
+        columns = torch.cat([p[1] for p in parts])
+        order = (rows * count + columns).argsort()
+        rows, columns = rows[order], columns[order]
+    return (rows, columns) if rows.numel() else None
 
 
 def _blocks(chunks, step: int, keep: int):
