@@ -726,10 +726,7 @@ def top_k(
     whose k best include a score beyond float64 (the dot product of two rows of 1e200) a
     QueryError saying so, in place of its list.
     """
-    import torch
-
-    if allowed is not None and not isinstance(allowed, torch.Tensor):
-        allowed = torch.from_numpy(allowed)  # the Searcher keeps its mask in numpy
+    allowed = torch_mask(allowed)
     _prepare(device)
     found: list[list[tuple[int, float, int]]] = [[] for _ in range(scorer.batch)]
     far = scorer.far()
@@ -760,6 +757,16 @@ def top_k(
             if queries and bool(rows.any()):
                 _exact_rows(table, scorer, queries, rows, k, exclude, found)
     return [ranked(scorer, pairs, k) for pairs in found]
+
+
+def torch_mask(allowed: torch.Tensor | np.ndarray | None) -> torch.Tensor | None:
+    """A row mask as a tensor: the Searcher keeps its mask in numpy (the numpy scan needs
+    no torch), the torch scan takes it as it is."""
+    import torch
+
+    if allowed is None or isinstance(allowed, torch.Tensor):
+        return allowed
+    return torch.from_numpy(allowed)
 
 
 def _settled_stats(table, scorer, device) -> RowStats:

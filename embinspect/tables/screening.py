@@ -31,6 +31,7 @@ from embinspect.tables.scoring import (
     _settled_stats,
     stored_matmul_ok,
     top_k,
+    torch_mask,
 )
 from embinspect.tables.table import EmbeddingTable
 
@@ -63,10 +64,8 @@ def screened_top_k(
     on the rows a screening pass keeps (``candidate_rows``): one pass over the table per
     ``batch`` queries (all at once without it), then one ``top_k`` for them all."""
     import numpy as np
-    import torch
 
-    if allowed is not None and not isinstance(allowed, torch.Tensor):
-        allowed = torch.from_numpy(allowed)  # the Searcher keeps its mask in numpy
+    allowed = torch_mask(allowed)
 
     if scorer.far():  # a query the fast pass cannot bound is scored against every row
         return top_k(table, scorer, k, exclude, allowed, device)
