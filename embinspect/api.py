@@ -734,14 +734,17 @@ class Model:
     ) -> Searcher:
         """A Searcher for these settings, made once: what it prepares (row masks, the
         mean row, the table on a GPU, row norms) is reused by later calls."""
+        from embinspect.tables import array_scan
         from embinspect.tables.device import resolve_device
 
         _choice("table", table, TABLES)
         _choice("word_filter", word_filter, FILTERS)
         _choice("pool", pool, POOLS)
         batch_size = _count("batch_size", batch_size)
-        # "cpu" is named without torch (compare reads a few rows with numpy alone).
-        where = "cpu" if device == "cpu" else str(resolve_device(device))
+        # The CPU is named without torch (compare reads a few rows with numpy alone, and a
+        # few queries are scanned in numpy): ``cpu``, or ``auto`` with no GPU in sight.
+        cpu = array_scan.cpu_without_torch(device)
+        where = "cpu" if cpu else str(resolve_device(device))
         key = (table, where, bool(center), word_filter, not no_space, pool, restrict)
         searcher = self._searchers.get(key)
         if searcher is None:

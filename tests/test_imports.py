@@ -164,6 +164,8 @@ model = embinspect.load(sys.argv[1])
 assert model.tokens("hello world").tokens[0].norm > 0
 assert len(model.compare(["cat", "dog", "car"]).matrix) == 3
 assert model.positions().kind == "learned"
+assert [n.token for n in model.neighbors("king", k=2).neighbors] == ["kings", "queen"]
+assert model.analogy("king", "man", "woman", k=1).results[0].token == "queen"
 print(",".join(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})))
 """
 

@@ -99,8 +99,7 @@ def choose(table: EmbeddingTable, metric: str, queries: int, centered: bool, cpu
         return False
     if "torch" in sys.modules and table.rows * table.dim > BIG_TABLE // 8:
         return False  # already paid for: its bf16 products win on all but small tables
-    scans = table.__dict__.setdefault("_array_scans", 0)
-    return table.rows * table.dim <= BIG_TABLE or scans < REPEATS
+    return table.rows * table.dim <= BIG_TABLE or table.array_scans < REPEATS
 
 
 def cpu_without_torch(device_name: str) -> bool:
@@ -135,7 +134,7 @@ def top_k_array(
     low, high = SAFE_NORMS
     if metric != "cosine" and not bool(((lengths >= low) & (lengths <= high)).all()):
         return None
-    table.__dict__["_array_scans"] = table.__dict__.get("_array_scans", 0) + 1
+    table.array_scans += 1
     if metric == "cosine":
         prepared = exact.query_units(queries)
     else:

@@ -89,6 +89,7 @@ class EmbeddingTable:
         self._low: dict[str, tuple[torch.Tensor | None, float]] = {}
         # Per-row norms kept by the scorer after its first scan, by (centred, device).
         self.row_stats: dict[tuple[bool, str], object] = {}
+        self.array_scans = 0  # scans by the numpy engine so far (``array_scan.choose``)
 
     def chunk_rows(self, stored: bool = False, itemsize: int | None = None) -> int:
         """Rows per chunk: float32 chunks (a conversion buffer) stay near CHUNK_BYTES;
