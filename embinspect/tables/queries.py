@@ -18,7 +18,6 @@ from embinspect.text import quoted as shown
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
     from embinspect.tables.table import EmbeddingTable
 
@@ -178,18 +177,9 @@ def _drop_metaspace(vocabulary: Vocabulary, ids: list[int]) -> list[int]:
     return ids
 
 
-def query_vector(table: EmbeddingTable, resolved: ResolvedQuery) -> torch.Tensor:
-    """The query's vector in float64, shape (dim,): its row, or its rows pooled."""
-    rows = table.gather(resolved.token_ids)
-    if resolved.pooled == "first":
-        return rows[0]
-    if resolved.pooled == "last":
-        return rows[-1]
-    return rows.mean(dim=0)
-
-
 def query_array(table: EmbeddingTable, resolved: ResolvedQuery) -> np.ndarray:
-    """``query_vector`` as a numpy float64 array (dim,), read without torch."""
+    """The query's vector in float64, shape (dim,): its row, or its rows pooled (numpy,
+    read without torch)."""
     rows = table.gather_array(resolved.token_ids)
     if resolved.pooled == "first":
         return rows[0]

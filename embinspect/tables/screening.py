@@ -23,13 +23,11 @@ from typing import TYPE_CHECKING, Any, cast
 from embinspect.errors import QueryError
 from embinspect.sources.tensor import TensorHeader
 from embinspect.tables.scoring import (
-    SHADOW_MAX_ERROR,
-    SHADOW_MIN_BATCH,
     Scored,
     Scorer,
+    _low_precision,
     _prepare,
     _settled_stats,
-    stored_matmul_ok,
     top_k,
     torch_mask,
 )
@@ -135,7 +133,12 @@ def candidate_rows(
         limit = int(allowed.nonzero().max()) + 1  # the rows beyond it are never read
         allowed_dev = allowed[:limit].to(device)
     batch = scorer.batch
-    low = _screen_dtype(table, scorer, device)
+    # The scan's own choice (bf16 rows as stored, or a float32 table's bf16 copy for a
+    # batch that repays it), but never float16: its products could overflow where the
+    # scan would first check ``_float16_fits``; float32 screens such a table.
+    low = _low_precision(table, scorer, device)
+    if low == "float16":
+        low = None
     if low is not None:
         row_error = table.low_precision(low)[1]
 
@@ -198,21 +201,6 @@ def _better_bounds(scored, key, best, k: int):
     # A NaN bound says nothing: it must not take one of the k places.
     lower = torch.where(torch.isnan(lower), -torch.inf, lower)
     return torch.cat([best, lower], dim=1).topk(k, dim=1).values
-
-
-def _screen_dtype(table: EmbeddingTable, scorer: Scorer, device) -> str | None:
-    """bf16 where the scan would take it (the stored rows of a bf16 table, or on the CPU a
-    float32 table's close bf16 copy for a batch that repays it), else None (float32)."""
-    if not hasattr(scorer, "stored_bounds") or scorer.centered:
-        return None
-    stored = table.stored_dtype
-    if stored == "bfloat16":
-        return stored if stored_matmul_ok(device, stored) else None
-    shadow = stored == "float32" and device.type == "cpu" and scorer.batch >= SHADOW_MIN_BATCH
-    close = shadow and stored_matmul_ok(device, "bfloat16")
-    if close and table.low_precision("bfloat16")[1] <= SHADOW_MAX_ERROR:
-        return "bfloat16"
-    return None
 
 
 def _blocks(chunks, step: int, limit: int) -> Iterator[tuple[int, Any]]:
