@@ -61,8 +61,8 @@ def compare(searcher: Searcher, queries: list[str], metric: str = "cosine") -> C
         items.append(resolved)
         vectors.append(vector)
     stacked = np.stack(vectors) if vectors else np.zeros((0, searcher.table.dim), dtype=np.float64)
-    if searcher.center is not None:
-        stacked = stacked - searcher.center.numpy()
+    if searcher.center_array is not None:
+        stacked = stacked - searcher.center_array
     matrix = pairwise(stacked, metric)
     # A query whose score with itself or an earlier query is beyond float64 (the dot
     # product of two rows of 1e200) is an error of its own; the others are answered.

@@ -178,7 +178,7 @@ def _combinations(
 
     def resolve(item):
         resolved, vectors = searcher.resolve_arrays(list(item), needs_direction=True)
-        center = searcher.center.numpy() if searcher.center is not None else None
+        center = searcher.center_array
         centered = vectors - center if center is not None else vectors
         direction = combined_direction(scaling.array_units(centered), plus)
         if not bool(direction.any()):
@@ -371,7 +371,7 @@ def vector_neighbors(
         raise UsageError(Option("metric", metric), f": choose one of {', '.join(METRICS)}")
     query = check_vector(values, searcher.table.dim, label, needs_direction=False)
     if metric == "cosine":
-        center = searcher.center.numpy() if searcher.center is not None else None
+        center = searcher.center_array
         moved = query[0] - center if center is not None else query[0]
         if not bool(moved.any()):
             what = "the mean row" if searcher.center is not None else "a zero vector"

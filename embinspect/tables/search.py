@@ -80,6 +80,8 @@ class Searcher:
             unlabelled=unlabelled,
         )  # fmt: skip
         self.center = self.table.mean_row() if center else None
+        # The same mean row as a numpy array, for what searches without torch's arrays.
+        self.center_array = self.center.numpy() if self.center is not None else None
         self.keep_query = keep_query
         self.batch_size = batch_size
         self.variants: dict[str, set[int]] = {}
@@ -194,7 +196,7 @@ class Searcher:
             finite = bool(np.isfinite(vector).all())
         if not finite:
             raise QueryError(f"{resolved.query}: its row holds NaN or infinite values")
-        moved = vector - self.center.numpy() if self.center is not None else vector
+        moved = vector - self.center_array if self.center_array is not None else vector
         # Zero only when every component is: the norm of a row of 1e-200 underflows.
         if needs_direction and not bool(moved.any()):
             raise QueryError(f"{resolved.query}: a zero vector has no direction to compare")
@@ -333,7 +335,7 @@ class Searcher:
         """3CosAdd's query for each (A, B, C) of ``triples`` (B, 3, dim) float64, as
         gensim's most_similar makes it: unit A - unit B + unit C, shape (B, dim); centred
         first when the searcher is (and moved back: the scorer subtracts the mean again)."""
-        center = self.center.numpy() if self.center is not None else None
+        center = self.center_array
         centered = triples - center if center is not None else triples
         # Unit vectors scaled first, so rows of 1e-200 or 1e300 have their direction.
         flat = centered.reshape(-1, centered.shape[2])
