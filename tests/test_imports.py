@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -155,6 +156,22 @@ def test_single_searches_import_neither_torch_nor_transformers(minilm, glove):
         scores = [n["score"] for n in listed]
         assert scores == sorted(scores, reverse="l2" not in args), args
         assert not {"torch", "transformers"} & set(heavy), (args, heavy)
+
+
+def test_an_analogy_suite_imports_neither_torch_nor_transformers(minilm):
+    """The Google set on MiniLM: every question answered by numpy's word products
+    (``tables/suite_scan``), torch never imported."""
+    from embinspect.tables import array_scan
+
+    if not array_scan.cpu_without_torch("auto"):
+        pytest.skip("a GPU device node is present: --device auto asks torch")
+    if importlib.util.find_spec("gensim") is None:
+        pytest.skip("the Google set is read from gensim's test data")
+    heavy, code, stdout = probe("analogy", str(minilm), "--file", "google", "-f", "json")
+    assert code == 0
+    result = json.loads(stdout)
+    assert result["scored"] > 10_000 and len(result["answers"]) == result["scored"]
+    assert not {"torch", "transformers"} & set(heavy), heavy
 
 
 API_PROBE = """

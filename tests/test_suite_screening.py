@@ -3,6 +3,10 @@ whatever its screening pass leaves out: each test compares the CLI's answers wit
 independent float64 reference of gensim's protocol (b - a + c over every row, a, b and c
 left out, ties to the lower row, the first of the five best whose word is none of a, b,
 c), on a real checkpoint and on tables built to defeat a screening that cut corners.
+
+Every test runs on both suite paths (``scan_engine``): numpy's word products
+(``tables/suite_scan``, 3CosAdd) and torch's screening (``tables/screening``, and 3CosMul
+on either).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ pytest.importorskip("gensim")
 from gensim_reference import gensim_data, token_table, word_of  # noqa: E402
 
 TOP = 5  # gensim looks through its five best
+pytestmark = pytest.mark.usefixtures("scan_engine")
 
 
 def unit_rows(rows: np.ndarray) -> np.ndarray:
@@ -79,6 +84,22 @@ def best(scores: np.ndarray, exclude: set[int], usable: np.ndarray) -> list[int]
 
 def our_answers(result) -> list[tuple[str, int | None, bool]]:
     return [(a["question"], a["predicted_id"], a["correct"]) for a in result["answers"]]
+
+
+@pytest.fixture
+def torch_screenings(monkeypatch) -> list[int]:
+    """The batch sizes torch's screening (``screening.screened_top_k``) was called with."""
+    from embinspect.tables import screening
+
+    calls: list[int] = []
+    original = screening.screened_top_k
+
+    def spy(table, scorer, *args, **kwargs):
+        calls.append(scorer.batch)
+        return original(table, scorer, *args, **kwargs)
+
+    monkeypatch.setattr(screening, "screened_top_k", spy)
+    return calls
 
 
 @pytest.mark.slow  # about 2 s on its own: the first scan of MiniLM, its bf16 copy
@@ -181,7 +202,9 @@ def hostile(tmp_path_factory):
     [[], ["--method", "mul"], ["--restrict", "300"], ["--batch-size", "7"]],
     ids=["add", "mul", "restrict", "small-batches"],
 )
-def test_hostile_table_answers_equal_gensim_protocol(cli, hostile, options):
+def test_hostile_table_answers_equal_gensim_protocol(
+    cli, hostile, options, scan_engine, torch_screenings
+):
     path, suite, rows, words, questions = hostile
     run = cli("analogy", path, "--file", suite, *options, "-f", "json")
     assert run.returncode == 0, run.stderr
@@ -194,6 +217,9 @@ def test_hostile_table_answers_equal_gensim_protocol(cli, hostile, options):
     # Rows 300 and on (the later crowds, the extreme rows, W3, zero, nan) are past --restrict.
     failed = [] if restrict else ["ZERO W1 W2 W3", "W1 NAN W2 W3"]
     assert [f["question"] for f in result["failures"]] == failed
+    # Which path answered: numpy's word products take every 3CosAdd question here.
+    word_products = scan_engine == "numpy" and "mul" not in options
+    assert (torch_screenings == []) == word_products
 
 
 def test_rows_too_many_to_copy_are_ranked_on_the_whole_table(cli, hostile, monkeypatch):
@@ -232,3 +258,47 @@ def test_hostile_table_reaches_every_trap(hostile):
     best_rows = {q: top[0] for q, (top, _) in best_rows.items()}
     assert {best_rows[q] for q in questions[-2:]} == {"extreme6", "extreme7"}
     assert best_rows["w10 w3 w3 w12"] == "W3"
+
+
+@pytest.mark.parametrize("limit", ["MAX_EXTREME_PAIRS", "MAX_KEPT"])
+def test_what_the_word_products_hand_back_torch_answers_the_same(
+    cli, hostile, monkeypatch, limit, torch_screenings
+):
+    """More extreme rows to rescore, or more rows within reach, than the numpy path takes:
+    torch's screening answers the suite instead, the same answers."""
+    from embinspect.tables import suite_scan
+
+    path, suite, rows, words, questions = hostile
+    monkeypatch.setattr(suite_scan, limit, 0)
+    result = cli("analogy", path, "--file", suite, "-f", "json").json()
+    assert our_answers(result) == gensim_answers(rows, words, questions)
+    assert torch_screenings  # handed over
+
+
+def test_fewer_rows_than_the_five_looked_through(cli, tmp_path):
+    """Six rows: for "a b c d" the best row is B, a second spelling of b (one word once
+    folded), so gensim looks through its five best, of which only three can answer (a, b
+    and c are left out): d wins. The zero row never answers."""
+    rng = np.random.default_rng(5)
+    a, b, c = (rng.standard_normal(DIM) for _ in range(3))
+    target = unit(unit(b) - unit(a) + unit(c))
+    d = target + 0.3 * rng.standard_normal(DIM)
+    words = ["a", "b", "c", "d", "B", "zero"]
+    stored = np.array([a, b, c, d, target + 1e-3 * b, np.zeros(DIM)], dtype=np.float32)
+    path = tmp_path / "six.txt"
+    path.write_text(
+        "".join(
+            f"{w} " + " ".join(repr(float(v)) for v in row) + "\n"
+            for w, row in zip(words, stored, strict=True)
+        )
+    )
+    suite = tmp_path / "suite.txt"
+    suite.write_text(": tiny\na b c d\nb a d c\n")
+    result = cli("analogy", path, "--file", suite, "-f", "json").json()
+    expected = gensim_answers(stored.astype(np.float64), words, ["a b c d", "b a d c"])
+    assert our_answers(result) == expected
+    units = unit_rows(stored.astype(np.float64))
+    with np.errstate(all="ignore"):
+        scores = units @ unit(units[1] - units[0] + units[2])
+    assert best(scores, {0, 1, 2}, np.isfinite(scores))[:2] == [4, 3]  # the trap is live
+    assert expected[0] == ("A B C D", 3, True)  # B ranked first, and looked past

@@ -55,7 +55,8 @@ MAX_QUERIES = 8
 # torch's bf16 products scan it several times faster, once imported.
 BIG_TABLE = 32 * 1024 * 1024
 REPEATS = 2
-_STATS_KEY = (False, "numpy")
+# Where a table keeps the numpy scans' row stats (``EmbeddingTable.row_stats``).
+STATS_KEY = (False, "numpy")
 # Rows converted and multiplied at once (bytes of float32): about a core's L2 cache.
 CHUNK_BYTES = 2 * 1024 * 1024
 MAX_THREADS = 4
@@ -140,12 +141,12 @@ def top_k_array(
     else:
         prepared = np.ascontiguousarray(queries, dtype=np.float64)
     q32 = prepared.astype(np.float32)
-    known = table.row_stats.get(_STATS_KEY)
+    known = table.row_stats.get(STATS_KEY)
     approx = np.empty((batch, table.rows), dtype=np.float32)
     norms = np.empty(table.rows, dtype=np.float32) if known is None else None
     _scan(table, q32, approx, norms)
-    stats = known if known is not None else _settled(table, norms)
-    table.row_stats[_STATS_KEY] = stats
+    stats = known if known is not None else settled_stats(table, norms)
+    table.row_stats[STATS_KEY] = stats
     usable = ~stats.excluded & np.isfinite(stats.norms)
     if metric == "cosine":
         usable &= stats.norms > 0
@@ -249,7 +250,7 @@ def _rescored(
     return pairs
 
 
-def _settled(table: EmbeddingTable, norms: np.ndarray) -> ArrayRowStats:
+def settled_stats(table: EmbeddingTable, norms: np.ndarray) -> ArrayRowStats:
     """Row stats from float32 norms, as ``scoring.raw_row_stats`` and ``RowStats.settle``
     make them: a row whose float32 norm is 0 or not finite is read in float64 to tell an
     all-zero row or one with NaN or infinity from a row only too small or too large."""

@@ -290,12 +290,46 @@ class Searcher:
         """For each (A, B, C) given as row ids: the ids of the k rows nearest to
         A - B + C (A, B and C left out), or why it cannot be answered. The batch path of
         the evaluation suites: no query text to resolve, one gather per batch."""
+        if method not in ANALOGY_METHODS:
+            raise UsageError(Option("method", method), ": choose add or mul")
+        if method == "add" and self.center is None:
+            triples = list(triples)
+            answers = self._suite_answers(triples, k)
+            if answers is not None:
+                yield from answers
+                return
+        yield from self._screened_answers(triples, k, method)
+
+    def _suite_answers(self, triples: list[tuple[int, int, int]], k: int) -> list | None:
+        """``analogies_of_rows`` for all ``triples`` at once by ``suite_scan`` (3CosAdd,
+        uncentred, on the CPU, in numpy), or None where that path does not take them."""
+        import numpy as np
+
+        from embinspect.tables import suite_scan
+
+        ids = np.asarray(triples, dtype=np.int64).reshape(-1, 3)
+        words = np.unique(ids)
+        cpu = self._device is None or self._device.type == "cpu"
+        if not suite_scan.choose(self.table, len(ids), len(words), cpu, centered=False):
+            return None
+        values = self.table.gather_array(words)
+        # Nonzero by its components, not its norm, which underflows for tiny rows.
+        fine = np.isfinite(values).all(axis=1) & (values != 0).any(axis=1)
+        good = fine[np.searchsorted(words, ids)].all(axis=1)
+        ranked = suite_scan.analogies(self.table, ids[good], k, self.allowed)
+        if ranked is None:
+            return None
+        return _analogy_answers(good.tolist(), ranked)
+
+    def _screened_answers(
+        self, triples: Iterable[tuple[int, int, int]], k: int, method: str
+    ) -> Iterator[list[int] | str]:
+        """``analogies_of_rows`` by torch's screening (``tables/screening``), a group of
+        questions at a time."""
         import torch
 
         from embinspect.tables.screening import RANK_GROUP, screened_top_k
 
-        if method not in ANALOGY_METHODS:
-            raise UsageError(Option("method", method), ": choose add or mul")
         iterator = iter(triples)
         # A group of questions is screened a batch at a time (one pass over the table per
         # batch), then ranked together on the rows kept.
@@ -305,9 +339,7 @@ class Searcher:
             # Nonzero by its components, not its norm, which underflows for tiny rows.
             usable = (torch.isfinite(moved).all(dim=2) & moved.any(dim=2)).all(dim=1).tolist()
             good = [i for i, ok in enumerate(usable) if ok]
-            answers: list[list[int] | str] = [
-                "a row is zero or holds NaN or infinite values: it has no direction"
-            ] * len(batch)
+            ranked: list[list[Scored] | QueryError] = []
             if good:
                 scorer = self.analogy_scorer(vectors[good], method)
                 exclude = [set(batch[i]) for i in good]
@@ -316,12 +348,7 @@ class Searcher:
                 ranked = screened_top_k(
                     self.table, scorer, k, exclude, self.allowed, self.device, self.batch_size
                 )
-                for i, scored in zip(good, ranked, strict=True):
-                    if isinstance(scored, QueryError):
-                        answers[i] = scored.message
-                    else:
-                        answers[i] = [s.token_id for s in scored]
-            yield from answers
+            yield from _analogy_answers(usable, ranked)
 
     def analogy_scorer(self, triples: torch.Tensor, method: str):
         if method == "mul":
@@ -345,6 +372,27 @@ class Searcher:
 
 
 _END = object()
+
+
+NO_DIRECTION = "a row is zero or holds NaN or infinite values: it has no direction"
+
+
+def _analogy_answers(
+    usable: list[bool], ranked: list[list[Scored] | QueryError]
+) -> list[list[int] | str]:
+    """Each question's ranked row ids, or why it has none: ``ranked`` holds the answers of
+    the ``usable`` questions, in order."""
+    answers = iter(ranked)
+    out: list[list[int] | str] = []
+    for ok in usable:
+        if not ok:
+            out.append(NO_DIRECTION)
+            continue
+        scored = next(answers)
+        out.append(
+            scored.message if isinstance(scored, QueryError) else [s.token_id for s in scored]
+        )
+    return out
 
 
 def at_hand(items: Iterable[T], size: int) -> Iterator[list[T]]:
