@@ -37,6 +37,7 @@ from embinspect.model.tokenizer import (
 )
 from embinspect.result import Displayable
 from embinspect.tables import scaling
+from embinspect.tables.search import paused_collection
 
 if TYPE_CHECKING:
     from embinspect.tables.search import Searcher
@@ -320,6 +321,11 @@ def evaluate_analogies(
                 skipped[number] += 1
             else:
                 jobs.append((number, line, folded, rows))  # type: ignore[arg-type]
+    with paused_collection():  # tens of thousands of answers, none in a cycle
+        return _evaluation(searcher, index, suite, method, jobs, skipped)
+
+
+def _evaluation(searcher, index, suite, method, jobs, skipped) -> AnalogyEvaluation:
     results = _ranked_answers(searcher, index, jobs, method)
     correct = [0] * len(suite.sections)
     incorrect = [0] * len(suite.sections)
