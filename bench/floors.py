@@ -6,6 +6,7 @@ rate). Prints a JSON object with the measured rates.
 """
 
 import json
+import sys
 import time
 
 import torch
@@ -61,6 +62,12 @@ def matvec_rate(dtype: torch.dtype) -> float:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--matmul"]:
+        # One rate alone, for a case that wants its floor measured beside it (the machine
+        # is shared: its speed drifts over a quarter-hour run).
+        dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[sys.argv[2]]
+        print(json.dumps({"matmul": matmul_rate(dtype)}))
+        return
     out = {
         "threads": torch.get_num_threads(),
         "read_bandwidth": bandwidth(),

@@ -29,6 +29,15 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def rate_beside(stored_dtype: str) -> float:
+    """The matmul rate of the kind of product embinspect runs on this table (bf16 for a
+    bf16 table, float32 otherwise: run.compute_floor), measured now, as floors.py does."""
+    import torch
+    from floors import matmul_rate  # bench/, this script's folder
+
+    return matmul_rate(torch.bfloat16 if stored_dtype == "bfloat16" else torch.float32)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
@@ -70,6 +79,8 @@ def main() -> None:
 
         times = [timed(run) for _ in range(repeat)]
         counts[n] = {"times": times}
+        if n >= 1000:  # the floor's rate measured beside it (a shared machine drifts)
+            counts[n]["matmul_rate"] = rate_beside(searcher.table.stored_dtype)
         if args.answers:
             counts[n]["queries"] = ids
             counts[n]["ids"] = [[x.token_id for x in r.neighbors] for r in results]

@@ -371,16 +371,25 @@ class Bench:
             ours_right = sum(our_ids[ids.index(q)] == ref[q]["ids"] for q in differ[:20])
             check += f" (of the first {len(differ[:20])} others, ours = float64 ref: {ours_right})"
         speedup = loop / ours.median
-        floor = self.floor(t, BATCH_QUERIES)
-        # Start-up of a batch: torch's import (a batch pays for it) and opening the table.
+        # Start-up of a batch: torch's import (a batch pays for it) and opening the table;
+        # both, and the floor's rate, measured beside this case (after gensim, which
+        # followed ours): a shared machine's speed drifts over a quarter-hour run.
         opened = run_timed([EMBINSPECT, "info", t.folder, "--format", "json"], repeat=3)
-        startup = self.torch_import + opened.median
+        imported = run_timed([PY, "-c", "import torch"], repeat=3, warmup=0)
+        half = t.nbytes == 2 * t.rows * t.dim
+        rate, _ = run_json([PY, str(BENCH / "floors.py"), "--matmul", "bf16" if half else "f32"])
+        floor = max(self.memory_floor(t), 2 * t.rows * t.dim * BATCH_QUERIES / rate["matmul"])
+        startup = imported.median + opened.median
         limit = (floor + startup) * (1 + BATCH_SLACK)
         within = f"(floor + start-up {fmt_s(startup)}) × 1.25 = {fmt_s(limit)}"
+        start_of_run = self.floor(t, BATCH_QUERIES), self.torch_import + opened.median
         notes = [
             self.target(f"≤ {within}", ours.median <= limit)
             if t is self.llama
             else f"{'within' if ours.median <= limit else 'over'} {within}",
+            f"floor at {rate['matmul'] / 1e9:.0f} GFLOP/s and import torch "
+            f"{fmt_s(imported.median)} measured beside it (at the start of the run: floor "
+            f"{fmt_s(start_of_run[0])}, start-up {fmt_s(start_of_run[1])})",
             check,
             f"gensim load {fmt_s(load)} more (→ {(loop + load) / ours.median:.1f}× with load)",
             f"peak RSS ours {fmt_bytes(ours.peak_rss)}, gensim {fmt_bytes(peer_rss)}",
@@ -472,13 +481,22 @@ class Bench:
             best = times[len(times) // 2]
             floor = self.floor(t, n)
             kind = "compute" if self.compute_floor(t, n) > mem else "memory"
+            beside = ""
+            if "matmul_rate" in point:  # the rate measured right after, in that process
+                floor = max(mem, 2 * t.rows * t.dim * n / point["matmul_rate"])
+                kind = "compute" if floor > mem else "memory"
+                beside = (
+                    f"; floor at the rate measured beside it, "
+                    f"{point['matmul_rate'] / 1e9:.0f} GFLOP/s (at the start of the run: "
+                    f"{fmt_s(self.floor(t, n))})"
+                )
             case = (
                 f"1,000 queries, warm process, {t.label}"
                 if n == BATCH_QUERIES
                 else f"scaling: {n:,} queries, warm process, {t.label}"
             )
             spread = f" ({fmt_s(times[0])}–{fmt_s(times[-1])}, n={len(times)})"
-            notes = f"{fmt_s(best / n)}/query"
+            notes = f"{fmt_s(best / n)}/query{beside}"
             if t is self.llama and n == BATCH_QUERIES:
                 met = best <= WARM_GEMM_RATIO * floor
                 notes = self.target(f"≤ {WARM_GEMM_RATIO}× the bf16 GEMM floor", met) + "; " + notes
