@@ -333,7 +333,7 @@ def _word_sums(table, words32, where, triples, k: int, limit: int, allowed):
     rows = table.gather_array(words).astype(np.float32)
     with np.errstate(all="ignore"):
         lengths = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-        cosines = _products(words32, rows, lengths, 0, limit, None)
+        cosines = _products(words32, rows, lengths, 0, len(words), None)  # columns: words
     cosines[:, words >= limit] = NO_ROW
     if allowed is not None:
         cosines[:, ~allowed[words]] = NO_ROW
