@@ -408,8 +408,8 @@ def paused_collection() -> Iterator[None]:
     """Python's cyclic garbage collector held off while a batch builds its answers: tens
     of thousands of candidate tuples, scores and result objects, none in a cycle, each
     allocation counting toward a collection that walks every object alive (torch's
-    included). 10,000 queries on MiniLM took 2.2 s instead of 2.7-3.1 s. The collector
-    runs again after the batch, as it was (a caller may have turned it off)."""
+    included). 10,000 warm queries on MiniLM took 2.0-2.1 s instead of 2.7-3.1 s. The
+    collector runs again after the batch, as it was (a caller may have turned it off)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
