@@ -96,6 +96,12 @@ class Searcher:
             self._device = resolve_device(self._device_name)
         return self._device
 
+    @property
+    def _on_cpu(self) -> bool:
+        """Whether this searcher scans on the CPU (known without torch for ``cpu``/``auto``
+        with no GPU in sight; else from the resolved device)."""
+        return self._device is None or self._device.type == "cpu"
+
     def _allowed_rows(self, word_filter: str, restrict: int | None) -> np.ndarray | None:
         """Rows a result may name (bool, (rows,)): rows with a token (not padding), whole
         words if asked, among the first ``restrict`` rows when given (gensim's
@@ -245,9 +251,8 @@ class Searcher:
         l2), exact (``scoring.top_k``): scanned in numpy when that is cheaper than
         importing torch (``array_scan.choose``), else by torch, on this searcher's device;
         both rescore and rank their candidates by the same code."""
-        cpu = self._device is None or self._device.type == "cpu"
         centered = self.center is not None
-        if array_scan.choose(self.table, metric, queries.shape[0], centered, cpu):
+        if array_scan.choose(self.table, metric, queries.shape[0], centered, self._on_cpu):
             answer = array_scan.top_k_array(self.table, metric, queries, k, exclude, self.allowed)
             if answer is not None:
                 return answer
@@ -317,8 +322,7 @@ class Searcher:
 
         ids = np.asarray(triples, dtype=np.int64).reshape(-1, 3)
         words = np.unique(ids)
-        cpu = self._device is None or self._device.type == "cpu"
-        if not suite_scan.choose(self.table, len(ids), len(words), cpu, centered=False):
+        if not suite_scan.choose(self.table, len(ids), len(words), self._on_cpu, centered=False):
             return None
         values = self.table.gather_array(words)
         # Nonzero by its components, not its norm, which underflows for tiny rows.

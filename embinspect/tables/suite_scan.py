@@ -100,7 +100,8 @@ def analogies(
         return []
     words, where = np.unique(triples, return_inverse=True)
     where = where.reshape(count, 3)
-    units = scaling.array_units(table.gather_array(words))
+    stored = table.gather_array(words)
+    units = scaling.array_units(stored)
     limit = table.rows
     if allowed is not None:
         if not bool(allowed.any()):
@@ -109,7 +110,17 @@ def analogies(
     known = table.row_stats.get(array_scan.STATS_KEY)
     norms = np.empty(table.rows, dtype=np.float32) if known is None else None
     try:
-        found = _screen(table, units.astype(np.float32), where, triples, k, limit, allowed, norms)
+        found = _screen(
+            table,
+            units.astype(np.float32),
+            (words, stored),
+            where,
+            triples,
+            k,
+            limit,
+            allowed,
+            norms,
+        )
     except TooMany:
         return None
     stats = known if known is not None else array_scan.settled_stats(table, norms)
@@ -146,18 +157,19 @@ def _slack(dim: int) -> float:
     return (3 * ((2 * dim + 16) * 1.01 + 1.01) + 24) * U32
 
 
-def _screen(table, words32, where, triples, k, limit, allowed, norms):
+def _screen(table, words32, word_rows, where, triples, k, limit, allowed, norms):
     """``(questions, rows)``: every (question, row) pair whose screening sum is within
     twice ``_slack`` of the question's k-th best, rows below ``limit`` (and ``allowed``)
     other than the question's own; each row's float32 norm into ``norms`` when given (all
-    rows, past ``limit`` too)."""
+    rows, past ``limit`` too). ``word_rows``: the words' row ids and stored rows
+    (float64), in ``words32``'s order."""
     import numpy as np
 
     slack = np.float32(2 * _slack(table.dim))
     # A start for each question's k-th best: the k-th best of the suite's own words (a
     # question's answer is most often one), so that from the first rows on, few stretches
     # of rows can come near it.
-    floor = _word_sums(table, words32, where, triples, k, limit, allowed)
+    floor = _word_sums(words32, *word_rows, where, k, limit, allowed)
     questions = _Questions(where, triples, floor, k, slack)
     step = max(STRETCH, PRODUCT_BYTES // (4 * max(words32.shape[0], 1)) // STRETCH * STRETCH)
     end = limit if norms is None else table.rows
@@ -322,15 +334,15 @@ def _products(words32, chunk, lengths, start: int, limit: int, allowed):
     return products
 
 
-def _word_sums(table, words32, where, triples, k: int, limit: int, allowed):
+def _word_sums(words32, words, stored, where, k: int, limit: int, allowed):
     """Each question's k-th best screening sum over the suite's own word rows (those that
     may answer it: not its own, inside ``limit`` and ``allowed``, norms inside
     SAFE_NORMS), -inf where fewer than k may: k true sums of distinct rows, so a lower
-    bound of the k-th best."""
+    bound of the k-th best. ``words``: the words' row ids, ``stored`` their rows, read
+    once by ``analogies``."""
     import numpy as np
 
-    words = np.unique(triples)
-    rows = table.gather_array(words).astype(np.float32)
+    rows = stored.astype(np.float32)
     with np.errstate(all="ignore"):
         lengths = np.sqrt(np.einsum("ij,ij->i", rows, rows))
         cosines = _products(words32, rows, lengths, 0, len(words), None)  # columns: words
