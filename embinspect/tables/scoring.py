@@ -51,7 +51,11 @@ U32 = 2.0**-24  # unit roundoff of float32
 COSMUL_EPSILON = 1e-6  # Levy & Goldberg (2014), as gensim's most_similar_cosmul
 SCORE_BLOCK_BYTES = 8 * 1024 * 1024  # (queries × rows) float32: 16 MB ran ~10% slower
 EXACT_BLOCK_BYTES = 4 * 1024 * 1024  # float64 rows rescored at once, whatever k is
+# Rows a scan keeps per query beyond k (``top_k``), by the stored dtype of a table
+# scanned in half precision (a float32 table: in its bf16 copy); None: in float32.
+KEPT_BEYOND_K = {None: 32, "bfloat16": 256, "float16": 256, "float32": 1024}
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
+_M_TRIM_THRESHOLD = -1
 # Unit roundoff of the half-precision types a table may be stored in.
 STORED_ROUNDOFF = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
 _STORED_MATMUL_OK: dict[tuple[str, str], bool] = {}
@@ -228,6 +232,13 @@ class Scorer:
         scores are the same bits either way)."""
         raise NotImplementedError
 
+    def exact_pairs(
+        self, rows: torch.Tensor, inverse: torch.Tensor, index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``exact(rows[inverse], index, scaled=False)``, the same bits, from each row
+        given once: a scorer may prepare a row once for all the queries that take it."""
+        return self.exact(rows[inverse], index, scaled=False)
+
     def exact_many(
         self, rows: torch.Tensor, queries: list[int]
     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
@@ -388,6 +399,14 @@ class CosineScorer(Scorer):
         if scaled:
             rows, _ = scaling.scaled(rows)
         cosines = torch.from_numpy(exact_scores.cosines(rows.numpy(), self.unit64[index].numpy()))
+        return cosines, torch.zeros(cosines.shape[0], dtype=torch.long)
+
+    def exact_pairs(self, rows, inverse, index):
+        import torch
+
+        rows = self.base.shift64(rows).numpy()  # each row's norm taken once
+        units = self.unit64[index].numpy()
+        cosines = torch.from_numpy(exact_scores.cosines(rows, units, inverse.numpy()))
         return cosines, torch.zeros(cosines.shape[0], dtype=torch.long)
 
     def exact_many(self, rows, queries):
@@ -734,8 +753,11 @@ def top_k(
     pending = [query for query in range(scorer.batch) if query not in far]
     # Rows kept per query beyond k: bf16 bounds leave ~40 to 90 rows whose intervals
     # reach the 10th best on 128k-row tables, and each overflow costs another scan;
-    # float32 bounds are a thousand times narrower.
-    buffer = k + (256 if _low_precision(table, scorer, device) else 32)
+    # float32 bounds are a thousand times narrower. A float32 table's bf16 copy adds its
+    # own rounding: a cluster of near-identical rows overflows 256 (MiniLM's [unused]
+    # tokens, 5% of random queries there, each scanned again), but not 1024.
+    low = _low_precision(table, scorer, device)
+    buffer = k + KEPT_BEYOND_K[table.stored_dtype if low else None]
     while pending:
         sub = scorer if len(pending) == scorer.batch else scorer.select(pending)
         answers = _scan(table, sub, k, buffer, [exclude[i] for i in pending], allowed, device)
@@ -883,6 +905,7 @@ def _pin_malloc_threshold() -> None:
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, 8 * 1024 * 1024)
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 * 1024 * 1024)
     except (OSError, AttributeError):
         pass  # not glibc (musl): nothing to pin
 
@@ -1224,6 +1247,7 @@ def _finish(table, scorer, k, kept: _Kept) -> list[list[tuple[int, float, int]] 
     k-th best lower bound, rescored exactly in float64 (the whole batch's candidates read
     together) as (id, mantissa, exponent); or None when a row let go might have been among
     them (scan again, wider)."""
+    import numpy as np
     import torch
 
     upper, lower, dropped = kept.upper.cpu(), kept.lower.cpu(), kept.dropped.cpu()
@@ -1243,29 +1267,53 @@ def _finish(table, scorer, k, kept: _Kept) -> list[list[tuple[int, float, int]] 
     # In pieces: (pairs × dim) float64 rows, times three in the arithmetic, would be a GB
     # for a batch of 256 queries with 50 candidates each on a 4096-wide table.
     piece = max(1, EXACT_BLOCK_BYTES // (8 * table.dim))
-    mantissas, exponents = [torch.empty(0, dtype=torch.float64)], [torch.empty(0, dtype=torch.long)]
+    # By row: a row that is a candidate of many queries (a cluster of near-identical
+    # rows, such as MiniLM's [unused] tokens, is one of hundreds of queries' candidates
+    # in a batch) is read, and its norm taken, once a piece.
+    by_row = torch.argsort(ids, stable=True)
+    mantissa = torch.empty(len(ids), dtype=torch.float64)
+    exponent = torch.empty(len(ids), dtype=torch.long)
     for begin in range(0, len(ids), piece):
-        rows = table.gather(ids[begin : begin + piece].tolist())
-        mantissa, exponent = scorer.exact(rows, queries[begin : begin + piece], scaled=False)
-        mantissas.append(mantissa)
-        exponents.append(exponent)
-    mantissa, exponent = torch.cat(mantissas), torch.cat(exponents)
+        pairs = by_row[begin : begin + piece]
+        unique, inverse = torch.unique_consecutive(ids[pairs], return_inverse=True)
+        rows = table.gather(unique.tolist())
+        mantissa[pairs], exponent[pairs] = scorer.exact_pairs(rows, inverse, queries[pairs])
     finite = torch.isfinite(mantissa)  # NaN: a zero row's cosine, never a result
     queries, ids, mantissa, exponent = (
-        queries[finite],
-        ids[finite],
-        mantissa[finite],
-        exponent[finite],
+        queries[finite].numpy(),
+        ids[finite].numpy(),
+        mantissa[finite].numpy(),
+        exponent[finite].numpy(),
     )
+    # Only its k best pairs can be a query's results: the others are left here, in one
+    # sort, not in ``ranked``'s Python sort of each query's list (a query on a cluster of
+    # near-identical rows, MiniLM's [unused] tokens, has hundreds of candidates).
+    best = _best_of_each(scorer, queries, ids, mantissa, exponent, k)
+    queries, ids, mantissa, exponent = queries[best], ids[best], mantissa[best], exponent[best]
     # Each query's pairs, split at once (the candidates come in query order), not
     # appended a candidate at a time: 10,000 queries keep 150,000 candidates on MiniLM.
-    edges = torch.searchsorted(queries, torch.arange(upper.shape[0] + 1)).tolist()
+    edges = np.searchsorted(queries, np.arange(upper.shape[0] + 1)).tolist()
     columns = ids.tolist(), mantissa.tolist(), exponent.tolist()
     # (Python lists: a torch element read costs microseconds, ten thousand times over.)
     return [
         None if again else list(zip(*(column[start:stop] for column in columns), strict=True))
         for again, (start, stop) in zip(retry.tolist(), itertools.pairwise(edges), strict=True)
     ]
+
+
+def _best_of_each(scorer, queries, ids, mantissa, exponent, k: int):
+    """Positions of each query's k best pairs (numpy arrays, ``queries`` ascending), in
+    query order, best first: ranked as ``ranked`` ranks them, on the reported scores
+    with ties to the lower id, a total order, so that its k best of these are its k best
+    of all."""
+    import numpy as np
+
+    scores = scorer.report(mantissa, exponent)
+    key = scores if scorer.ascending else -scores  # lower is better
+    order = np.lexsort((ids, key, queries))
+    grouped = queries[order]
+    first = np.searchsorted(grouped, grouped)  # where each pair's query begins
+    return order[np.arange(len(order)) - first < k]
 
 
 def _score_rows(batch: int) -> int:
