@@ -1,4 +1,4 @@
-from embinspect.cli import main
+from embinspect.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

@@ -2,6 +2,6 @@
 declared once (``options``), one module per command with its renderers, and the output
 formats and messages (``render``)."""
 
-from embinspect.cli.app import app, main
+from embinspect.cli.app import app, entry, main
 
-__all__ = ["app", "main"]
+__all__ = ["app", "entry", "main"]
