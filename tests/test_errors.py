@@ -263,6 +263,27 @@ def test_closed_pipe_ends_quietly_with_zero(minilm):
     assert "Traceback" not in done.stderr and "error" not in done.stderr
 
 
+def test_the_installed_command_ends_at_once_with_its_output_and_code(minilm, tmp_path):
+    """The console script (``cli.entry``) ends its process without the interpreter's
+    teardown: what it wrote to a file is all there, in order, its error line is on
+    stderr, and the exit code is ``main``'s (4: a query could not be answered)."""
+    script = Path(sys.executable).with_name("embinspect")
+    assert script.is_file(), "the project is installed with its console script"
+    ids = list(range(0, 30_000, 97))  # a batch through torch's scan, then the bad one
+    lines = "".join(f"#{i}\n" for i in ids) + "#99999999\n"
+    out = tmp_path / "answers.jsonl"
+    with open(out, "w") as stdout:
+        done = subprocess.run(
+            [str(script), "neighbors", str(minilm), "-", "-k", "3", "-f", "jsonl"],
+            input=lines, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300,
+        )  # fmt: skip
+    answers = [json.loads(line) for line in out.read_text().splitlines()]
+    assert done.returncode == 4, done.stderr
+    assert [a["query"] for a in answers] == [f"#{i}" for i in ids] + ["#99999999"]
+    assert all(len(a["neighbors"]) == 3 for a in answers[:-1])
+    assert done.stderr.strip().splitlines() == ["embinspect: error: " + answers[-1]["error"]]
+
+
 def test_stdin_lines_are_stripped(cli, minilm):
     done = cli("neighbors", minilm, "-", "-k", "1", "-f", "jsonl", input="  king \t\n")
     answer = json.loads(done.stdout)
