@@ -9,6 +9,7 @@ need them, so ``--help`` and ``info`` start fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -273,10 +274,9 @@ def entry() -> NoReturn:
             print(code, file=sys.stderr)
         code = 0 if code is None else 1
     for stream in (sys.stdout, sys.stderr):
-        try:
+        # A reader gone or a stream closed: main has reported what it must.
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass  # a reader gone or a stream closed: main has reported what it must
     os._exit(code)
 
 
