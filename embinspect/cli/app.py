@@ -274,9 +274,11 @@ def entry() -> NoReturn:
             print(code, file=sys.stderr)
         code = 0 if code is None else 1
     for stream in (sys.stdout, sys.stderr):
-        # A reader gone or a stream closed: main has reported what it must.
+        # None when the process started with that descriptor closed; a reader gone or a
+        # stream closed: main has reported what it must.
         with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+            if stream is not None:
+                stream.flush()
     os._exit(code)
 
 
