@@ -219,12 +219,16 @@ class FakeHub:
     # --- what tests ask ------------------------------------------------------------------
 
     def bytes_sent(self, file: str) -> list[tuple[int, int]]:
-        """The byte ranges of ``file`` that were sent, in request order."""
+        """The byte ranges of ``file`` that were sent, in request order, once every request
+        in flight is answered and logged (``settle``: the client may have its bytes and
+        move on before the server's thread logs them)."""
+        self.settle()
         return [
             r.sent for r in self.requests if r.file == file and r.sent and r.sent[1] > r.sent[0]
         ]
 
     def files_sent(self) -> set[str]:
+        self.settle()
         return {r.file for r in self.requests if r.file and r.sent and r.sent[1] > r.sent[0]}
 
 
