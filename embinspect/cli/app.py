@@ -232,6 +232,29 @@ def main(argv: list[str] | None = None) -> None:
     standard stream ends the run too (``embinspect.cli.streams``): quietly with 0 when the
     reader of stdout left, with ``EXIT_IO`` otherwise; SIGTERM with ``EXIT_TERMINATED``.
     """
+    sys.exit(_exit_code(argv))
+
+
+def entry() -> NoReturn:
+    """The installed ``embinspect`` command and ``python -m embinspect``: ``main``'s run,
+    then the process ends at once with its exit code, without the interpreter's
+    teardown, which finalizes every module (0.3 s once torch is loaded: a third of
+    ``python -c "import torch"``, 0.45 s after a batch on the 8B shape). Nothing is lost
+    by then: stdout is flushed, every file is written through a ``with`` block
+    (``sources.files``), and every thread pool is joined where it was opened. Only the
+    outermost caller may end the process: tests and scripts call ``main``."""
+    code = _exit_code(None)
+    for stream in (sys.stdout, sys.stderr):
+        # None when the process started with that descriptor closed; a reader gone or a
+        # stream closed: the run has reported what it must.
+        with contextlib.suppress(OSError, ValueError):
+            if stream is not None:
+                stream.flush()
+    os._exit(code)
+
+
+def _exit_code(argv: list[str] | None) -> int:
+    """``main``'s run: the exit code, every error reported and stdout flushed."""
     args = sys.argv[1:] if argv is None else list(argv)
     # torch's OpenMP threads spin while they wait for work by default: on a machine whose
     # cores are busy with anything else, a batch then waits on threads that hold no core
@@ -252,34 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
         streams.restore(saved)
-    sys.exit(code)
-
-
-def entry() -> NoReturn:
-    """The installed ``embinspect`` command and ``python -m embinspect``: ``main``, then
-    the process ends at once with its exit code, without the interpreter's teardown,
-    which finalizes every module (0.3 s once torch is loaded: a third of ``python -c
-    "import torch"``, 0.45 s after a batch on the 8B shape). Nothing is lost by then:
-    ``main`` has flushed stdout, every file is written through a ``with`` block
-    (``sources.files``), and every thread pool is joined where it was opened. Only the
-    outermost caller may end the process: tests and scripts call ``main``."""
-    try:
-        main()
-    except SystemExit as done:
-        code = done.code
-    else:  # main always raises SystemExit; should it not, what Python would do
-        code = 0
-    if not isinstance(code, int):  # sys.exit("text") prints it and gives 1, as Python does
-        if code is not None:
-            print(code, file=sys.stderr)
-        code = 0 if code is None else 1
-    for stream in (sys.stdout, sys.stderr):
-        # None when the process started with that descriptor closed; a reader gone or a
-        # stream closed: main has reported what it must.
-        with contextlib.suppress(OSError, ValueError):
-            if stream is not None:
-                stream.flush()
-    os._exit(code)
+    return code
 
 
 def _finish(code: int, flush: Callable[[], None]) -> int:

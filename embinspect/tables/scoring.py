@@ -843,12 +843,18 @@ def _order(scorer, ids, mantissa, exponent, k: int):
     ``ranked`` ranks them."""
     import numpy as np
 
-    scores = scorer.report(mantissa, exponent)
-    key = scores if scorer.ascending else -scores  # lower is better
+    key = _rank_key(scorer, mantissa, exponent)
     if key.size > k:  # only the k best and their ties need sorting
         inside = np.flatnonzero(key <= np.partition(key, k - 1)[k - 1])
         return inside[np.lexsort((ids[inside], key[inside]))][:k]
     return np.lexsort((ids, key))[:k]
+
+
+def _rank_key(scorer, mantissa, exponent):
+    """The reported scores of ``mantissa·2^exponent`` (numpy arrays) as a key that is
+    lower for a better score, as ``ranked`` ranks them."""
+    scores = scorer.report(mantissa, exponent)
+    return scores if scorer.ascending else -scores
 
 
 def ranked(scorer, pairs, k) -> list[Scored] | QueryError:
@@ -1314,9 +1320,7 @@ def _best_of_each(scorer, queries, ids, mantissa, exponent, k: int):
     of all."""
     import numpy as np
 
-    scores = scorer.report(mantissa, exponent)
-    key = scores if scorer.ascending else -scores  # lower is better
-    order = np.lexsort((ids, key, queries))
+    order = np.lexsort((ids, _rank_key(scorer, mantissa, exponent), queries))
     grouped = queries[order]
     first = np.searchsorted(grouped, grouped)  # where each pair's query begins
     return order[np.arange(len(order)) - first < k]
